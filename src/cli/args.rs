@@ -1,0 +1,79 @@
+//! clap definitions. Flag names and meanings follow `docker build` / `docker buildx build`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rbuild",
+    version,
+    about = "Build OCI container images from Dockerfiles, without a daemon",
+    after_help = "With no subcommand, rbuild builds: `rbuild -t app:1 .` is `rbuild build -t app:1 .`"
+)]
+pub struct Cli {
+    /// State directory (image store, build cache, logs)
+    #[arg(long, global = true, env = "RBUILD_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a Dockerfile and a context directory
+    Build(BuildArgs),
+    /// Parse and lint a Dockerfile without building (like `docker build --check`)
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Name and optionally a tag (`name:tag`); may be repeated
+    #[arg(short = 't', long = "tag", value_name = "REF")]
+    pub tags: Vec<String>,
+    /// Path of the Dockerfile (default: PATH/Dockerfile)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Set a build-time variable (`KEY=VALUE`, or `KEY` to take it from the environment)
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// Build the stage with this name (default: the last stage)
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Target platform (`os/arch[/variant]`)
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// The build context directory
+    #[arg(value_name = "PATH")]
+    pub context: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Path of the Dockerfile (default: PATH/Dockerfile)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Set a build-time variable (`KEY=VALUE`, or `KEY` to take it from the environment)
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// Check only what the build of this stage would use
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Target platform (`os/arch[/variant]`)
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Output format of the diagnostics
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// The build context directory
+    #[arg(value_name = "PATH", default_value = ".")]
+    pub context: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}

@@ -1,0 +1,130 @@
+//! Command-line interface: clap definitions and their translation into plain option
+//! structs. clap types never leave this module.
+//!
+//! The docker habit works: `rbuild -t name:tag .` with no subcommand means
+//! `rbuild build -t name:tag .` (see [`with_default_subcommand`]).
+
+mod args;
+pub mod root;
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+pub use args::{Cli, Command};
+
+use rbuild::diag::Diagnostic;
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Build(_) | Command::Check(_) => {
+            anyhow::bail!("this command is not available yet")
+        }
+    }
+}
+
+/// Whether stderr gets ANSI colours (a terminal, and `NO_COLOR` unset).
+pub fn color_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Render an error for stderr: diagnostics in rustc style, anything else as `error: …`.
+pub fn render_error(err: &anyhow::Error) -> String {
+    if let Some(d) = err.downcast_ref::<Diagnostic>() {
+        return d.render(color_stderr());
+    }
+    format!("error: {err:#}\n")
+}
+
+/// Exit code: 2 for Dockerfile syntax errors (diagnostics), 1 for every other failure.
+pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+    if err.downcast_ref::<Diagnostic>().is_some() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Subcommand names, for the default-subcommand rewrite.
+const SUBCOMMANDS: &[&str] = &["build", "check", "help"];
+/// Global options that take a value as the next argument.
+const GLOBAL_WITH_VALUE: &[&str] = &["--root"];
+
+/// Insert `build` where the subcommand belongs when the first non-global argument is not a
+/// subcommand (nor `--help`/`--version`), so that `rbuild -t x .` means `rbuild build -t x .`.
+pub fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if GLOBAL_WITH_VALUE.contains(&a.as_ref()) {
+            i += 2;
+            continue;
+        }
+        if GLOBAL_WITH_VALUE
+            .iter()
+            .any(|g| a.starts_with(&format!("{g}=")))
+        {
+            i += 1;
+            continue;
+        }
+        break;
+    }
+    let Some(first) = args.get(i).map(|a| a.to_string_lossy().into_owned()) else {
+        return args;
+    };
+    let is_meta = matches!(first.as_str(), "-h" | "--help" | "-V" | "--version");
+    if SUBCOMMANDS.contains(&first.as_str()) || is_meta {
+        return args;
+    }
+    let mut out = args;
+    out.insert(i, OsString::from("build"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(args: &[&str]) -> Vec<String> {
+        with_default_subcommand(args.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    macro_rules! rewrites {
+        ($($name:ident: [$($in:expr),*] => [$($out:expr),*];)*) => {$(
+            #[test]
+            fn $name() {
+                assert_eq!(rewrite(&[$($in),*]), vec![$($out.to_string()),*] as Vec<String>);
+            }
+        )*};
+    }
+
+    rewrites! {
+        docker_habit: ["rbuild", "-t", "a:1", "."] => ["rbuild", "build", "-t", "a:1", "."];
+        bare_path: ["rbuild", "."] => ["rbuild", "build", "."];
+        explicit_build_untouched: ["rbuild", "build", "."] => ["rbuild", "build", "."];
+        check_untouched: ["rbuild", "check", "-f", "x"] => ["rbuild", "check", "-f", "x"];
+        after_global_root: ["rbuild", "--root", "/s", "-t", "a", "."] => ["rbuild", "--root", "/s", "build", "-t", "a", "."];
+        after_global_root_eq: ["rbuild", "--root=/s", "."] => ["rbuild", "--root=/s", "build", "."];
+        help_untouched: ["rbuild", "--help"] => ["rbuild", "--help"];
+        version_untouched: ["rbuild", "-V"] => ["rbuild", "-V"];
+        nothing: ["rbuild"] => ["rbuild"];
+    }
+
+    #[test]
+    fn clap_accepts_the_rewritten_docker_habit() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(rewrite(&["rbuild", "-t", "a:1", "-f", "D", "ctx"])).unwrap();
+        match cli.command {
+            Command::Build(b) => {
+                assert_eq!(b.tags, vec!["a:1"]);
+                assert_eq!(b.file.as_deref(), Some(std::path::Path::new("D")));
+                assert_eq!(b.context, std::path::PathBuf::from("ctx"));
+            }
+            other => panic!("expected build, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! Source-located diagnostics, rendered the way rustc and uv render them.
+//!
+//! A [`Diagnostic`] owns everything it needs to print itself (message, file name, the
+//! source lines, caret columns, hint), so it can travel through error types and be rendered
+//! once at the CLI edge. It never reads files: callers hand it a [`Source`].
+//!
+//! ```text
+//! error: unknown instruction: RUNN
+//!  --> Dockerfile:3:1
+//!   |
+//! 3 | RUNN echo hi
+//!   | ^^^^
+//!   |
+//!   = hint: did you mean RUN?
+//! ```
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A byte range in a source text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Span {
+        Span { start, end }
+    }
+}
+
+/// A named source text with a line index, used to turn byte offsets into lines and columns.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+    line_starts: Vec<usize>,
+}
+
+impl Source {
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Source {
+        let text = text.into();
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Source {
+            name: name.into(),
+            text,
+            line_starts,
+        }
+    }
+
+    /// 1-based line and 1-based column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        let start = self.line_starts[line];
+        let col = self.text[start..floor_char_boundary(&self.text, offset)]
+            .chars()
+            .count();
+        (line + 1, col + 1)
+    }
+
+    /// The text of a 1-based line, without its line ending.
+    pub fn line(&self, line: usize) -> &str {
+        let Some(&start) = self.line_starts.get(line.wrapping_sub(1)) else {
+            return "";
+        };
+        let end = self
+            .line_starts
+            .get(line)
+            .copied()
+            .unwrap_or(self.text.len());
+        self.text[start..end].trim_end_matches(['\n', '\r'])
+    }
+
+    pub fn line_count(&self) -> usize {
+        self.line_starts.len()
+    }
+
+    /// Byte offset of the start of a 1-based line.
+    pub fn line_start(&self, line: usize) -> usize {
+        self.line_starts
+            .get(line.saturating_sub(1))
+            .copied()
+            .unwrap_or(self.text.len())
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+/// Where a diagnostic points: file, 1-based line/column, and the lines to show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Location {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub end_line: usize,
+    /// The source lines shown, with their numbers (the first one holds the caret).
+    #[serde(skip)]
+    pub snippet: Vec<(usize, String)>,
+    /// Caret position on the first snippet line: 1-based column and width in characters.
+    #[serde(skip)]
+    pub caret: Option<(usize, usize)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// The lint rule name, for rule diagnostics (`StageNameCasing`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(Severity::Error, message)
+    }
+
+    pub fn warning(message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(Severity::Warning, message)
+    }
+
+    fn new(severity: Severity, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity,
+            rule: None,
+            message: message.into(),
+            location: None,
+            hint: None,
+            notes: Vec::new(),
+            url: None,
+        }
+    }
+
+    /// Point at a byte span of `source`; the caret covers the span's first line.
+    /// Multi-line spans show up to three lines.
+    pub fn at(mut self, source: &Source, span: Span) -> Diagnostic {
+        let (line, column) = source.line_col(span.start);
+        let (end_line, end_col) = source.line_col(span.end.max(span.start));
+        let first = source.line(line);
+        let width = if end_line == line {
+            end_col.saturating_sub(column).max(1)
+        } else {
+            (first.chars().count() + 1).saturating_sub(column).max(1)
+        };
+        let last_shown = end_line.min(line + 2);
+        let snippet = (line..=last_shown)
+            .map(|n| (n, source.line(n).to_string()))
+            .collect();
+        self.location = Some(Location {
+            file: source.name.clone(),
+            line,
+            column,
+            end_line,
+            snippet,
+            caret: Some((column, width)),
+        });
+        self
+    }
+
+    /// Point at whole lines (1-based, inclusive) when no finer span is known.
+    pub fn at_lines(mut self, source: &Source, line: usize, end_line: usize) -> Diagnostic {
+        let line = line.clamp(1, source.line_count());
+        let end_line = end_line.clamp(line, source.line_count());
+        let snippet = (line..=end_line.min(line + 2))
+            .map(|n| (n, source.line(n).to_string()))
+            .collect();
+        self.location = Some(Location {
+            file: source.name.clone(),
+            line,
+            column: 1,
+            end_line,
+            snippet,
+            caret: None,
+        });
+        self
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Diagnostic {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Diagnostic {
+        self.notes.push(note.into());
+        self
+    }
+
+    pub fn with_rule(mut self, rule: &str, url: Option<String>) -> Diagnostic {
+        self.rule = Some(rule.to_string());
+        self.url = url;
+        self
+    }
+
+    /// Render as text; `color` adds ANSI styling.
+    pub fn render(&self, color: bool) -> String {
+        let paint = |code: &str, s: &str| {
+            if color {
+                format!("\x1b[{code}m{s}\x1b[0m")
+            } else {
+                s.to_string()
+            }
+        };
+        let (sev_code, sev) = match self.severity {
+            Severity::Error => ("1;31", "error"),
+            Severity::Warning => ("1;33", "warning"),
+        };
+        let mut out = String::new();
+        out.push_str(&paint(sev_code, sev));
+        if let Some(rule) = &self.rule {
+            out.push_str(&paint(sev_code, &format!("[{rule}]")));
+        }
+        out.push_str(&paint("1", &format!(": {}", self.message)));
+        out.push('\n');
+        if let Some(loc) = &self.location {
+            let gutter_w = loc
+                .snippet
+                .last()
+                .map(|(n, _)| n.to_string().len())
+                .unwrap_or(1);
+            let pad = " ".repeat(gutter_w);
+            out.push_str(&format!(
+                "{pad}{} {}:{}:{}\n",
+                paint("1;34", "-->"),
+                loc.file,
+                loc.line,
+                loc.column
+            ));
+            if !loc.snippet.is_empty() {
+                out.push_str(&format!("{pad} {}\n", paint("1;34", "|")));
+                for (i, (n, text)) in loc.snippet.iter().enumerate() {
+                    let text = text.replace('\t', "    ");
+                    out.push_str(&format!(
+                        "{} {} {}\n",
+                        paint("1;34", &format!("{n:>gutter_w$}")),
+                        paint("1;34", "|"),
+                        text
+                    ));
+                    if i == 0
+                        && let Some((col, width)) = loc.caret
+                    {
+                        let raw = &loc.snippet[0].1;
+                        // Tabs were widened to four columns above; widen the offset too.
+                        let lead: usize = raw
+                            .chars()
+                            .take(col - 1)
+                            .map(|c| if c == '\t' { 4 } else { 1 })
+                            .sum();
+                        out.push_str(&format!(
+                            "{pad} {} {}{}\n",
+                            paint("1;34", "|"),
+                            " ".repeat(lead),
+                            paint(sev_code, &"^".repeat(width))
+                        ));
+                    }
+                }
+                if loc.end_line > loc.snippet.last().map(|s| s.0).unwrap_or(0) {
+                    out.push_str(&format!("{pad} {} ...\n", paint("1;34", "|")));
+                }
+            }
+        }
+        for note in &self.notes {
+            out.push_str(&format!("  = note: {note}\n"));
+        }
+        if let Some(hint) = &self.hint {
+            out.push_str(&format!("  = {}: {hint}\n", paint("1;36", "hint")));
+        }
+        if let Some(url) = &self.url {
+            out.push_str(&format!("  = see: {url}\n"));
+        }
+        out
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.render(false).trim_end())
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_chars_from_one() {
+        let s = Source::new("Dockerfile", "FROM a\nRUN é x\n");
+        assert_eq!(s.line_col(0), (1, 1));
+        assert_eq!(s.line_col(7), (2, 1));
+        // "x" is after "RUN é " (é is two bytes)
+        assert_eq!(s.line_col(7 + 7), (2, 7));
+        assert_eq!(s.line(2), "RUN é x");
+        assert_eq!(s.line(3), "");
+    }
+
+    #[test]
+    fn renders_rustc_style_with_caret_and_hint() {
+        let s = Source::new("Dockerfile", "FROM alpine\nRUNN echo hi\n");
+        let d = Diagnostic::error("unknown instruction: RUNN")
+            .at(&s, Span::new(12, 16))
+            .with_hint("did you mean RUN?");
+        let text = d.render(false);
+        assert_eq!(
+            text,
+            "error: unknown instruction: RUNN\n \
+             --> Dockerfile:2:1\n  \
+             |\n\
+             2 | RUNN echo hi\n  \
+             | ^^^^\n  \
+             = hint: did you mean RUN?\n"
+        );
+    }
+
+    #[test]
+    fn caret_follows_tabs() {
+        let s = Source::new("Dockerfile", "\tRUNN x\n");
+        let text = Diagnostic::error("m").at(&s, Span::new(1, 5)).render(false);
+        assert!(text.contains("1 |     RUNN x\n  |     ^^^^\n"), "{text}");
+    }
+
+    #[test]
+    fn multi_line_span_shows_following_lines() {
+        let s = Source::new("Dockerfile", "RUN a \\\n  b \\\n  c \\\n  d\n");
+        let text = Diagnostic::error("m")
+            .at(&s, Span::new(0, s.text.len() - 1))
+            .render(false);
+        assert!(text.contains("1 | RUN a \\\n"), "{text}");
+        assert!(text.contains("3 |   c \\\n"), "{text}");
+        assert!(text.contains("  | ...\n"), "{text}");
+    }
+}

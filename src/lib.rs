@@ -1,0 +1,11 @@
+//! rbuild: a daemonless, rootless-capable builder of OCI container images from Dockerfiles.
+//!
+//! Data flows one way: Dockerfile text → [`dockerfile`] (parse, type, lint) → plan → build →
+//! sandbox / snapshot → layer → store → export. Lower modules never import higher ones.
+//! Only the syscall module may use `unsafe`.
+
+#![deny(unsafe_code)]
+
+pub mod diag;
+pub mod dockerfile;
+pub mod suggest;

@@ -1,0 +1,20 @@
+//! The `rbuild` command: parse the command line, run, render any error once, pick the exit
+//! code (0 ok, 1 failed, 2 usage or Dockerfile syntax error).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::with_default_subcommand(std::env::args_os().collect());
+    let cli = cli::Cli::parse_from(args);
+    match cli::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprint!("{}", cli::render_error(&err));
+            cli::exit_code_for(&err)
+        }
+    }
+}
