@@ -9,11 +9,19 @@
 //! environment, or know which instruction it is expanding; callers pick the escape character
 //! and the mode flags. Errors carry the byte offset of the offending token so the caller can
 //! put a caret under it.
+//!
+//! Layout: this file is the API and the scanner (quotes, escapes, names, `${...}` forms);
+//! `glob` compiles the patterns of `#`, `%` and `/`; `error` is [`ShellError`].
+
+mod error;
+mod glob;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::LazyLock;
 
 use regex::Regex;
+
+pub use error::ShellError;
 
 /// Where variable values come from. Implemented for maps, for `(name, value)` lists (where
 /// the last duplicate wins, like `docker run -e`), and for [`EmptyEnv`].
@@ -86,87 +94,6 @@ pub struct Expansion {
     pub matched: BTreeSet<String>,
     /// Names looked up and found unset; the linter reports these.
     pub unmatched: BTreeSet<String>,
-}
-
-/// Why a word could not be expanded. Each variant carries the whole input `word` (the
-/// message quotes it, as BuildKit's does) and the byte `offset` in it of the problem.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum ShellError {
-    /// A quote was never closed; `offset` is the opening quote.
-    #[error(
-        "failed to process {}: unexpected end of statement while looking for matching {}",
-        go_quote(.word),
-        quote_name(.quote)
-    )]
-    UnterminatedQuote {
-        word: String,
-        offset: usize,
-        quote: char,
-    },
-    /// `${` without its `}`; `offset` is the `$`.
-    #[error("failed to process {}: syntax error: missing '}}'", go_quote(.word))]
-    MissingBrace { word: String, offset: usize },
-    /// `${V/pattern` without the `/` that ends the pattern; `offset` is the `$`.
-    #[error("failed to process {}: syntax error: missing '/' in ${{}}", go_quote(.word))]
-    MissingSlash { word: String, offset: usize },
-    /// `${}`, `${{...`, `${:...`; `offset` is the `$`.
-    #[error("failed to process {}: syntax error: bad substitution", go_quote(.word))]
-    BadSubstitution { word: String, offset: usize },
-    /// `${V=w}`, `${V:=w}`, `${V:#p}`, `${.}` and the like; `offset` is the first character
-    /// of `modifier`.
-    #[error(
-        "failed to process {}: unsupported modifier ({modifier}) in substitution",
-        go_quote(.word)
-    )]
-    UnsupportedModifier {
-        word: String,
-        offset: usize,
-        modifier: String,
-    },
-    /// `${V?m}` with V unset, or `${V:?m}` with V unset or empty; `message` is the expanded
-    /// `m`, or BuildKit's default text when `m` is empty. `offset` is the `$`.
-    #[error("failed to process {}: {name}: {message}", go_quote(.word))]
-    MissingRequired {
-        word: String,
-        offset: usize,
-        name: String,
-        message: String,
-    },
-    /// A `#`, `%` or `/` pattern that is not a valid glob (only `\*`, `\?`, `\\`, `\}` and
-    /// `\/` are valid escapes); `offset` is the `$`.
-    #[error(
-        "failed to process {}: invalid pattern ({pattern}) in substitution: {reason}",
-        go_quote(.word)
-    )]
-    InvalidPattern {
-        word: String,
-        offset: usize,
-        pattern: String,
-        reason: String,
-    },
-    /// More than [`MAX_DEPTH`] nested `${`; a guard against stack exhaustion that BuildKit
-    /// (with Go's growable stacks) does not need. `offset` is the `$` that went too deep.
-    #[error(
-        "failed to process {}: substitutions nested more than {MAX_DEPTH} deep",
-        go_quote(.word)
-    )]
-    TooDeep { word: String, offset: usize },
-}
-
-impl ShellError {
-    /// Byte offset in the input word of the token the error is about.
-    pub fn offset(&self) -> usize {
-        match self {
-            ShellError::UnterminatedQuote { offset, .. }
-            | ShellError::MissingBrace { offset, .. }
-            | ShellError::MissingSlash { offset, .. }
-            | ShellError::BadSubstitution { offset, .. }
-            | ShellError::UnsupportedModifier { offset, .. }
-            | ShellError::MissingRequired { offset, .. }
-            | ShellError::InvalidPattern { offset, .. }
-            | ShellError::TooDeep { offset, .. } => *offset,
-        }
-    }
 }
 
 /// How many `${` may nest. Real Dockerfiles use two or three.
@@ -520,7 +447,7 @@ impl<'a> Expander<'a> {
                 self.pos += 1;
                 return c.to_string();
             }
-            if !is_go_letter(c) && !is_go_digit(c) && c != '_' {
+            if !is_name_char(c) {
                 break;
             }
             self.pos += c.len_utf8();
@@ -681,9 +608,9 @@ impl<'a> Expander<'a> {
                 };
                 let value = value.unwrap_or("");
                 let trimmed = if op == '#' {
-                    trim_prefix(pattern, value, greedy)
+                    glob::trim_prefix(pattern, value, greedy)
                 } else {
-                    trim_suffix(pattern, value, greedy)
+                    glob::trim_suffix(pattern, value, greedy)
                 };
                 trimmed.map_err(|reason| ShellError::InvalidPattern {
                     word: self.word(),
@@ -715,7 +642,7 @@ impl<'a> Expander<'a> {
             // BuildKit writes one `/` back even for `//`; kept for fidelity.
             return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
         }
-        replace(value.unwrap_or(""), &pattern, &replacement, all).map_err(|reason| {
+        glob::replace(value.unwrap_or(""), &pattern, &replacement, all).map_err(|reason| {
             ShellError::InvalidPattern {
                 word: self.word(),
                 offset: start,
@@ -724,152 +651,6 @@ impl<'a> Expander<'a> {
             }
         })
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Glob patterns of `${V#p}`, `${V%p}` and `${V/p/r}`.
-//
-// BuildKit compiles the pattern to a Go regular expression, and we compile it to an
-// equivalent `regex` one: both engines are leftmost-first, both have lazy `*?`, both let
-// `.` match any character except `\n`. So `*` and `?` never match a newline, as in
-// BuildKit. There are no bracket expressions: `[` and `]` are literal (BuildKit's converter
-// says so: "without the bracket expressions").
-// ---------------------------------------------------------------------------------------
-
-/// Compile a shell pattern. `*` is `.*` (or `.*?` unless `greedy`), `?` is `.`; `\*`, `\?`
-/// and `\\` are literal; `\}` and `\/` are the bare character (the escape was only needed
-/// to get past the `${...}` delimiters); any other escape is an error. The escape is always
-/// a backslash here, whatever the Dockerfile escape character is.
-fn compile(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, String> {
-    // The same Go scanner quirk as for words: a leading byte-order mark is skipped.
-    let pattern = pattern.strip_prefix('\u{feff}').unwrap_or(pattern);
-    let mut re = String::with_capacity(pattern.len() + 8);
-    if anchored {
-        re.push('^');
-    }
-    let mut chars = pattern.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' => re.push_str(if greedy { ".*" } else { ".*?" }),
-            '?' => re.push('.'),
-            '\\' if matches!(chars.peek(), Some('}' | '/')) => {}
-            '\\' => match chars.next() {
-                Some(e @ ('*' | '?' | '\\')) => {
-                    re.push_str(&regex::escape(e.encode_utf8(&mut [0; 4])))
-                }
-                Some(e) => return Err(format!("invalid escape '\\{e}'")),
-                None => return Err("invalid escape '\\' at end of pattern".to_owned()),
-            },
-            c => re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
-        }
-    }
-    Regex::new(&re).map_err(|e| e.to_string())
-}
-
-/// `${V#p}` / `${V##p}`: drop the shortest (longest) prefix of `value` matching `pattern`.
-fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
-    let re = compile(pattern, greedy, true)?;
-    Ok(match re.find(value) {
-        Some(m) => value[m.end()..].to_owned(),
-        None => value.to_owned(),
-    })
-}
-
-/// `${V%p}` / `${V%%p}`: drop the shortest (longest) suffix matching `pattern`. A leftmost
-/// regex search cannot find the shortest rightmost match, so, like BuildKit, reverse both
-/// the value (by characters) and the pattern (keeping `\x` pairs in order) and trim a prefix.
-fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, String> {
-    let mut units: Vec<&str> = Vec::new();
-    let mut rest = pattern;
-    while let Some(c) = rest.chars().next() {
-        let mut len = c.len_utf8();
-        if c == '\\' {
-            len += rest[1..].chars().next().map_or(0, char::len_utf8);
-        }
-        units.push(&rest[..len]);
-        rest = &rest[len..];
-    }
-    let reversed_pattern: String = units.into_iter().rev().collect();
-    let reversed_value: String = value.chars().rev().collect();
-    let trimmed = trim_prefix(&reversed_pattern, &reversed_value, greedy)?;
-    Ok(trimmed.chars().rev().collect())
-}
-
-/// `${V/p/r}` replaces the first (`all`: every) longest match of `pattern`. The single
-/// replacement is literal. For `all`, BuildKit uses Go's `ReplaceAllString`, whose
-/// replacement is a template: `$0`/`${0}` is the match, `$$` is `$`, any other `$name` is
-/// empty, and an empty match right after a match is skipped. That is reproduced here.
-fn replace(value: &str, pattern: &str, replacement: &str, all: bool) -> Result<String, String> {
-    let re = compile(pattern, true, false)?;
-    if !all {
-        return Ok(match re.find(value) {
-            Some(m) => format!("{}{replacement}{}", &value[..m.start()], &value[m.end()..]),
-            None => value.to_owned(),
-        });
-    }
-    let mut out = String::with_capacity(value.len());
-    let (mut last_end, mut search) = (0, 0);
-    while search <= value.len() {
-        let Some(m) = re.find_at(value, search) else {
-            break;
-        };
-        out.push_str(&value[last_end..m.start()]);
-        if m.end() > last_end || m.start() == 0 {
-            expand_template(&mut out, replacement, m.as_str());
-        }
-        last_end = m.end();
-        // Always advance by at least one character.
-        let width = value[search..].chars().next().map_or(0, char::len_utf8);
-        search = if search + width > m.end() {
-            search + width
-        } else if search + 1 > m.end() {
-            search + 1
-        } else {
-            m.end()
-        };
-    }
-    out.push_str(&value[last_end..]);
-    Ok(out)
-}
-
-/// Go's `Regexp.Expand` for a regex without groups: only group 0 exists.
-fn expand_template(out: &mut String, template: &str, matched: &str) {
-    let mut rest = template;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        rest = &rest[i + 1..];
-        if let Some(after) = rest.strip_prefix('$') {
-            out.push('$');
-            rest = after;
-            continue;
-        }
-        let (body, braced) = match rest.strip_prefix('{') {
-            Some(body) => (body, true),
-            None => (rest, false),
-        };
-        let len = body
-            .char_indices()
-            .find(|&(_, c)| !(is_go_letter(c) || is_go_digit(c) || c == '_'))
-            .map_or(body.len(), |(i, _)| i);
-        let after = &body[len..];
-        let after = if braced {
-            after.strip_prefix('}')
-        } else {
-            Some(after)
-        };
-        match after {
-            Some(after) if len > 0 => {
-                // Group numbers may not have leading zeros, so only "0" names the match.
-                if &body[..len] == "0" {
-                    out.push_str(matched);
-                }
-                rest = after;
-            }
-            // Malformed: the `$` is literal.
-            _ => out.push('$'),
-        }
-    }
-    out.push_str(rest);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -899,45 +680,7 @@ fn is_go_digit(c: char) -> bool {
     }
 }
 
-fn quote_name(quote: &char) -> &'static str {
-    if *quote == '\'' {
-        "single-quote"
-    } else {
-        "double-quote"
-    }
-}
-
-/// Quote `s` the way Go's `%q` does, for messages that match BuildKit's: `"` and `\` are
-/// escaped, control and invisible characters written as escapes, the rest literally.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if c.is_control()
-                || (c.is_whitespace() && c != ' ')
-                || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-                    | '\u{2060}'..='\u{2064}' | '\u{feff}') =>
-            {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// A character that may continue a name: Go's letter, digit or `_`.
+fn is_name_char(c: char) -> bool {
+    is_go_letter(c) || is_go_digit(c) || c == '_'
 }

@@ -1,0 +1,129 @@
+//! The expander's error type. Messages reproduce BuildKit's (`failed to process "<word>":
+//! <what failed>`), so they can be compared with `docker build` output; each variant also
+//! carries the byte offset of the token it is about, for a caret. No I/O, no rendering.
+
+use super::MAX_DEPTH;
+
+/// Why a word could not be expanded. Each variant carries the whole input `word` (the
+/// message quotes it, as BuildKit's does) and the byte `offset` in it of the problem.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ShellError {
+    /// A quote was never closed; `offset` is the opening quote.
+    #[error(
+        "failed to process {}: unexpected end of statement while looking for matching {}",
+        go_quote(.word),
+        quote_name(.quote)
+    )]
+    UnterminatedQuote {
+        word: String,
+        offset: usize,
+        quote: char,
+    },
+    /// `${` without its `}`; `offset` is the `$`.
+    #[error("failed to process {}: syntax error: missing '}}'", go_quote(.word))]
+    MissingBrace { word: String, offset: usize },
+    /// `${V/pattern` without the `/` that ends the pattern; `offset` is the `$`.
+    #[error("failed to process {}: syntax error: missing '/' in ${{}}", go_quote(.word))]
+    MissingSlash { word: String, offset: usize },
+    /// `${}`, `${{...`, `${:...`; `offset` is the `$`.
+    #[error("failed to process {}: syntax error: bad substitution", go_quote(.word))]
+    BadSubstitution { word: String, offset: usize },
+    /// `${V=w}`, `${V:=w}`, `${V:#p}`, `${.}` and the like; `offset` is the first character
+    /// of `modifier`.
+    #[error(
+        "failed to process {}: unsupported modifier ({modifier}) in substitution",
+        go_quote(.word)
+    )]
+    UnsupportedModifier {
+        word: String,
+        offset: usize,
+        modifier: String,
+    },
+    /// `${V?m}` with V unset, or `${V:?m}` with V unset or empty; `message` is the expanded
+    /// `m`, or BuildKit's default text when `m` is empty. `offset` is the `$`.
+    #[error("failed to process {}: {name}: {message}", go_quote(.word))]
+    MissingRequired {
+        word: String,
+        offset: usize,
+        name: String,
+        message: String,
+    },
+    /// A `#`, `%` or `/` pattern that is not a valid glob (only `\*`, `\?`, `\\`, `\}` and
+    /// `\/` are valid escapes); `offset` is the `$`.
+    #[error(
+        "failed to process {}: invalid pattern ({pattern}) in substitution: {reason}",
+        go_quote(.word)
+    )]
+    InvalidPattern {
+        word: String,
+        offset: usize,
+        pattern: String,
+        reason: String,
+    },
+    /// More than [`MAX_DEPTH`] nested `${`; a guard against stack exhaustion that BuildKit
+    /// (with Go's growable stacks) does not need. `offset` is the `$` that went too deep.
+    #[error(
+        "failed to process {}: substitutions nested more than {MAX_DEPTH} deep",
+        go_quote(.word)
+    )]
+    TooDeep { word: String, offset: usize },
+}
+
+impl ShellError {
+    /// Byte offset in the input word of the token the error is about.
+    pub fn offset(&self) -> usize {
+        match self {
+            ShellError::UnterminatedQuote { offset, .. }
+            | ShellError::MissingBrace { offset, .. }
+            | ShellError::MissingSlash { offset, .. }
+            | ShellError::BadSubstitution { offset, .. }
+            | ShellError::UnsupportedModifier { offset, .. }
+            | ShellError::MissingRequired { offset, .. }
+            | ShellError::InvalidPattern { offset, .. }
+            | ShellError::TooDeep { offset, .. } => *offset,
+        }
+    }
+}
+
+fn quote_name(quote: &char) -> &'static str {
+    if *quote == '\'' {
+        "single-quote"
+    } else {
+        "double-quote"
+    }
+}
+
+/// Quote `s` the way Go's `%q` does, for messages that match BuildKit's: `"` and `\` are
+/// escaped, control and invisible characters written as escapes, the rest literally.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control()
+                || (c.is_whitespace() && c != ' ')
+                || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+                    | '\u{2060}'..='\u{2064}' | '\u{feff}') =>
+            {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
