@@ -49,7 +49,14 @@ mod tests {
         )*};
     }
 
-    const INSTR: [&str; 6] = ["RUN", "COPY", "FROM", "WORKDIR", "ENTRYPOINT", "HEALTHCHECK"];
+    const INSTR: [&str; 6] = [
+        "RUN",
+        "COPY",
+        "FROM",
+        "WORKDIR",
+        "ENTRYPOINT",
+        "HEALTHCHECK",
+    ];
 
     suggests! {
         one_extra_letter: "RUNN", INSTR => Some("RUN");

@@ -12,7 +12,11 @@ pub struct RootInputs {
 
 impl RootInputs {
     pub fn from_process() -> RootInputs {
-        let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let non_empty = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         RootInputs {
             uid: rustix::process::getuid().as_raw(),
             xdg_data_home: non_empty("XDG_DATA_HOME"),

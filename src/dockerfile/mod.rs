@@ -3,4 +3,13 @@
 //! The grammar it implements is written down in `grammar/dockerfile.ebnf` and
 //! `grammar/word-expansion.ebnf`.
 
+pub mod ast;
+pub mod directive;
+pub mod flags;
+pub mod heredoc;
+pub mod instruction;
+pub mod line_parser;
+pub mod mount;
+pub mod parser;
 pub mod shell;
+pub mod units;
