@@ -1,0 +1,8 @@
+//! The OCI and Docker image model: platforms, digests, image references, media types, the
+//! image config, canonical JSON and manifests. Pure values and parsers: nothing here touches
+//! the network or the filesystem (the digesting adapters wrap any `Read`/`Write` they are
+//! given); fetching, storing and exporting live in `registry`, `store` and `export`.
+
+pub mod platform;
+
+pub use platform::{Platform, PlatformError};
