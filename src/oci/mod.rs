@@ -3,6 +3,10 @@
 //! the network or the filesystem (the digesting adapters wrap any `Read`/`Write` they are
 //! given); fetching, storing and exporting live in `registry`, `store` and `export`.
 
+pub mod digest;
 pub mod platform;
 
+pub use digest::{
+    Algorithm, Digest, DigestAndSize, DigestError, Digester, DigestingReader, DigestingWriter,
+};
 pub use platform::{Platform, PlatformError};
