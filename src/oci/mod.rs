@@ -5,8 +5,10 @@
 
 pub mod digest;
 pub mod platform;
+pub mod reference;
 
 pub use digest::{
     Algorithm, Digest, DigestAndSize, DigestError, Digester, DigestingReader, DigestingWriter,
 };
 pub use platform::{Platform, PlatformError};
+pub use reference::{Reference, ReferenceError};
