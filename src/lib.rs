@@ -8,4 +8,5 @@
 
 pub mod diag;
 pub mod dockerfile;
+pub mod oci;
 pub mod suggest;

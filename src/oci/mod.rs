@@ -1,0 +1,14 @@
+//! The OCI and Docker image model: platforms, digests, image references, media types, the
+//! image config, canonical JSON and manifests. Pure values and parsers: nothing here touches
+//! the network or the filesystem (the digesting adapters wrap any `Read`/`Write` they are
+//! given); fetching, storing and exporting live in `registry`, `store` and `export`.
+
+pub mod digest;
+pub mod platform;
+pub mod reference;
+
+pub use digest::{
+    Algorithm, Digest, DigestAndSize, DigestError, Digester, DigestingReader, DigestingWriter,
+};
+pub use platform::{Platform, PlatformError};
+pub use reference::{Reference, ReferenceError};
