@@ -10,3 +10,4 @@ pub mod diag;
 pub mod dockerfile;
 pub mod oci;
 pub mod suggest;
+pub mod plan;

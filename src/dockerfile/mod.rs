@@ -13,3 +13,4 @@ pub mod mount;
 pub mod parser;
 pub mod shell;
 pub mod units;
+pub mod lint;

@@ -1,0 +1,476 @@
+//! The build plan's front half: a pure function from Dockerfile text, build args and
+//! platforms to typed stages whose words are expanded the way Docker expands them — meta
+//! ARGs before the first FROM, ARG re-declaration per stage, ENV over ARG, automatic platform
+//! ARGs, predefined proxy ARGs — plus the lint findings. No I/O: base images' environments
+//! are unknown here, so rules that would need them stay quiet for such stages.
+
+pub mod scope;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::diag::{Diagnostic, Source, Span};
+use crate::dockerfile::ast::Arg;
+use crate::dockerfile::directive::CheckConfig;
+use crate::dockerfile::instruction::{self, Instruction, Kind};
+use crate::dockerfile::lint::{self, Linter};
+use crate::dockerfile::shell::{Env, Lexer};
+use crate::dockerfile::{mount, parser};
+use crate::oci::platform::Platform;
+use crate::oci::reference::Reference;
+use crate::suggest::did_you_mean;
+use scope::{GlobalScope, PROXY_ARGS, StageScope, platform_args};
+
+/// What a plan depends on besides the Dockerfile text.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub build_platform: Platform,
+    pub target_platform: Platform,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            build_args: BTreeMap::new(),
+            target: None,
+            build_platform: Platform::host(),
+            target_platform: Platform::host(),
+        }
+    }
+}
+
+/// Where a stage starts from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Base {
+    Scratch,
+    /// An earlier stage, by index.
+    Stage(usize),
+    /// An image reference, expanded, as written (normalised later when pulled).
+    Image(String),
+}
+
+/// One step of a stage: the instruction with its words expanded, and the ARG values in
+/// effect (which RUN sees and which the cache key must include).
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub instruction: Instruction,
+    pub args: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Stage {
+    pub index: usize,
+    pub name: Option<String>,
+    pub base: Base,
+    pub platform: Option<Platform>,
+    pub from: Instruction,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub escape: char,
+    pub check: CheckConfig,
+    /// The global scope after meta ARGs (platform ARGs included).
+    pub meta_args: BTreeMap<String, String>,
+    pub stages: Vec<Stage>,
+    /// Index of the stage to build.
+    pub target: usize,
+    /// Proxy variables given as build args: in RUN's environment, never in the image.
+    pub proxy_env: BTreeMap<String, String>,
+    /// Lint findings, in source order.
+    pub lints: Vec<Diagnostic>,
+}
+
+impl Plan {
+    /// Whether a lint finding is an error (`# check=error=true`).
+    pub fn lint_failed(&self) -> bool {
+        self.lints
+            .iter()
+            .any(|d| d.severity == crate::diag::Severity::Error)
+    }
+
+    /// The stages the target needs, in dependency order (the target last).
+    pub fn needed_stages(&self) -> Vec<usize> {
+        let mut need = BTreeSet::new();
+        let mut todo = vec![self.target];
+        while let Some(i) = todo.pop() {
+            if !need.insert(i) {
+                continue;
+            }
+            let s = &self.stages[i];
+            if let Base::Stage(p) = s.base {
+                todo.push(p);
+            }
+            for step in &s.steps {
+                if let Kind::Copy(c) = &step.instruction.kind
+                    && let Some(from) = &c.from
+                    && let Some(j) = self.stage_index(from)
+                    && j < i
+                {
+                    todo.push(j);
+                }
+            }
+        }
+        need.into_iter().collect()
+    }
+
+    /// A stage by name or index (`COPY --from=0`).
+    pub fn stage_index(&self, name: &str) -> Option<usize> {
+        let lower = name.to_lowercase();
+        self.stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+            .or_else(|| name.parse::<usize>().ok().filter(|i| *i < self.stages.len()))
+    }
+}
+
+/// Plan a Dockerfile.
+pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
+    let df = parser::parse(source).map_err(|e| e.diagnostic(source))?;
+    let check = match df.directive("check") {
+        Some(d) => CheckConfig::parse(&d.value)
+            .map_err(|e| Diagnostic::error(e.to_string()).at(source, d.span))?,
+        None => CheckConfig::default(),
+    };
+    let instrs = df
+        .nodes
+        .iter()
+        .map(instruction::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.diagnostic(source))?;
+    let mut lint = Linter::new(source, check.clone());
+    lint::check_syntax(&df, &instrs, &mut lint);
+
+    let mut planner = Planner {
+        source,
+        opts,
+        lexer: Lexer::new(df.escape),
+        lint,
+        global: GlobalScope::default(),
+        defaults: GlobalScope::default(),
+    };
+    let platform = platform_args(&opts.build_platform, &opts.target_platform);
+    planner.global.values = platform.clone();
+    planner.defaults.values = platform;
+
+    let first_from = instrs.iter().position(|i| matches!(i.kind, Kind::From(_)));
+    let Some(first_from) = first_from else {
+        return Err(Diagnostic::error("dockerfile contains no stages to build")
+            .at_lines(source, 1, source.line_count())
+            .with_hint("add a FROM instruction, such as `FROM scratch`"));
+    };
+    for i in &instrs[..first_from] {
+        let Kind::Arg(decls) = &i.kind else {
+            return Err(Diagnostic::error("no build stage in current context")
+                .at(source, i.node.keyword_span)
+                .with_hint("only ARG may come before the first FROM"));
+        };
+        planner.meta_args(decls)?;
+    }
+
+    let mut stages: Vec<Stage> = Vec::new();
+    for i in &instrs[first_from..] {
+        if let Kind::From(_) = i.kind {
+            let stage = planner.from(i, &stages)?;
+            stages.push(stage);
+        } else {
+            let idx = stages.len() - 1;
+            planner.step(i, &mut stages[idx])?;
+        }
+    }
+
+    let target = match &opts.target {
+        None => stages.len() - 1,
+        Some(t) => {
+            let lower = t.to_lowercase();
+            stages
+                .iter()
+                .position(|s| s.name.as_deref() == Some(lower.as_str()))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = stages.iter().filter_map(|s| s.name.as_deref()).collect();
+                    let d = Diagnostic::error(format!("target stage \"{t}\" could not be found"));
+                    match did_you_mean(t, names.iter().copied()) {
+                        Some(s) => d.with_hint(format!("did you mean {s}?")),
+                        None if names.is_empty() => d.with_hint("no stage is named: give one a name with `FROM image AS name`"),
+                        None => d.with_hint(format!("stages: {}", names.join(", "))),
+                    }
+                })?
+        }
+    };
+
+    let proxy_env = opts
+        .build_args
+        .iter()
+        .filter(|(k, _)| PROXY_ARGS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut lints = planner.lint.found;
+    lints.sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.column)));
+    Ok(Plan {
+        escape: df.escape,
+        check,
+        meta_args: planner.global.values,
+        stages,
+        target,
+        proxy_env,
+        lints,
+    })
+}
+
+struct Planner<'a> {
+    source: &'a Source,
+    opts: &'a Options,
+    lexer: Lexer,
+    lint: Linter<'a>,
+    global: GlobalScope,
+    /// The global scope with defaults only (no build args), for InvalidDefaultArgInFrom.
+    defaults: GlobalScope,
+}
+
+impl Planner<'_> {
+    fn err_at(&self, span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::error(message).at(self.source, span)
+    }
+
+    /// Expand one word; returns the result and the names it referenced that were unset.
+    fn expand(&self, word: &str, span: Span, env: &dyn Env) -> Result<(String, BTreeSet<String>), Diagnostic> {
+        self.lexer
+            .process_word_with_matches(word, env)
+            .map(|e| (e.result, e.unmatched))
+            .map_err(|e| {
+                let at = span.start + e.offset().min(span.end - span.start);
+                self.err_at(Span::new(at, span.end.max(at + 1)), e.to_string())
+            })
+    }
+
+    fn meta_args(&mut self, decls: &[instruction::ArgDecl]) -> Result<(), Diagnostic> {
+        for d in decls {
+            let default = match &d.value {
+                Some(v) => Some(self.expand(v, d.span, &self.global)?.0),
+                None => None,
+            };
+            let default_only = match &d.value {
+                Some(v) => Some(self.expand(v, d.span, &self.defaults)?.0),
+                None => None,
+            };
+            let value = self.opts.build_args.get(&d.key).cloned().or(default);
+            if let Some(v) = &value {
+                self.global.values.insert(d.key.clone(), v.clone());
+            }
+            if let Some(v) = default_only {
+                self.defaults.values.insert(d.key.clone(), v);
+            }
+            self.global.declared.insert(d.key.clone(), value);
+        }
+        Ok(())
+    }
+
+    fn from(&mut self, i: &Instruction, stages: &[Stage]) -> Result<Stage, Diagnostic> {
+        let Kind::From(f) = &i.kind else { unreachable!("from() takes FROM") };
+        let (image, unmatched) = self.expand(&f.image.value, f.image.span, &self.global)?;
+        for name in unmatched {
+            if !self.global.declared.contains_key(&name) {
+                let known: Vec<&str> = self.global.declared.keys().map(String::as_str).collect();
+                let hint = did_you_mean(&name, known).map(|s| format!("did you mean {s}?"));
+                self.lint.report("UndefinedArgInFrom", format!("FROM argument '{name}' is not declared"), f.image.span, hint.or(Some(format!("declare it before the first FROM: `ARG {name}`"))));
+            }
+        }
+        if f.image.value.contains('$') {
+            let (with_defaults, _) = self.expand(&f.image.value, f.image.span, &self.defaults)?;
+            let named_stage = stages.iter().any(|s| s.name.as_deref() == Some(with_defaults.to_lowercase().as_str()));
+            if with_defaults.is_empty() || (!named_stage && with_defaults != "scratch" && Reference::parse(&with_defaults).is_err()) {
+                let args: Vec<&str> = self.global.declared.keys().map(String::as_str).filter(|k| f.image.value.contains(*k)).collect();
+                self.lint.report("InvalidDefaultArgInFrom", format!("Default value for ARG {} results in empty or invalid base image name", f.image.value), f.image.span, Some(format!("give {} a default that names an image", args.join(", "))));
+            }
+        }
+        if image.is_empty() {
+            return Err(self.err_at(f.image.span, format!("base name ({}) should not be blank", f.image.value)).with_hint("pass the variable with --build-arg or give the ARG a default"));
+        }
+        let platform = match &f.platform {
+            None => None,
+            Some(p) => {
+                let span = i.flags.span("platform").unwrap_or(i.node.keyword_span);
+                let (text, _) = self.expand(p, span, &self.global)?;
+                Some(Platform::parse(&text).map_err(|e| self.err_at(span, format!("failed to parse platform {text}: {e}")))?)
+            }
+        };
+        let lower = image.to_lowercase();
+        let base = if let Some(idx) = stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
+            Base::Stage(idx)
+        } else if lower == "scratch" {
+            Base::Scratch
+        } else {
+            Reference::parse(&image).map_err(|e| {
+                self.err_at(f.image.span, format!("invalid base image reference \"{image}\": {e}"))
+            })?;
+            Base::Image(image.clone())
+        };
+        let mut from = i.clone();
+        if let Kind::From(ff) = &mut from.kind {
+            ff.image.value = image;
+        }
+        Ok(Stage {
+            index: stages.len(),
+            name: f.name.clone(),
+            base,
+            platform,
+            from,
+            steps: Vec::new(),
+        })
+    }
+
+    fn step(&mut self, i: &Instruction, stage: &mut Stage) -> Result<(), Diagnostic> {
+        let mut scope = stage_scope(stage);
+        let env_known = env_known(stage);
+        let mut out = i.clone();
+        let mut undefined: Vec<(String, Span)> = Vec::new();
+        {
+            let mut word = |a: &mut Arg, scope: &StageScope| -> Result<(), Diagnostic> {
+                let (v, unset) = self.expand(&a.value, a.span, scope)?;
+                undefined.extend(unset.into_iter().map(|n| (n, a.span)));
+                a.value = v;
+                Ok(())
+            };
+            match &mut out.kind {
+                Kind::Env(kvs) => {
+                    for kv in kvs.iter_mut() {
+                        word(&mut kv.key, &scope)?;
+                        word(&mut kv.value, &scope)?;
+                        scope.set_env(&kv.key.value, &kv.value.value);
+                    }
+                }
+                Kind::Label(kvs) => {
+                    for kv in kvs.iter_mut() {
+                        word(&mut kv.key, &scope)?;
+                        word(&mut kv.value, &scope)?;
+                    }
+                }
+                Kind::Arg(decls) => {
+                    for d in decls.iter_mut() {
+                        let mut value = match &d.value {
+                            Some(v) => {
+                                let mut a = Arg { value: v.clone(), span: d.span };
+                                word(&mut a, &scope)?;
+                                Some(a.value)
+                            }
+                            None => self.global.values.get(&d.key).cloned(),
+                        };
+                        if let Some(v) = self.opts.build_args.get(&d.key) {
+                            value = Some(v.clone());
+                        }
+                        d.value = value.clone();
+                        scope.args.insert(d.key.clone(), value);
+                    }
+                }
+                Kind::Expose(args) | Kind::Volume(args) => {
+                    for a in args.iter_mut() {
+                        word(a, &scope)?;
+                    }
+                }
+                Kind::User(a) | Kind::Workdir(a) | Kind::StopSignal(a) => word(a, &scope)?,
+                Kind::Copy(c) => {
+                    for a in c.paths.sources.iter_mut().chain(std::iter::once(&mut c.paths.dest)) {
+                        word(a, &scope)?;
+                    }
+                    let flag_span = |n: &str| i.flags.span(n).unwrap_or(i.node.keyword_span);
+                    for (name, v) in [("from", &mut c.from), ("chown", &mut c.chown), ("chmod", &mut c.chmod)] {
+                        if let Some(v) = v {
+                            let mut a = Arg { value: v.clone(), span: flag_span(name) };
+                            word(&mut a, &scope)?;
+                            *v = a.value;
+                        }
+                    }
+                    expand_inline(&self.lexer, &mut c.paths.inline, &scope);
+                }
+                Kind::Add(c) => {
+                    for a in c.paths.sources.iter_mut().chain(std::iter::once(&mut c.paths.dest)) {
+                        word(a, &scope)?;
+                    }
+                    let flag_span = |n: &str| i.flags.span(n).unwrap_or(i.node.keyword_span);
+                    for (name, v) in [("chown", &mut c.chown), ("chmod", &mut c.chmod), ("checksum", &mut c.checksum)] {
+                        if let Some(v) = v {
+                            let mut a = Arg { value: v.clone(), span: flag_span(name) };
+                            word(&mut a, &scope)?;
+                            *v = a.value;
+                        }
+                    }
+                    expand_inline(&self.lexer, &mut c.paths.inline, &scope);
+                }
+                Kind::Run(r) => {
+                    for (n, m) in r.mounts.iter().enumerate() {
+                        let expander = |w: &str| {
+                            self.lexer
+                                .process_word(w, &scope)
+                                .map_err(|e| e.to_string())
+                        };
+                        mount::parse(&m.value, Some(&expander), n).map_err(|e| {
+                            let d = self.err_at(m.span, e.message);
+                            match e.hint {
+                                Some(h) => d.with_hint(h),
+                                None => d,
+                            }
+                        })?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if env_known {
+            for (name, span) in undefined {
+                if scope.lookup(&name).is_none() && !scope.args.contains_key(&name) {
+                    let known: Vec<&str> = scope.args.keys().map(String::as_str).chain(scope.env.iter().map(|(k, _)| k.as_str())).collect();
+                    let hint = did_you_mean(&name, known).map(|s| format!("did you mean ${s}?"));
+                    self.lint.report("UndefinedVar", format!("Usage of undefined variable '${name}'"), span, hint.or(Some(format!("declare it with `ARG {name}` or `ENV {name}=…`"))));
+                }
+            }
+        }
+        stage.steps.push(Step {
+            instruction: out,
+            args: scope.arg_values(),
+        });
+        Ok(())
+    }
+}
+
+/// A stage's scope after its steps so far (rebuilt from the expanded steps).
+fn stage_scope(stage: &Stage) -> StageScope {
+    let mut scope = StageScope::default();
+    for s in &stage.steps {
+        match &s.instruction.kind {
+            Kind::Env(kvs) => {
+                for kv in kvs {
+                    scope.set_env(&kv.key.value, &kv.value.value);
+                }
+            }
+            Kind::Arg(decls) => {
+                for d in decls {
+                    scope.args.insert(d.key.clone(), d.value.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    scope
+}
+
+/// Whether a stage's environment is fully known (it starts from scratch, or from a stage
+/// whose environment is known); an image's ENV is only known once it is pulled.
+fn env_known(stage: &Stage) -> bool {
+    matches!(stage.base, Base::Scratch)
+}
+
+/// COPY/ADD heredoc bodies marked for expansion: variables only, quotes left alone.
+fn expand_inline(lexer: &Lexer, inline: &mut [instruction::InlineSource], scope: &StageScope) {
+    let mut raw = lexer.clone();
+    raw.skip_process_quotes = true;
+    for s in inline.iter_mut().filter(|s| s.expand) {
+        if let Ok(v) = raw.process_word(&s.data, scope) {
+            s.data = v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
