@@ -79,7 +79,7 @@ fn stages_reference_earlier_stages_and_target_selects() {
 
 #[test]
 fn required_variable_error_points_at_word() {
-    let e = plan_of("FROM scratch\nENV A="${NOPE:?must be set}"\n", &[]).unwrap_err();
+    let e = plan_of("FROM scratch\nENV A=\"${NOPE:?must be set}\"\n", &[]).unwrap_err();
     assert!(e.message.contains("must be set"), "{}", e.message);
     assert_eq!(e.location.unwrap().line, 2);
 }
