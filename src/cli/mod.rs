@@ -5,6 +5,9 @@
 //! `rbuild build -t name:tag .` (see [`with_default_subcommand`]).
 
 mod args;
+mod build;
+mod check;
+mod frontend;
 pub mod root;
 
 use std::ffi::OsString;
@@ -17,10 +20,14 @@ use rbuild::diag::Diagnostic;
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Resolve the state root now so a bad one fails early, whatever the command.
+    let _root = match cli.root {
+        Some(r) => r,
+        None => root::default_root(&root::RootInputs::from_process()).map_err(anyhow::Error::msg)?,
+    };
     match cli.command {
-        Command::Build(_) | Command::Check(_) => {
-            anyhow::bail!("this command is not available yet")
-        }
+        Command::Build(args) => build::run(args),
+        Command::Check(args) => check::run(args),
     }
 }
 

@@ -1,0 +1,28 @@
+//! `rbuild build`: today the front end only — the Dockerfile is read, parsed, typed,
+//! planned and linted exactly as a build would, then rbuild says plainly that executing
+//! builds is not available yet. Nothing is written to the state directory.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use super::args::BuildArgs;
+use super::{color_stderr, frontend};
+
+pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let path = frontend::dockerfile_path(args.file.as_deref(), &args.context);
+    if !args.context.is_dir() {
+        bail!("build context {} is not a directory", args.context.display());
+    }
+    let source = frontend::read_dockerfile(&path)?;
+    let opts = frontend::options(&args.build_args, args.target.as_deref(), args.platform.as_deref())?;
+    let plan = frontend::plan(&source, &opts)?;
+    for d in &plan.lints {
+        eprintln!("{}", d.render(color_stderr()));
+    }
+    let stages = plan.needed_stages().len();
+    bail!(
+        "{}: valid ({stages} stage(s) to build), but executing builds is not implemented in this version of rbuild yet; `rbuild check` validates Dockerfiles",
+        source.name
+    )
+}

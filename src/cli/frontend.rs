@@ -1,0 +1,90 @@
+//! The front-end half of `rbuild check` and `rbuild build`: locate and read the Dockerfile,
+//! turn `--build-arg`/`--platform` into planner options, and plan.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rbuild::diag::{Diagnostic, Source};
+use rbuild::oci::platform::Platform;
+use rbuild::plan::{self, Options, Plan};
+
+/// The Dockerfile to read: `-f FILE` (`-` = stdin), else `PATH/Dockerfile`.
+pub fn dockerfile_path(file: Option<&Path>, context: &Path) -> PathBuf {
+    match file {
+        Some(f) => f.to_path_buf(),
+        None if context == Path::new(".") => PathBuf::from("Dockerfile"),
+        None => context.join("Dockerfile"),
+    }
+}
+
+/// Read the Dockerfile as text; invalid UTF-8 is replaced (and reported), as Docker reads
+/// bytes.
+pub fn read_dockerfile(path: &Path) -> anyhow::Result<Source> {
+    let bytes = if path == Path::new("-") {
+        let mut b = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut b)
+            .context("reading the Dockerfile from standard input")?;
+        b
+    } else {
+        std::fs::read(path).with_context(|| format!("reading Dockerfile {}", path.display()))?
+    };
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "warning: {} is not valid UTF-8 (at byte {}); invalid bytes are read as U+FFFD",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            );
+            String::from_utf8_lossy(e.as_bytes()).into_owned()
+        }
+    };
+    let name = if path == Path::new("-") {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    };
+    Ok(Source::new(name, text))
+}
+
+/// `--build-arg K=V`, or `K` to take the value from the environment (skipped when unset,
+/// as docker does).
+pub fn build_args(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for a in raw {
+        match a.split_once('=') {
+            Some(("", _)) => bail!("invalid --build-arg {a:?}: the name is empty"),
+            Some((k, v)) => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    out.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Planner options from the command line.
+pub fn options(raw_args: &[String], target: Option<&str>, platform: Option<&str>) -> anyhow::Result<Options> {
+    let target_platform = match platform {
+        Some(p) => Platform::parse(p).with_context(|| format!("invalid --platform {p:?}"))?,
+        None => Platform::host(),
+    };
+    Ok(Options {
+        build_args: build_args(raw_args)?,
+        target: target.map(str::to_string),
+        build_platform: Platform::host(),
+        target_platform,
+    })
+}
+
+/// Plan, or the diagnostic of a syntax error.
+pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
+    plan::plan(source, opts)
+}

@@ -1,0 +1,3 @@
+ARG V
+FROM alpine
+ENV PATH

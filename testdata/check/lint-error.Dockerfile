@@ -1,0 +1,3 @@
+# check=error=true
+FROM scratch AS Build
+CMD echo hi

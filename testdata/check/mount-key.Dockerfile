@@ -1,0 +1,2 @@
+FROM alpine
+RUN --mount=type=cache,targte=/c true

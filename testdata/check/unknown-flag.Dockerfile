@@ -1,0 +1,2 @@
+FROM alpine AS build
+COPY --form=build a b

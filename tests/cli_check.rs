@@ -1,0 +1,124 @@
+//! `rbuild check` through the real binary: exit codes, rendered diagnostics (golden files in
+//! `testdata/check/`), JSON output, and every BuildKit parser case and negative case.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{describe, rbuild};
+
+fn workdir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn check(args: &[&str]) -> std::process::Output {
+    let root = tempfile_root();
+    rbuild(&workdir(), &root, args)
+}
+
+fn tempfile_root() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rbuild-test-root-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every `testdata/check/NAME.Dockerfile` has `NAME.stderr` (the exact rendering) and
+/// `NAME.code` (the exit code). `RBUILD_BLESS=1` rewrites them from the current output.
+#[test]
+fn golden_diagnostics() {
+    let dir = workdir().join("testdata/check");
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".Dockerfile").map(str::to_string))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 9, "golden cases missing: {names:?}");
+    let bless = std::env::var_os("RBUILD_BLESS").is_some();
+    let mut failures = Vec::new();
+    for name in &names {
+        let file = format!("testdata/check/{name}.Dockerfile");
+        let args = ["check", "-f", file.as_str()];
+        let out = check(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let code = out.status.code().unwrap().to_string();
+        let (want_err, want_code) = (dir.join(format!("{name}.stderr")), dir.join(format!("{name}.code")));
+        if bless {
+            fs::write(&want_err, &stderr).unwrap();
+            fs::write(&want_code, format!("{code}\n")).unwrap();
+            continue;
+        }
+        let expected = fs::read_to_string(&want_err).unwrap_or_default();
+        let expected_code = fs::read_to_string(&want_code).unwrap_or_default();
+        if stderr != expected || code != expected_code.trim() {
+            failures.push(format!("{name}: want exit {expected_code}{expected}\n{}", describe(&args, &out)));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n=====\n"));
+}
+
+#[test]
+fn json_format_reports_rules_and_exit_code() {
+    let out = check(&["check", "--format", "json", "-f", "testdata/check/lint-error.Dockerfile"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let rules: Vec<&str> = v["warnings"].as_array().unwrap().iter().map(|w| w["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules, vec!["StageNameCasing", "JSONArgsRecommended"]);
+    assert_eq!(v["warnings"][0]["location"]["line"], 2);
+
+    let out = check(&["check", "--format", "json", "-f", "testdata/check/unknown-instruction.Dockerfile"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["message"], "unknown instruction: RUNN");
+    assert_eq!(v["error"]["hint"], "did you mean RUN?");
+}
+
+#[test]
+fn context_dockerfile_is_the_default() {
+    let out = check(&["check", "testdata/flask-watchlist"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&["check", "testdata/flask-watchlist"], &out));
+}
+
+#[test]
+fn docker_habit_routes_to_build() {
+    let args = ["-t", "flask-watchlist:1.0", "testdata/flask-watchlist"];
+    let out = check(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+    assert!(stderr.contains("valid (1 stage(s) to build)"), "{}", describe(&args, &out));
+    assert!(stderr.contains("not implemented"), "{}", describe(&args, &out));
+}
+
+fn case_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_buildkit_parser_case_checks_and_every_negative_case_fails_with_location() {
+    let Some(pos) = common::conformance("buildkit-parser") else { return };
+    let mut failures = Vec::new();
+    for case in case_dirs(&pos) {
+        let f = case.join("Dockerfile");
+        let args = ["check", "-f", f.to_str().unwrap()];
+        let out = check(&args);
+        if out.status.code() != Some(0) {
+            failures.push(describe(&args, &out));
+        }
+    }
+    let neg = common::conformance("buildkit-parser-negative").expect("negative cases beside the positive ones");
+    for case in case_dirs(&neg) {
+        let f = case.join("Dockerfile");
+        let args = ["check", "-f", f.to_str().unwrap()];
+        let out = check(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let located = stderr.contains(&format!("--> {}:", f.display()));
+        if out.status.code() != Some(2) || !located || !stderr.starts_with("error: ") {
+            failures.push(describe(&args, &out));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n=====\n"));
+}
