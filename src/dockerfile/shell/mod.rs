@@ -156,6 +156,12 @@ struct Outcome {
 
 /// Word splitting as BuildKit does it: a word is emitted when whitespace follows a non-empty
 /// buffer, so quoted-empty words vanish. Only the top level splits; nested words do not.
+///
+/// One deliberate difference: BuildKit's current lex.go keeps this buffer in the shared
+/// `shellWord` and resets it at the start of every nested word, so in `pre${U:-x}` the
+/// `pre` is lost from the split words (never from the single-word result). No vector
+/// depends on that; each nesting level here has its own buffer, which is what the code
+/// evidently means.
 struct Words {
     collect: bool,
     done: Vec<String>,
@@ -880,7 +886,7 @@ mod tests {
         empty_expansion_is_dropped: "$EMPTY $UNSET" => [];
         default_word_splits: "${U:-\"x y\"}" => ["x", "y"];
         // BuildKit's current lex.go shares one word buffer between nested words, so the
-        // `pre` here would be lost; we keep it (see the module docs of `Words`).
+        // `pre` here would be lost; we keep it (see the docs of `Words`).
         text_before_nested_word_is_kept: "pre${U:-x}post z" => ["prexpost", "z"];
     }
 
