@@ -176,6 +176,6 @@ mod tests {
             word: w(), offset: 8, pattern: r"\.".into(), reason: r"invalid escape '\.'".into(),
         } => 8, r#"failed to process "w": invalid pattern (\.) in substitution: invalid escape '\.'"#;
         too_deep: ShellError::TooDeep { word: w(), offset: 9 } => 9,
-            r#"failed to process "w": substitutions nested more than 200 deep"#;
+            r#"failed to process "w": substitutions nested more than 64 deep"#;
     }
 }
