@@ -127,3 +127,55 @@ fn go_quote(s: &str) -> String {
     out.push('"');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_quote_escapes_like_percent_q() {
+        assert_eq!(
+            go_quote("a\"b\\c\n\t\u{1}\u{7f}\u{85}\u{a0}é 한\u{feff}"),
+            r#""a\"b\\c\n\t\x01\x7f\u0085\u00a0é 한\ufeff""#
+        );
+    }
+
+    /// `renders! { name: error => message; }` checks the Display text and `offset()`.
+    macro_rules! renders {
+        ($($name:ident: $err:expr => $offset:expr, $msg:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                let err: ShellError = $err;
+                assert_eq!(err.to_string(), $msg);
+                assert_eq!(err.offset(), $offset);
+            }
+        )*};
+    }
+
+    fn w() -> String {
+        "w".to_owned()
+    }
+
+    renders! {
+        unterminated_single: ShellError::UnterminatedQuote { word: w(), offset: 1, quote: '\'' } => 1,
+            r#"failed to process "w": unexpected end of statement while looking for matching single-quote"#;
+        unterminated_double: ShellError::UnterminatedQuote { word: w(), offset: 2, quote: '"' } => 2,
+            r#"failed to process "w": unexpected end of statement while looking for matching double-quote"#;
+        missing_brace: ShellError::MissingBrace { word: w(), offset: 3 } => 3,
+            r#"failed to process "w": syntax error: missing '}'"#;
+        missing_slash: ShellError::MissingSlash { word: w(), offset: 4 } => 4,
+            r#"failed to process "w": syntax error: missing '/' in ${}"#;
+        bad_substitution: ShellError::BadSubstitution { word: w(), offset: 5 } => 5,
+            r#"failed to process "w": syntax error: bad substitution"#;
+        unsupported: ShellError::UnsupportedModifier { word: w(), offset: 6, modifier: ":=".into() } => 6,
+            r#"failed to process "w": unsupported modifier (:=) in substitution"#;
+        required: ShellError::MissingRequired {
+            word: w(), offset: 7, name: "V".into(), message: "is not allowed to be unset".into(),
+        } => 7, r#"failed to process "w": V: is not allowed to be unset"#;
+        pattern: ShellError::InvalidPattern {
+            word: w(), offset: 8, pattern: r"\.".into(), reason: r"invalid escape '\.'".into(),
+        } => 8, r#"failed to process "w": invalid pattern (\.) in substitution: invalid escape '\.'"#;
+        too_deep: ShellError::TooDeep { word: w(), offset: 9 } => 9,
+            r#"failed to process "w": substitutions nested more than 64 deep"#;
+    }
+}

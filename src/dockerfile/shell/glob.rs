@@ -152,3 +152,99 @@ fn expand_template(out: &mut String, template: &str, matched: &str) {
     }
     out.push_str(rest);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `trims! { name: op(pattern, value) => result; }` where op is one of `shortest_prefix`,
+    /// `longest_prefix`, `shortest_suffix`, `longest_suffix`, and result is `Ok(..)` or
+    /// `Err(reason)`.
+    macro_rules! trims {
+        ($($name:ident: $op:ident($pattern:expr, $value:expr) => $want:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                let (suffix, greedy) = match stringify!($op) {
+                    "shortest_prefix" => (false, false),
+                    "longest_prefix" => (false, true),
+                    "shortest_suffix" => (true, false),
+                    "longest_suffix" => (true, true),
+                    other => panic!("unknown operation {other}"),
+                };
+                let got = if suffix {
+                    trim_suffix($pattern, $value, greedy)
+                } else {
+                    trim_prefix($pattern, $value, greedy)
+                };
+                let want: Result<&str, &str> = $want;
+                assert_eq!(got.as_deref(), want.map_err(|e| e.to_string()).as_deref());
+            }
+        )*};
+    }
+
+    /// `replaces! { name: first|all(pattern, replacement, value) => result; }`.
+    macro_rules! replaces {
+        ($($name:ident: $mode:ident($pattern:expr, $replacement:expr, $value:expr) => $want:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                let all = match stringify!($mode) {
+                    "first" => false,
+                    "all" => true,
+                    other => panic!("unknown mode {other}"),
+                };
+                let got = replace($value, $pattern, $replacement, all);
+                assert_eq!(got.as_deref(), Ok($want));
+            }
+        )*};
+    }
+
+    trims! {
+        star_shortest_prefix: shortest_prefix("a*", "abcabc") => Ok("bcabc");
+        star_longest_prefix: longest_prefix("a*", "abcabc") => Ok("");
+        star_shortest_suffix: shortest_suffix("*c", "abcabc") => Ok("abcab");
+        star_longest_suffix: longest_suffix("*c", "abcabc") => Ok("");
+        empty_pattern_trims_nothing: longest_suffix("", "abc") => Ok("abc");
+        prefix_is_anchored: shortest_prefix("b", "abc") => Ok("abc");
+        suffix_is_anchored: shortest_suffix("b", "abc") => Ok("abc");
+        question_is_one_character: shortest_prefix("??", "日本語") => Ok("語");
+        // Reversal keeps `\*` together, so the literal star still precedes the wildcard.
+        escaped_star_in_suffix: shortest_suffix(r"\**", "a***b") => Ok("a**");
+        escaped_backslash: shortest_prefix(r"\\", r"\x") => Ok("x");
+        escaped_brace_and_slash_are_bare: shortest_prefix(r"\}\/", "}/x") => Ok("x");
+        brackets_are_literal: shortest_prefix("[a]", "[a]b") => Ok("b");
+        brackets_are_no_class: shortest_prefix("[a]", "ab") => Ok("ab");
+        regex_metacharacters_are_literal: shortest_prefix("a.b+(c)|^$", "a.b+(c)|^$!") => Ok("!");
+        dot_is_no_wildcard: shortest_prefix("a.b", "axb") => Ok("axb");
+        star_stops_at_newline: longest_prefix("*", "a\nb") => Ok("\nb");
+        leading_bom_is_skipped: shortest_prefix("\u{feff}a", "ab") => Ok("b");
+        invalid_escape: shortest_prefix(r"\.", ".") => Err(r"invalid escape '\.'");
+        trailing_escape: shortest_prefix("a\\", "a") => Err(r"invalid escape '\' at end of pattern");
+        // Reversed, a trailing backslash escapes what was the character before it.
+        trailing_escape_in_suffix: shortest_suffix("x\\", "x") => Err(r"invalid escape '\x'");
+    }
+
+    replaces! {
+        first_match: first("o", "0", "foo") => "f0o";
+        every_match: all("o", "0", "foo") => "f00";
+        longest_match: first("o*", "", "foo bar") => "f";
+        no_match: all("z", "0", "foo") => "foo";
+        empty_pattern_first: first("", "-", "ab") => "-ab";
+        // An empty match is replaced between characters, never twice in one place.
+        empty_pattern_all: all("", "-", "ab") => "-a-b-";
+        empty_after_match_skipped: all("*", "x", "ab\ncd") => "x\nx";
+        every_character: all("?", "<$0>", "한국") => "<한><국>";
+        template_whole_match: all("o", "[$0${0}]", "fo") => "f[oo]";
+        template_dollar_dollar: all("o", "$$", "fo") => "f$";
+        template_other_groups_empty: all("o", "[$1$00$x$é${y}]", "fo") => "f[]";
+        template_malformed_is_literal: all("o", "[${0 $]", "fo") => "f[${0 $]";
+        first_is_not_a_template: first("o", "$0$$", "fo") => "f$0$$";
+    }
+
+    #[test]
+    fn expand_template_reads_longest_name() {
+        let mut out = String::new();
+        expand_template(&mut out, "$0a|${0}a|$0", "M");
+        // `$0a` names group "0a", which does not exist.
+        assert_eq!(out, "|Ma|M");
+    }
+}
