@@ -134,16 +134,16 @@ pub struct Diagnostic {
     pub severity: Severity,
     /// The lint rule name, for rule diagnostics (`StageNameCasing`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
+    pub rule: Option<Box<str>>,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub location: Option<Location>,
+    pub location: Option<Box<Location>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
+    pub url: Option<Box<str>>,
 }
 
 impl Diagnostic {
@@ -182,14 +182,14 @@ impl Diagnostic {
         let snippet = (line..=last_shown)
             .map(|n| (n, source.line(n).to_string()))
             .collect();
-        self.location = Some(Location {
+        self.location = Some(Box::new(Location {
             file: source.name.clone(),
             line,
             column,
             end_line,
             snippet,
             caret: Some((column, width)),
-        });
+        }));
         self
     }
 
@@ -200,14 +200,14 @@ impl Diagnostic {
         let snippet = (line..=end_line.min(line + 2))
             .map(|n| (n, source.line(n).to_string()))
             .collect();
-        self.location = Some(Location {
+        self.location = Some(Box::new(Location {
             file: source.name.clone(),
             line,
             column: 1,
             end_line,
             snippet,
             caret: None,
-        });
+        }));
         self
     }
 
@@ -222,8 +222,8 @@ impl Diagnostic {
     }
 
     pub fn with_rule(mut self, rule: &str, url: Option<String>) -> Diagnostic {
-        self.rule = Some(rule.to_string());
-        self.url = url;
+        self.rule = Some(rule.into());
+        self.url = url.map(String::into_boxed_str);
         self
     }
 

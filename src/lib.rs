@@ -9,5 +9,5 @@
 pub mod diag;
 pub mod dockerfile;
 pub mod oci;
-pub mod suggest;
 pub mod plan;
+pub mod suggest;

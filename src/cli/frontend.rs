@@ -71,7 +71,11 @@ pub fn build_args(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 /// Planner options from the command line.
-pub fn options(raw_args: &[String], target: Option<&str>, platform: Option<&str>) -> anyhow::Result<Options> {
+pub fn options(
+    raw_args: &[String],
+    target: Option<&str>,
+    platform: Option<&str>,
+) -> anyhow::Result<Options> {
     let target_platform = match platform {
         Some(p) => Platform::parse(p).with_context(|| format!("invalid --platform {p:?}"))?,
         None => Platform::host(),

@@ -23,7 +23,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Resolve the state root now so a bad one fails early, whatever the command.
     let _root = match cli.root {
         Some(r) => r,
-        None => root::default_root(&root::RootInputs::from_process()).map_err(anyhow::Error::msg)?,
+        None => {
+            root::default_root(&root::RootInputs::from_process()).map_err(anyhow::Error::msg)?
+        }
     };
     match cli.command {
         Command::Build(args) => build::run(args),

@@ -16,22 +16,64 @@ use crate::diag::{Diagnostic, Severity, Source, Span};
 /// Every rule rbuild knows, with a one-line description (`rbuild check` prints them in JSON).
 pub const RULES: &[(&str, &str)] = &[
     ("StageNameCasing", "Stage names should be lowercase"),
-    ("FromAsCasing", "The 'as' keyword should match the case of the 'from' keyword"),
-    ("NoEmptyContinuation", "Empty continuation lines will become errors in a future release"),
-    ("ConsistentInstructionCasing", "All commands within the Dockerfile should use the same casing (either upper or lower)"),
+    (
+        "FromAsCasing",
+        "The 'as' keyword should match the case of the 'from' keyword",
+    ),
+    (
+        "NoEmptyContinuation",
+        "Empty continuation lines will become errors in a future release",
+    ),
+    (
+        "ConsistentInstructionCasing",
+        "All commands within the Dockerfile should use the same casing (either upper or lower)",
+    ),
     ("DuplicateStageName", "Stage names should be unique"),
-    ("ReservedStageName", "Reserved words should not be used as stage names"),
-    ("JSONArgsRecommended", "JSON arguments recommended for ENTRYPOINT/CMD to prevent unintended behavior related to OS signals"),
-    ("MaintainerDeprecated", "The MAINTAINER instruction is deprecated, use a label instead to define an image author"),
+    (
+        "ReservedStageName",
+        "Reserved words should not be used as stage names",
+    ),
+    (
+        "JSONArgsRecommended",
+        "JSON arguments recommended for ENTRYPOINT/CMD to prevent unintended behavior related to OS signals",
+    ),
+    (
+        "MaintainerDeprecated",
+        "The MAINTAINER instruction is deprecated, use a label instead to define an image author",
+    ),
     ("UndefinedArgInFrom", "FROM command must use declared ARGs"),
-    ("WorkdirRelativePath", "Relative workdir without an absolute workdir declared within the build can have unexpected results if the base image changes"),
-    ("UndefinedVar", "Variables should be defined before their use"),
-    ("MultipleInstructionsDisallowed", "Multiple instructions of the same type should not be used in the same stage"),
-    ("LegacyKeyValueFormat", "Legacy key/value format with whitespace separator should not be used"),
-    ("RedundantTargetPlatform", "Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior"),
-    ("SecretsUsedInArgOrEnv", "Sensitive data should not be used in the ARG or ENV commands"),
-    ("InvalidDefaultArgInFrom", "Default value for global ARG results in an empty or invalid base image name"),
-    ("FromPlatformFlagConstDisallowed", "FROM --platform flag should not use a constant value"),
+    (
+        "WorkdirRelativePath",
+        "Relative workdir without an absolute workdir declared within the build can have unexpected results if the base image changes",
+    ),
+    (
+        "UndefinedVar",
+        "Variables should be defined before their use",
+    ),
+    (
+        "MultipleInstructionsDisallowed",
+        "Multiple instructions of the same type should not be used in the same stage",
+    ),
+    (
+        "LegacyKeyValueFormat",
+        "Legacy key/value format with whitespace separator should not be used",
+    ),
+    (
+        "RedundantTargetPlatform",
+        "Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior",
+    ),
+    (
+        "SecretsUsedInArgOrEnv",
+        "Sensitive data should not be used in the ARG or ENV commands",
+    ),
+    (
+        "InvalidDefaultArgInFrom",
+        "Default value for global ARG results in an empty or invalid base image name",
+    ),
+    (
+        "FromPlatformFlagConstDisallowed",
+        "FROM --platform flag should not use a constant value",
+    ),
 ];
 
 /// The documentation link of a rule: `StageNameCasing` → `…/rule/stage-name-casing/`.
@@ -67,7 +109,13 @@ impl<'a> Linter<'a> {
     }
 
     /// Report a violation of `rule` at `span`.
-    pub fn report(&mut self, rule: &str, message: impl Into<String>, span: Span, hint: Option<String>) {
+    pub fn report(
+        &mut self,
+        rule: &str,
+        message: impl Into<String>,
+        span: Span,
+        hint: Option<String>,
+    ) {
         debug_assert!(RULES.iter().any(|(r, _)| *r == rule), "unknown rule {rule}");
         if self.config.is_skipped(rule) {
             return;
@@ -77,7 +125,9 @@ impl<'a> Linter<'a> {
         } else {
             Diagnostic::warning(message)
         };
-        d = d.at(self.source, span).with_rule(rule, Some(rule_url(rule)));
+        d = d
+            .at(self.source, span)
+            .with_rule(rule, Some(rule_url(rule)));
         if let Some(h) = hint {
             d = d.with_hint(h);
         }
@@ -104,7 +154,12 @@ const RESERVED_STAGE_NAMES: [&str; 2] = ["context", "scratch"];
 /// The rules that need only the syntax tree and the typed instructions.
 pub fn check_syntax(df: &Dockerfile, instrs: &[Instruction], lint: &mut Linter) {
     for w in &df.warnings {
-        lint.report("NoEmptyContinuation", "Empty continuation line", w.span, Some("remove the empty line or end the instruction before it".into()));
+        lint.report(
+            "NoEmptyContinuation",
+            "Empty continuation line",
+            w.span,
+            Some("remove the empty line or end the instruction before it".into()),
+        );
     }
     instruction_casing(instrs, lint);
 
@@ -131,11 +186,23 @@ pub fn check_syntax(df: &Dockerfile, instrs: &[Instruction], lint: &mut Linter) 
                 has_abs_workdir = false;
                 if let (Some(name), Some(arg)) = (&f.name, &f.name_arg) {
                     if arg.value != arg.value.to_lowercase() {
-                        lint.report("StageNameCasing", format!("Stage name '{}' should be lowercase", arg.value), arg.span, Some(format!("use `{}`", arg.value.to_lowercase())));
+                        lint.report(
+                            "StageNameCasing",
+                            format!("Stage name '{}' should be lowercase", arg.value),
+                            arg.span,
+                            Some(format!("use `{}`", arg.value.to_lowercase())),
+                        );
                     }
                     if let Some(first) = stage_names.get(name) {
                         let (line, _) = lint.source.line_col(first.start);
-                        lint.report("DuplicateStageName", format!("Duplicate stage name \"{name}\", stage names should be unique"), arg.span, Some(format!("the name was first used on line {line}")));
+                        lint.report(
+                            "DuplicateStageName",
+                            format!(
+                                "Duplicate stage name \"{name}\", stage names should be unique"
+                            ),
+                            arg.span,
+                            Some(format!("the name was first used on line {line}")),
+                        );
                     } else {
                         stage_names.insert(name.clone(), arg.span);
                     }
@@ -149,7 +216,15 @@ pub fn check_syntax(df: &Dockerfile, instrs: &[Instruction], lint: &mut Linter) 
                     let as_upper = as_arg.value == as_arg.value.to_uppercase();
                     let as_lower = as_arg.value == as_arg.value.to_lowercase();
                     if (kw_upper && !as_upper) || (kw_lower && !as_lower) {
-                        lint.report("FromAsCasing", format!("'{}' and '{}' keywords' casing do not match", n.keyword, as_arg.value), as_arg.span, Some(format!("write `{}`", if kw_upper { "AS" } else { "as" })));
+                        lint.report(
+                            "FromAsCasing",
+                            format!(
+                                "'{}' and '{}' keywords' casing do not match",
+                                n.keyword, as_arg.value
+                            ),
+                            as_arg.span,
+                            Some(format!("write `{}`", if kw_upper { "AS" } else { "as" })),
+                        );
                     }
                 }
                 if let Some(p) = &f.platform {
@@ -163,14 +238,22 @@ pub fn check_syntax(df: &Dockerfile, instrs: &[Instruction], lint: &mut Linter) 
             }
             Kind::Cmd(s) | Kind::Entrypoint(s) => {
                 let kw = n.keyword.to_uppercase();
-                counts.entry(if kw == "CMD" { "CMD" } else { "ENTRYPOINT" }).or_default().push(n.span);
+                counts
+                    .entry(if kw == "CMD" { "CMD" } else { "ENTRYPOINT" })
+                    .or_default()
+                    .push(n.span);
                 if s.prepend_shell && !s.args.is_empty() {
                     lint.report("JSONArgsRecommended", format!("JSON arguments recommended for {kw} to prevent unintended behavior related to OS signals"), n.args_span, Some(format!("write {kw} [\"executable\", \"arg\", ...]")));
                 }
             }
             Kind::Healthcheck(_) => counts.entry("HEALTHCHECK").or_default().push(n.span),
             Kind::Maintainer(_) => {
-                lint.report("MaintainerDeprecated", "Maintainer instruction is deprecated in favor of using label", n.span, Some("use LABEL org.opencontainers.image.authors=\"…\"".into()));
+                lint.report(
+                    "MaintainerDeprecated",
+                    "Maintainer instruction is deprecated in favor of using label",
+                    n.span,
+                    Some("use LABEL org.opencontainers.image.authors=\"…\"".into()),
+                );
             }
             Kind::Env(kvs) | Kind::Label(kvs) => {
                 let kw = n.keyword.to_uppercase();
@@ -212,7 +295,12 @@ fn quote_if_spaced(v: &str) -> String {
 
 fn secret_name(lint: &mut Linter, kw: &str, name: &str, span: Span) {
     if SECRET_NAME.is_match(name) && !PUBLIC_NAME.is_match(name) {
-        lint.report("SecretsUsedInArgOrEnv", format!("Do not use ARG or ENV instructions for sensitive data ({kw} \"{name}\")"), span, Some("pass secrets with RUN --mount=type=secret instead".into()));
+        lint.report(
+            "SecretsUsedInArgOrEnv",
+            format!("Do not use ARG or ENV instructions for sensitive data ({kw} \"{name}\")"),
+            span,
+            Some("pass secrets with RUN --mount=type=secret instead".into()),
+        );
     }
 }
 
@@ -226,8 +314,14 @@ fn instruction_casing(instrs: &[Instruction], lint: &mut Linter) {
             nodes.push(child);
         }
     }
-    let upper = nodes.iter().filter(|n| n.keyword == n.keyword.to_uppercase()).count();
-    let lower = nodes.iter().filter(|n| n.keyword == n.keyword.to_lowercase()).count();
+    let upper = nodes
+        .iter()
+        .filter(|n| n.keyword == n.keyword.to_uppercase())
+        .count();
+    let lower = nodes
+        .iter()
+        .filter(|n| n.keyword == n.keyword.to_lowercase())
+        .count();
     let majority_upper = upper >= lower;
     for n in nodes {
         let ok = if majority_upper {
@@ -241,7 +335,15 @@ fn instruction_casing(instrs: &[Instruction], lint: &mut Linter) {
             } else {
                 ("lowercase", n.keyword.to_lowercase())
             };
-            lint.report("ConsistentInstructionCasing", format!("Command '{}' should match the case of the command majority ({case})", n.keyword), n.keyword_span, Some(format!("write `{fixed}`")));
+            lint.report(
+                "ConsistentInstructionCasing",
+                format!(
+                    "Command '{}' should match the case of the command majority ({case})",
+                    n.keyword
+                ),
+                n.keyword_span,
+                Some(format!("write `{fixed}`")),
+            );
         }
     }
 }
@@ -252,9 +354,18 @@ mod tests {
 
     #[test]
     fn urls_are_kebab_case() {
-        assert_eq!(rule_url("StageNameCasing"), "https://docs.docker.com/go/dockerfile/rule/stage-name-casing/");
-        assert_eq!(rule_url("JSONArgsRecommended"), "https://docs.docker.com/go/dockerfile/rule/json-args-recommended/");
-        assert_eq!(rule_url("FromAsCasing"), "https://docs.docker.com/go/dockerfile/rule/from-as-casing/");
+        assert_eq!(
+            rule_url("StageNameCasing"),
+            "https://docs.docker.com/go/dockerfile/rule/stage-name-casing/"
+        );
+        assert_eq!(
+            rule_url("JSONArgsRecommended"),
+            "https://docs.docker.com/go/dockerfile/rule/json-args-recommended/"
+        );
+        assert_eq!(
+            rule_url("FromAsCasing"),
+            "https://docs.docker.com/go/dockerfile/rule/from-as-casing/"
+        );
     }
 
     #[test]

@@ -122,7 +122,11 @@ impl Plan {
         self.stages
             .iter()
             .position(|s| s.name.as_deref() == Some(lower.as_str()))
-            .or_else(|| name.parse::<usize>().ok().filter(|i| *i < self.stages.len()))
+            .or_else(|| {
+                name.parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < self.stages.len())
+            })
     }
 }
 
@@ -189,11 +193,14 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
                 .iter()
                 .position(|s| s.name.as_deref() == Some(lower.as_str()))
                 .ok_or_else(|| {
-                    let names: Vec<&str> = stages.iter().filter_map(|s| s.name.as_deref()).collect();
+                    let names: Vec<&str> =
+                        stages.iter().filter_map(|s| s.name.as_deref()).collect();
                     let d = Diagnostic::error(format!("target stage \"{t}\" could not be found"));
                     match did_you_mean(t, names.iter().copied()) {
                         Some(s) => d.with_hint(format!("did you mean {s}?")),
-                        None if names.is_empty() => d.with_hint("no stage is named: give one a name with `FROM image AS name`"),
+                        None if names.is_empty() => d.with_hint(
+                            "no stage is named: give one a name with `FROM image AS name`",
+                        ),
                         None => d.with_hint(format!("stages: {}", names.join(", "))),
                     }
                 })?
@@ -235,7 +242,12 @@ impl Planner<'_> {
     }
 
     /// Expand one word; returns the result and the names it referenced that were unset.
-    fn expand(&self, word: &str, span: Span, env: &dyn Env) -> Result<(String, BTreeSet<String>), Diagnostic> {
+    fn expand(
+        &self,
+        word: &str,
+        span: Span,
+        env: &dyn Env,
+    ) -> Result<(String, BTreeSet<String>), Diagnostic> {
         self.lexer
             .process_word_with_matches(word, env)
             .map(|e| (e.result, e.unmatched))
@@ -268,42 +280,87 @@ impl Planner<'_> {
     }
 
     fn from(&mut self, i: &Instruction, stages: &[Stage]) -> Result<Stage, Diagnostic> {
-        let Kind::From(f) = &i.kind else { unreachable!("from() takes FROM") };
+        let Kind::From(f) = &i.kind else {
+            unreachable!("from() takes FROM")
+        };
         let (image, unmatched) = self.expand(&f.image.value, f.image.span, &self.global)?;
         for name in unmatched {
             if !self.global.declared.contains_key(&name) {
                 let known: Vec<&str> = self.global.declared.keys().map(String::as_str).collect();
                 let hint = did_you_mean(&name, known).map(|s| format!("did you mean {s}?"));
-                self.lint.report("UndefinedArgInFrom", format!("FROM argument '{name}' is not declared"), f.image.span, hint.or(Some(format!("declare it before the first FROM: `ARG {name}`"))));
+                self.lint.report(
+                    "UndefinedArgInFrom",
+                    format!("FROM argument '{name}' is not declared"),
+                    f.image.span,
+                    hint.or(Some(format!(
+                        "declare it before the first FROM: `ARG {name}`"
+                    ))),
+                );
             }
         }
         if f.image.value.contains('$') {
             let (with_defaults, _) = self.expand(&f.image.value, f.image.span, &self.defaults)?;
-            let named_stage = stages.iter().any(|s| s.name.as_deref() == Some(with_defaults.to_lowercase().as_str()));
-            if with_defaults.is_empty() || (!named_stage && with_defaults != "scratch" && Reference::parse(&with_defaults).is_err()) {
-                let args: Vec<&str> = self.global.declared.keys().map(String::as_str).filter(|k| f.image.value.contains(*k)).collect();
-                self.lint.report("InvalidDefaultArgInFrom", format!("Default value for ARG {} results in empty or invalid base image name", f.image.value), f.image.span, Some(format!("give {} a default that names an image", args.join(", "))));
+            let named_stage = stages
+                .iter()
+                .any(|s| s.name.as_deref() == Some(with_defaults.to_lowercase().as_str()));
+            if with_defaults.is_empty()
+                || (!named_stage
+                    && with_defaults != "scratch"
+                    && Reference::parse(&with_defaults).is_err())
+            {
+                let args: Vec<&str> = self
+                    .global
+                    .declared
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|k| f.image.value.contains(*k))
+                    .collect();
+                self.lint.report(
+                    "InvalidDefaultArgInFrom",
+                    format!(
+                        "Default value for ARG {} results in empty or invalid base image name",
+                        f.image.value
+                    ),
+                    f.image.span,
+                    Some(format!(
+                        "give {} a default that names an image",
+                        args.join(", ")
+                    )),
+                );
             }
         }
         if image.is_empty() {
-            return Err(self.err_at(f.image.span, format!("base name ({}) should not be blank", f.image.value)).with_hint("pass the variable with --build-arg or give the ARG a default"));
+            return Err(self
+                .err_at(
+                    f.image.span,
+                    format!("base name ({}) should not be blank", f.image.value),
+                )
+                .with_hint("pass the variable with --build-arg or give the ARG a default"));
         }
         let platform = match &f.platform {
             None => None,
             Some(p) => {
                 let span = i.flags.span("platform").unwrap_or(i.node.keyword_span);
                 let (text, _) = self.expand(p, span, &self.global)?;
-                Some(Platform::parse(&text).map_err(|e| self.err_at(span, format!("failed to parse platform {text}: {e}")))?)
+                Some(Platform::parse(&text).map_err(|e| {
+                    self.err_at(span, format!("failed to parse platform {text}: {e}"))
+                })?)
             }
         };
         let lower = image.to_lowercase();
-        let base = if let Some(idx) = stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
+        let base = if let Some(idx) = stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+        {
             Base::Stage(idx)
         } else if lower == "scratch" {
             Base::Scratch
         } else {
             Reference::parse(&image).map_err(|e| {
-                self.err_at(f.image.span, format!("invalid base image reference \"{image}\": {e}"))
+                self.err_at(
+                    f.image.span,
+                    format!("invalid base image reference \"{image}\": {e}"),
+                )
             })?;
             Base::Image(image.clone())
         };
@@ -351,7 +408,10 @@ impl Planner<'_> {
                     for d in decls.iter_mut() {
                         let mut value = match &d.value {
                             Some(v) => {
-                                let mut a = Arg { value: v.clone(), span: d.span };
+                                let mut a = Arg {
+                                    value: v.clone(),
+                                    span: d.span,
+                                };
                                 word(&mut a, &scope)?;
                                 Some(a.value)
                             }
@@ -371,13 +431,25 @@ impl Planner<'_> {
                 }
                 Kind::User(a) | Kind::Workdir(a) | Kind::StopSignal(a) => word(a, &scope)?,
                 Kind::Copy(c) => {
-                    for a in c.paths.sources.iter_mut().chain(std::iter::once(&mut c.paths.dest)) {
+                    for a in c
+                        .paths
+                        .sources
+                        .iter_mut()
+                        .chain(std::iter::once(&mut c.paths.dest))
+                    {
                         word(a, &scope)?;
                     }
                     let flag_span = |n: &str| i.flags.span(n).unwrap_or(i.node.keyword_span);
-                    for (name, v) in [("from", &mut c.from), ("chown", &mut c.chown), ("chmod", &mut c.chmod)] {
+                    for (name, v) in [
+                        ("from", &mut c.from),
+                        ("chown", &mut c.chown),
+                        ("chmod", &mut c.chmod),
+                    ] {
                         if let Some(v) = v {
-                            let mut a = Arg { value: v.clone(), span: flag_span(name) };
+                            let mut a = Arg {
+                                value: v.clone(),
+                                span: flag_span(name),
+                            };
                             word(&mut a, &scope)?;
                             *v = a.value;
                         }
@@ -385,13 +457,25 @@ impl Planner<'_> {
                     expand_inline(&self.lexer, &mut c.paths.inline, &scope);
                 }
                 Kind::Add(c) => {
-                    for a in c.paths.sources.iter_mut().chain(std::iter::once(&mut c.paths.dest)) {
+                    for a in c
+                        .paths
+                        .sources
+                        .iter_mut()
+                        .chain(std::iter::once(&mut c.paths.dest))
+                    {
                         word(a, &scope)?;
                     }
                     let flag_span = |n: &str| i.flags.span(n).unwrap_or(i.node.keyword_span);
-                    for (name, v) in [("chown", &mut c.chown), ("chmod", &mut c.chmod), ("checksum", &mut c.checksum)] {
+                    for (name, v) in [
+                        ("chown", &mut c.chown),
+                        ("chmod", &mut c.chmod),
+                        ("checksum", &mut c.checksum),
+                    ] {
                         if let Some(v) = v {
-                            let mut a = Arg { value: v.clone(), span: flag_span(name) };
+                            let mut a = Arg {
+                                value: v.clone(),
+                                span: flag_span(name),
+                            };
                             word(&mut a, &scope)?;
                             *v = a.value;
                         }
@@ -420,9 +504,21 @@ impl Planner<'_> {
         if env_known {
             for (name, span) in undefined {
                 if scope.lookup(&name).is_none() && !scope.args.contains_key(&name) {
-                    let known: Vec<&str> = scope.args.keys().map(String::as_str).chain(scope.env.iter().map(|(k, _)| k.as_str())).collect();
+                    let known: Vec<&str> = scope
+                        .args
+                        .keys()
+                        .map(String::as_str)
+                        .chain(scope.env.iter().map(|(k, _)| k.as_str()))
+                        .collect();
                     let hint = did_you_mean(&name, known).map(|s| format!("did you mean ${s}?"));
-                    self.lint.report("UndefinedVar", format!("Usage of undefined variable '${name}'"), span, hint.or(Some(format!("declare it with `ARG {name}` or `ENV {name}=…`"))));
+                    self.lint.report(
+                        "UndefinedVar",
+                        format!("Usage of undefined variable '${name}'"),
+                        span,
+                        hint.or(Some(format!(
+                            "declare it with `ARG {name}` or `ENV {name}=…`"
+                        ))),
+                    );
                 }
             }
         }

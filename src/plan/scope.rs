@@ -10,8 +10,16 @@ use crate::oci::platform::Platform;
 /// The proxy variables Docker passes through from `--build-arg` without an `ARG`, and keeps
 /// out of the image history.
 pub const PROXY_ARGS: [&str; 10] = [
-    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
-    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
 ];
 
 /// The automatic platform ARGs (BuildKit): available to FROM lines without a declaration,
@@ -22,7 +30,10 @@ pub fn platform_args(build: &Platform, target: &Platform) -> BTreeMap<String, St
         m.insert(format!("{prefix}PLATFORM"), p.specifier());
         m.insert(format!("{prefix}OS"), p.os.clone());
         m.insert(format!("{prefix}ARCH"), p.architecture.clone());
-        m.insert(format!("{prefix}VARIANT"), p.variant.clone().unwrap_or_default());
+        m.insert(
+            format!("{prefix}VARIANT"),
+            p.variant.clone().unwrap_or_default(),
+        );
     }
     m
 }
@@ -41,7 +52,11 @@ impl StageScope {
     }
 
     pub fn env_value(&self, key: &str) -> Option<&str> {
-        self.env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// ARG values in effect (declared with a value, not shadowed by ENV).

@@ -4,7 +4,10 @@ use super::*;
 
 fn plan_of(text: &str, args: &[(&str, &str)]) -> Result<Plan, Diagnostic> {
     let opts = Options {
-        build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        build_args: args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         target: None,
         build_platform: Platform::parse("linux/amd64").unwrap(),
         target_platform: Platform::parse("linux/arm64").unwrap(),
@@ -13,13 +16,22 @@ fn plan_of(text: &str, args: &[(&str, &str)]) -> Result<Plan, Diagnostic> {
 }
 
 fn rules(p: &Plan) -> Vec<String> {
-    p.lints.iter().map(|d| d.rule.clone().unwrap()).collect()
+    p.lints
+        .iter()
+        .map(|d| d.rule.as_deref().unwrap().to_string())
+        .collect()
 }
 
 fn env_of(step: &Step) -> Vec<(String, String)> {
     match &step.instruction.kind {
-        Kind::Env(kvs) => kvs.iter().map(|kv| (kv.key.value.clone(), kv.value.value.clone())).collect(),
-        Kind::Label(kvs) => kvs.iter().map(|kv| (kv.key.value.clone(), kv.value.value.clone())).collect(),
+        Kind::Env(kvs) => kvs
+            .iter()
+            .map(|kv| (kv.key.value.clone(), kv.value.value.clone()))
+            .collect(),
+        Kind::Label(kvs) => kvs
+            .iter()
+            .map(|kv| (kv.key.value.clone(), kv.value.value.clone()))
+            .collect(),
         other => panic!("not ENV/LABEL: {other:?}"),
     }
 }
@@ -28,7 +40,11 @@ fn env_of(step: &Step) -> Vec<(String, String)> {
 fn meta_args_expand_from_and_build_args_override() {
     let p = plan_of("ARG TAG=1.0\nARG IMG=alpine:$TAG\nFROM $IMG\n", &[]).unwrap();
     assert_eq!(p.stages[0].base, Base::Image("alpine:1.0".into()));
-    let p = plan_of("ARG TAG=1.0\nARG IMG=alpine:$TAG\nFROM $IMG\n", &[("TAG", "2")]).unwrap();
+    let p = plan_of(
+        "ARG TAG=1.0\nARG IMG=alpine:$TAG\nFROM $IMG\n",
+        &[("TAG", "2")],
+    )
+    .unwrap();
     assert_eq!(p.stages[0].base, Base::Image("alpine:2".into()));
 }
 
@@ -37,44 +53,74 @@ fn meta_args_need_redeclaring_inside_a_stage() {
     let text = "ARG V=1\nFROM scratch\nENV A=$V\nARG V\nENV B=$V\n";
     let p = plan_of(text, &[]).unwrap();
     assert_eq!(env_of(&p.stages[0].steps[0]), vec![("A".into(), "".into())]);
-    assert_eq!(env_of(&p.stages[0].steps[2]), vec![("B".into(), "1".into())]);
+    assert_eq!(
+        env_of(&p.stages[0].steps[2]),
+        vec![("B".into(), "1".into())]
+    );
     assert_eq!(rules(&p), vec!["UndefinedVar"]);
 }
 
 #[test]
 fn env_wins_over_arg() {
     let p = plan_of("FROM scratch\nARG X=arg\nENV X=env\nLABEL l=$X\n", &[]).unwrap();
-    assert_eq!(env_of(&p.stages[0].steps[2]), vec![("l".into(), "env".into())]);
-    assert!(p.stages[0].steps[2].args.is_empty(), "ARG shadowed by ENV is not in effect");
+    assert_eq!(
+        env_of(&p.stages[0].steps[2]),
+        vec![("l".into(), "env".into())]
+    );
+    assert!(
+        p.stages[0].steps[2].args.is_empty(),
+        "ARG shadowed by ENV is not in effect"
+    );
 }
 
 #[test]
 fn platform_args_are_automatic_in_from_and_declared_in_stages() {
     let text = "FROM --platform=$BUILDPLATFORM scratch AS b\nARG TARGETARCH\nENV A=$TARGETARCH\n";
     let p = plan_of(text, &[]).unwrap();
-    assert_eq!(p.stages[0].platform.as_ref().unwrap().specifier(), "linux/amd64");
-    assert_eq!(env_of(&p.stages[0].steps[1]), vec![("A".into(), "arm64".into())]);
+    assert_eq!(
+        p.stages[0].platform.as_ref().unwrap().specifier(),
+        "linux/amd64"
+    );
+    assert_eq!(
+        env_of(&p.stages[0].steps[1]),
+        vec![("A".into(), "arm64".into())]
+    );
     assert!(rules(&p).is_empty(), "{:?}", rules(&p));
 }
 
 #[test]
 fn build_arg_overrides_stage_default() {
     let p = plan_of("FROM scratch\nARG X=def\nENV A=$X\n", &[("X", "cli")]).unwrap();
-    assert_eq!(env_of(&p.stages[0].steps[1]), vec![("A".into(), "cli".into())]);
-    assert_eq!(p.stages[0].steps[1].args.get("X").map(String::as_str), Some("cli"));
+    assert_eq!(
+        env_of(&p.stages[0].steps[1]),
+        vec![("A".into(), "cli".into())]
+    );
+    assert_eq!(
+        p.stages[0].steps[1].args.get("X").map(String::as_str),
+        Some("cli")
+    );
 }
 
 #[test]
 fn stages_reference_earlier_stages_and_target_selects() {
-    let text = "FROM alpine AS base\nFROM base AS app\nCOPY --from=base /a /b\nFROM scratch AS other\n";
+    let text =
+        "FROM alpine AS base\nFROM base AS app\nCOPY --from=base /a /b\nFROM scratch AS other\n";
     let mut p = plan_of(text, &[]).unwrap();
     assert_eq!(p.stages[1].base, Base::Stage(0));
     assert_eq!(p.needed_stages(), vec![2]);
     p.target = 1;
     assert_eq!(p.needed_stages(), vec![0, 1]);
-    let opts = Options { target: Some("nope".into()), ..Options::default() };
+    let opts = Options {
+        target: Some("nope".into()),
+        ..Options::default()
+    };
     let e = plan(&Source::new("Dockerfile", text), &opts).unwrap_err();
-    assert!(e.message.contains("target stage \"nope\" could not be found"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("target stage \"nope\" could not be found"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -88,9 +134,16 @@ fn required_variable_error_points_at_word() {
 fn undefined_arg_in_from_and_invalid_default() {
     let p = plan_of("FROM $NOPE\n", &[("NOPE", "x")]);
     assert!(p.is_err(), "an undeclared FROM variable is empty");
-    let p = plan_of("ARG IMG\nFROM ${IMG:-alpine}\nFROM $UNDECLARED:1 AS b\n", &[("UNDECLARED", "x")]);
+    let p = plan_of(
+        "ARG IMG\nFROM ${IMG:-alpine}\nFROM $UNDECLARED:1 AS b\n",
+        &[("UNDECLARED", "x")],
+    );
     let p = p.unwrap_err();
-    assert!(p.message.contains("invalid base image reference"), "{}", p.message);
+    assert!(
+        p.message.contains("invalid base image reference"),
+        "{}",
+        p.message
+    );
     let p = plan_of("ARG V\nFROM alpine:$V\n", &[("V", "3")]).unwrap();
     assert_eq!(rules(&p), vec!["InvalidDefaultArgInFrom"]);
 }
@@ -105,8 +158,16 @@ fn instruction_before_from_is_an_error() {
 
 #[test]
 fn bad_mount_value_fails_after_expansion() {
-    let e = plan_of("FROM scratch\nARG T=nope\nRUN --mount=type=$T,target=/x true\n", &[]).unwrap_err();
-    assert!(e.message.contains("unsupported mount type \"nope\""), "{}", e.message);
+    let e = plan_of(
+        "FROM scratch\nARG T=nope\nRUN --mount=type=$T,target=/x true\n",
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        e.message.contains("unsupported mount type \"nope\""),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -115,9 +176,15 @@ fn syntax_rules_fire() {
     let p = plan_of(text, &[]).unwrap();
     let r: BTreeSet<String> = rules(&p).into_iter().collect();
     for want in [
-        "StageNameCasing", "FromAsCasing", "MaintainerDeprecated", "LegacyKeyValueFormat",
-        "JSONArgsRecommended", "MultipleInstructionsDisallowed", "WorkdirRelativePath",
-        "SecretsUsedInArgOrEnv", "ConsistentInstructionCasing",
+        "StageNameCasing",
+        "FromAsCasing",
+        "MaintainerDeprecated",
+        "LegacyKeyValueFormat",
+        "JSONArgsRecommended",
+        "MultipleInstructionsDisallowed",
+        "WorkdirRelativePath",
+        "SecretsUsedInArgOrEnv",
+        "ConsistentInstructionCasing",
     ] {
         assert!(r.contains(want), "{want} missing from {r:?}");
     }
@@ -125,7 +192,11 @@ fn syntax_rules_fire() {
 
 #[test]
 fn check_directive_skips_and_errors() {
-    let p = plan_of("# check=skip=JSONArgsRecommended\nFROM scratch\nCMD echo\n", &[]).unwrap();
+    let p = plan_of(
+        "# check=skip=JSONArgsRecommended\nFROM scratch\nCMD echo\n",
+        &[],
+    )
+    .unwrap();
     assert!(p.lints.is_empty());
     let p = plan_of("# check=error=true\nFROM scratch\nCMD echo\n", &[]).unwrap();
     assert!(p.lint_failed());
@@ -133,13 +204,23 @@ fn check_directive_skips_and_errors() {
 
 #[test]
 fn copy_heredoc_expands_variables_not_quotes() {
-    let p = plan_of("FROM scratch\nARG N=x\nCOPY <<EOF /f\n'$N' \"$N\"\nEOF\n", &[]).unwrap();
-    let Kind::Copy(c) = &p.stages[0].steps[1].instruction.kind else { panic!() };
+    let p = plan_of(
+        "FROM scratch\nARG N=x\nCOPY <<EOF /f\n'$N' \"$N\"\nEOF\n",
+        &[],
+    )
+    .unwrap();
+    let Kind::Copy(c) = &p.stages[0].steps[1].instruction.kind else {
+        panic!()
+    };
     assert_eq!(c.paths.inline[0].data, "'x' \"x\"\n");
 }
 
 #[test]
 fn proxy_args_pass_without_declaration() {
-    let p = plan_of("FROM scratch\n", &[("HTTP_PROXY", "http://p:3128"), ("X", "1")]).unwrap();
+    let p = plan_of(
+        "FROM scratch\n",
+        &[("HTTP_PROXY", "http://p:3128"), ("X", "1")],
+    )
+    .unwrap();
     assert_eq!(p.proxy_env.len(), 1);
 }
