@@ -4,11 +4,13 @@
 //! given); fetching, storing and exporting live in `registry`, `store` and `export`.
 
 pub mod digest;
+pub mod media_type;
 pub mod platform;
 pub mod reference;
 
 pub use digest::{
     Algorithm, Digest, DigestAndSize, DigestError, Digester, DigestingReader, DigestingWriter,
 };
+pub use media_type::{Compression, MediaType};
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};
