@@ -3,11 +3,13 @@
 //! the network or the filesystem (the digesting adapters wrap any `Read`/`Write` they are
 //! given); fetching, storing and exporting live in `registry`, `store` and `export`.
 
+pub mod canonical;
 pub mod digest;
 pub mod media_type;
 pub mod platform;
 pub mod reference;
 
+pub use canonical::{CanonicalError, to_canonical_string, to_canonical_vec};
 pub use digest::{
     Algorithm, Digest, DigestAndSize, DigestError, Digester, DigestingReader, DigestingWriter,
 };
