@@ -4,12 +4,14 @@
 //! given); fetching, storing and exporting live in `registry`, `store` and `export`.
 
 pub mod canonical;
+pub mod config;
 pub mod digest;
 pub mod media_type;
 pub mod platform;
 pub mod reference;
 
 pub use canonical::{CanonicalError, to_canonical_string, to_canonical_vec};
+pub use config::{ConfigError, ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use digest::{
     Algorithm, Digest, DigestAndSize, DigestError, Digester, DigestingReader, DigestingWriter,
 };
