@@ -6,6 +6,7 @@
 pub mod canonical;
 pub mod config;
 pub mod digest;
+pub mod manifest;
 pub mod media_type;
 pub mod platform;
 pub mod reference;
@@ -14,6 +15,9 @@ pub use canonical::{CanonicalError, to_canonical_string, to_canonical_vec};
 pub use config::{ConfigError, ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use digest::{
     Algorithm, Digest, DigestAndSize, DigestError, Digester, DigestingReader, DigestingWriter,
+};
+pub use manifest::{
+    Manifest, ManifestError, parse_manifest_any, select_manifest, to_canonical_oci,
 };
 pub use media_type::{Compression, MediaType};
 pub use platform::{Platform, PlatformError};
