@@ -181,7 +181,7 @@ impl Reference {
         })
     }
 
-    /// The registry host[:port], e.g. `docker.io`, `localhost:5000`, `[::1]:5000`.
+    /// The registry `host[:port]`, e.g. `docker.io`, `localhost:5000`, `[::1]:5000`.
     pub fn registry(&self) -> &str {
         &self.registry
     }
