@@ -6,6 +6,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod context;
 pub mod diag;
 pub mod dockerfile;
 pub mod oci;
