@@ -45,7 +45,8 @@ CMD ["--serve", "--port", "8080"]
 "#;
 
 fn dockerfile(lines: usize) -> String {
-    let mut s = String::from("# syntax=docker/dockerfile:1\nARG BASE=debian:bookworm\nARG VERSION=1.2.3\n");
+    let mut s =
+        String::from("# syntax=docker/dockerfile:1\nARG BASE=debian:bookworm\nARG VERSION=1.2.3\n");
     let mut i = 0;
     while s.lines().count() < lines {
         s.push_str(&STAGE.replace('@', &i.to_string()));
@@ -112,7 +113,11 @@ fn main() {
         ms(parse_type)
     );
     println!("| of which parse | {:.2} ms | |", ms(parse_only));
-    println!("| of which type ({} instructions) | {:.2} ms | |", df.nodes.len(), ms(type_only));
+    println!(
+        "| of which type ({} instructions) | {:.2} ms | |",
+        df.nodes.len(),
+        ms(type_only)
+    );
     println!(
         "| plan (parse, type, expand, scopes, lint), same file | {:.2} ms | none |",
         ms(full)
