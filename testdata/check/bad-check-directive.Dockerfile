@@ -1,0 +1,2 @@
+# check=skip=JSONArgsRecommended;bogus=1
+FROM scratch

@@ -1,0 +1,4 @@
+FROM scratch
+COPY app.py <<EOF
+body
+EOF

@@ -1,0 +1,2 @@
+FROM scratch
+HEALTHCHECK --timeout=10 CMD true

@@ -1,0 +1,2 @@
+FROM scratch
+HEALTHCHECK CONNECT tcp 80

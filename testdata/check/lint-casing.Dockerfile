@@ -1,0 +1,4 @@
+from scratch
+RUN true
+run true
+copy a b

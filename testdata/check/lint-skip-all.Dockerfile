@@ -1,0 +1,3 @@
+# check=skip=all
+FROM scratch AS Bad
+CMD echo hi

@@ -1,0 +1,2 @@
+FROM scratch
+RUN --mount=type=secret,id=s,from=base true

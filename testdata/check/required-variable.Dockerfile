@@ -1,0 +1,3 @@
+FROM scratch
+ARG TAG
+LABEL tag="${TAG:?set TAG with --build-arg}"
