@@ -98,6 +98,40 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// An error located by a byte span in a source text, with an optional hint: what the parser,
+/// the instruction typer and flag checking return, rendered once with [`Diagnostic`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SpannedError {
+    pub message: String,
+    pub span: Span,
+    pub hint: Option<String>,
+}
+
+impl SpannedError {
+    pub fn new(message: impl Into<String>, span: Span) -> SpannedError {
+        SpannedError {
+            message: message.into(),
+            span,
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> SpannedError {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Render against the source it came from.
+    pub fn diagnostic(&self, source: &Source) -> Diagnostic {
+        let d = Diagnostic::error(&self.message).at(source, self.span);
+        match &self.hint {
+            Some(h) => d.with_hint(h),
+            None => d,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {

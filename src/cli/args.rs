@@ -28,23 +28,30 @@ pub enum Command {
     Check(CheckArgs),
 }
 
+/// What both `build` and `check` need to read and plan a Dockerfile.
 #[derive(Debug, Args)]
-pub struct BuildArgs {
-    /// Name and optionally a tag (`name:tag`); may be repeated
-    #[arg(short = 't', long = "tag", value_name = "REF")]
-    pub tags: Vec<String>,
-    /// Path of the Dockerfile (default: PATH/Dockerfile)
+pub struct FrontendArgs {
+    /// Path of the Dockerfile (default: PATH/Dockerfile; `-` reads standard input)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Set a build-time variable (`KEY=VALUE`, or `KEY` to take it from the environment)
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
     pub build_args: Vec<String>,
-    /// Build the stage with this name (default: the last stage)
+    /// Build (or check) the stage with this name (default: the last stage)
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
     /// Target platform (`os/arch[/variant]`)
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Name and optionally a tag (`name:tag`); may be repeated
+    #[arg(short = 't', long = "tag", value_name = "REF")]
+    pub tags: Vec<String>,
+    #[command(flatten)]
+    pub frontend: FrontendArgs,
     /// The build context directory
     #[arg(value_name = "PATH")]
     pub context: PathBuf,
@@ -52,18 +59,8 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Path of the Dockerfile (default: PATH/Dockerfile)
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: Option<PathBuf>,
-    /// Set a build-time variable (`KEY=VALUE`, or `KEY` to take it from the environment)
-    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
-    pub build_args: Vec<String>,
-    /// Check only what the build of this stage would use
-    #[arg(long, value_name = "STAGE")]
-    pub target: Option<String>,
-    /// Target platform (`os/arch[/variant]`)
-    #[arg(long, value_name = "PLATFORM")]
-    pub platform: Option<String>,
+    #[command(flatten)]
+    pub frontend: FrontendArgs,
     /// Output format of the diagnostics
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

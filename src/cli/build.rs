@@ -10,19 +10,13 @@ use super::args::BuildArgs;
 use super::{color_stderr, frontend};
 
 pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let path = frontend::dockerfile_path(args.file.as_deref(), &args.context);
     if !args.context.is_dir() {
         bail!(
             "build context {} is not a directory",
             args.context.display()
         );
     }
-    let source = frontend::read_dockerfile(&path)?;
-    let opts = frontend::options(
-        &args.build_args,
-        args.target.as_deref(),
-        args.platform.as_deref(),
-    )?;
+    let (source, opts) = frontend::load(&args.frontend, &args.context)?;
     let plan = frontend::plan(&source, &opts)?;
     for d in &plan.lints {
         eprintln!("{}", d.render(color_stderr()));

@@ -12,13 +12,7 @@ use super::args::{CheckArgs, Format};
 use super::{color_stderr, frontend};
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let path = frontend::dockerfile_path(args.file.as_deref(), &args.context);
-    let source = frontend::read_dockerfile(&path)?;
-    let opts = frontend::options(
-        &args.build_args,
-        args.target.as_deref(),
-        args.platform.as_deref(),
-    )?;
+    let (source, opts) = frontend::load(&args.frontend, &args.context)?;
     let result = frontend::plan(&source, &opts);
     let (warnings, error, failed): (Vec<Diagnostic>, Option<Diagnostic>, bool) = match result {
         Ok(plan) => {

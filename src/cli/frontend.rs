@@ -10,6 +10,8 @@ use rbuild::diag::{Diagnostic, Source};
 use rbuild::oci::platform::Platform;
 use rbuild::plan::{self, Options, Plan};
 
+use super::args::FrontendArgs;
+
 /// The Dockerfile to read: `-f FILE` (`-` = stdin), else `PATH/Dockerfile`.
 pub fn dockerfile_path(file: Option<&Path>, context: &Path) -> PathBuf {
     match file {
@@ -86,6 +88,18 @@ pub fn options(
         build_platform: Platform::host(),
         target_platform,
     })
+}
+
+/// Read the Dockerfile and turn the flags into planner options.
+pub fn load(args: &FrontendArgs, context: &Path) -> anyhow::Result<(Source, Options)> {
+    let path = dockerfile_path(args.file.as_deref(), context);
+    let source = read_dockerfile(&path)?;
+    let opts = options(
+        &args.build_args,
+        args.target.as_deref(),
+        args.platform.as_deref(),
+    )?;
+    Ok((source, opts))
 }
 
 /// Plan, or the diagnostic of a syntax error.

@@ -130,7 +130,7 @@ mod tests {
         match cli.command {
             Command::Build(b) => {
                 assert_eq!(b.tags, vec!["a:1"]);
-                assert_eq!(b.file.as_deref(), Some(std::path::Path::new("D")));
+                assert_eq!(b.frontend.file.as_deref(), Some(std::path::Path::new("D")));
                 assert_eq!(b.context, std::path::PathBuf::from("ctx"));
             }
             other => panic!("expected build, got {other:?}"),

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use super::ast::Arg;
-use crate::diag::Span;
+use crate::diag::{Span, SpannedError};
+
+/// A flag that is unknown, repeated or badly valued.
+pub type FlagError = SpannedError;
 use crate::suggest::did_you_mean;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,14 +65,6 @@ impl Flags {
     pub fn used(&self) -> Vec<&'static str> {
         self.found.keys().copied().collect()
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct FlagError {
-    pub message: String,
-    pub span: Span,
-    pub hint: Option<String>,
 }
 
 /// Validate `given` against the declaration `allowed` (name, kind).

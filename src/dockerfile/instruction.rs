@@ -8,7 +8,10 @@ use super::flags::{self, Flags, Kind as F};
 use super::heredoc;
 use super::mount;
 use super::units::parse_duration;
-use crate::diag::{Diagnostic, Source, Span};
+use crate::diag::{Span, SpannedError};
+
+/// Why an instruction is invalid.
+pub type TypeError = SpannedError;
 use crate::suggest::did_you_mean;
 
 /// Every instruction keyword, for suggestions.
@@ -180,48 +183,6 @@ pub struct Onbuild {
     pub trigger: Box<Node>,
 }
 
-/// Why an instruction is invalid.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct TypeError {
-    pub message: String,
-    pub span: Span,
-    pub hint: Option<String>,
-}
-
-impl TypeError {
-    fn new(message: impl Into<String>, span: Span) -> TypeError {
-        TypeError {
-            message: message.into(),
-            span,
-            hint: None,
-        }
-    }
-
-    fn hint(mut self, hint: impl Into<String>) -> TypeError {
-        self.hint = Some(hint.into());
-        self
-    }
-
-    pub fn diagnostic(&self, source: &Source) -> Diagnostic {
-        let d = Diagnostic::error(&self.message).at(source, self.span);
-        match &self.hint {
-            Some(h) => d.with_hint(h),
-            None => d,
-        }
-    }
-}
-
-impl From<flags::FlagError> for TypeError {
-    fn from(e: flags::FlagError) -> TypeError {
-        TypeError {
-            message: e.message,
-            span: e.span,
-            hint: e.hint,
-        }
-    }
-}
-
 /// Type one node.
 pub fn parse(node: &Node) -> Result<Instruction, TypeError> {
     let kw = node.keyword.to_uppercase();
@@ -257,7 +218,7 @@ pub fn parse(node: &Node) -> Result<Instruction, TypeError> {
                     "SHELL requires the arguments to be in JSON form",
                     node.args_span,
                 )
-                .hint("write it as SHELL [\"/bin/bash\", \"-c\"]"));
+                .with_hint("write it as SHELL [\"/bin/bash\", \"-c\"]"));
             }
             (Kind::Shell(node.values()), f)
         }
@@ -434,7 +395,7 @@ pub fn parse(node: &Node) -> Result<Instruction, TypeError> {
                 } else {
                     s.to_string()
                 };
-                e = e.hint(format!("did you mean {s}?"));
+                e = e.with_hint(format!("did you mean {s}?"));
             }
             return Err(e);
         }
@@ -454,7 +415,7 @@ fn parse_from(node: &Node, f: &Flags) -> Result<FromSpec, TypeError> {
             "FROM requires either one or three arguments",
             node.args_span,
         )
-        .hint("write `FROM image` or `FROM image AS name`")
+        .with_hint("write `FROM image` or `FROM image AS name`")
     };
     let (image, as_arg, name_arg) = match args.as_slice() {
         [image] => (image.clone(), None, None),
@@ -464,9 +425,11 @@ fn parse_from(node: &Node, f: &Flags) -> Result<FromSpec, TypeError> {
         [] => return Err(bad()),
         [_, second, _] => {
             return Err(
-                TypeError::new("FROM requires either one or three arguments", second.span).hint(
-                    format!("the second word must be AS, not `{}`", second.value),
-                ),
+                TypeError::new("FROM requires either one or three arguments", second.span)
+                    .with_hint(format!(
+                        "the second word must be AS, not `{}`",
+                        second.value
+                    )),
             );
         }
         _ => return Err(bad()),
@@ -486,7 +449,7 @@ fn parse_from(node: &Node, f: &Flags) -> Result<FromSpec, TypeError> {
                     ),
                     n.span,
                 )
-                .hint("stage names start with a letter and hold letters, digits, '-', '_' or '.'"));
+                .with_hint("stage names start with a letter and hold letters, digits, '-', '_' or '.'"));
             }
             Some(lower)
         }
@@ -531,7 +494,7 @@ fn parse_run(node: &Node, f: &Flags) -> Result<Run, TypeError> {
                 format!("unsupported network mode \"{other}\""),
                 span("network"),
             )
-            .hint("use --network=default, none or host"));
+            .with_hint("use --network=default, none or host"));
         }
     };
     let security = match f.string("security") {
@@ -543,7 +506,7 @@ fn parse_run(node: &Node, f: &Flags) -> Result<Run, TypeError> {
                 format!("unsupported security mode \"{other}\""),
                 span("security"),
             )
-            .hint("use --security=sandbox or insecure"));
+            .with_hint("use --security=sandbox or insecure"));
         }
     };
     let mut mounts = Vec::new();
@@ -577,7 +540,7 @@ fn sources_and_dest(node: &Node, kw: &str) -> Result<SourcesAndDest, TypeError> 
             format!("{kw} requires at least two arguments, but only one was provided. Destination could not be determined"),
             node.span,
         )
-        .hint(format!("write `{kw} <src>... <dest>`")));
+        .with_hint(format!("write `{kw} <src>... <dest>`")));
     };
     if !node.json && heredoc::parse_word(&dest.value).ok().flatten().is_some() {
         return Err(TypeError::new(
@@ -646,7 +609,7 @@ fn parse_healthcheck(node: &Node) -> Result<(Kind, Flags), TypeError> {
     let Some(first) = node.args.first() else {
         return Err(
             TypeError::new("HEALTHCHECK requires at least one argument", node.span)
-                .hint("write `HEALTHCHECK CMD <command>` or `HEALTHCHECK NONE`"),
+                .with_hint("write `HEALTHCHECK CMD <command>` or `HEALTHCHECK NONE`"),
         );
     };
     let typ = first.value.to_uppercase();
@@ -742,6 +705,7 @@ fn parse_healthcheck(node: &Node) -> Result<(Kind, Flags), TypeError> {
 mod tests {
     use super::super::parser;
     use super::*;
+    use crate::diag::Source;
 
     fn first(text: &str) -> Result<Instruction, TypeError> {
         let df = parser::parse(&Source::new("Dockerfile", text)).unwrap();

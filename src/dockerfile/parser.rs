@@ -11,7 +11,10 @@ use super::ast::{Arg, Heredoc, Node};
 use super::directive::{Directive, DirectiveParser};
 use super::heredoc;
 use super::line_parser::{self, LineError, Word};
-use crate::diag::{Diagnostic, Source, Span};
+use crate::diag::{Source, Span, SpannedError};
+
+/// Why parsing failed, with where.
+pub type ParseError = SpannedError;
 
 /// BuildKit reads lines with Go's `bufio.Scanner`, whose token limit is 64 KiB.
 pub const MAX_LINE: usize = 65535;
@@ -37,39 +40,6 @@ pub struct ParseWarning {
     pub message: String,
     pub line: usize,
     pub span: Span,
-}
-
-/// Why parsing failed, with where.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ParseError {
-    pub message: String,
-    pub span: Span,
-    pub hint: Option<String>,
-}
-
-impl ParseError {
-    fn new(message: impl Into<String>, span: Span) -> ParseError {
-        ParseError {
-            message: message.into(),
-            span,
-            hint: None,
-        }
-    }
-
-    fn hint(mut self, hint: impl Into<String>) -> ParseError {
-        self.hint = Some(hint.into());
-        self
-    }
-
-    /// Render against the source it came from.
-    pub fn diagnostic(&self, source: &Source) -> Diagnostic {
-        let d = Diagnostic::error(&self.message).at(source, self.span);
-        match &self.hint {
-            Some(h) => d.with_hint(h),
-            None => d,
-        }
-    }
 }
 
 /// One physical line: its text (line ending included) and where it starts.
@@ -295,7 +265,7 @@ pub fn parse(source: &Source) -> Result<Dockerfile, ParseError> {
             "file with no instructions",
             Span::new(end.saturating_sub(1), end),
         )
-        .hint("a Dockerfile needs at least a FROM instruction"));
+        .with_hint("a Dockerfile needs at least a FROM instruction"));
     }
 
     Ok(Dockerfile {
@@ -319,7 +289,7 @@ fn unterminated(
         .or_else(|| joined.find(&marker))
         .map(|i| map.span(i..i + marker.len() + doc.name.len(), 0))
         .unwrap_or(Span::new(start, last.start + last.body().len()));
-    ParseError::new("unterminated heredoc", span).hint(format!(
+    ParseError::new("unterminated heredoc", span).with_hint(format!(
         "end the heredoc with a line that holds only `{}`",
         doc.name
     ))
@@ -349,14 +319,14 @@ fn node_from_line(
         LineError::MissingEquals(_, ref r) => {
             let span = span_of(r.start + args_at..r.end + args_at);
             ParseError::new(e.to_string(), span)
-                .hint("use `name=value` pairs, quoting values that hold spaces")
+                .with_hint("use `name=value` pairs, quoting values that hold spaces")
         }
-        LineError::MissingValue(_) => ParseError::new(e.to_string(), args_span).hint(format!(
+        LineError::MissingValue(_) => ParseError::new(e.to_string(), args_span).with_hint(format!(
             "give a value: `{} NAME=value`",
             cmd.keyword.value.to_uppercase()
         )),
         LineError::NotStringArray => ParseError::new(e.to_string(), args_span)
-            .hint("write every element of the array as a \"string\""),
+            .with_hint("write every element of the array as a \"string\""),
     };
 
     let lower = cmd.keyword.value.to_ascii_lowercase();

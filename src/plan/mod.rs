@@ -431,55 +431,21 @@ impl Planner<'_> {
                 }
                 Kind::User(a) | Kind::Workdir(a) | Kind::StopSignal(a) => word(a, &scope)?,
                 Kind::Copy(c) => {
-                    for a in c
-                        .paths
-                        .sources
-                        .iter_mut()
-                        .chain(std::iter::once(&mut c.paths.dest))
-                    {
-                        word(a, &scope)?;
-                    }
-                    let flag_span = |n: &str| i.flags.span(n).unwrap_or(i.node.keyword_span);
-                    for (name, v) in [
+                    let flags = [
                         ("from", &mut c.from),
                         ("chown", &mut c.chown),
                         ("chmod", &mut c.chmod),
-                    ] {
-                        if let Some(v) = v {
-                            let mut a = Arg {
-                                value: v.clone(),
-                                span: flag_span(name),
-                            };
-                            word(&mut a, &scope)?;
-                            *v = a.value;
-                        }
-                    }
+                    ];
+                    copy_words(&mut c.paths, flags, i, &scope, &mut word)?;
                     expand_inline(&self.lexer, &mut c.paths.inline, &scope);
                 }
                 Kind::Add(c) => {
-                    for a in c
-                        .paths
-                        .sources
-                        .iter_mut()
-                        .chain(std::iter::once(&mut c.paths.dest))
-                    {
-                        word(a, &scope)?;
-                    }
-                    let flag_span = |n: &str| i.flags.span(n).unwrap_or(i.node.keyword_span);
-                    for (name, v) in [
+                    let flags = [
                         ("chown", &mut c.chown),
                         ("chmod", &mut c.chmod),
                         ("checksum", &mut c.checksum),
-                    ] {
-                        if let Some(v) = v {
-                            let mut a = Arg {
-                                value: v.clone(),
-                                span: flag_span(name),
-                            };
-                            word(&mut a, &scope)?;
-                            *v = a.value;
-                        }
-                    }
+                    ];
+                    copy_words(&mut c.paths, flags, i, &scope, &mut word)?;
                     expand_inline(&self.lexer, &mut c.paths.inline, &scope);
                 }
                 Kind::Run(r) => {
@@ -528,6 +494,34 @@ impl Planner<'_> {
         });
         Ok(())
     }
+}
+
+/// Expand the sources, destination and string flags of COPY or ADD.
+fn copy_words(
+    paths: &mut instruction::SourcesAndDest,
+    flags: [(&str, &mut Option<String>); 3],
+    i: &Instruction,
+    scope: &StageScope,
+    word: &mut impl FnMut(&mut Arg, &StageScope) -> Result<(), Diagnostic>,
+) -> Result<(), Diagnostic> {
+    for a in paths
+        .sources
+        .iter_mut()
+        .chain(std::iter::once(&mut paths.dest))
+    {
+        word(a, scope)?;
+    }
+    for (name, value) in flags {
+        if let Some(v) = value {
+            let mut a = Arg {
+                value: std::mem::take(v),
+                span: i.flags.span(name).unwrap_or(i.node.keyword_span),
+            };
+            word(&mut a, scope)?;
+            *v = a.value;
+        }
+    }
+    Ok(())
 }
 
 /// A stage's scope after its steps so far (rebuilt from the expanded steps).
