@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: locating `../shared` and running the real binary.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
