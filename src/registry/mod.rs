@@ -2,3 +2,4 @@
 //! configuration users already have (registries.conf, Docker and containers credentials).
 
 pub mod auth;
+pub mod client;

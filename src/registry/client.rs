@@ -1,0 +1,643 @@
+//! A synchronous OCI distribution (v1.1) client on `ureq`: requests that authenticate when
+//! challenged (Bearer tokens with scopes, or Basic), manifests fetched as their exact bytes
+//! and verified, blobs streamed into a writer while their digest is checked, resumed with
+//! `Range` after a dropped connection, and idempotent requests retried with backoff.
+//!
+//! It knows nothing about registries.conf or credential files: callers resolve an
+//! [`Origin`] and pass a [`Credentials`] source. Every error names the method, URL, HTTP
+//! status and the registry's OCI error code.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use ureq::http::Response;
+use ureq::{Agent, Body};
+
+use super::auth::{Challenge, TokenCache, TokenResponse, parse_challenges};
+use crate::oci::digest::{Digest, Digester};
+
+/// Where a repository lives: `host[:port]`, and whether plain HTTP is allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub host: String,
+    /// An insecure registry is spoken to over plain HTTP.
+    pub insecure: bool,
+}
+
+impl Origin {
+    pub fn new(host: &str, insecure: bool) -> Origin {
+        Origin {
+            host: host.to_string(),
+            insecure,
+        }
+    }
+
+    fn base(&self) -> String {
+        let scheme = if self.insecure { "http" } else { "https" };
+        format!("{scheme}://{}", self.host)
+    }
+}
+
+/// A source of credentials for a registry host (and repository, for namespaced entries).
+pub trait Credentials: Send + Sync {
+    /// `(username, password)` for Basic auth or for a token endpoint.
+    fn basic(&self, host: &str, repository: &str) -> Option<(String, String)>;
+}
+
+/// Anonymous access only.
+pub struct Anonymous;
+
+impl Credentials for Anonymous {
+    fn basic(&self, _: &str, _: &str) -> Option<(String, String)> {
+        None
+    }
+}
+
+/// Fixed credentials for every host (tests, `--creds`).
+pub struct Static(pub String, pub String);
+
+impl Credentials for Static {
+    fn basic(&self, _: &str, _: &str) -> Option<(String, String)> {
+        Some((self.0.clone(), self.1.clone()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{method} {url}: HTTP {status}{}", code_message(.code, .message))]
+    Status {
+        method: &'static str,
+        url: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("{method} {url}: {source}")]
+    Transport {
+        method: &'static str,
+        url: String,
+        source: ureq::Error,
+    },
+    #[error("{method} {url}: reading the response: {source}")]
+    Read {
+        method: &'static str,
+        url: String,
+        source: io::Error,
+    },
+    #[error("writing {url} to its destination: {source}")]
+    Write { url: String, source: io::Error },
+    #[error("{url}: authentication failed{}", hint_for(.host))]
+    Unauthorized { url: String, host: String },
+    #[error("{url}: {reason}")]
+    Challenge { url: String, reason: String },
+    #[error("{url}: content digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        url: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("{url}: size mismatch: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        url: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{url}: manifest larger than {limit} bytes")]
+    ManifestTooLarge { url: String, limit: u64 },
+}
+
+fn code_message(code: &str, message: &str) -> String {
+    match (code.is_empty(), message.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => format!(" {code}"),
+        (true, false) => format!(": {message}"),
+        (false, false) => format!(" {code}: {message}"),
+    }
+}
+
+fn hint_for(host: &str) -> String {
+    format!(" (log in with `rbuild login {host}`, or check the credentials for it)")
+}
+
+impl RegistryError {
+    /// Worth retrying: a server error, a timeout or a dropped connection.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
+            RegistryError::Transport { source, .. } => !matches!(
+                source,
+                ureq::Error::BadUri(_) | ureq::Error::HostNotFound | ureq::Error::Tls(_)
+            ),
+            RegistryError::Read { .. } => true,
+            _ => false,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RegistryError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A manifest as the registry served it.
+#[derive(Clone, Debug)]
+pub struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    /// The `Content-Type` the registry answered with (may be empty).
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+/// The OCI distribution spec's recommended limit for manifests a client accepts.
+pub const MANIFEST_LIMIT: u64 = 4 << 20;
+
+/// What a manifest GET accepts: OCI and Docker schema 2 manifests and lists.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// How many times an idempotent request is tried, and the first backoff.
+const ATTEMPTS: u32 = 4;
+const BACKOFF: Duration = Duration::from_millis(200);
+
+pub struct Client {
+    agent: Agent,
+    credentials: Box<dyn Credentials>,
+    tokens: Mutex<TokenCache>,
+    /// The last challenge each host answered with, so later requests can authenticate
+    /// up front instead of taking a 401 first.
+    challenges: Mutex<BTreeMap<String, Challenge>>,
+}
+
+/// How a request is made, given the Authorization header to send (if any).
+type Sender<'a> = dyn FnMut(&Agent, Option<&str>) -> Result<Response<Body>, ureq::Error> + 'a;
+
+impl Client {
+    pub fn new(credentials: Box<dyn Credentials>) -> Client {
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_per_read(Some(Duration::from_secs(60)))
+            .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls)
+            .build();
+        Client {
+            agent: config.into(),
+            credentials,
+            tokens: Mutex::new(TokenCache::default()),
+            challenges: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// `GET /v2/`: reachability and whether authentication is needed.
+    pub fn ping(&self, origin: &Origin) -> Result<(), RegistryError> {
+        let url = format!("{}/v2/", origin.base());
+        let resp = self.execute("GET", &url, origin, "", &[], &mut |a, auth| {
+            with_auth(a.get(&url), auth).call()
+        })?;
+        expect_ok("GET", &url, resp).map(drop)
+    }
+
+    /// Fetch a manifest by tag or digest, as exact bytes. A digest reference is verified;
+    /// for a tag, the registry's `Docker-Content-Digest` (if sent) must match the bytes.
+    pub fn get_manifest(
+        &self,
+        origin: &Origin,
+        repository: &str,
+        reference: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let url = format!("{}/v2/{repository}/manifests/{reference}", origin.base());
+        let scopes = [super::auth::scope(repository, super::auth::Access::Pull)];
+        self.retrying(|| {
+            let resp = self.execute("GET", &url, origin, repository, &scopes, &mut |a, auth| {
+                with_auth(a.get(&url), auth)
+                    .header("Accept", MANIFEST_ACCEPT)
+                    .call()
+            })?;
+            let mut resp = expect_ok("GET", &url, resp)?;
+            let media_type = header(&resp, "content-type").unwrap_or_default();
+            let served = header(&resp, "docker-content-digest");
+            let bytes = resp
+                .body_mut()
+                .with_config()
+                .limit(MANIFEST_LIMIT)
+                .read_to_vec()
+                .map_err(|e| match e {
+                    ureq::Error::BodyExceedsLimit(_) => RegistryError::ManifestTooLarge {
+                        url: url.clone(),
+                        limit: MANIFEST_LIMIT,
+                    },
+                    e => RegistryError::Transport {
+                        method: "GET",
+                        url: url.clone(),
+                        source: e,
+                    },
+                })?;
+            let digest = Digest::sha256(&bytes);
+            let expected = match Digest::parse(reference) {
+                Ok(d) => Some(d),
+                Err(_) => served.and_then(|s| Digest::parse(&s).ok()),
+            };
+            if let Some(expected) = expected
+                && expected != digest
+            {
+                return Err(RegistryError::DigestMismatch {
+                    url: url.clone(),
+                    expected,
+                    actual: digest,
+                });
+            }
+            Ok(FetchedManifest {
+                bytes,
+                media_type: media_type
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string(),
+                digest,
+            })
+        })
+    }
+
+    /// Stream a blob into `sink`, verifying its digest (and size, when known) as it goes.
+    /// A connection dropped mid-blob is resumed with `Range` from the byte reached; the
+    /// sink never sees a byte twice. Returns the number of bytes written.
+    pub fn get_blob(
+        &self,
+        origin: &Origin,
+        repository: &str,
+        digest: &Digest,
+        size: Option<u64>,
+        sink: &mut dyn Write,
+    ) -> Result<u64, RegistryError> {
+        let url = format!("{}/v2/{repository}/blobs/{digest}", origin.base());
+        let scopes = [super::auth::scope(repository, super::auth::Access::Pull)];
+        let mut digester = Digester::default();
+        let mut written: u64 = 0;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let from = written;
+            let result = self
+                .execute("GET", &url, origin, repository, &scopes, &mut |a, auth| {
+                    let req = with_auth(a.get(&url), auth);
+                    if from > 0 {
+                        req.header("Range", format!("bytes={from}-")).call()
+                    } else {
+                        req.call()
+                    }
+                })
+                .and_then(|resp| expect_ok("GET", &url, resp));
+            let mut resp = match result {
+                Ok(r) => r,
+                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                    backoff(attempt);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // A server that ignores Range answers 200 with the whole blob: skip what we have.
+            let mut skip = if from > 0 && resp.status().as_u16() == 200 {
+                from
+            } else {
+                0
+            };
+            let mut reader = resp.body_mut().as_reader();
+            let mut buf = vec![0u8; 256 << 10];
+            let outcome: Result<(), io::Error> = loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Err(e),
+                };
+                let mut chunk = &buf[..n];
+                if skip > 0 {
+                    let s = skip.min(chunk.len() as u64) as usize;
+                    skip -= s as u64;
+                    chunk = &chunk[s..];
+                }
+                if chunk.is_empty() {
+                    continue;
+                }
+                digester.update(chunk);
+                sink.write_all(chunk).map_err(|e| RegistryError::Write {
+                    url: url.clone(),
+                    source: e,
+                })?;
+                written += chunk.len() as u64;
+                if let Some(limit) = size
+                    && written > limit
+                {
+                    return Err(RegistryError::SizeMismatch {
+                        url,
+                        expected: limit,
+                        actual: written,
+                    });
+                }
+            };
+            match outcome {
+                Ok(()) => break,
+                Err(_) if attempt < ATTEMPTS => {
+                    backoff(attempt);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(RegistryError::Read {
+                        method: "GET",
+                        url,
+                        source: e,
+                    });
+                }
+            }
+        }
+        if let Some(expected) = size
+            && expected != written
+        {
+            return Err(RegistryError::SizeMismatch {
+                url,
+                expected,
+                actual: written,
+            });
+        }
+        let actual = digester.finish();
+        if &actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                url,
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(written)
+    }
+
+    /// Run `send`; on a 401, authenticate as the challenge asks and send once more.
+    fn execute(
+        &self,
+        method: &'static str,
+        url: &str,
+        origin: &Origin,
+        repository: &str,
+        scopes: &[String],
+        send: &mut Sender<'_>,
+    ) -> Result<Response<Body>, RegistryError> {
+        let transport = |e| RegistryError::Transport {
+            method,
+            url: url.to_string(),
+            source: e,
+        };
+        let known = self
+            .challenges
+            .lock()
+            .expect("challenge lock")
+            .get(&origin.host)
+            .cloned();
+        let mut auth = match &known {
+            Some(ch) => self.authorization(ch, origin, repository, scopes, url)?,
+            None => None,
+        };
+        for round in 0..2 {
+            let resp = send(&self.agent, auth.as_deref()).map_err(transport)?;
+            if resp.status().as_u16() != 401 {
+                return Ok(resp);
+            }
+            let Some(header) = header(&resp, "www-authenticate") else {
+                break;
+            };
+            let ch = parse_challenges(&header).map_err(|e| RegistryError::Challenge {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+            let same = known.as_ref() == Some(&ch);
+            self.challenges
+                .lock()
+                .expect("challenge lock")
+                .insert(origin.host.clone(), ch.clone());
+            // Already answered this very challenge and still refused: give up.
+            if round == 1 || (same && auth.is_some()) {
+                break;
+            }
+            auth = self.authorization(&ch, origin, repository, scopes, url)?;
+            if auth.is_none() {
+                break;
+            }
+        }
+        Err(RegistryError::Unauthorized {
+            url: url.to_string(),
+            host: origin.host.clone(),
+        })
+    }
+
+    /// The Authorization header answering a challenge, fetching a token when needed.
+    fn authorization(
+        &self,
+        ch: &Challenge,
+        origin: &Origin,
+        repository: &str,
+        scopes: &[String],
+        url: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let creds = self.credentials.basic(&origin.host, repository);
+        match ch {
+            Challenge::Basic { .. } => Ok(creds.map(|(u, p)| basic_header(&u, &p))),
+            Challenge::Bearer { realm, service, .. } => {
+                let service = service.clone().unwrap_or_default();
+                let now = Instant::now();
+                if let Some(t) = self
+                    .tokens
+                    .lock()
+                    .expect("token lock")
+                    .get(realm, &service, scopes, now)
+                {
+                    return Ok(Some(format!("Bearer {t}")));
+                }
+                let mut token_url = format!("{realm}?service={}", urlencode(&service));
+                for s in scopes {
+                    token_url.push_str(&format!("&scope={}", urlencode(s)));
+                }
+                let mut req = self.agent.get(&token_url);
+                if let Some((u, p)) = &creds {
+                    req = req.header("Authorization", basic_header(u, p));
+                }
+                let resp = req.call().map_err(|e| RegistryError::Transport {
+                    method: "GET",
+                    url: token_url.clone(),
+                    source: e,
+                })?;
+                if resp.status().as_u16() == 401 || resp.status().as_u16() == 403 {
+                    return Err(RegistryError::Unauthorized {
+                        url: url.to_string(),
+                        host: origin.host.clone(),
+                    });
+                }
+                let mut resp = expect_ok("GET", &token_url, resp)?;
+                let body = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(1 << 20)
+                    .read_to_vec()
+                    .map_err(|e| RegistryError::Transport {
+                        method: "GET",
+                        url: token_url.clone(),
+                        source: e,
+                    })?;
+                let (token, life) =
+                    TokenResponse::parse(realm, &body).map_err(|e| RegistryError::Challenge {
+                        url: token_url.clone(),
+                        reason: e.to_string(),
+                    })?;
+                self.tokens.lock().expect("token lock").put(
+                    realm,
+                    &service,
+                    scopes,
+                    token.clone(),
+                    life,
+                    now,
+                );
+                Ok(Some(format!("Bearer {token}")))
+            }
+        }
+    }
+
+    /// Retry an idempotent operation on transient failures, with exponential backoff.
+    fn retrying<T>(
+        &self,
+        mut op: impl FnMut() -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match op() {
+                Err(e) if e.is_transient() && attempt < ATTEMPTS => backoff(attempt),
+                other => return other,
+            }
+        }
+    }
+}
+
+fn backoff(attempt: u32) {
+    std::thread::sleep(BACKOFF * 2u32.pow(attempt.saturating_sub(1)));
+}
+
+fn with_auth<B>(req: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(a) => req.header("Authorization", a),
+        None => req,
+    }
+}
+
+fn basic_header(user: &str, password: &str) -> String {
+    let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {enc}")
+}
+
+fn header(resp: &Response<Body>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Percent-encode a query value (RFC 3986 unreserved characters kept).
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// 2xx passes; anything else becomes a `Status` error with the OCI error code and message.
+fn expect_ok(
+    method: &'static str,
+    url: &str,
+    mut resp: Response<Body>,
+) -> Result<Response<Body>, RegistryError> {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(resp);
+    }
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 10)
+        .read_to_vec()
+        .unwrap_or_default();
+    let (code, message) = oci_error(&body);
+    Err(RegistryError::Status {
+        method,
+        url: url.to_string(),
+        status,
+        code,
+        message,
+    })
+}
+
+/// The first entry of an OCI error body: `{"errors":[{"code","message"}]}`.
+fn oci_error(body: &[u8]) -> (String, String) {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let first = &v["errors"][0];
+    (
+        first["code"].as_str().unwrap_or_default().to_string(),
+        first["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oci_error_bodies() {
+        let body =
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        assert_eq!(
+            oci_error(body),
+            ("MANIFEST_UNKNOWN".into(), "manifest unknown".into())
+        );
+        assert_eq!(
+            oci_error(b"<html>502</html>"),
+            (String::new(), String::new())
+        );
+        assert_eq!(
+            code_message("BLOB_UNKNOWN", "blob unknown"),
+            " BLOB_UNKNOWN: blob unknown"
+        );
+        assert_eq!(code_message("", ""), "");
+    }
+
+    #[test]
+    fn query_encoding() {
+        assert_eq!(
+            urlencode("repository:a/b:pull,push"),
+            "repository%3Aa%2Fb%3Apull%2Cpush"
+        );
+        assert_eq!(urlencode("registry.docker.io"), "registry.docker.io");
+    }
+
+    #[test]
+    fn basic_header_is_base64() {
+        assert_eq!(basic_header("user", "pass"), "Basic dXNlcjpwYXNz");
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            Origin::new("127.0.0.1:5000", true).base(),
+            "http://127.0.0.1:5000"
+        );
+        assert_eq!(Origin::new("ghcr.io", false).base(), "https://ghcr.io");
+    }
+}
