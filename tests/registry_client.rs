@@ -118,3 +118,101 @@ fn basic_auth_with_and_without_credentials() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn pushes_with_mount_or_upload_and_skopeo_sees_the_same_digest() {
+    use rbuild::registry::client::PushedBlob;
+    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+        return;
+    }
+    let src_reg = Registry::start(None);
+    let dir = push_busybox(&src_reg, "src/busybox", None);
+    let origin = Origin::new(&src_reg.addr, true);
+    let client = Client::new(Box::new(Anonymous));
+    let fetched = client.get_manifest(&origin, "src/busybox", "1").unwrap();
+    let Manifest::Image(m) = parse_manifest_any(&fetched.bytes, None).unwrap() else {
+        panic!()
+    };
+
+    // Pull every blob into a file, as the store would hold them.
+    let mut blobs = Vec::new();
+    for desc in std::iter::once(m.config()).chain(m.layers().iter()) {
+        let digest = descriptor_digest(desc).unwrap();
+        let path = dir.join(digest.hex());
+        let mut f = std::fs::File::create(&path).unwrap();
+        client
+            .get_blob(&origin, "src/busybox", &digest, Some(desc.size()), &mut f)
+            .unwrap();
+        blobs.push((digest, desc.size(), path));
+    }
+
+    // Same registry, another repository: the blobs are mounted, not sent.
+    for (digest, size, path) in &blobs {
+        let mut open = || -> std::io::Result<Box<dyn std::io::Read>> {
+            Ok(Box::new(std::fs::File::open(path)?))
+        };
+        let how = client
+            .push_blob(
+                &origin,
+                "copy/busybox",
+                digest,
+                *size,
+                Some("src/busybox"),
+                &mut open,
+            )
+            .unwrap();
+        assert_eq!(how, PushedBlob::Mounted, "{digest}");
+        let again = client
+            .push_blob(
+                &origin,
+                "copy/busybox",
+                digest,
+                *size,
+                Some("src/busybox"),
+                &mut open,
+            )
+            .unwrap();
+        assert_eq!(again, PushedBlob::Existed);
+    }
+    let d = client
+        .put_manifest(
+            &origin,
+            "copy/busybox",
+            "v1",
+            &fetched.media_type,
+            &fetched.bytes,
+        )
+        .unwrap();
+    assert_eq!(d, fetched.digest);
+    let seen = skopeo_raw_manifest(&format!("{}/copy/busybox:v1", src_reg.addr), None);
+    assert_eq!(
+        Digest::sha256(&seen),
+        fetched.digest,
+        "skopeo sees the same manifest digest"
+    );
+
+    // Another registry: the blobs are uploaded.
+    let dst_reg = Registry::start(None);
+    let dst = Origin::new(&dst_reg.addr, true);
+    for (digest, size, path) in &blobs {
+        let mut open = || -> std::io::Result<Box<dyn std::io::Read>> {
+            Ok(Box::new(std::fs::File::open(path)?))
+        };
+        let how = client
+            .push_blob(&dst, "pushed/busybox", digest, *size, None, &mut open)
+            .unwrap();
+        assert_eq!(how, PushedBlob::Uploaded);
+    }
+    client
+        .put_manifest(
+            &dst,
+            "pushed/busybox",
+            "1",
+            &fetched.media_type,
+            &fetched.bytes,
+        )
+        .unwrap();
+    let seen = skopeo_raw_manifest(&format!("{}/pushed/busybox:1", dst_reg.addr), None);
+    assert_eq!(seen, fetched.bytes, "manifest bytes pushed exactly");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -282,3 +282,76 @@ fn bearer_token_flow_with_scopes_and_cache() {
         .unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
 }
+
+#[test]
+fn monolithic_put_refused_falls_back_to_chunked_patch() {
+    use rbuild::registry::client::PushedBlob;
+    let data = blob(40 * 1024 * 1024 + 123);
+    let digest = Digest::sha256(&data);
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let r2 = received.clone();
+    let fake = Fake::start(move |req, _, s| {
+        // Read a request body of Content-Length bytes (PATCH chunks).
+        let len: usize = req
+            .headers
+            .get("content-length")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        match req.method.as_str() {
+            "HEAD" => respond(s, "404 Not Found", &[], b""),
+            "POST" => respond(
+                s,
+                "202 Accepted",
+                &[("Location", "/v2/r/blobs/uploads/session")],
+                b"",
+            ),
+            "PUT" if len > 0 => respond(s, "405 Method Not Allowed", &[], b""),
+            "PATCH" => {
+                let mut body = vec![0u8; len];
+                let mut reader = BufReader::new(s.try_clone().unwrap());
+                std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+                r2.lock().unwrap().extend_from_slice(&body);
+                respond(
+                    s,
+                    "202 Accepted",
+                    &[("Location", "/v2/r/blobs/uploads/session?_state=x")],
+                    b"",
+                );
+            }
+            "PUT" => respond(s, "201 Created", &[], b""),
+            _ => respond(s, "400 Bad Request", &[], b""),
+        }
+    });
+    let client = Client::new(Box::new(Anonymous));
+    let d2 = data.clone();
+    let mut open = move || -> std::io::Result<Box<dyn std::io::Read>> {
+        Ok(Box::new(std::io::Cursor::new(d2.clone())))
+    };
+    let how = client
+        .push_blob(
+            &Origin::new(&fake.addr, true),
+            "r",
+            &digest,
+            data.len() as u64,
+            None,
+            &mut open,
+        )
+        .unwrap();
+    assert_eq!(how, PushedBlob::Uploaded);
+    assert_eq!(
+        *received.lock().unwrap(),
+        data,
+        "chunks reassemble the blob"
+    );
+    let log = fake.log();
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("PUT /v2/r/blobs/uploads/session?_state=x&digest=sha256:")),
+        "{log:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("PATCH")).count(),
+        3,
+        "{log:?}"
+    );
+}

@@ -144,6 +144,16 @@ impl RegistryError {
     }
 }
 
+/// What pushing a blob did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushedBlob {
+    /// The repository had it already (HEAD).
+    Existed,
+    /// Mounted from another repository of the same registry, no bytes sent.
+    Mounted,
+    Uploaded,
+}
+
 /// A manifest as the registry served it.
 #[derive(Clone, Debug)]
 pub struct FetchedManifest {
@@ -378,6 +388,255 @@ impl Client {
         Ok(written)
     }
 
+    /// `HEAD` a blob: its size if the repository has it.
+    pub fn blob_exists(
+        &self,
+        origin: &Origin,
+        repository: &str,
+        digest: &Digest,
+        scopes: &[String],
+    ) -> Result<Option<u64>, RegistryError> {
+        let url = format!("{}/v2/{repository}/blobs/{digest}", origin.base());
+        self.retrying(|| {
+            let resp = self.execute("HEAD", &url, origin, repository, scopes, &mut |a, auth| {
+                with_auth(a.head(&url), auth).call()
+            })?;
+            if resp.status().as_u16() == 404 {
+                return Ok(None);
+            }
+            let resp = expect_ok("HEAD", &url, resp)?;
+            Ok(Some(
+                header(&resp, "content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            ))
+        })
+    }
+
+    /// Upload a blob unless the repository has it: HEAD first, then a cross-repository
+    /// mount from `mount_from` when given, then a monolithic `POST`+`PUT`, falling back to
+    /// chunked `PATCH` uploads when a registry refuses the single PUT. `open` re-opens the
+    /// content for each attempt (it is streamed, never held in memory).
+    pub fn push_blob(
+        &self,
+        origin: &Origin,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        mount_from: Option<&str>,
+        open: &mut dyn FnMut() -> io::Result<Box<dyn Read>>,
+    ) -> Result<PushedBlob, RegistryError> {
+        let scopes = super::auth::push_scopes(repository, mount_from);
+        if self
+            .blob_exists(origin, repository, digest, &scopes)?
+            .is_some()
+        {
+            return Ok(PushedBlob::Existed);
+        }
+        let uploads = format!("{}/v2/{repository}/blobs/uploads/", origin.base());
+        let start_url = match mount_from.filter(|m| *m != repository) {
+            Some(from) => format!("{uploads}?mount={digest}&from={}", urlencode(from)),
+            None => uploads.clone(),
+        };
+        let resp = self.execute(
+            "POST",
+            &start_url,
+            origin,
+            repository,
+            &scopes,
+            &mut |a, auth| with_auth(a.post(&start_url), auth).send_empty(),
+        )?;
+        if resp.status().as_u16() == 201 && mount_from.is_some() {
+            return Ok(PushedBlob::Mounted);
+        }
+        let resp = expect_ok("POST", &start_url, resp)?;
+        let location = self.location(origin, &start_url, &resp)?;
+
+        // Monolithic: PUT the whole blob to the session with ?digest=.
+        let put_url = with_query(&location, &format!("digest={digest}"));
+        let mut reader_err = None;
+        let put = self.execute(
+            "PUT",
+            &put_url,
+            origin,
+            repository,
+            &scopes,
+            &mut |a, auth| {
+                let reader = match open() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        reader_err = Some(e);
+                        return with_auth(a.put(&put_url), auth).send_empty();
+                    }
+                };
+                with_auth(a.put(&put_url), auth)
+                    .header("Content-Type", "application/octet-stream")
+                    .header("Content-Length", size.to_string())
+                    .send(ureq::SendBody::from_owned_reader(reader))
+            },
+        );
+        if let Some(e) = reader_err {
+            return Err(RegistryError::Write {
+                url: put_url,
+                source: e,
+            });
+        }
+        match put {
+            Ok(resp) => match resp.status().as_u16() {
+                201 => return Ok(PushedBlob::Uploaded),
+                // Refused as one request: upload in chunks instead.
+                400 | 405 | 413 | 416 => {}
+                _ => {
+                    expect_ok("PUT", &put_url, resp)?;
+                    return Ok(PushedBlob::Uploaded);
+                }
+            },
+            // A server that refuses a large body often answers early and closes the
+            // connection mid-send (nginx's 413): a fresh chunked session recovers.
+            Err(RegistryError::Transport { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.push_blob_chunked(origin, repository, digest, size, &scopes, open)
+    }
+
+    /// Chunked upload: a new session, `PATCH` chunks with `Content-Range`, then `PUT`.
+    fn push_blob_chunked(
+        &self,
+        origin: &Origin,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        scopes: &[String],
+        open: &mut dyn FnMut() -> io::Result<Box<dyn Read>>,
+    ) -> Result<PushedBlob, RegistryError> {
+        const CHUNK: usize = 16 << 20;
+        let uploads = format!("{}/v2/{repository}/blobs/uploads/", origin.base());
+        let resp = self.execute(
+            "POST",
+            &uploads,
+            origin,
+            repository,
+            scopes,
+            &mut |a, auth| with_auth(a.post(&uploads), auth).send_empty(),
+        )?;
+        let resp = expect_ok("POST", &uploads, resp)?;
+        let mut location = self.location(origin, &uploads, &resp)?;
+        let mut reader = open().map_err(|e| RegistryError::Write {
+            url: uploads.clone(),
+            source: e,
+        })?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut offset: u64 = 0;
+        loop {
+            let mut filled = 0;
+            while filled < CHUNK {
+                match reader.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Err(RegistryError::Write {
+                            url: location,
+                            source: e,
+                        });
+                    }
+                }
+            }
+            if filled == 0 {
+                break;
+            }
+            let chunk = &buf[..filled];
+            let range = format!("{offset}-{}", offset + filled as u64 - 1);
+            let url = location.clone();
+            let resp =
+                self.execute("PATCH", &url, origin, repository, scopes, &mut |a, auth| {
+                    with_auth(a.patch(&url), auth)
+                        .header("Content-Type", "application/octet-stream")
+                        .header("Content-Range", &range)
+                        .send(chunk)
+                })?;
+            let resp = expect_ok("PATCH", &url, resp)?;
+            location = self.location(origin, &url, &resp)?;
+            offset += filled as u64;
+        }
+        if offset != size {
+            return Err(RegistryError::SizeMismatch {
+                url: location,
+                expected: size,
+                actual: offset,
+            });
+        }
+        let put_url = with_query(&location, &format!("digest={digest}"));
+        let resp = self.execute(
+            "PUT",
+            &put_url,
+            origin,
+            repository,
+            scopes,
+            &mut |a, auth| with_auth(a.put(&put_url), auth).send_empty(),
+        )?;
+        expect_ok("PUT", &put_url, resp)?;
+        Ok(PushedBlob::Uploaded)
+    }
+
+    /// `PUT` a manifest with its exact bytes; returns its digest, checked against the
+    /// registry's `Docker-Content-Digest`.
+    pub fn put_manifest(
+        &self,
+        origin: &Origin,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Digest, RegistryError> {
+        let url = format!("{}/v2/{repository}/manifests/{reference}", origin.base());
+        let scopes = super::auth::push_scopes(repository, None);
+        let digest = Digest::sha256(bytes);
+        self.retrying(|| {
+            let resp = self.execute("PUT", &url, origin, repository, &scopes, &mut |a, auth| {
+                with_auth(a.put(&url), auth)
+                    .header("Content-Type", media_type)
+                    .send(bytes)
+            })?;
+            let resp = expect_ok("PUT", &url, resp)?;
+            if let Some(served) =
+                header(&resp, "docker-content-digest").and_then(|d| Digest::parse(&d).ok())
+                && served != digest
+            {
+                return Err(RegistryError::DigestMismatch {
+                    url: url.clone(),
+                    expected: digest.clone(),
+                    actual: served,
+                });
+            }
+            Ok(digest.clone())
+        })
+    }
+
+    /// The upload session URL from a `Location` header (absolute or relative to the host).
+    fn location(
+        &self,
+        origin: &Origin,
+        url: &str,
+        resp: &Response<Body>,
+    ) -> Result<String, RegistryError> {
+        let loc = header(resp, "location").ok_or_else(|| RegistryError::Challenge {
+            url: url.to_string(),
+            reason: "upload response has no Location header".into(),
+        })?;
+        Ok(
+            if loc.starts_with("http://") || loc.starts_with("https://") {
+                loc
+            } else {
+                format!(
+                    "{}{}{loc}",
+                    origin.base(),
+                    if loc.starts_with('/') { "" } else { "/" }
+                )
+            },
+        )
+    }
+
     /// Run `send`; on a 401, authenticate as the challenge asks and send once more.
     fn execute(
         &self,
@@ -545,6 +804,12 @@ fn header(resp: &Response<Body>, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Append a query parameter to a URL that may already have a query.
+fn with_query(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
+
 /// Percent-encode a query value (RFC 3986 unreserved characters kept).
 fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -630,6 +895,18 @@ mod tests {
     #[test]
     fn basic_header_is_base64() {
         assert_eq!(basic_header("user", "pass"), "Basic dXNlcjpwYXNz");
+    }
+
+    #[test]
+    fn query_append() {
+        assert_eq!(
+            with_query("http://h/v2/r/blobs/uploads/u", "digest=x"),
+            "http://h/v2/r/blobs/uploads/u?digest=x"
+        );
+        assert_eq!(
+            with_query("http://h/u?_state=abc", "digest=x"),
+            "http://h/u?_state=abc&digest=x"
+        );
     }
 
     #[test]
