@@ -23,7 +23,9 @@ struct Fake {
 }
 
 impl Fake {
-    fn start(handler: impl Fn(&Request, usize, &mut TcpStream) + Send + 'static) -> Fake {
+    fn start(
+        handler: impl Fn(&Request, usize, &mut BufReader<TcpStream>, &mut TcpStream) + Send + 'static,
+    ) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -67,7 +69,7 @@ impl Fake {
                 log2.lock()
                     .unwrap()
                     .push(format!("{} {}{range}{auth}", req.method, req.path));
-                handler(&req, n, &mut stream);
+                handler(&req, n, &mut reader, &mut stream);
                 let _ = stream.flush();
             }
         });
@@ -100,7 +102,7 @@ fn blob(len: usize) -> Vec<u8> {
 fn wrong_digest_is_rejected_naming_both_sides() {
     let data = blob(4096);
     let claimed = Digest::sha256(b"something else");
-    let fake = Fake::start(move |_, _, s| respond(s, "200 OK", &[], &data));
+    let fake = Fake::start(move |_, _, _, s| respond(s, "200 OK", &[], &data));
     let client = Client::new(Box::new(Anonymous));
     let err = client
         .get_blob(
@@ -122,7 +124,7 @@ fn wrong_digest_is_rejected_naming_both_sides() {
 #[test]
 fn server_errors_then_success_is_retried() {
     let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#.to_vec();
-    let fake = Fake::start(move |_, n, s| match n {
+    let fake = Fake::start(move |_, n, _, s| match n {
         0 => respond(s, "500 Internal Server Error", &[], b"oops"),
         1 => respond(
             s,
@@ -151,7 +153,7 @@ fn connection_reset_mid_blob_resumes_with_range() {
     let digest = Digest::sha256(&data);
     let cut = 300 * 1024;
     let d2 = data.clone();
-    let fake = Fake::start(move |req, n, s| {
+    let fake = Fake::start(move |req, n, _, s| {
         if n == 0 {
             // Promise the whole blob, send part of it, drop the connection.
             let head = format!(
@@ -199,7 +201,7 @@ fn server_ignoring_range_is_handled() {
     let data = blob(512 * 1024);
     let digest = Digest::sha256(&data);
     let d2 = data.clone();
-    let fake = Fake::start(move |_, n, s| {
+    let fake = Fake::start(move |_, n, _, s| {
         if n == 0 {
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -232,7 +234,7 @@ fn bearer_token_flow_with_scopes_and_cache() {
     let digest = Digest::sha256(&data);
     let addr = Arc::new(Mutex::new(String::new()));
     let a2 = addr.clone();
-    let fake = Fake::start(move |req, _, s| {
+    let fake = Fake::start(move |req, _, _, s| {
         let realm = format!("http://{}/token", a2.lock().unwrap());
         if req.path.starts_with("/token") {
             let scoped = req.path.contains("scope=repository%3Aorg%2Fapp%3Apull")
@@ -290,7 +292,7 @@ fn monolithic_put_refused_falls_back_to_chunked_patch() {
     let digest = Digest::sha256(&data);
     let received = Arc::new(Mutex::new(Vec::new()));
     let r2 = received.clone();
-    let fake = Fake::start(move |req, _, s| {
+    let fake = Fake::start(move |req, _, reader, s| {
         // Read a request body of Content-Length bytes (PATCH chunks).
         let len: usize = req
             .headers
@@ -308,8 +310,7 @@ fn monolithic_put_refused_falls_back_to_chunked_patch() {
             "PUT" if len > 0 => respond(s, "405 Method Not Allowed", &[], b""),
             "PATCH" => {
                 let mut body = vec![0u8; len];
-                let mut reader = BufReader::new(s.try_clone().unwrap());
-                std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+                std::io::Read::read_exact(reader, &mut body).unwrap();
                 r2.lock().unwrap().extend_from_slice(&body);
                 respond(
                     s,
