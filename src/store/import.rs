@@ -212,3 +212,195 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, StoreError> {
         })?;
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+    use crate::oci::Platform;
+    use crate::store::fixture::{self, LayoutDir, TestImage};
+
+    fn r(s: &str) -> Reference {
+        Reference::parse(s).unwrap()
+    }
+
+    fn p(s: &str) -> Platform {
+        Platform::parse(s).unwrap()
+    }
+
+    /// A store and, beside it, an empty OCI layout directory.
+    fn setup() -> (tempfile::TempDir, Store, LayoutDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let layout = LayoutDir::new(&dir.path().join("layout"));
+        (dir, store, layout)
+    }
+
+    /// A layout holding one image, named `latest`.
+    fn one_image() -> (tempfile::TempDir, Store, LayoutDir, TestImage) {
+        let (dir, store, mut layout) = setup();
+        let image = fixture::image(&mut layout, "linux/amd64", "hello");
+        layout.write_index(&[(Some("latest"), &image.manifest)]);
+        (dir, store, layout, image)
+    }
+
+    #[test]
+    fn imports_one_image() {
+        let (_dir, store, layout, image) = one_image();
+        let tagged = store
+            .import_oci_layout(&layout.dir, Some("latest"), &r("hello:1"))
+            .unwrap();
+        assert_eq!(
+            tagged, image.manifest,
+            "the layout's entry, without its ref name"
+        );
+        assert_eq!(store.resolve(&r("hello:1")).unwrap(), Some(tagged));
+        let got = store.image(&r("hello:1"), &p("linux/amd64")).unwrap();
+        assert_eq!(got.manifest_bytes, image.manifest_bytes);
+        assert_eq!(got.config_bytes, image.config_bytes);
+        for d in image.digests() {
+            assert_eq!(store.blobs().verify(&d).unwrap().digest, d);
+        }
+        assert_eq!(store.blobs().list().unwrap().count(), 3);
+    }
+
+    #[test]
+    fn the_only_image_needs_no_name_and_import_is_idempotent() {
+        let (_dir, store, layout, image) = one_image();
+        let first = store.import_oci_layout(&layout.dir, None, &r("a")).unwrap();
+        let again = store.import_oci_layout(&layout.dir, None, &r("b")).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(store.list().unwrap().len(), 2);
+        assert_eq!(
+            store.referenced_blobs().unwrap(),
+            image.digests().into_iter().collect()
+        );
+    }
+
+    #[test]
+    fn imports_an_index_with_two_platforms() {
+        let (_dir, store, mut layout) = setup();
+        let amd64 = fixture::image(&mut layout, "linux/amd64", "amd64");
+        let arm64 = fixture::image(&mut layout, "linux/arm64/v8", "arm64");
+        let index = fixture::index(&mut layout, &[&amd64.manifest, &arm64.manifest]);
+        layout.write_index(&[(Some("docker.io/library/multi:1"), &index)]);
+
+        store
+            .import_oci_layout(
+                &layout.dir,
+                Some("docker.io/library/multi:1"),
+                &r("multi:1"),
+            )
+            .unwrap();
+        for (platform, want) in [("linux/amd64", &amd64), ("linux/arm64", &arm64)] {
+            let got = store.image(&r("multi:1"), &p(platform)).unwrap();
+            assert_eq!(got.descriptor, want.manifest, "{platform}");
+            assert_eq!(got.config_bytes, want.config_bytes, "{platform}");
+        }
+        assert_eq!(
+            store.referenced_blobs().unwrap().len(),
+            7,
+            "index + 2 × (manifest, config, layer)"
+        );
+    }
+
+    #[test]
+    fn a_partial_index_imports_what_is_there() {
+        let (_dir, store, mut layout) = setup();
+        let amd64 = fixture::image(&mut layout, "linux/amd64", "amd64");
+        let arm64 = fixture::image(&mut layout, "linux/arm64", "arm64");
+        let index = fixture::index(&mut layout, &[&amd64.manifest, &arm64.manifest]);
+        layout.write_index(&[(Some("latest"), &index)]);
+        for d in arm64.digests() {
+            fs::remove_file(layout.blob_path(&d)).unwrap();
+        }
+        store
+            .import_oci_layout(&layout.dir, None, &r("partial"))
+            .unwrap();
+        assert!(store.image(&r("partial"), &p("linux/amd64")).is_ok());
+        let err = store.image(&r("partial"), &p("linux/arm64")).unwrap_err();
+        assert!(matches!(err, StoreError::BlobNotFound { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_corrupt_layer_stores_nothing_of_it_and_tags_nothing() {
+        let (_dir, store, layout, image) = one_image();
+        let [_, _, layer] = image.digests();
+        fs::write(layout.blob_path(&layer), b"not the layer").unwrap();
+        let err = store
+            .import_oci_layout(&layout.dir, None, &r("bad"))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::BlobMismatch { .. }), "{err:?}");
+        assert!(!store.blobs().contains(&layer));
+        assert!(
+            !store.blobs().contains(&image.digests()[0]),
+            "the manifest comes last"
+        );
+        assert!(store.list().unwrap().is_empty());
+        assert_eq!(fs::read_dir(store.blobs().tmp_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_missing_layer_names_its_path() {
+        let (_dir, store, layout, image) = one_image();
+        let path = layout.blob_path(&image.digests()[2]);
+        fs::remove_file(&path).unwrap();
+        let err = store
+            .import_oci_layout(&layout.dir, None, &r("bad"))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::ReadLayout { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+    }
+
+    /// `entries of the layout's index.json (name or none), ref name asked for => error`.
+    macro_rules! refuses {
+        ($($name:ident: [$($entry:expr),*], $wanted:expr => $variant:ident, $says:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                let (_dir, store, mut layout) = setup();
+                let image = fixture::image(&mut layout, "linux/amd64", "x");
+                let names: &[Option<&str>] = &[$($entry),*];
+                let entries: Vec<(Option<&str>, &Descriptor)> =
+                    names.iter().map(|n| (*n, &image.manifest)).collect();
+                layout.write_index(&entries);
+                let err = store.import_oci_layout(&layout.dir, $wanted, &r("x")).unwrap_err();
+                assert!(matches!(err, StoreError::$variant { .. }), "{err:?}");
+                assert!(err.to_string().contains($says), "{err}");
+                assert!(err.to_string().contains(&layout.dir.display().to_string()), "{err}");
+            }
+        )*};
+    }
+
+    refuses! {
+        unknown_ref_name: [Some("1.0"), Some("2.0")], Some("3.0") => LayoutRefNotFound, "(it has: 1.0, 2.0)";
+        two_images_and_no_name: [Some("1.0"), None], None => LayoutAmbiguous, "holds 2 images";
+        empty_layout: [], None => LayoutEmpty, "holds no image";
+    }
+
+    #[test]
+    fn a_layout_of_another_version_is_refused() {
+        let (_dir, store, layout, _) = one_image();
+        fs::write(
+            layout.dir.join("oci-layout"),
+            r#"{"imageLayoutVersion":"2.0.0"}"#,
+        )
+        .unwrap();
+        let err = store
+            .import_oci_layout(&layout.dir, None, &r("x"))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::LayoutVersion { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_directory_that_is_not_a_layout_is_refused() {
+        let (dir, store, _) = setup();
+        let err = store
+            .import_oci_layout(dir.path(), None, &r("x"))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::ReadLayoutFile { .. }), "{err:?}");
+    }
+}

@@ -9,6 +9,8 @@
 
 mod blobs;
 mod error;
+#[cfg(test)]
+mod fixture;
 mod image;
 mod import;
 mod index;
