@@ -5,8 +5,9 @@
 //! Writes stream through a fixed buffer and a [`DigestingWriter`]: a blob is never held in
 //! memory, whatever its size. Writes take no lock: a blob's name is its content, and
 //! `rename(2)` is atomic, so two writers of the same blob both succeed and readers see
-//! either no file or the whole file. Published blobs are made read-only (0444) as
-//! containerd's content store does, to catch accidental writes through a path.
+//! either no file or the whole file. Published blobs are made read-only (0444), as
+//! containerd's local content store does (`plugins/content/local/writer.go` `Commit`), to
+//! catch accidental writes through a path.
 //!
 //! This file owns bytes only: it does not parse manifests, know about tags, or decide what
 //! may be deleted (that is the index's and a future prune's business).
