@@ -635,6 +635,24 @@ mod tests {
         assert_eq!(blobs.list().unwrap().collect::<Vec<_>>(), [d]);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever names lie in `blobs/sha256/`, `list` yields exactly the stored digests.
+        #[test]
+        fn list_never_trips_on_junk_names(names in proptest::collection::vec("[0-9a-fA-F._~-]{1,70}", 0..8)) {
+            let (dir, blobs) = store();
+            let d = blobs.write(&b"x"[..], Expected::Unknown).unwrap().digest;
+            for name in names.iter().filter(|n| *n != "." && *n != ".." && *n != d.hex()) {
+                let looks_valid = Digest::parse(&format!("sha256:{name}")).is_ok();
+                if !looks_valid {
+                    fs::write(dir.path().join("blobs/sha256").join(name), b"junk").unwrap();
+                }
+            }
+            proptest::prop_assert_eq!(blobs.list().unwrap().collect::<Vec<_>>(), vec![d]);
+        }
+    }
+
     #[test]
     fn verify_finds_corruption() {
         let (_dir, blobs) = store();
