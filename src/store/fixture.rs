@@ -1,0 +1,135 @@
+//! Test images for the store's unit tests: a tiny image (one uncompressed tar layer built
+//! with the `tar` crate, a config naming it, an OCI manifest) and indexes over such images,
+//! written either into a [`Store`] or into an OCI image layout directory on disk. Test-only;
+//! nothing outside `#[cfg(test)]` sees this file.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::index::REF_NAME;
+use super::{Expected, Store};
+use crate::oci::manifest::{
+    Descriptor, descriptor, image_index, image_manifest, oci_platform, to_canonical_oci,
+};
+use crate::oci::{Digest, DigestAndSize, ImageConfig, MediaType, Platform};
+
+/// Where test blobs go.
+pub(crate) trait Sink {
+    fn put(&mut self, bytes: &[u8]) -> DigestAndSize;
+}
+
+impl Sink for &Store {
+    fn put(&mut self, bytes: &[u8]) -> DigestAndSize {
+        self.blobs().write(bytes, Expected::Unknown).unwrap()
+    }
+}
+
+/// An OCI image layout directory being written by a test (what `skopeo copy … oci:` makes).
+pub(crate) struct LayoutDir {
+    pub dir: PathBuf,
+}
+
+impl LayoutDir {
+    pub fn new(dir: &Path) -> LayoutDir {
+        fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion": "1.0.0"}"#).unwrap();
+        LayoutDir {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// Write `index.json` with `entries`, each named by a ref-name annotation if given.
+    pub fn write_index(&self, entries: &[(Option<&str>, &Descriptor)]) {
+        let manifests = entries
+            .iter()
+            .map(|(name, d)| {
+                let mut d = (*d).clone();
+                if let Some(name) = name {
+                    d.set_annotations(Some([(REF_NAME.to_string(), name.to_string())].into()));
+                }
+                d
+            })
+            .collect();
+        let bytes = to_canonical_oci(&image_index(manifests)).unwrap();
+        fs::write(self.dir.join("index.json"), bytes).unwrap();
+    }
+}
+
+impl Sink for LayoutDir {
+    fn put(&mut self, bytes: &[u8]) -> DigestAndSize {
+        let digest = Digest::sha256(bytes);
+        fs::write(self.blob_path(&digest), bytes).unwrap();
+        DigestAndSize {
+            digest,
+            size: bytes.len() as u64,
+        }
+    }
+}
+
+/// The blobs of one test image.
+#[derive(Clone, Debug)]
+pub(crate) struct TestImage {
+    /// The manifest's descriptor, with the platform set.
+    pub manifest: Descriptor,
+    pub manifest_bytes: Vec<u8>,
+    pub config: Descriptor,
+    pub config_bytes: Vec<u8>,
+    pub layer: Descriptor,
+}
+
+impl TestImage {
+    pub fn digests(&self) -> [Digest; 3] {
+        [&self.manifest, &self.config, &self.layer].map(|d| d.digest().to_string().parse().unwrap())
+    }
+}
+
+/// A tar archive holding one file.
+pub(crate) fn layer_tar(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    builder.append_data(&mut header, name, content).unwrap();
+    builder.into_inner().unwrap()
+}
+
+/// An image for `platform` whose one layer holds `/hello` with `content`.
+pub(crate) fn image(sink: &mut impl Sink, platform: &str, content: &str) -> TestImage {
+    let platform = Platform::parse(platform).unwrap();
+    let tar = layer_tar("hello", content.as_bytes());
+    let layer = sink.put(&tar);
+    let layer = descriptor(&MediaType::OciLayer, &layer.digest, layer.size);
+
+    let mut config = ImageConfig::new(&platform);
+    config.rootfs.diff_ids = vec![Digest::sha256(&tar)];
+    let config_bytes = config.to_canonical_json().unwrap();
+    let stored = sink.put(&config_bytes);
+    let config = descriptor(&MediaType::OciConfig, &stored.digest, stored.size);
+
+    let manifest_bytes =
+        to_canonical_oci(&image_manifest(config.clone(), vec![layer.clone()])).unwrap();
+    let stored = sink.put(&manifest_bytes);
+    let mut manifest = descriptor(&MediaType::OciManifest, &stored.digest, stored.size);
+    manifest.set_platform(Some(oci_platform(&platform)));
+    TestImage {
+        manifest,
+        manifest_bytes,
+        config,
+        config_bytes,
+        layer,
+    }
+}
+
+/// An index over `entries`, stored; returns its descriptor.
+pub(crate) fn index(sink: &mut impl Sink, entries: &[&Descriptor]) -> Descriptor {
+    let bytes =
+        to_canonical_oci(&image_index(entries.iter().map(|d| (*d).clone()).collect())).unwrap();
+    let stored = sink.put(&bytes);
+    descriptor(&MediaType::OciIndex, &stored.digest, stored.size)
+}
