@@ -8,7 +8,6 @@ mod args;
 mod build;
 mod check;
 mod frontend;
-pub mod root;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -23,9 +22,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Resolve the state root now so a bad one fails early, whatever the command.
     let _root = match cli.root {
         Some(r) => r,
-        None => {
-            root::default_root(&root::RootInputs::from_process()).map_err(anyhow::Error::msg)?
-        }
+        None => rbuild::store::default_root().ok_or_else(|| {
+            anyhow::anyhow!("cannot choose a state directory: HOME is not set; pass --root DIR")
+        })?,
     };
     match cli.command {
         Command::Build(args) => build::run(args),
