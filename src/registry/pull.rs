@@ -1,0 +1,292 @@
+//! Pull: one image from an ordered list of sources (mirrors first) into the store. The
+//! manifest (an index is narrowed to the wanted platform) and the config are stored as
+//! their exact bytes; layers are fetched in parallel straight into the store, verified as
+//! they stream; blobs the store already holds are not fetched again. The tag moves last, so
+//! an interrupted pull never leaves a tag pointing at missing blobs.
+
+use std::sync::Mutex;
+
+use super::client::{Client, Origin, RegistryError};
+use crate::oci::digest::{Digest, DigestAndSize};
+use crate::oci::manifest::{
+    Descriptor, Manifest, ManifestError, descriptor_digest, parse_manifest_any, select_manifest,
+};
+use crate::oci::media_type::MediaType;
+use crate::oci::platform::Platform;
+use crate::oci::reference::Reference;
+use crate::store::{Store, StoreError};
+
+/// One place to pull from: a registry origin and the repository path on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub origin: Origin,
+    pub repository: String,
+}
+
+/// Progress of a pull, for the renderer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Trying a source (the first, or a fallback after `error`).
+    Source {
+        host: String,
+        repository: String,
+        error: Option<String>,
+    },
+    Manifest {
+        digest: Digest,
+        media_type: String,
+    },
+    /// A blob is already in the store.
+    Cached {
+        digest: Digest,
+        size: u64,
+    },
+    Downloaded {
+        digest: Digest,
+        size: u64,
+    },
+    Tagged {
+        reference: String,
+        digest: Digest,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("pulling {reference}: no source to pull from")]
+    NoSource { reference: String },
+    #[error("pulling {reference} from {host}: {source}")]
+    Registry {
+        reference: String,
+        host: String,
+        source: RegistryError,
+    },
+    #[error("pulling {reference}: {source}")]
+    Manifest {
+        reference: String,
+        source: ManifestError,
+    },
+    #[error("pulling {reference}: the image has no manifest for {platform} (it offers: {offered})")]
+    NoPlatform {
+        reference: String,
+        platform: String,
+        offered: String,
+    },
+    #[error("pulling {reference}: {source}")]
+    Store {
+        reference: String,
+        source: StoreError,
+    },
+}
+
+/// What was pulled.
+#[derive(Clone, Debug)]
+pub struct Pulled {
+    /// What the tag now names: the index when the registry served one, else the manifest.
+    pub tagged: Descriptor,
+    /// The platform's image manifest.
+    pub manifest: Descriptor,
+    pub source: Source,
+}
+
+/// How many blobs are fetched at once.
+pub const JOBS: usize = 3;
+
+/// Pull `reference` for `platform` from the first source that works, into `store`.
+pub fn pull(
+    client: &Client,
+    store: &Store,
+    sources: &[Source],
+    reference: &Reference,
+    platform: &Platform,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<Pulled, PullError> {
+    let name = reference.to_string();
+    let mut last = None;
+    for (i, source) in sources.iter().enumerate() {
+        events(Event::Source {
+            host: source.origin.host.clone(),
+            repository: source.repository.clone(),
+            error: last.as_ref().map(|e: &PullError| e.to_string()),
+        });
+        match pull_from(client, store, source, reference, platform, events) {
+            Ok(p) => return Ok(p),
+            // A mirror that fails hands over to the next source; the last error stands.
+            Err(e) if i + 1 < sources.len() && is_retryable_elsewhere(&e) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(PullError::NoSource { reference: name }))
+}
+
+/// Errors that another source may not have: the registry's, not the image's or the store's.
+fn is_retryable_elsewhere(e: &PullError) -> bool {
+    matches!(e, PullError::Registry { .. } | PullError::NoPlatform { .. })
+}
+
+fn pull_from(
+    client: &Client,
+    store: &Store,
+    source: &Source,
+    reference: &Reference,
+    platform: &Platform,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<Pulled, PullError> {
+    let name = reference.to_string();
+    let reg = |e| PullError::Registry {
+        reference: name.clone(),
+        host: source.origin.host.clone(),
+        source: e,
+    };
+    let st = |e| PullError::Store {
+        reference: name.clone(),
+        source: e,
+    };
+    let man = |e| PullError::Manifest {
+        reference: name.clone(),
+        source: e,
+    };
+    let wanted = reference
+        .digest()
+        .map(Digest::to_string)
+        .unwrap_or_else(|| reference.tag_or_latest().to_string());
+
+    let top = client
+        .get_manifest(&source.origin, &source.repository, &wanted)
+        .map_err(reg)?;
+    events(Event::Manifest {
+        digest: top.digest.clone(),
+        media_type: top.media_type.clone(),
+    });
+    let parsed = parse_manifest_any(
+        &top.bytes,
+        Some(&top.media_type)
+            .filter(|m| !m.is_empty())
+            .map(String::as_str),
+    )
+    .map_err(man)?;
+    let tagged = store
+        .put_manifest(&top.bytes, &parsed.media_type())
+        .map_err(st)?;
+
+    let (manifest_desc, image) = match parsed {
+        Manifest::Image(m) => (tagged.clone(), m),
+        Manifest::Index(index) => {
+            let entry = select_manifest(&index, platform).ok_or_else(|| {
+                let offered: Vec<String> = index
+                    .manifests()
+                    .iter()
+                    .filter_map(|d| d.platform().as_ref().map(|p| Platform::from(p).to_string()))
+                    .collect();
+                PullError::NoPlatform {
+                    reference: name.clone(),
+                    platform: platform.to_string(),
+                    offered: offered.join(", "),
+                }
+            })?;
+            let digest = descriptor_digest(entry).map_err(man)?;
+            let fetched = client
+                .get_manifest(&source.origin, &source.repository, digest.as_str())
+                .map_err(reg)?;
+            events(Event::Manifest {
+                digest: fetched.digest.clone(),
+                media_type: fetched.media_type.clone(),
+            });
+            let media = MediaType::parse(&entry.media_type().to_string());
+            let Manifest::Image(m) =
+                parse_manifest_any(&fetched.bytes, Some(media.as_str())).map_err(man)?
+            else {
+                return Err(man(ManifestError::KindMismatch {
+                    header: media.to_string(),
+                    body: "index".into(),
+                }));
+            };
+            let desc = store.put_manifest(&fetched.bytes, &media).map_err(st)?;
+            (desc, m)
+        }
+    };
+
+    // Config and layers: the config first (small), then the layers in parallel.
+    let mut blobs: Vec<&Descriptor> = vec![image.config()];
+    blobs.extend(image.layers().iter());
+    let todo: Mutex<Vec<&Descriptor>> = Mutex::new(blobs.into_iter().rev().collect());
+    let first_error: Mutex<Option<PullError>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..JOBS {
+            scope.spawn(|| {
+                loop {
+                    if first_error.lock().expect("error lock").is_some() {
+                        return;
+                    }
+                    let Some(desc) = todo.lock().expect("todo lock").pop() else {
+                        return;
+                    };
+                    if let Err(e) = fetch_blob(client, store, source, desc, &name, events) {
+                        first_error.lock().expect("error lock").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("error lock") {
+        return Err(e);
+    }
+
+    let digest = descriptor_digest(&tagged).map_err(man)?;
+    store.tag(reference, tagged.clone()).map_err(st)?;
+    events(Event::Tagged {
+        reference: name,
+        digest,
+    });
+    Ok(Pulled {
+        tagged,
+        manifest: manifest_desc,
+        source: source.clone(),
+    })
+}
+
+fn fetch_blob(
+    client: &Client,
+    store: &Store,
+    source: &Source,
+    desc: &Descriptor,
+    name: &str,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<(), PullError> {
+    let man = |e| PullError::Manifest {
+        reference: name.to_string(),
+        source: e,
+    };
+    let st = |e| PullError::Store {
+        reference: name.to_string(),
+        source: e,
+    };
+    let digest = descriptor_digest(desc).map_err(man)?;
+    let size = desc.size();
+    if store.blobs().contains(&digest) {
+        events(Event::Cached { digest, size });
+        return Ok(());
+    }
+    let mut writer = store.blobs().writer().map_err(st)?;
+    client
+        .get_blob(
+            &source.origin,
+            &source.repository,
+            &digest,
+            Some(size),
+            &mut writer,
+        )
+        .map_err(|e| PullError::Registry {
+            reference: name.to_string(),
+            host: source.origin.host.clone(),
+            source: e,
+        })?;
+    let expected = DigestAndSize {
+        digest: digest.clone(),
+        size,
+    };
+    writer.commit(&expected).map_err(st)?;
+    events(Event::Downloaded { digest, size });
+    Ok(())
+}

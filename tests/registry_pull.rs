@@ -1,0 +1,180 @@
+//! Pull into the store from a real `docker-registry`: a plain manifest, an index narrowed to
+//! a platform, a second pull that downloads nothing, and a dead mirror falling back to the
+//! registry. Images are made by `umoci` and pushed by `skopeo`.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Mutex;
+
+use common::registry::{Registry, run, skopeo_push, tools_present, umoci_busybox};
+use rbuild::oci::digest::Digest;
+use rbuild::oci::platform::Platform;
+use rbuild::oci::reference::Reference;
+use rbuild::registry::client::{Anonymous, Client, Origin};
+use rbuild::registry::pull::{Event, Source, pull};
+use rbuild::store::Store;
+
+fn temp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("rbuild-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn pulls_into_the_store_and_second_pull_downloads_nothing() {
+    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+        return;
+    }
+    let reg = Registry::start(None);
+    let dir = temp("pull-plain");
+    umoci_busybox(&dir.join("layout"), "1");
+    skopeo_push(
+        &dir.join("layout"),
+        "1",
+        &format!("{}/library/busybox:1", reg.addr),
+        None,
+    );
+
+    let store = Store::open(dir.join("store")).unwrap();
+    let client = Client::new(Box::new(Anonymous));
+    let sources = [Source {
+        origin: Origin::new(&reg.addr, true),
+        repository: "library/busybox".into(),
+    }];
+    let reference = Reference::parse("docker.io/library/busybox:1").unwrap();
+    let platform = Platform::parse("linux/amd64").unwrap();
+    let events = Mutex::new(Vec::new());
+    let log = |e: Event| events.lock().unwrap().push(e);
+    pull(&client, &store, &sources, &reference, &platform, &log).unwrap();
+    let first: Vec<Event> = events.lock().unwrap().drain(..).collect();
+    let downloaded = first
+        .iter()
+        .filter(|e| matches!(e, Event::Downloaded { .. }))
+        .count();
+    assert_eq!(downloaded, 2, "config and one layer: {first:?}");
+
+    let image = store.image(&reference, &platform).unwrap();
+    assert_eq!(image.config.config.as_ref().unwrap().cmd, vec!["sh"]);
+    for d in store.referenced_blobs().unwrap() {
+        store.blobs().verify(&d).unwrap();
+    }
+
+    pull(&client, &store, &sources, &reference, &platform, &log).unwrap();
+    let second: Vec<Event> = events.lock().unwrap().drain(..).collect();
+    assert!(
+        !second.iter().any(|e| matches!(e, Event::Downloaded { .. })),
+        "{second:?}"
+    );
+    assert_eq!(
+        second
+            .iter()
+            .filter(|e| matches!(e, Event::Cached { .. }))
+            .count(),
+        2
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn index_is_narrowed_to_the_platform_and_dead_mirror_falls_back() {
+    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+        return;
+    }
+    let reg = Registry::start(None);
+    let dir = temp("pull-index");
+    let client = Client::new(Box::new(Anonymous));
+    let origin = Origin::new(&reg.addr, true);
+    // Two single-platform images pushed by skopeo, then an index over them pushed by us.
+    let mut entries = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let layout = dir.join(format!("layout-{arch}"));
+        umoci_busybox(&layout, "1");
+        run(Command::new("umoci").args([
+            "config",
+            "--image",
+            &format!("{}:1", layout.display()),
+            "--architecture",
+            arch,
+        ]));
+        skopeo_push(
+            &layout,
+            "1",
+            &format!("{}/multi/busybox:{arch}", reg.addr),
+            None,
+        );
+        let m = client.get_manifest(&origin, "multi/busybox", arch).unwrap();
+        entries.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": m.digest.to_string(),
+            "size": m.bytes.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .unwrap();
+    client
+        .put_manifest(
+            &origin,
+            "multi/busybox",
+            "latest",
+            "application/vnd.oci.image.index.v1+json",
+            &index,
+        )
+        .unwrap();
+
+    let store = Store::open(dir.join("store")).unwrap();
+    let sources = [
+        Source {
+            origin: Origin::new("127.0.0.1:1", true),
+            repository: "multi/busybox".into(),
+        },
+        Source {
+            origin: origin.clone(),
+            repository: "multi/busybox".into(),
+        },
+    ];
+    let reference = Reference::parse("example.com/multi/busybox:latest").unwrap();
+    let arm = Platform::parse("linux/arm64").unwrap();
+    let events = Mutex::new(Vec::new());
+    let log = |e: Event| events.lock().unwrap().push(e);
+    let pulled = pull(&client, &store, &sources, &reference, &arm, &log).unwrap();
+    assert_eq!(
+        pulled.source.origin, origin,
+        "fell back from the dead mirror"
+    );
+    let events = events.into_inner().unwrap();
+    assert!(
+        matches!(&events[1], Event::Source { error: Some(e), .. } if e.contains("127.0.0.1:1")),
+        "{events:?}"
+    );
+    assert_eq!(
+        pulled.tagged.digest().to_string(),
+        Digest::sha256(&index).to_string(),
+        "the tag names the index"
+    );
+    let image = store.image(&reference, &arm).unwrap();
+    assert_eq!(image.config.architecture, "arm64");
+
+    let missing = Platform::parse("linux/s390x").unwrap();
+    let err = pull(
+        &client,
+        &store,
+        &sources[1..],
+        &reference,
+        &missing,
+        &|_| {},
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("linux/s390x") && msg.contains("linux/amd64") && msg.contains("linux/arm64"),
+        "{msg}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
