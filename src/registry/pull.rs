@@ -59,7 +59,7 @@ pub enum PullError {
     Registry {
         reference: String,
         host: String,
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("pulling {reference}: {source}")]
     Manifest {
@@ -136,7 +136,7 @@ fn pull_from(
     let reg = |e| PullError::Registry {
         reference: name.clone(),
         host: source.origin.host.clone(),
-        source: e,
+        source: Box::new(e),
     };
     let st = |e| PullError::Store {
         reference: name.clone(),
@@ -280,7 +280,7 @@ fn fetch_blob(
         .map_err(|e| PullError::Registry {
             reference: name.to_string(),
             host: source.origin.host.clone(),
-            source: e,
+            source: Box::new(e),
         })?;
     let expected = DigestAndSize {
         digest: digest.clone(),
