@@ -64,7 +64,7 @@ pub enum PullError {
     #[error("pulling {reference}: {source}")]
     Manifest {
         reference: String,
-        source: ManifestError,
+        source: Box<ManifestError>,
     },
     #[error("pulling {reference}: the image has no manifest for {platform} (it offers: {offered})")]
     NoPlatform {
@@ -75,7 +75,7 @@ pub enum PullError {
     #[error("pulling {reference}: {source}")]
     Store {
         reference: String,
-        source: StoreError,
+        source: Box<StoreError>,
     },
 }
 
@@ -140,11 +140,11 @@ fn pull_from(
     };
     let st = |e| PullError::Store {
         reference: name.clone(),
-        source: e,
+        source: Box::new(e),
     };
     let man = |e| PullError::Manifest {
         reference: name.clone(),
-        source: e,
+        source: Box::new(e),
     };
     let wanted = reference
         .digest()
@@ -192,7 +192,7 @@ fn pull_from(
                 digest: fetched.digest.clone(),
                 media_type: fetched.media_type.clone(),
             });
-            let media = MediaType::parse(&entry.media_type().to_string());
+            let media = MediaType::parse(entry.media_type().as_ref());
             let Manifest::Image(m) =
                 parse_manifest_any(&fetched.bytes, Some(media.as_str())).map_err(man)?
             else {
@@ -256,11 +256,11 @@ fn fetch_blob(
 ) -> Result<(), PullError> {
     let man = |e| PullError::Manifest {
         reference: name.to_string(),
-        source: e,
+        source: Box::new(e),
     };
     let st = |e| PullError::Store {
         reference: name.to_string(),
-        source: e,
+        source: Box::new(e),
     };
     let digest = descriptor_digest(desc).map_err(man)?;
     let size = desc.size();
