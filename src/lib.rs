@@ -11,4 +11,5 @@ pub mod diag;
 pub mod dockerfile;
 pub mod oci;
 pub mod plan;
+pub mod registry;
 pub mod suggest;
