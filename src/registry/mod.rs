@@ -9,3 +9,4 @@
 //! `docker.io` → `registry-1.docker.io`) is [`config::api_host`].
 
 pub mod config;
+pub mod credentials;
