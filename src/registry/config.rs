@@ -138,9 +138,12 @@ pub enum ConfigError {
     ReadFile { path: PathBuf, source: io::Error },
     #[error("cannot list registries drop-in directory {}: {source}", path.display())]
     ReadDropInDir { path: PathBuf, source: io::Error },
-    #[error("{at}: invalid registries configuration: {message}\n  | {line}")]
+    /// TOML syntax or type error; `key` is our best reading of which key (empty when the
+    /// line does not tell), `line` the source line.
+    #[error("{at}: {key}{}invalid registries configuration: {message}\n  | {line}", if key.is_empty() { "" } else { ": " })]
     ParseToml {
         at: Position,
+        key: String,
         message: String,
         line: String,
     },

@@ -132,6 +132,7 @@ pub(super) fn parse_file(text: &str, path: &Path, allow_v1: bool) -> Result<File
             .unwrap_or_default()
             .to_string();
         ConfigError::ParseToml {
+            key: key_at(text, at.line),
             at,
             message: e.message().trim_end().to_string(),
             line,
@@ -191,6 +192,62 @@ pub(super) fn parse_file(text: &str, path: &Path, allow_v1: bool) -> Result<File
     check_conflicts(&entries)?;
     conf.registries = first_per_prefix(entries);
     Ok(conf)
+}
+
+/// The key an error on 1-based `line` is about, as `registry[1].mirror[0].insecure`:
+/// the table headers above it (counting `[[array]]` entries) and the key before `=` on the
+/// line. Best effort for messages only: a value continued over several lines gives just the
+/// table, and anything unreadable gives `""`.
+fn key_at(text: &str, line: usize) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut table = String::new();
+    for source in text.lines().take(line.saturating_sub(1)) {
+        let source = source.trim();
+        let (name, array) = if let Some(rest) = source.strip_prefix("[[") {
+            (rest.split("]]").next().unwrap_or_default(), true)
+        } else if let Some(rest) = source.strip_prefix('[') {
+            (rest.split(']').next().unwrap_or_default(), false)
+        } else {
+            continue;
+        };
+        let name: String = name
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '"')
+            .collect();
+        if array {
+            *counts.entry(name.clone()).or_default() += 1;
+            let nested = format!("{name}.");
+            counts.retain(|k, _| !k.starts_with(&nested));
+        }
+        let mut path = String::new();
+        let mut prefix = String::new();
+        for part in name.split('.') {
+            if !prefix.is_empty() {
+                prefix.push('.');
+                path.push('.');
+            }
+            prefix.push_str(part);
+            path.push_str(part);
+            if let Some(n) = counts.get(&prefix) {
+                path.push_str(&format!("[{}]", n - 1));
+            }
+        }
+        table = path;
+    }
+    let this = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .unwrap_or_default()
+        .trim();
+    let key = match this.split_once('=') {
+        Some((key, _)) if !this.starts_with('[') => key.trim().trim_matches('"'),
+        _ => "",
+    };
+    match (table.is_empty(), key.is_empty()) {
+        (_, true) => table,
+        (true, false) => key.to_string(),
+        (false, false) => format!("{table}.{key}"),
+    }
 }
 
 fn search_registry(
@@ -472,8 +529,14 @@ mod tests {
     rejects! {
         bad_toml: "[[registry]\nlocation = \"a.io\"\n" =>
             format!("{F}:1:12: invalid registries configuration: unclosed array table, expected `]`\n  | [[registry]");
+        duplicate_key: "[aliases]\n\"a\" = \"quay.io/a\"\n\"a\" = \"quay.io/b\"\n" =>
+            format!("{F}:3:1: aliases.a: invalid registries configuration: duplicate key\n  | \"a\" = \"quay.io/b\"");
         wrong_type: "[[registry]]\nlocation = \"a.io\"\ninsecure = \"yes\"\n" =>
-            format!("{F}:3:12: invalid registries configuration: invalid type: string \"yes\", expected a boolean\n  | insecure = \"yes\"");
+            format!("{F}:3:12: registry[0].insecure: invalid registries configuration: invalid type: string \"yes\", expected a boolean\n  | insecure = \"yes\"");
+        wrong_type_in_second_mirror: "[[registry]]\nlocation = \"a.io\"\n[[registry]]\nlocation = \"b.io\"\n[[registry.mirror]]\nlocation = \"m\"\n[[registry.mirror]]\n\"insecure\" = 1\n" =>
+            format!("{F}:8:14: registry[1].mirror[1].insecure: invalid registries configuration: invalid type: integer `1`, expected a boolean\n  | \"insecure\" = 1");
+        wrong_type_top_level: "\nunqualified-search-registries = \"docker.io\"\n" =>
+            format!("{F}:2:33: unqualified-search-registries: invalid registries configuration: invalid type: string \"docker.io\", expected a sequence\n  | unqualified-search-registries = \"docker.io\"");
         scheme_in_location: "[[registry]]\nlocation = \"https://a.io\"\n" =>
             format!("{F}:2:12: registry[0].location: \"https://a.io\": URI schemes are not supported; write host[:port][/path] (and `insecure = true` for plain HTTP)");
         no_location_no_prefix: "[[registry]]\ninsecure = true\n" =>
