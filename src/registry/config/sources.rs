@@ -281,6 +281,46 @@ mod tests {
     }
 
     #[test]
+    fn shortnames_drop_in_feeds_expansion() {
+        // The shape distributions ship as /etc/containers/registries.conf.d/000-shortnames.conf,
+        // with a later drop-in overriding one alias and erasing another.
+        let tmp = tempfile::tempdir().unwrap();
+        let etc = tmp.path().join("etc");
+        write(
+            &etc.join("registries.conf"),
+            r#"unqualified-search-registries = ["registry.fedoraproject.org", "docker.io"]"#,
+        );
+        write(
+            &etc.join("registries.conf.d/000-shortnames.conf"),
+            "[aliases]\n  \"fedora\" = \"registry.fedoraproject.org/fedora\"\n  \"nginx\" = \"docker.io/library/nginx\"\n  \"php\" = \"docker.io/library/php\"\n",
+        );
+        write(
+            &etc.join("registries.conf.d/50-site.conf"),
+            "[aliases]\n\"nginx\" = \"quay.io/site/nginx\"\n\"php\" = \"\"\n",
+        );
+        let conf = load(&ConfigSources::discover(&etc, None)).unwrap();
+        let expand = |name: &str| -> Vec<String> {
+            conf.expand_short_name(name)
+                .unwrap()
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            expand("fedora:40"),
+            ["registry.fedoraproject.org/fedora:40"]
+        );
+        assert_eq!(expand("nginx"), ["quay.io/site/nginx"]);
+        assert_eq!(
+            expand("php:8"),
+            [
+                "registry.fedoraproject.org/php:8",
+                "docker.io/library/php:8"
+            ]
+        );
+    }
+
+    #[test]
     fn named_file_only_and_required() {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("mine.conf");
