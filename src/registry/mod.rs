@@ -1,6 +1,15 @@
-//! The registry client: OCI distribution spec v1.1 over HTTP(S), authentication, and the
-//! configuration users already have (registries.conf, Docker and containers credentials).
+//! Registries: where an image reference is really pulled from or pushed to ([`config`],
+//! containers-registries.conf(5)), which credentials the user already has for it
+//! ([`credentials`], Docker's `config.json` and containers-auth.json(5)), authentication
+//! ([`auth`]), the OCI distribution v1.1 HTTP client ([`client`]) and pulling into the
+//! store ([`pull`]).
+//!
+//! `config` and `credentials` never open a network connection; the client calls them, never
+//! the reverse. The one mapping from a registry name to the host that serves its API (Docker
+//! Hub's `docker.io` → `registry-1.docker.io`) is [`config::api_host`].
 
 pub mod auth;
 pub mod client;
+pub mod config;
+pub mod credentials;
 pub mod pull;
