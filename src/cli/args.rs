@@ -26,7 +26,27 @@ pub enum Command {
     Build(BuildArgs),
     /// Parse and lint a Dockerfile without building (like `docker build --check`)
     Check(CheckArgs),
+    /// Pull an image from a registry into the local store
+    Pull(PullArgs),
+    /// List the images in the local store
+    Images(ImagesArgs),
 }
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Platform to pull from a multi-platform image (`os/arch[/variant]`; default: this host)
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Print only the image's name when done
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The image (`busybox`, `ghcr.io/org/app:1`, `repo@sha256:…`)
+    #[arg(value_name = "IMAGE")]
+    pub reference: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {}
 
 /// What both `build` and `check` need to read and plan a Dockerfile.
 #[derive(Debug, Args)]

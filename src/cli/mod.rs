@@ -8,6 +8,7 @@ mod args;
 mod build;
 mod check;
 mod frontend;
+mod image;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -20,7 +21,7 @@ use rbuild::diag::Diagnostic;
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Resolve the state root now so a bad one fails early, whatever the command.
-    let _root = match cli.root {
+    let root = match cli.root {
         Some(r) => r,
         None => rbuild::store::default_root().ok_or_else(|| {
             anyhow::anyhow!("cannot choose a state directory: HOME is not set; pass --root DIR")
@@ -29,6 +30,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build::run(args),
         Command::Check(args) => check::run(args),
+        Command::Pull(args) => image::pull_cmd(&root, args),
+        Command::Images(args) => image::images_cmd(&root, args),
     }
 }
 
@@ -55,7 +58,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
 }
 
 /// Subcommand names, for the default-subcommand rewrite.
-const SUBCOMMANDS: &[&str] = &["build", "check", "help"];
+const SUBCOMMANDS: &[&str] = &["build", "check", "pull", "images", "help"];
 /// Global options that take a value as the next argument.
 const GLOBAL_WITH_VALUE: &[&str] = &["--root"];
 

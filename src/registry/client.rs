@@ -43,16 +43,17 @@ impl Origin {
 
 /// A source of credentials for a registry host (and repository, for namespaced entries).
 pub trait Credentials: Send + Sync {
-    /// `(username, password)` for Basic auth or for a token endpoint.
-    fn basic(&self, host: &str, repository: &str) -> Option<(String, String)>;
+    /// `(username, password)` for Basic auth or for a token endpoint; an error when the
+    /// user's configuration names credentials that cannot be read (a missing helper).
+    fn basic(&self, host: &str, repository: &str) -> Result<Option<(String, String)>, String>;
 }
 
 /// Anonymous access only.
 pub struct Anonymous;
 
 impl Credentials for Anonymous {
-    fn basic(&self, _: &str, _: &str) -> Option<(String, String)> {
-        None
+    fn basic(&self, _: &str, _: &str) -> Result<Option<(String, String)>, String> {
+        Ok(None)
     }
 }
 
@@ -60,8 +61,23 @@ impl Credentials for Anonymous {
 pub struct Static(pub String, pub String);
 
 impl Credentials for Static {
-    fn basic(&self, _: &str, _: &str) -> Option<(String, String)> {
-        Some((self.0.clone(), self.1.clone()))
+    fn basic(&self, _: &str, _: &str) -> Result<Option<(String, String)>, String> {
+        Ok(Some((self.0.clone(), self.1.clone())))
+    }
+}
+
+/// The credentials the user already has (Docker's config.json, containers auth.json and
+/// their credential helpers).
+impl Credentials for super::credentials::CredentialStore {
+    fn basic(&self, host: &str, repository: &str) -> Result<Option<(String, String)>, String> {
+        use super::credentials::Credential;
+        match self.lookup(host, repository).map_err(|e| e.to_string())? {
+            None => Ok(None),
+            Some(Credential::Basic { username, password }) => Ok(Some((username, password))),
+            Some(Credential::IdentityToken(_) | Credential::RegistryToken(_)) => Err(format!(
+                "the credentials stored for {host} are a token, which rbuild cannot use yet; log in with a username and password (`rbuild login {host}`)"
+            )),
+        }
     }
 }
 
@@ -93,6 +109,8 @@ pub enum RegistryError {
     Unauthorized { url: String, host: String },
     #[error("{url}: {reason}")]
     Challenge { url: String, reason: String },
+    #[error("credentials for {host}: {reason}")]
+    Credentials { host: String, reason: String },
     #[error("{url}: content digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch {
         url: String,
@@ -703,7 +721,13 @@ impl Client {
         scopes: &[String],
         url: &str,
     ) -> Result<Option<String>, RegistryError> {
-        let creds = self.credentials.basic(&origin.host, repository);
+        let creds = self
+            .credentials
+            .basic(&origin.host, repository)
+            .map_err(|reason| RegistryError::Credentials {
+                host: origin.host.clone(),
+                reason,
+            })?;
         match ch {
             Challenge::Basic { .. } => Ok(creds.map(|(u, p)| basic_header(&u, &p))),
             Challenge::Bearer { realm, service, .. } => {

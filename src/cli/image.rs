@@ -1,0 +1,198 @@
+//! `rbuild pull` and `rbuild images`: the image commands that talk to registries and the
+//! local store.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use rbuild::oci::digest::Digest;
+use rbuild::oci::manifest::descriptor_digest;
+use rbuild::oci::platform::Platform;
+use rbuild::registry::client::{Client, Origin};
+use rbuild::registry::config::RegistriesConf;
+use rbuild::registry::credentials::CredentialStore;
+use rbuild::registry::pull::{Event, Source, pull};
+use rbuild::store::Store;
+
+use super::args::{ImagesArgs, PullArgs};
+
+fn short(d: &Digest) -> &str {
+    &d.hex()[..12]
+}
+
+/// go-units `HumanSize`: SI units, four significant digits (`1.037MB`).
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    let s = format!("{v:.4}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    let digits: String = s
+        .chars()
+        .take(if s.contains('.') { 5 } else { 4 })
+        .collect();
+    format!("{}{}", digits.trim_end_matches('.'), units[i])
+}
+
+pub fn pull_cmd(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
+    let store =
+        Store::open(root).with_context(|| format!("opening the store at {}", root.display()))?;
+    let conf = RegistriesConf::load_default()?;
+    let platform = match &args.platform {
+        Some(p) => Platform::parse(p).with_context(|| format!("invalid --platform {p:?}"))?,
+        None => Platform::host(),
+    };
+    let client = Client::new(Box::new(CredentialStore::from_env()));
+    // A name without tag or digest means `:latest`, as with docker pull.
+    let candidates: Vec<_> = conf
+        .expand_short_name(&args.reference)?
+        .into_iter()
+        .map(|r| r.with_default_tag())
+        .collect();
+    let mut last = None;
+    for reference in &candidates {
+        let resolved = conf.resolve(reference)?;
+        let sources: Vec<Source> = resolved
+            .endpoints
+            .iter()
+            .map(|e| Source {
+                origin: Origin::new(e.api_host(), e.insecure()),
+                repository: e.repository().to_string(),
+            })
+            .collect();
+        let quiet = args.quiet;
+        let progress = |ev: Event| {
+            if quiet {
+                return;
+            }
+            match ev {
+                Event::Source {
+                    host,
+                    repository,
+                    error,
+                } => match error {
+                    Some(e) => eprintln!("{e}\n  trying {host}/{repository}"),
+                    None => eprintln!("pulling {reference} from {host}/{repository}"),
+                },
+                Event::Manifest { .. } => {}
+                Event::Cached { digest, size } => eprintln!(
+                    "  {}: already present ({})",
+                    short(&digest),
+                    human_size(size)
+                ),
+                Event::Downloaded { digest, size } => {
+                    eprintln!("  {}: downloaded ({})", short(&digest), human_size(size))
+                }
+                Event::Tagged { digest, .. } => eprintln!("Digest: {digest}"),
+            }
+        };
+        match pull(&client, &store, &sources, reference, &platform, &progress) {
+            Ok(_) => {
+                println!("{reference}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => Err(e.into()),
+        None => anyhow::bail!("{}: no registry to pull from", args.reference),
+    }
+}
+
+pub fn images_cmd(root: &Path, _args: ImagesArgs) -> anyhow::Result<ExitCode> {
+    let store =
+        Store::open(root).with_context(|| format!("opening the store at {}", root.display()))?;
+    let host = Platform::host();
+    let mut rows = vec![[
+        "REPOSITORY".to_string(),
+        "TAG".into(),
+        "IMAGE ID".into(),
+        "CREATED".into(),
+        "SIZE".into(),
+    ]];
+    for (reference, desc) in store.list()? {
+        let repo = reference.familiar_name();
+        let tag = reference.tag().unwrap_or("<none>").to_string();
+        let row = match store.image_at(&desc, &host) {
+            Ok(img) => {
+                let id = descriptor_digest(img.manifest.config())
+                    .map(|d| short(&d).to_string())
+                    .unwrap_or_default();
+                let size: u64 = img.manifest.layers().iter().map(|l| l.size()).sum();
+                let created = img
+                    .config
+                    .created
+                    .as_deref()
+                    .map(ago)
+                    .unwrap_or_else(|| "N/A".into());
+                [repo, tag, id, created, human_size(size)]
+            }
+            Err(e) => [repo, tag, "<error>".into(), String::new(), e.to_string()],
+        };
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        println!("{}", line.join("   ").trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `2 days ago`, as docker prints CREATED.
+fn ago(created: &str) -> String {
+    let Ok(t) = humantime::parse_rfc3339_weak(created) else {
+        return created.to_string();
+    };
+    match SystemTime::now().duration_since(t) {
+        Ok(d) => {
+            let s = d.as_secs();
+            let (n, unit) = match s {
+                0..60 => return "Less than a minute ago".into(),
+                60..3600 => (s / 60, "minute"),
+                3600..86_400 => (s / 3600, "hour"),
+                86_400..604_800 => (s / 86_400, "day"),
+                604_800..2_592_000 => (s / 604_800, "week"),
+                2_592_000..31_536_000 => (s / 2_592_000, "month"),
+                _ => (s / 31_536_000, "year"),
+            };
+            format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+        }
+        Err(_) => created.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_docker() {
+        assert_eq!(human_size(1_036_575), "1.037MB");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(54_500_000), "54.5MB");
+        assert_eq!(human_size(1_000), "1kB");
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(ago("not a date"), "not a date");
+        assert!(ago("2000-01-01T00:00:00Z").ends_with("years ago"));
+    }
+}

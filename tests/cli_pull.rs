@@ -1,0 +1,102 @@
+//! `rbuild pull` and `rbuild images` through the real binary: a short name resolved through
+//! a registries.conf mirror of docker.io (the lab's shape) to a real registry holding an
+//! image made by umoci.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::describe;
+use common::registry::{Registry, skopeo_push, tools_present, umoci_busybox};
+
+fn rbuild(home: &Path, conf: &Path, args: &[&str]) -> Output {
+    Command::new(common::rbuild_bin())
+        .args(args)
+        .env("RBUILD_ROOT", home.join("root"))
+        .env("HOME", home)
+        .env("CONTAINERS_REGISTRIES_CONF", conf)
+        .env("DOCKER_CONFIG", home.join("docker"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn pull_short_name_through_mirror_then_list() {
+    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+        return;
+    }
+    let reg = Registry::start(None);
+    let home = std::env::temp_dir().join(format!("rbuild-cli-pull-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    umoci_busybox(&home.join("layout"), "latest");
+    skopeo_push(
+        &home.join("layout"),
+        "latest",
+        &format!("{}/library/busybox:latest", reg.addr),
+        None,
+    );
+    let conf = home.join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "unqualified-search-registries = [\"docker.io\"]\n\n[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n[[registry.mirror]]\nlocation = \"{}\"\ninsecure = true\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+
+    let args = ["pull", "busybox"];
+    let out = rbuild(&home, &conf, &args);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        describe(&args, &out),
+        reg.log()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "docker.io/library/busybox:latest"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("from {}/library/busybox", reg.addr)),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches(": downloaded").count(), 2, "{stderr}");
+
+    let again = rbuild(&home, &conf, &args);
+    assert!(again.status.success(), "{}", describe(&args, &again));
+    assert!(
+        !String::from_utf8_lossy(&again.stderr).contains("downloaded"),
+        "{}",
+        describe(&args, &again)
+    );
+
+    let out = rbuild(&home, &conf, &["images"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("REPOSITORY") && lines[0].contains("IMAGE ID"),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("busybox") && l.contains("latest")),
+        "{stdout}"
+    );
+
+    let missing = rbuild(&home, &conf, &["pull", "nosuchimage"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("MANIFEST_UNKNOWN") || err.contains("NAME_UNKNOWN") || err.contains("404"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}
