@@ -21,7 +21,7 @@ fn short(d: &Digest) -> &str {
     &d.hex()[..12]
 }
 
-/// go-units `HumanSize`: SI units, four significant digits (`1.037MB`).
+/// go-units `HumanSize`: SI units, `%.4g` (four significant digits, no trailing zeros).
 fn human_size(bytes: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB"];
     let mut v = bytes as f64;
@@ -30,17 +30,17 @@ fn human_size(bytes: u64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    let s = format!("{v:.4}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    let int_digits = if v < 1.0 {
+        1
     } else {
-        s
+        v.log10().floor() as usize + 1
     };
-    let digits: String = s
-        .chars()
-        .take(if s.contains('.') { 5 } else { 4 })
-        .collect();
-    format!("{}{}", digits.trim_end_matches('.'), units[i])
+    let decimals = 4usize.saturating_sub(int_digits);
+    let mut s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{s}{}", units[i])
 }
 
 pub fn pull_cmd(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
