@@ -100,3 +100,84 @@ fn pull_short_name_through_mirror_then_list() {
     );
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn pull_then_push_elsewhere_keeps_the_manifest_digest() {
+    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+        return;
+    }
+    let src = Registry::start(None);
+    let dst = Registry::start(None);
+    let home = std::env::temp_dir().join(format!("rbuild-cli-push-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    umoci_busybox(&home.join("layout"), "latest");
+    skopeo_push(
+        &home.join("layout"),
+        "latest",
+        &format!("{}/library/busybox:latest", src.addr),
+        None,
+    );
+    let conf = home.join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "unqualified-search-registries = [\"docker.io\"]\n\n[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n[[registry.mirror]]\nlocation = \"{src}\"\ninsecure = true\n\n[[registry]]\nprefix = \"{dst}\"\nlocation = \"{dst}\"\ninsecure = true\n",
+            src = src.addr,
+            dst = dst.addr
+        ),
+    )
+    .unwrap();
+    let ok = |args: &[&str]| {
+        let out = rbuild(&home, &conf, args);
+        assert!(out.status.success(), "{}", describe(args, &out));
+        out
+    };
+    ok(&["pull", "-q", "busybox"]);
+
+    let inspect = ok(&["inspect", "busybox"]);
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let digest = v["digest"].as_str().unwrap().to_string();
+    assert_eq!(v["config"]["config"]["Cmd"][0], "sh");
+
+    let dest = format!("{}/copied/busybox:1", dst.addr);
+    let pushed = ok(&["push", "busybox", &dest]);
+    let stderr = String::from_utf8_lossy(&pushed.stderr);
+    assert_eq!(stderr.matches(": uploaded").count(), 2, "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&pushed.stdout).trim(),
+        format!("{dest}@{digest}")
+    );
+    let raw = common::registry::skopeo_raw_manifest(&dest, None);
+    assert_eq!(
+        rbuild::oci::digest::Digest::sha256(&raw).to_string(),
+        digest,
+        "skopeo sees the same digest"
+    );
+
+    // A second push sends nothing.
+    let again = ok(&["push", "busybox", &dest]);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stderr)
+            .matches(": already there")
+            .count(),
+        2
+    );
+
+    // tag, then rmi both names.
+    ok(&["tag", "busybox", "mine/box:v2"]);
+    let images = String::from_utf8_lossy(&ok(&["images"]).stdout).into_owned();
+    assert!(
+        images
+            .lines()
+            .any(|l| l.starts_with("mine/box") && l.contains("v2")),
+        "{images}"
+    );
+    ok(&["rmi", "mine/box:v2", "busybox"]);
+    let images = String::from_utf8_lossy(&ok(&["images"]).stdout).into_owned();
+    assert_eq!(images.lines().count(), 1, "{images}");
+    let gone = rbuild(&home, &conf, &["rmi", "busybox"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no such image"));
+    let _ = std::fs::remove_dir_all(&home);
+}

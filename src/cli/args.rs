@@ -30,6 +30,50 @@ pub enum Command {
     Pull(PullArgs),
     /// List the images in the local store
     Images(ImagesArgs),
+    /// Push an image from the local store to a registry
+    Push(PushArgs),
+    /// Give an image in the local store another name
+    Tag(TagArgs),
+    /// Remove image names from the local store (content is freed by `prune`)
+    Rmi(RmiArgs),
+    /// Show an image's digest, manifest and config as JSON
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Platform to push when only one platform of a multi-platform image is local
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// The local image
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Where to push it (default: the image's own name)
+    #[arg(value_name = "DEST")]
+    pub dest: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Platform to show for a multi-platform image (default: this host)
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
 }
 
 #[derive(Debug, Args)]

@@ -15,7 +15,126 @@ use rbuild::registry::credentials::CredentialStore;
 use rbuild::registry::pull::{Event, Source, pull};
 use rbuild::store::Store;
 
-use super::args::{ImagesArgs, PullArgs};
+use rbuild::oci::reference::Reference;
+use rbuild::registry::push::{self, push};
+
+use super::args::{ImagesArgs, InspectArgs, PullArgs, PushArgs, RmiArgs, TagArgs};
+
+/// A local image name as typed: normalised, `:latest` when untagged.
+fn local_name(input: &str) -> anyhow::Result<Reference> {
+    Ok(Reference::parse(input)
+        .with_context(|| format!("invalid image name {input:?}"))?
+        .with_default_tag())
+}
+
+fn open_store(root: &Path) -> anyhow::Result<Store> {
+    Store::open(root).with_context(|| format!("opening the store at {}", root.display()))
+}
+
+fn platform_or_host(p: Option<&str>) -> anyhow::Result<Platform> {
+    match p {
+        Some(p) => Platform::parse(p).with_context(|| format!("invalid --platform {p:?}")),
+        None => Ok(Platform::host()),
+    }
+}
+
+pub fn push_cmd(root: &Path, args: PushArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(root)?;
+    let image = local_name(&args.image)?;
+    let dest = local_name(args.dest.as_deref().unwrap_or(&args.image))?;
+    let platform = platform_or_host(args.platform.as_deref())?;
+    let conf = RegistriesConf::load_default()?;
+    let endpoint = conf.push_endpoint(&dest)?;
+    let origin = Origin::new(endpoint.api_host(), endpoint.insecure());
+    let client = Client::new(Box::new(CredentialStore::from_env()));
+    let tag = dest
+        .digest()
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| dest.tag_or_latest().to_string());
+    eprintln!(
+        "pushing {image} to {}/{}",
+        endpoint.host(),
+        endpoint.repository()
+    );
+    let dest_spec = push::Destination {
+        origin: &origin,
+        repository: endpoint.repository(),
+        tag: &tag,
+    };
+    let digest = push(
+        &client,
+        &store,
+        &image,
+        dest_spec,
+        &platform,
+        &|ev| match ev {
+            push::Event::Blob { digest, size, how } => {
+                let what = match how {
+                    rbuild::registry::client::PushedBlob::Existed => "already there",
+                    rbuild::registry::client::PushedBlob::Mounted => "mounted",
+                    rbuild::registry::client::PushedBlob::Uploaded => "uploaded",
+                };
+                eprintln!("  {}: {what} ({})", short(&digest), human_size(size));
+            }
+            push::Event::SinglePlatform { platform } => {
+                eprintln!(
+                    "  only {platform} of this multi-platform image is local: pushing that platform's manifest"
+                )
+            }
+            push::Event::Manifest { .. } => {}
+        },
+    )?;
+    eprintln!("{tag}: digest: {digest}");
+    println!("{dest}@{digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn tag_cmd(root: &Path, args: TagArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(root)?;
+    let source = local_name(&args.source)?;
+    let target = local_name(&args.target)?;
+    let desc = store
+        .resolve(&source)?
+        .ok_or_else(|| anyhow::anyhow!("{source}: no such image in the store"))?;
+    store.tag(&target, desc)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rmi_cmd(root: &Path, args: RmiArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(root)?;
+    let mut missing = Vec::new();
+    for name in &args.images {
+        let reference = local_name(name)?;
+        match store.untag(&reference)? {
+            Some(desc) => println!("Untagged: {reference}@{}", desc.digest()),
+            None => missing.push(reference.to_string()),
+        }
+    }
+    if !missing.is_empty() {
+        anyhow::bail!("no such image: {}", missing.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn inspect_cmd(root: &Path, args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(root)?;
+    let reference = local_name(&args.image)?;
+    let platform = platform_or_host(args.platform.as_deref())?;
+    let desc = store
+        .resolve(&reference)?
+        .ok_or_else(|| anyhow::anyhow!("{reference}: no such image in the store"))?;
+    let img = store.image_at(&desc, &platform)?;
+    let out = serde_json::json!({
+        "reference": reference.to_string(),
+        "digest": desc.digest().to_string(),
+        "mediaType": desc.media_type().to_string(),
+        "manifestDigest": img.descriptor.digest().to_string(),
+        "manifest": serde_json::from_slice::<serde_json::Value>(&img.manifest_bytes)?,
+        "config": serde_json::from_slice::<serde_json::Value>(&img.config_bytes)?,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
 
 fn short(d: &Digest) -> &str {
     &d.hex()[..12]

@@ -32,6 +32,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(args),
         Command::Pull(args) => image::pull_cmd(&root, args),
         Command::Images(args) => image::images_cmd(&root, args),
+        Command::Push(args) => image::push_cmd(&root, args),
+        Command::Tag(args) => image::tag_cmd(&root, args),
+        Command::Rmi(args) => image::rmi_cmd(&root, args),
+        Command::Inspect(args) => image::inspect_cmd(&root, args),
     }
 }
 
@@ -58,7 +62,9 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
 }
 
 /// Subcommand names, for the default-subcommand rewrite.
-const SUBCOMMANDS: &[&str] = &["build", "check", "pull", "images", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "build", "check", "pull", "images", "push", "tag", "rmi", "inspect", "help",
+];
 /// Global options that take a value as the next argument.
 const GLOBAL_WITH_VALUE: &[&str] = &["--root"];
 

@@ -13,3 +13,4 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod pull;
+pub mod push;

@@ -1,0 +1,235 @@
+//! Push: an image from the store to a registry repository. Blobs first (each HEADed, mounted
+//! or uploaded by the client), then the manifests with their exact bytes, the tagged one
+//! last, so the registry never names content it lacks. An index whose platform manifests
+//! are not all in the store (a pulled single-platform image) is pushed as the platform
+//! manifest alone, as `docker push` does; the event says so.
+
+use std::io::Read;
+
+use super::client::{Client, Origin, PushedBlob, RegistryError};
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{
+    Descriptor, Manifest, ManifestError, descriptor_digest, parse_manifest_any,
+};
+use crate::oci::platform::Platform;
+use crate::oci::reference::Reference;
+use crate::store::{Store, StoreError};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Blob {
+        digest: Digest,
+        size: u64,
+        how: PushedBlob,
+    },
+    /// The index's manifests are not all local: only this platform's manifest is pushed.
+    SinglePlatform {
+        platform: String,
+    },
+    Manifest {
+        digest: Digest,
+        reference: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("pushing {image}: not in the store (pull or build it first)")]
+    NotFound { image: String },
+    #[error("pushing {image}: {source}")]
+    Store {
+        image: String,
+        source: Box<StoreError>,
+    },
+    #[error("pushing {image}: {source}")]
+    Manifest {
+        image: String,
+        source: Box<ManifestError>,
+    },
+    #[error("pushing {image} to {host}: {source}")]
+    Registry {
+        image: String,
+        host: String,
+        source: Box<RegistryError>,
+    },
+}
+
+/// Where an image is pushed: a repository on a registry, and the tag (or digest) it gets.
+#[derive(Clone, Copy, Debug)]
+pub struct Destination<'a> {
+    pub origin: &'a Origin,
+    pub repository: &'a str,
+    pub tag: &'a str,
+}
+
+/// A manifest or index as stored: its exact bytes and media type.
+struct Document {
+    bytes: Vec<u8>,
+    media_type: String,
+}
+
+/// Push the store's `image` to `dest`.
+pub fn push(
+    client: &Client,
+    store: &Store,
+    image: &Reference,
+    dest: Destination<'_>,
+    platform: &Platform,
+    events: &dyn Fn(Event),
+) -> Result<Digest, PushError> {
+    let Destination {
+        origin,
+        repository,
+        tag,
+    } = dest;
+    let name = image.to_string();
+    let st = |e| PushError::Store {
+        image: name.clone(),
+        source: Box::new(e),
+    };
+    let man = |e| PushError::Manifest {
+        image: name.clone(),
+        source: Box::new(e),
+    };
+    let reg = |e| PushError::Registry {
+        image: name.clone(),
+        host: origin.host.clone(),
+        source: Box::new(e),
+    };
+    let top = store
+        .resolve(image)
+        .map_err(st)?
+        .ok_or_else(|| PushError::NotFound {
+            image: name.clone(),
+        })?;
+    let top_digest = descriptor_digest(&top).map_err(man)?;
+    let top_bytes = read_all(store, &top_digest).map_err(st)?;
+    let media_type = top.media_type().to_string();
+
+    // What to push: (platform manifests by digest, the document to tag).
+    let whole = || Document {
+        bytes: top_bytes.clone(),
+        media_type: media_type.clone(),
+    };
+    let (children, tagged): (Vec<(Digest, Document)>, Document) =
+        match parse_manifest_any(&top_bytes, Some(&media_type)).map_err(man)? {
+            Manifest::Image(_) => (Vec::new(), whole()),
+            Manifest::Index(index) => {
+                let local = |d: &Descriptor| {
+                    descriptor_digest(d)
+                        .map(|g| store.blobs().contains(&g))
+                        .unwrap_or(false)
+                };
+                if index.manifests().iter().all(local) {
+                    let mut children = Vec::new();
+                    for d in index.manifests() {
+                        let g = descriptor_digest(d).map_err(man)?;
+                        let bytes = read_all(store, &g).map_err(st)?;
+                        children.push((
+                            g,
+                            Document {
+                                bytes,
+                                media_type: d.media_type().to_string(),
+                            },
+                        ));
+                    }
+                    (children, whole())
+                } else {
+                    let img = store.image_at(&top, platform).map_err(st)?;
+                    events(Event::SinglePlatform {
+                        platform: platform.to_string(),
+                    });
+                    let doc = Document {
+                        bytes: img.manifest_bytes,
+                        media_type: img.descriptor.media_type().to_string(),
+                    };
+                    (Vec::new(), doc)
+                }
+            }
+        };
+
+    // Blobs of every image manifest pushed.
+    for doc in children
+        .iter()
+        .map(|(_, d)| d)
+        .chain(std::iter::once(&tagged))
+    {
+        let Manifest::Image(m) =
+            parse_manifest_any(&doc.bytes, Some(&doc.media_type)).map_err(man)?
+        else {
+            continue;
+        };
+        for desc in std::iter::once(m.config()).chain(m.layers().iter()) {
+            push_blob(client, store, origin, repository, desc, events).map_err(|e| match e {
+                BlobFailure::Store(e) => st(e),
+                BlobFailure::Manifest(e) => man(e),
+                BlobFailure::Registry(e) => reg(e),
+            })?;
+        }
+    }
+    // Platform manifests by digest, then the tagged document by tag.
+    for (digest, doc) in &children {
+        client
+            .put_manifest(
+                origin,
+                repository,
+                digest.as_str(),
+                &doc.media_type,
+                &doc.bytes,
+            )
+            .map_err(reg)?;
+        events(Event::Manifest {
+            digest: digest.clone(),
+            reference: digest.to_string(),
+        });
+    }
+    let pushed = client
+        .put_manifest(origin, repository, tag, &tagged.media_type, &tagged.bytes)
+        .map_err(reg)?;
+    events(Event::Manifest {
+        digest: pushed.clone(),
+        reference: tag.to_string(),
+    });
+    Ok(pushed)
+}
+
+enum BlobFailure {
+    Store(StoreError),
+    Manifest(ManifestError),
+    Registry(RegistryError),
+}
+
+fn push_blob(
+    client: &Client,
+    store: &Store,
+    origin: &Origin,
+    repository: &str,
+    desc: &Descriptor,
+    events: &dyn Fn(Event),
+) -> Result<(), BlobFailure> {
+    let digest = descriptor_digest(desc).map_err(BlobFailure::Manifest)?;
+    // Fails with the store's "blob not found" naming the digest when it is missing.
+    store.blobs().open(&digest).map_err(BlobFailure::Store)?;
+    let path = store.blobs().path(&digest);
+    let mut open =
+        || -> std::io::Result<Box<dyn Read>> { Ok(Box::new(std::fs::File::open(&path)?)) };
+    let how = client
+        .push_blob(origin, repository, &digest, desc.size(), None, &mut open)
+        .map_err(BlobFailure::Registry)?;
+    events(Event::Blob {
+        digest,
+        size: desc.size(),
+        how,
+    });
+    Ok(())
+}
+
+fn read_all(store: &Store, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+    let size = store.blobs().size(digest)?;
+    store
+        .blobs()
+        .read_small(&crate::oci::digest::DigestAndSize {
+            digest: digest.clone(),
+            size,
+        })
+}
