@@ -5,23 +5,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::describe;
 use common::registry::{Registry, skopeo_push, tools_present, umoci_busybox};
 
 fn rbuild(home: &Path, conf: &Path, args: &[&str]) -> Output {
-    Command::new(common::rbuild_bin())
-        .args(args)
-        .env("RBUILD_ROOT", home.join("root"))
-        .env("HOME", home)
-        .env("CONTAINERS_REGISTRIES_CONF", conf)
-        .env("DOCKER_CONFIG", home.join("docker"))
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
+    common::rbuild_in(home, conf, args)
 }
 
 #[test]
@@ -30,9 +20,7 @@ fn pull_short_name_through_mirror_then_list() {
         return;
     }
     let reg = Registry::start(None);
-    let home = std::env::temp_dir().join(format!("rbuild-cli-pull-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&home);
-    std::fs::create_dir_all(&home).unwrap();
+    let home = common::temp_home("cli-pull");
     umoci_busybox(&home.join("layout"), "latest");
     skopeo_push(
         &home.join("layout"),
@@ -40,15 +28,7 @@ fn pull_short_name_through_mirror_then_list() {
         &format!("{}/library/busybox:latest", reg.addr),
         None,
     );
-    let conf = home.join("registries.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "unqualified-search-registries = [\"docker.io\"]\n\n[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n[[registry.mirror]]\nlocation = \"{}\"\ninsecure = true\n",
-            reg.addr
-        ),
-    )
-    .unwrap();
+    let conf = common::mirror_conf(&home, &reg.addr, &[]);
 
     let args = ["pull", "busybox"];
     let out = rbuild(&home, &conf, &args);
@@ -108,9 +88,7 @@ fn pull_then_push_elsewhere_keeps_the_manifest_digest() {
     }
     let src = Registry::start(None);
     let dst = Registry::start(None);
-    let home = std::env::temp_dir().join(format!("rbuild-cli-push-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&home);
-    std::fs::create_dir_all(&home).unwrap();
+    let home = common::temp_home("cli-push");
     umoci_busybox(&home.join("layout"), "latest");
     skopeo_push(
         &home.join("layout"),
@@ -118,16 +96,7 @@ fn pull_then_push_elsewhere_keeps_the_manifest_digest() {
         &format!("{}/library/busybox:latest", src.addr),
         None,
     );
-    let conf = home.join("registries.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "unqualified-search-registries = [\"docker.io\"]\n\n[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n[[registry.mirror]]\nlocation = \"{src}\"\ninsecure = true\n\n[[registry]]\nprefix = \"{dst}\"\nlocation = \"{dst}\"\ninsecure = true\n",
-            src = src.addr,
-            dst = dst.addr
-        ),
-    )
-    .unwrap();
+    let conf = common::mirror_conf(&home, &src.addr, &[&dst.addr]);
     let ok = |args: &[&str]| {
         let out = rbuild(&home, &conf, args);
         assert!(out.status.success(), "{}", describe(args, &out));

@@ -38,6 +38,38 @@ pub enum Command {
     Rmi(RmiArgs),
     /// Show an image's digest, manifest and config as JSON
     Inspect(InspectArgs),
+    /// Write images to an archive (docker-archive, oci-archive) or an OCI layout directory
+    Save(SaveArgs),
+    /// Load images from a docker-archive or oci-archive
+    Load(LoadArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SaveFormat {
+    DockerArchive,
+    OciArchive,
+    OciDir,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Write to this file (directory for oci-dir) instead of standard output
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value_t = SaveFormat::DockerArchive)]
+    pub format: SaveFormat,
+    /// Platform to save from a multi-platform image (default: this host)
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Read from this file instead of standard input
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

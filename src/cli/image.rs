@@ -21,17 +21,17 @@ use rbuild::registry::push::{self, push};
 use super::args::{ImagesArgs, InspectArgs, PullArgs, PushArgs, RmiArgs, TagArgs};
 
 /// A local image name as typed: normalised, `:latest` when untagged.
-fn local_name(input: &str) -> anyhow::Result<Reference> {
+pub(super) fn local_name(input: &str) -> anyhow::Result<Reference> {
     Ok(Reference::parse(input)
         .with_context(|| format!("invalid image name {input:?}"))?
         .with_default_tag())
 }
 
-fn open_store(root: &Path) -> anyhow::Result<Store> {
+pub(super) fn open_store(root: &Path) -> anyhow::Result<Store> {
     Store::open(root).with_context(|| format!("opening the store at {}", root.display()))
 }
 
-fn platform_or_host(p: Option<&str>) -> anyhow::Result<Platform> {
+pub(super) fn platform_or_host(p: Option<&str>) -> anyhow::Result<Platform> {
     match p {
         Some(p) => Platform::parse(p).with_context(|| format!("invalid --platform {p:?}")),
         None => Ok(Platform::host()),

@@ -4,6 +4,7 @@
 //! The docker habit works: `rbuild -t name:tag .` with no subcommand means
 //! `rbuild build -t name:tag .` (see [`with_default_subcommand`]).
 
+mod archive;
 mod args;
 mod build;
 mod check;
@@ -36,6 +37,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tag(args) => image::tag_cmd(&root, args),
         Command::Rmi(args) => image::rmi_cmd(&root, args),
         Command::Inspect(args) => image::inspect_cmd(&root, args),
+        Command::Save(args) => archive::save_cmd(&root, args),
+        Command::Load(args) => archive::load_cmd(&root, args),
     }
 }
 
@@ -63,7 +66,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
 
 /// Subcommand names, for the default-subcommand rewrite.
 const SUBCOMMANDS: &[&str] = &[
-    "build", "check", "pull", "images", "push", "tag", "rmi", "inspect", "help",
+    "build", "check", "pull", "images", "push", "tag", "rmi", "inspect", "save", "load", "help",
 ];
 /// Global options that take a value as the next argument.
 const GLOBAL_WITH_VALUE: &[&str] = &["--root"];

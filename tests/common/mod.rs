@@ -57,3 +57,43 @@ pub fn describe(args: &[&str], out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Run `rbuild` as a user whose home is `home`: its own state root, registries.conf `conf`,
+/// and no credentials from the machine.
+pub fn rbuild_in(home: &std::path::Path, conf: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(rbuild_bin())
+        .args(args)
+        .env("RBUILD_ROOT", home.join("root"))
+        .env("HOME", home)
+        .env("CONTAINERS_REGISTRIES_CONF", conf)
+        .env("DOCKER_CONFIG", home.join("docker"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run rbuild")
+}
+
+/// A registries.conf making `mirror` an insecure mirror of docker.io (the lab's shape), and
+/// every registry in `insecure` reachable over plain HTTP. Written into `home`.
+pub fn mirror_conf(home: &std::path::Path, mirror: &str, insecure: &[&str]) -> PathBuf {
+    let mut text = format!(
+        "unqualified-search-registries = [\"docker.io\"]\n\n[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n[[registry.mirror]]\nlocation = \"{mirror}\"\ninsecure = true\n"
+    );
+    for r in insecure {
+        text.push_str(&format!(
+            "\n[[registry]]\nprefix = \"{r}\"\nlocation = \"{r}\"\ninsecure = true\n"
+        ));
+    }
+    let path = home.join("registries.conf");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_home(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rbuild-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

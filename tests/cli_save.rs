@@ -1,0 +1,156 @@
+//! `rbuild save` and `rbuild load` through the real binary, with independent readers and
+//! writers: skopeo reads our docker-archive and oci-archive, umoci unpacks our OCI layout,
+//! skopeo writes a docker-archive we load; round trips keep digests; tampering is caught.
+
+mod common;
+
+use std::process::Command;
+
+use common::registry::{Registry, run, skopeo_push, tools_present, umoci_busybox};
+use common::{describe, mirror_conf, rbuild_in, temp_home};
+
+#[test]
+fn save_formats_are_read_by_peers_and_load_round_trips() {
+    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+        return;
+    }
+    let reg = Registry::start(None);
+    let home = temp_home("cli-save");
+    umoci_busybox(&home.join("layout"), "latest");
+    skopeo_push(
+        &home.join("layout"),
+        "latest",
+        &format!("{}/library/busybox:latest", reg.addr),
+        None,
+    );
+    let conf = mirror_conf(&home, &reg.addr, &[]);
+    let ok = |args: &[&str]| {
+        let out = rbuild_in(&home, &conf, args);
+        assert!(out.status.success(), "{}", describe(args, &out));
+        out
+    };
+    ok(&["pull", "-q", "busybox"]);
+    let digest = |out: std::process::Output| {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["digest"].as_str().unwrap().to_string()
+    };
+    let original = digest(ok(&["inspect", "busybox"]));
+
+    // docker-archive: skopeo reads it; saving twice gives the same bytes.
+    let docker_tar = home.join("busybox.tar");
+    let p = docker_tar.to_str().unwrap();
+    ok(&["save", "-o", p, "busybox"]);
+    let first = std::fs::read(&docker_tar).unwrap();
+    ok(&["save", "-o", p, "busybox"]);
+    assert_eq!(
+        first,
+        std::fs::read(&docker_tar).unwrap(),
+        "save is deterministic"
+    );
+    let info = run(Command::new("skopeo").args(["inspect", &format!("docker-archive:{p}")]));
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 1, "{info}");
+    let manifest = run(Command::new("tar").args(["-xOf", p, "manifest.json"]));
+    let m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(m[0]["RepoTags"][0], "busybox:latest", "{manifest}");
+    run(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        &format!("docker-archive:{p}"),
+        &format!("oci:{}:copied", home.join("from-docker").display()),
+    ]));
+
+    // oci-archive: skopeo reads it.
+    let oci_tar = home.join("busybox.oci.tar");
+    let o = oci_tar.to_str().unwrap();
+    ok(&["save", "--format", "oci-archive", "-o", o, "busybox"]);
+    run(Command::new("skopeo").args(["inspect", &format!("oci-archive:{o}")]));
+
+    // oci-dir: umoci unpacks it and the files are there.
+    let dir = home.join("busybox-oci");
+    ok(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        dir.to_str().unwrap(),
+        "busybox",
+    ]);
+    let bundle = home.join("bundle");
+    run(Command::new("umoci")
+        .args([
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:latest", dir.display()),
+        ])
+        .arg(&bundle));
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/hello.txt")).unwrap(),
+        "hello from umoci\n"
+    );
+
+    // Round trip: remove, load our archive, same digest.
+    ok(&["rmi", "busybox"]);
+    let loaded = ok(&["load", "-i", p]);
+    assert_eq!(
+        String::from_utf8_lossy(&loaded.stdout).trim(),
+        "Loaded image: docker.io/library/busybox:latest"
+    );
+    assert_eq!(
+        digest(ok(&["inspect", "busybox"])),
+        original,
+        "load keeps the digest"
+    );
+
+    // A docker-archive written by skopeo (the classic shape) loads too.
+    let old = home.join("old.tar");
+    run(Command::new("skopeo").args([
+        "copy",
+        "-q",
+        &format!("oci:{}:latest", home.join("layout").display()),
+        &format!("docker-archive:{}:other/box:7", old.display()),
+    ]));
+    let loaded = ok(&["load", "-i", old.to_str().unwrap()]);
+    assert_eq!(
+        String::from_utf8_lossy(&loaded.stdout).trim(),
+        "Loaded image: docker.io/other/box:7"
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&ok(&["inspect", "other/box:7"]).stdout).unwrap();
+    assert_eq!(v["config"]["config"]["Cmd"][0], "sh");
+    assert_eq!(v["manifest"]["layers"].as_array().unwrap().len(), 1);
+
+    // A blob whose content does not match its name fails the load, and tags nothing.
+    let blobs = dir.join("blobs/sha256");
+    let victim = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&victim, bytes).unwrap();
+    let bad = home.join("bad.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&dir)
+        .arg("-cf")
+        .arg(&bad)
+        .arg("."));
+    ok(&["rmi", "busybox"]);
+    let out = rbuild_in(&home, &conf, &["load", "-i", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&["load"], &out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not the digest its name says"),
+        "{}",
+        describe(&["load"], &out)
+    );
+    let images = String::from_utf8_lossy(&ok(&["images"]).stdout).into_owned();
+    assert!(
+        !images.contains("library/busybox") && !images.lines().any(|l| l.starts_with("busybox")),
+        "{images}"
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}
