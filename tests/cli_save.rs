@@ -154,3 +154,96 @@ fn save_formats_are_read_by_peers_and_load_round_trips() {
     );
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// podman's configuration for tests (lab REPORT §7): runc, since crun refuses this kernel's
+/// hybrid cgroups; rlimits no higher than ours, since root here lacks CAP_SYS_RESOURCE;
+/// storage in the test's own directory (vfs: no mounts left behind); no network.
+fn podman(home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let conf = home.join("containers.conf");
+    if !conf.exists() {
+        let hard = |flag: &str| {
+            let out = run(Command::new("bash").args(["-c", &format!("ulimit -H{flag}")]));
+            out.trim().parse::<u64>().unwrap_or(1 << 20)
+        };
+        let nofile = hard("n");
+        let nproc = hard("u").min(32768);
+        std::fs::write(
+            &conf,
+            format!("[containers]\nnetns = \"none\"\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            home.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"vfs\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
+                home.join("podman-run").display(),
+                home.join("podman-graph").display()
+            ),
+        )
+        .unwrap();
+    }
+    Command::new("podman")
+        .args(args)
+        .env("CONTAINERS_CONF", &conf)
+        .env("CONTAINERS_STORAGE_CONF", home.join("storage.conf"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn docker_archive_is_loaded_and_run_by_podman() {
+    if !tools_present(&["docker-registry", "skopeo", "umoci", "podman", "runc"]) {
+        return;
+    }
+    let reg = Registry::start(None);
+    let home = temp_home("cli-podman");
+    umoci_busybox(&home.join("layout"), "latest");
+    skopeo_push(
+        &home.join("layout"),
+        "latest",
+        &format!("{}/library/busybox:latest", reg.addr),
+        None,
+    );
+    let conf = mirror_conf(&home, &reg.addr, &[]);
+    for args in [
+        &["pull", "-q", "busybox"][..],
+        &[
+            "save",
+            "-o",
+            home.join("img.tar").to_str().unwrap(),
+            "busybox",
+        ],
+    ] {
+        let out = rbuild_in(&home, &conf, args);
+        assert!(out.status.success(), "{}", describe(args, &out));
+    }
+    let out = podman(
+        &home,
+        &["load", "-i", home.join("img.tar").to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "podman load: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("docker.io/library/busybox:latest"));
+    let out = podman(
+        &home,
+        &[
+            "run",
+            "--rm",
+            "docker.io/library/busybox:latest",
+            "/bin/busybox",
+            "cat",
+            "/hello.txt",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "podman run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from umoci\n");
+    let _ = podman(&home, &["rmi", "-a", "-f"]);
+    let _ = std::fs::remove_dir_all(&home);
+}
