@@ -178,3 +178,62 @@ fn index_is_narrowed_to_the_platform_and_dead_mirror_falls_back() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn pulled_layers_unpack_into_chain_id_snapshots_once() {
+    use rbuild::snapshot::{Snapshots, chain_ids};
+    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+        return;
+    }
+    let reg = Registry::start(None);
+    let dir = temp("pull-snap");
+    umoci_busybox(&dir.join("layout"), "1");
+    skopeo_push(
+        &dir.join("layout"),
+        "1",
+        &format!("{}/library/busybox:1", reg.addr),
+        None,
+    );
+    let store = Store::open(dir.join("store")).unwrap();
+    let client = Client::new(Box::new(Anonymous));
+    let sources = [Source {
+        origin: Origin::new(&reg.addr, true),
+        repository: "library/busybox".into(),
+    }];
+    let reference = Reference::parse("docker.io/library/busybox:1").unwrap();
+    let platform = Platform::parse("linux/amd64").unwrap();
+    pull(&client, &store, &sources, &reference, &platform, &|_| {}).unwrap();
+    let image = store.image(&reference, &platform).unwrap();
+
+    let snaps = Snapshots::new(&dir.join("store"));
+    let dirs = snaps.ensure(&store, &image, false).unwrap();
+    let chain = chain_ids(&image.config.rootfs.diff_ids);
+    assert_eq!(dirs, vec![snaps.path(&chain[0])]);
+    assert_eq!(
+        std::fs::read_to_string(dirs[0].join("hello.txt")).unwrap(),
+        "hello from umoci\n"
+    );
+    assert_eq!(
+        std::fs::read_link(dirs[0].join("bin/sh")).unwrap(),
+        std::path::Path::new("busybox")
+    );
+    let before = std::fs::metadata(&dirs[0]).unwrap().modified().unwrap();
+    snaps.ensure(&store, &image, false).unwrap();
+    assert_eq!(
+        std::fs::metadata(&dirs[0]).unwrap().modified().unwrap(),
+        before,
+        "unpacked once"
+    );
+
+    // A config whose diff ID does not match the layer: refused, and no snapshot is left.
+    let mut bad = image.clone();
+    bad.config.rootfs.diff_ids = vec![Digest::sha256(b"not this layer")];
+    let other = Snapshots::new(&dir.join("other"));
+    let err = other.ensure(&store, &bad, false).unwrap_err();
+    assert!(err.to_string().contains("diff ID mismatch"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.join("other/snapshots"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,9 +1,128 @@
 //! Layer snapshots: layers applied to directories. [`apply`] applies one layer safely;
 //! chain IDs name the result of a stack of layers (OCI image-spec `config.md`).
+//! [`Snapshots`] keeps each layer of an image unpacked once, in overlay form, under
+//! `<state root>/snapshots/<chain ID hex>/`, ready to be an overlayfs lower directory.
 
 pub mod apply;
 
+use std::path::{Path, PathBuf};
+
+use apply::{ApplyError, Whiteouts};
+
 use crate::oci::digest::Digest;
+use crate::oci::manifest::descriptor_digest;
+use crate::oci::media_type::MediaType;
+use crate::store::{Image, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Apply(#[from] Box<ApplyError>),
+    #[error(transparent)]
+    Store(#[from] Box<StoreError>),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("image config lists {diff_ids} diff IDs for {layers} layers")]
+    LayerCount { diff_ids: usize, layers: usize },
+    #[error("layer {digest} has media type {media_type}, which is not a layer rbuild can unpack")]
+    NotALayer { digest: String, media_type: String },
+}
+
+/// Unpacked layers under the state root.
+#[derive(Clone, Debug)]
+pub struct Snapshots {
+    dir: PathBuf,
+}
+
+impl Snapshots {
+    pub fn new(state_root: &Path) -> Snapshots {
+        Snapshots {
+            dir: state_root.join("snapshots"),
+        }
+    }
+
+    /// The directory of the snapshot for `chain_id`.
+    pub fn path(&self, chain_id: &Digest) -> PathBuf {
+        self.dir.join(chain_id.hex())
+    }
+
+    /// Unpack every layer of `image` not unpacked yet; returns the layer directories,
+    /// lowest first. Each diff ID is checked while unpacking. `userxattr` chooses the
+    /// overlay xattr namespace (`user.` for rootless overlay mounts).
+    pub fn ensure(
+        &self,
+        store: &Store,
+        image: &Image,
+        userxattr: bool,
+    ) -> Result<Vec<PathBuf>, SnapshotError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| SnapshotError::Io { path, source }
+        };
+        let diff_ids = &image.config.rootfs.diff_ids;
+        let layers = image.manifest.layers();
+        if diff_ids.len() != layers.len() {
+            return Err(SnapshotError::LayerCount {
+                diff_ids: diff_ids.len(),
+                layers: layers.len(),
+            });
+        }
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        let mut out = Vec::new();
+        for ((layer, diff_id), chain) in layers.iter().zip(diff_ids).zip(chain_ids(diff_ids)) {
+            let dest = self.path(&chain);
+            out.push(dest.clone());
+            if dest.is_dir() {
+                continue;
+            }
+            let media = MediaType::parse(layer.media_type().as_ref());
+            let digest = descriptor_digest(layer).map_err(|e| SnapshotError::NotALayer {
+                digest: e.to_string(),
+                media_type: media.to_string(),
+            })?;
+            let compression =
+                media
+                    .layer_compression()
+                    .ok_or_else(|| SnapshotError::NotALayer {
+                        digest: digest.to_string(),
+                        media_type: media.to_string(),
+                    })?;
+            let tmp = self
+                .dir
+                .join(format!("tmp-{}-{}", std::process::id(), chain.hex()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+            let blob = store
+                .blobs()
+                .open(&digest)
+                .map_err(|e| SnapshotError::Store(Box::new(e)))?;
+            let result = apply::apply(
+                &tmp,
+                std::io::BufReader::new(blob),
+                compression,
+                digest.as_str(),
+                Whiteouts::Overlay { userxattr },
+                Some(diff_id),
+            );
+            if let Err(e) = result {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(SnapshotError::Apply(Box::new(e)));
+            }
+            match std::fs::rename(&tmp, &dest) {
+                Ok(()) => {}
+                // Another process unpacked the same layer first: theirs is as good.
+                Err(_) if dest.is_dir() => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                }
+                Err(e) => return Err(io(&dest)(e)),
+            }
+        }
+        Ok(out)
+    }
+}
 
 /// Chain IDs of a layer stack: `ChainID(L0) = DiffID(L0)`,
 /// `ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))`.
