@@ -42,6 +42,31 @@ pub enum Command {
     Save(SaveArgs),
     /// Load images from a docker-archive or oci-archive
     Load(LoadArgs),
+    /// Log in to a registry (credentials are checked, then stored where docker and podman read them)
+    Login(LoginArgs),
+    /// Remove stored credentials for a registry
+    Logout(LogoutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// The password (prefer --password-stdin: command lines are visible to other users)
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The registry (`ghcr.io`, `localhost:5000`; default: Docker Hub)
+    #[arg(value_name = "REGISTRY", default_value = "docker.io")]
+    pub registry: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    #[arg(value_name = "REGISTRY", default_value = "docker.io")]
+    pub registry: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

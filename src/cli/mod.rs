@@ -10,6 +10,7 @@ mod build;
 mod check;
 mod frontend;
 mod image;
+mod login;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -39,6 +40,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => image::inspect_cmd(&root, args),
         Command::Save(args) => archive::save_cmd(&root, args),
         Command::Load(args) => archive::load_cmd(&root, args),
+        Command::Login(args) => login::login_cmd(args),
+        Command::Logout(args) => login::logout_cmd(args),
     }
 }
 
@@ -66,7 +69,8 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
 
 /// Subcommand names, for the default-subcommand rewrite.
 const SUBCOMMANDS: &[&str] = &[
-    "build", "check", "pull", "images", "push", "tag", "rmi", "inspect", "save", "load", "help",
+    "build", "check", "pull", "images", "push", "tag", "rmi", "inspect", "save", "load", "login",
+    "logout", "help",
 ];
 /// Global options that take a value as the next argument.
 const GLOBAL_WITH_VALUE: &[&str] = &["--root"];
