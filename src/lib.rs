@@ -10,6 +10,7 @@ pub mod context;
 pub mod diag;
 pub mod dockerfile;
 pub mod export;
+pub mod gc;
 pub mod oci;
 pub mod plan;
 pub mod registry;

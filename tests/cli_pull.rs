@@ -145,6 +145,10 @@ fn pull_then_push_elsewhere_keeps_the_manifest_digest() {
     ok(&["rmi", "mine/box:v2", "busybox"]);
     let images = String::from_utf8_lossy(&ok(&["images"]).stdout).into_owned();
     assert_eq!(images.lines().count(), 1, "{images}");
+    let pruned = ok(&["prune", "--grace", "0s"]);
+    let out = String::from_utf8_lossy(&pruned.stdout).into_owned();
+    assert_eq!(out.matches("deleted sha256:").count(), 3, "{out}");
+    assert!(out.contains("Total reclaimed space: "), "{out}");
     let gone = rbuild(&home, &conf, &["rmi", "busybox"]);
     assert_eq!(gone.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no such image"));

@@ -237,3 +237,61 @@ fn pulled_layers_unpack_into_chain_id_snapshots_once() {
     assert!(left.is_empty(), "{left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn prune_removes_only_unreferenced_blobs_and_snapshots_and_honours_grace() {
+    use rbuild::gc::prune;
+    use rbuild::snapshot::Snapshots;
+    use std::time::Duration;
+    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+        return;
+    }
+    let reg = Registry::start(None);
+    let dir = temp("prune");
+    umoci_busybox(&dir.join("layout"), "1");
+    skopeo_push(
+        &dir.join("layout"),
+        "1",
+        &format!("{}/library/busybox:1", reg.addr),
+        None,
+    );
+    let store = Store::open(dir.join("store")).unwrap();
+    let client = Client::new(Box::new(Anonymous));
+    let sources = [Source {
+        origin: Origin::new(&reg.addr, true),
+        repository: "library/busybox".into(),
+    }];
+    let reference = Reference::parse("docker.io/library/busybox:1").unwrap();
+    let platform = Platform::parse("linux/amd64").unwrap();
+    pull(&client, &store, &sources, &reference, &platform, &|_| {}).unwrap();
+    let image = store.image(&reference, &platform).unwrap();
+    let snaps = Snapshots::new(&dir.join("store"));
+    let snap_dirs = snaps.ensure(&store, &image, false).unwrap();
+
+    let nothing = prune(&store, Duration::ZERO).unwrap();
+    assert!(
+        nothing.blobs.is_empty() && nothing.snapshots.is_empty(),
+        "all referenced: {nothing:?}"
+    );
+    assert!(snap_dirs[0].is_dir());
+
+    store.untag(&reference).unwrap();
+    let recent = prune(&store, Duration::from_secs(3600)).unwrap();
+    assert_eq!(
+        recent.kept_recent, 3,
+        "manifest, config and layer are fresh: {recent:?}"
+    );
+    assert!(recent.blobs.is_empty());
+    assert_eq!(
+        recent.snapshots.len(),
+        1,
+        "the snapshot of an untagged image goes"
+    );
+    assert!(!snap_dirs[0].exists());
+
+    let all = prune(&store, Duration::ZERO).unwrap();
+    assert_eq!(all.blobs.len(), 3, "{all:?}");
+    assert!(all.bytes() > 0);
+    assert_eq!(store.blobs().list().unwrap().count(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

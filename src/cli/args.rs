@@ -46,6 +46,15 @@ pub enum Command {
     Login(LoginArgs),
     /// Remove stored credentials for a registry
     Logout(LogoutArgs),
+    /// Delete blobs and snapshots that no image name references, and say what was freed
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Keep unreferenced blobs younger than this (a pull or build may be about to tag them)
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub grace: humantime::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -18,7 +18,7 @@ use rbuild::store::Store;
 use rbuild::oci::reference::Reference;
 use rbuild::registry::push::{self, push};
 
-use super::args::{ImagesArgs, InspectArgs, PullArgs, PushArgs, RmiArgs, TagArgs};
+use super::args::{ImagesArgs, InspectArgs, PruneArgs, PullArgs, PushArgs, RmiArgs, TagArgs};
 
 /// A local image name as typed: normalised, `:latest` when untagged.
 pub(super) fn local_name(input: &str) -> anyhow::Result<Reference> {
@@ -271,6 +271,29 @@ pub fn images_cmd(root: &Path, _args: ImagesArgs) -> anyhow::Result<ExitCode> {
             .collect();
         println!("{}", line.join("   ").trim_end());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn prune_cmd(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(root)?;
+    let pruned = rbuild::gc::prune(&store, args.grace.into())?;
+    for (digest, size) in &pruned.blobs {
+        println!("deleted {digest} ({})", human_size(*size));
+    }
+    for (chain, size) in &pruned.snapshots {
+        println!(
+            "deleted snapshot {} ({})",
+            &chain[..12.min(chain.len())],
+            human_size(*size)
+        );
+    }
+    if pruned.kept_recent > 0 {
+        eprintln!(
+            "kept {} unreferenced blob(s) younger than {} (an operation may be about to use them; --grace 0 removes them)",
+            pruned.kept_recent, args.grace
+        );
+    }
+    println!("Total reclaimed space: {}", human_size(pruned.bytes()));
     Ok(ExitCode::SUCCESS)
 }
 

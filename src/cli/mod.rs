@@ -42,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => archive::load_cmd(&root, args),
         Command::Login(args) => login::login_cmd(args),
         Command::Logout(args) => login::logout_cmd(args),
+        Command::Prune(args) => image::prune_cmd(&root, args),
     }
 }
 
@@ -67,13 +68,19 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
     }
 }
 
-/// Subcommand names, for the default-subcommand rewrite.
-const SUBCOMMANDS: &[&str] = &[
-    "build", "check", "pull", "images", "push", "tag", "rmi", "inspect", "save", "load", "login",
-    "logout", "help",
-];
 /// Global options that take a value as the next argument.
 const GLOBAL_WITH_VALUE: &[&str] = &["--root"];
+
+/// The subcommand names clap knows (and `help`), for the default-subcommand rewrite.
+fn subcommand_names() -> Vec<String> {
+    use clap::CommandFactory;
+    let mut names: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    names.push("help".into());
+    names
+}
 
 /// Insert `build` where the subcommand belongs when the first non-global argument is not a
 /// subcommand (nor `--help`/`--version`), so that `rbuild -t x .` means `rbuild build -t x .`.
@@ -98,7 +105,7 @@ pub fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
         return args;
     };
     let is_meta = matches!(first.as_str(), "-h" | "--help" | "-V" | "--version");
-    if SUBCOMMANDS.contains(&first.as_str()) || is_meta {
+    if subcommand_names().contains(&first) || is_meta {
         return args;
     }
     let mut out = args;
@@ -136,6 +143,7 @@ mod tests {
         help_untouched: ["rbuild", "--help"] => ["rbuild", "--help"];
         version_untouched: ["rbuild", "-V"] => ["rbuild", "-V"];
         nothing: ["rbuild"] => ["rbuild"];
+        every_subcommand_untouched: ["rbuild", "prune", "--grace", "0s"] => ["rbuild", "prune", "--grace", "0s"];
     }
 
     #[test]
