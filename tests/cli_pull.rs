@@ -154,3 +154,43 @@ fn pull_then_push_elsewhere_keeps_the_manifest_digest() {
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no such image"));
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn pull_on_a_terminal_draws_progress_bars() {
+    if !tools_present(&["docker-registry", "skopeo", "umoci", "script"]) {
+        return;
+    }
+    let reg = Registry::start(None);
+    let home = common::temp_home("cli-pull-tty");
+    umoci_busybox(&home.join("layout"), "latest");
+    skopeo_push(
+        &home.join("layout"),
+        "latest",
+        &format!("{}/library/busybox:latest", reg.addr),
+        None,
+    );
+    let conf = common::mirror_conf(&home, &reg.addr, &[]);
+    // `script` gives rbuild a pseudo-terminal, as a person at a shell would.
+    let cmd = format!("{} pull busybox", common::rbuild_bin().display());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("RBUILD_ROOT", home.join("root"))
+        .env("HOME", &home)
+        .env("CONTAINERS_REGISTRIES_CONF", &conf)
+        .env("DOCKER_CONFIG", home.join("docker"))
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(
+        screen.contains("\u{1b}["),
+        "terminal escapes drawn: {screen:?}"
+    );
+    assert_eq!(screen.matches(": downloaded").count(), 2, "{screen:?}");
+    assert!(
+        screen.contains("docker.io/library/busybox:latest"),
+        "{screen:?}"
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}

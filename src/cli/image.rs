@@ -1,6 +1,7 @@
 //! `rbuild pull` and `rbuild images`: the image commands that talk to registries and the
 //! local store.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -140,6 +141,53 @@ fn short(d: &Digest) -> &str {
     &d.hex()[..12]
 }
 
+/// One indicatif bar per blob being downloaded, on a terminal.
+#[derive(Default)]
+struct Bars {
+    multi: indicatif::MultiProgress,
+    bars: std::sync::Mutex<std::collections::BTreeMap<String, indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    /// Draw the event; false when it is not a blob event (printed as a line instead).
+    fn handle(&self, ev: &Event) -> bool {
+        let mut bars = self.bars.lock().expect("progress bars");
+        match ev {
+            Event::Started { digest, size } => {
+                let bar = self.multi.add(indicatif::ProgressBar::new(*size));
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "  {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                    )
+                    .expect("progress template")
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(short(digest).to_string());
+                bars.insert(digest.to_string(), bar);
+                true
+            }
+            Event::Progress { digest, written } => {
+                if let Some(b) = bars.get(&digest.to_string()) {
+                    b.set_position(*written);
+                }
+                true
+            }
+            Event::Downloaded { digest, size } => {
+                if let Some(b) = bars.remove(&digest.to_string()) {
+                    b.finish_and_clear();
+                }
+                let _ = self.multi.println(format!(
+                    "  {}: downloaded ({})",
+                    short(digest),
+                    human_size(*size)
+                ));
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// go-units `HumanSize`: SI units, `%.4g` (four significant digits, no trailing zeros).
 fn human_size(bytes: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB"];
@@ -189,8 +237,14 @@ pub fn pull_cmd(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
             })
             .collect();
         let quiet = args.quiet;
+        let bars = (!quiet && std::io::stderr().is_terminal()).then(Bars::default);
         let progress = |ev: Event| {
             if quiet {
+                return;
+            }
+            if let Some(b) = &bars
+                && b.handle(&ev)
+            {
                 return;
             }
             match ev {
@@ -212,6 +266,7 @@ pub fn pull_cmd(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
                     eprintln!("  {}: downloaded ({})", short(&digest), human_size(size))
                 }
                 Event::Tagged { digest, .. } => eprintln!("Digest: {digest}"),
+                Event::Started { .. } | Event::Progress { .. } => {}
             }
         };
         match pull(&client, &store, &sources, reference, &platform, &progress) {

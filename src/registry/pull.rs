@@ -41,6 +41,16 @@ pub enum Event {
         digest: Digest,
         size: u64,
     },
+    /// A blob download starts.
+    Started {
+        digest: Digest,
+        size: u64,
+    },
+    /// Bytes of a blob verified and written so far (reported every 512 KiB).
+    Progress {
+        digest: Digest,
+        written: u64,
+    },
     Downloaded {
         digest: Digest,
         size: u64,
@@ -269,13 +279,24 @@ fn fetch_blob(
         return Ok(());
     }
     let mut writer = store.blobs().writer().map_err(st)?;
+    events(Event::Started {
+        digest: digest.clone(),
+        size,
+    });
+    let mut sink = Progress {
+        inner: &mut writer,
+        digest: &digest,
+        written: 0,
+        reported: 0,
+        events,
+    };
     client
         .get_blob(
             &source.origin,
             &source.repository,
             &digest,
             Some(size),
-            &mut writer,
+            &mut sink,
         )
         .map_err(|e| PullError::Registry {
             reference: name.to_string(),
@@ -289,4 +310,34 @@ fn fetch_blob(
     writer.commit(&expected).map_err(st)?;
     events(Event::Downloaded { digest, size });
     Ok(())
+}
+
+/// Counts what reaches the store and reports it every [`PROGRESS_STEP`] bytes.
+struct Progress<'a, W: std::io::Write> {
+    inner: &'a mut W,
+    digest: &'a Digest,
+    written: u64,
+    reported: u64,
+    events: &'a (dyn Fn(Event) + Sync),
+}
+
+const PROGRESS_STEP: u64 = 512 << 10;
+
+impl<W: std::io::Write> std::io::Write for Progress<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.reported >= PROGRESS_STEP {
+            self.reported = self.written;
+            (self.events)(Event::Progress {
+                digest: self.digest.clone(),
+                written: self.written,
+            });
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
