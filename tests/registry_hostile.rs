@@ -356,3 +356,64 @@ fn monolithic_put_refused_falls_back_to_chunked_patch() {
         "{log:?}"
     );
 }
+
+#[test]
+fn mount_answered_with_202_uploads_into_the_offered_session() {
+    use rbuild::registry::client::PushedBlob;
+    let data = blob(10_000);
+    let digest = Digest::sha256(&data);
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let r2 = received.clone();
+    let fake = Fake::start(move |req, _, reader, s| {
+        let len: usize = req
+            .headers
+            .get("content-length")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        match req.method.as_str() {
+            "HEAD" => respond(s, "404 Not Found", &[], b""),
+            // The registry declines the mount (the source is not visible to this token) and
+            // opens an upload session instead, as the spec allows.
+            "POST" if req.path.contains("mount=") => respond(
+                s,
+                "202 Accepted",
+                &[("Location", "/v2/dst/blobs/uploads/offered")],
+                b"",
+            ),
+            "PUT"
+                if req
+                    .path
+                    .starts_with("/v2/dst/blobs/uploads/offered?digest=") =>
+            {
+                let mut body = vec![0u8; len];
+                std::io::Read::read_exact(reader, &mut body).unwrap();
+                r2.lock().unwrap().extend_from_slice(&body);
+                respond(s, "201 Created", &[], b"");
+            }
+            _ => respond(s, "400 Bad Request", &[], b""),
+        }
+    });
+    let client = Client::new(Box::new(Anonymous));
+    let d2 = data.clone();
+    let mut open = move || -> std::io::Result<Box<dyn std::io::Read>> {
+        Ok(Box::new(std::io::Cursor::new(d2.clone())))
+    };
+    let how = client
+        .push_blob(
+            &Origin::new(&fake.addr, true),
+            "dst",
+            &digest,
+            data.len() as u64,
+            Some("src"),
+            &mut open,
+        )
+        .unwrap();
+    assert_eq!(how, PushedBlob::Uploaded);
+    assert_eq!(*received.lock().unwrap(), data);
+    let log = fake.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("mount=sha256:") && l.contains("from=src")),
+        "{log:?}"
+    );
+}
