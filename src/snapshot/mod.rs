@@ -4,6 +4,7 @@
 //! `<state root>/snapshots/<chain ID hex>/`, ready to be an overlayfs lower directory.
 
 pub mod apply;
+pub mod change;
 
 use std::path::{Path, PathBuf};
 
