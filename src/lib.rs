@@ -14,6 +14,8 @@ pub mod gc;
 pub mod oci;
 pub mod plan;
 pub mod registry;
+pub mod sandbox;
 pub mod snapshot;
 pub mod store;
 pub mod suggest;
+pub mod sys;

@@ -8,6 +8,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // The sandbox re-executes rbuild as its helper and as PID 1; that must be decided before
+    // anything else runs (single-threaded, no argument parsing).
+    if let Some(code) = rbuild::sandbox::entry() {
+        return code;
+    }
     let args = cli::with_default_subcommand(std::env::args_os().collect());
     let cli = cli::Cli::parse_from(args);
     match cli::run(cli) {

@@ -1,0 +1,112 @@
+//! `USER name|uid[:group|gid]` resolved from the image's own `/etc/passwd` and `/etc/group`
+//! (read by the caller, through the root, never the host's), with supplementary groups, as
+//! Docker does (moby `user.GetExecUser`).
+
+/// A resolved user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups: every group in `/etc/group` listing the user by name.
+    pub groups: Vec<u32>,
+    pub home: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    NoUser(String),
+    #[error("unable to find group {0}: no matching entries in group file")]
+    NoGroup(String),
+}
+
+/// Resolve `spec` (`""` means root) against passwd and group file contents.
+pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<User, UserError> {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let user = if user.is_empty() { "0" } else { user };
+    let entries: Vec<Vec<&str>> = passwd
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(':').collect())
+        .filter(|f: &Vec<&str>| f.len() >= 7)
+        .collect();
+    let numeric = user.parse::<u32>().ok();
+    let found = entries
+        .iter()
+        .find(|f| f[0] == user || numeric.is_some_and(|n| f[2].parse::<u32>().ok() == Some(n)));
+    let (name, uid, mut gid, home) = match (found, numeric) {
+        (Some(f), _) => (
+            Some(f[0]),
+            f[2].parse().unwrap_or(0),
+            f[3].parse().unwrap_or(0),
+            f[5].to_string(),
+        ),
+        // A numeric uid without a passwd entry is fine: gid 0 unless given, home /.
+        (None, Some(n)) => (None, n, 0, "/".to_string()),
+        (None, None) => return Err(UserError::NoUser(user.to_string())),
+    };
+    let groups_file: Vec<Vec<&str>> = group
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(':').collect())
+        .filter(|f: &Vec<&str>| f.len() >= 4)
+        .collect();
+    if let Some(g) = grp {
+        let n = g.parse::<u32>().ok();
+        gid = match groups_file.iter().find(|f| f[0] == g) {
+            Some(f) => f[2].parse().unwrap_or(0),
+            None => n.ok_or_else(|| UserError::NoGroup(g.to_string()))?,
+        };
+    }
+    let mut groups = vec![gid];
+    if let Some(name) = name
+        && grp.is_none()
+    {
+        for f in &groups_file {
+            if f[3].split(',').any(|m| m == name)
+                && let Ok(g) = f[2].parse::<u32>()
+                && !groups.contains(&g)
+            {
+                groups.push(g);
+            }
+        }
+    }
+    Ok(User {
+        uid,
+        gid,
+        groups,
+        home,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n# comment\nnobody:x:65534:65534::/nonexistent:/bin/false\n";
+    const GROUP: &str = "root:x:0:\napp:x:1000:\nwheel:x:10:app,other\naudio:x:29:app\n";
+
+    macro_rules! users {
+        ($($name:ident: $spec:expr => $want:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                let got = resolve($spec, PASSWD, GROUP).map(|u| (u.uid, u.gid, u.groups));
+                assert_eq!(got, $want);
+            }
+        )*};
+    }
+
+    users! {
+        default_is_root: "" => Ok((0, 0, vec![0]));
+        by_name_with_supplementary: "app" => Ok((1000, 1000, vec![1000, 10, 29]));
+        by_uid: "1000" => Ok((1000, 1000, vec![1000, 10, 29]));
+        unknown_numeric_uid: "4242" => Ok((4242, 0, vec![0]));
+        explicit_group_by_name: "app:wheel" => Ok((1000, 10, vec![10]));
+        explicit_group_by_id: "app:77" => Ok((1000, 77, vec![77]));
+        unknown_name: "ghost" => Err(UserError::NoUser("ghost".into()));
+        unknown_group: "app:ghosts" => Err(UserError::NoGroup("ghosts".into()));
+    }
+}

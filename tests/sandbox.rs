@@ -1,0 +1,219 @@
+//! The RUN sandbox on a busybox root filesystem: output and exit codes, PID 1, hostname,
+//! `/proc`, `/dev`, read-only `/sys`, Docker's capability bounding set, no host paths, no
+//! host processes, `--network=none`, user switching, and mount points that never stay in
+//! the root. Runs as root in CI and again as `nobody` (the rootless path, a user namespace).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use rbuild::sandbox::{Network, Spec, spawn_with, standard_files};
+
+fn busybox_rootfs(dir: &Path) {
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "echo", "cat", "id", "hostname", "ls", "kill", "test", "touch", "grep", "ip", "env",
+        "pwd", "true", "mkdir", "wc", "head",
+    ] {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+}
+
+struct Box {
+    dir: PathBuf,
+}
+
+impl Box {
+    fn new(name: &str) -> Box {
+        let dir =
+            std::env::temp_dir().join(format!("rbuild-sandbox-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        busybox_rootfs(&dir.join("rootfs"));
+        Box { dir }
+    }
+
+    fn spec(&self, script: &str, network: Network) -> Spec {
+        let binds = standard_files(&self.dir.join("files"), "rbuild-test", network).unwrap();
+        Spec {
+            rootfs: self.dir.join("rootfs"),
+            args: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            env: vec!["PATH=/bin".into(), "HOME=/root".into()],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+            hostname: "rbuild-test".into(),
+            network,
+            binds,
+            tmpfs: Vec::new(),
+        }
+    }
+
+    /// Run and return (exit code, stdout, stderr).
+    fn run_spec(&self, spec: &Spec) -> (i32, String, String) {
+        let exe = Path::new(env!("CARGO_BIN_EXE_rbuild"));
+        let mut running = spawn_with(exe, spec, Stdio::piped(), Stdio::piped()).unwrap();
+        let mut out = running.stdout().unwrap();
+        let mut err = running.stderr().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut err, &mut s).unwrap();
+            s
+        });
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
+        let stderr = t.join().unwrap();
+        let status = running.wait().unwrap();
+        (status.code().unwrap_or(-1), stdout, stderr)
+    }
+
+    fn run(&self, script: &str) -> (i32, String, String) {
+        self.run_spec(&self.spec(script, Network::Host))
+    }
+}
+
+impl Drop for Box {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+#[test]
+fn output_exit_code_and_pid_1() {
+    let b = Box::new("basic");
+    assert_eq!(b.run("echo hello"), (0, "hello\n".into(), String::new()));
+    assert_eq!(b.run("exit 3").0, 3);
+    let (code, out, err) = b.run("echo $$; hostname; cat /etc/hostname; id -u");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1\nrbuild-test\nrbuild-test\n0\n");
+}
+
+#[test]
+fn proc_dev_and_readonly_sys() {
+    let b = Box::new("fs");
+    let (code, out, err) = b.run(
+        "test -r /proc/self/status && echo proc; echo x > /dev/null && echo devnull; \
+         head -c 4 /dev/zero | wc -c; test -c /dev/urandom && echo urandom; \
+         touch /sys/x 2>/dev/null || echo sys-ro; touch /proc/sys/x 2>/dev/null || echo procsys-ro; \
+         cat /proc/kcore 2>/dev/null | wc -c",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "proc\ndevnull\n4\nurandom\nsys-ro\nprocsys-ro\n0\n");
+}
+
+#[test]
+fn capability_bounding_set_is_dockers() {
+    let b = Box::new("caps");
+    let (code, out, err) = b.run("grep CapBnd /proc/self/status");
+    assert_eq!(code, 0, "{err}");
+    // moby's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
+    // NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP.
+    assert_eq!(out.trim(), "CapBnd:\t00000000a80425fb");
+}
+
+#[test]
+fn host_paths_and_processes_are_invisible() {
+    let b = Box::new("isolation");
+    let checkout = env!("CARGO_MANIFEST_DIR");
+    let me = std::process::id();
+    let (code, out, err) = b.run(&format!(
+        "test -e {checkout} && echo sees-checkout; test -e /root && echo sees-root-home; \
+         kill -0 {me} 2>/dev/null && echo can-signal-host; ls /proc | grep -c '^[0-9]'"
+    ));
+    assert_eq!(code, 0, "{err}");
+    // Only the shell and its children are visible.
+    let pids: usize = out.trim().parse().unwrap_or(99);
+    assert!(
+        !out.contains("sees-") && !out.contains("can-signal") && pids <= 3,
+        "{out}"
+    );
+}
+
+#[test]
+fn network_none_has_only_loopback() {
+    let b = Box::new("netnone");
+    let (code, out, err) = b.run_spec(&b.spec(
+        "ip -o link | wc -l; ip -o link show lo | grep -c UP",
+        Network::None,
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "1\n1\n");
+    let (_, host, _) = b.run("ip -o link | wc -l");
+    assert!(host.trim().parse::<u32>().unwrap() >= 1);
+}
+
+#[test]
+fn user_switch_and_unmapped_user() {
+    let b = Box::new("user");
+    let mut spec = b.spec("id -u; id -g", Network::Host);
+    spec.uid = 65534;
+    spec.gid = 65534;
+    spec.groups = vec![65534];
+    let (code, out, err) = b.run_spec(&spec);
+    if root() {
+        assert_eq!((code, out.as_str()), (0, "65534\n65534\n"), "{err}");
+    } else {
+        // Rootless: only root is mapped in the user namespace.
+        assert_eq!(code, 125, "{out}{err}");
+        assert!(err.contains("not mapped"), "{err}");
+    }
+}
+
+#[test]
+fn mount_points_are_removed_and_files_stay_outside() {
+    let b = Box::new("stubs");
+    let rootfs = b.dir.join("rootfs");
+    assert!(!rootfs.join("proc").exists() && !rootfs.join("etc/hosts").exists());
+    let (code, out, err) = b.run("echo written >> /etc/hosts; cat /etc/hosts | grep -c localhost");
+    assert_eq!((code, out.as_str()), (0, "2\n"), "{err}");
+    for p in [
+        "proc",
+        "dev",
+        "sys",
+        "etc/hosts",
+        "etc/resolv.conf",
+        "etc/hostname",
+    ] {
+        assert!(!rootfs.join(p).exists(), "{p} left in the rootfs");
+    }
+    let hosts = std::fs::read_to_string(b.dir.join("files/hosts")).unwrap();
+    assert!(
+        hosts.ends_with("written\n"),
+        "the write went to the bound file: {hosts}"
+    );
+}
+
+#[test]
+fn hostile_symlinked_mount_point_stays_inside() {
+    let b = Box::new("symlink-target");
+    let rootfs = b.dir.join("rootfs");
+    let outside = b.dir.join("outside-hosts");
+    std::fs::write(&outside, "host file\n").unwrap();
+    // The image's /etc/hosts points at a host path: the mount must land inside the root.
+    std::os::unix::fs::symlink(&outside, rootfs.join("etc/hosts")).unwrap();
+    let (code, _, err) = b.run("cat /etc/hosts > /dev/null");
+    assert!(code == 0 || code == 125, "{err}");
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "host file\n");
+}
+
+#[test]
+fn missing_command_is_127() {
+    let b = Box::new("missing");
+    let mut spec = b.spec("", Network::Host);
+    spec.args = vec!["/bin/nonexistent".into()];
+    let (code, _, err) = b.run_spec(&spec);
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("/bin/nonexistent"), "{err}");
+}
