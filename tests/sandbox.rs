@@ -217,3 +217,71 @@ fn missing_command_is_127() {
     assert_eq!(code, 127, "{err}");
     assert!(err.contains("/bin/nonexistent"), "{err}");
 }
+
+#[test]
+fn cache_mount_persists_and_secret_never_reaches_the_rootfs() {
+    use rbuild::sandbox::Bind;
+    use rbuild::sandbox::cache::{CacheMounts, Sharing, write_secret};
+    let b = Box::new("mounts");
+    let caches = CacheMounts::new(&b.dir.join("state"));
+    let secret = write_secret(&b.dir.join("run"), "token", b"s3cret", 0o400).unwrap();
+    for round in 1..=2 {
+        let lease = caches
+            .acquire("/root/.cache/pip", Sharing::Locked, 0o755, 0, 0)
+            .unwrap();
+        let mut spec = b.spec("echo round >> /root/.cache/pip/log; wc -l < /root/.cache/pip/log; cat /run/secrets/token", Network::Host);
+        spec.binds.push(Bind {
+            source: lease.path.clone(),
+            target: "/root/.cache/pip".into(),
+            readonly: false,
+        });
+        spec.binds.push(Bind {
+            source: secret.clone(),
+            target: "/run/secrets/token".into(),
+            readonly: true,
+        });
+        let (code, out, err) = b.run_spec(&spec);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out, format!("{round}\ns3cret"), "round {round}");
+    }
+    let rootfs = b.dir.join("rootfs");
+    assert!(
+        !rootfs.join("run").exists(),
+        "the secret's mount point is gone"
+    );
+    assert!(
+        !rootfs.join("root").exists(),
+        "the cache's mount point is gone"
+    );
+}
+
+#[test]
+fn killing_the_sandbox_ends_its_processes() {
+    let b = Box::new("kill");
+    let spec = b.spec("sleep 30 & sleep 30; echo never", Network::Host);
+    let exe = Path::new(env!("CARGO_BIN_EXE_rbuild"));
+    let mut running = spawn_with(exe, &spec, Stdio::piped(), Stdio::piped()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    running.kill();
+    let status = running.wait().unwrap();
+    assert!(!status.success());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "killed promptly"
+    );
+    // PID 1 of the namespace died with its parent, and the kernel killed the rest: no
+    // `sleep 30` with our rootfs as its root survives.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let rootfs = b.dir.join("rootfs");
+    let survivors = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path().join("root"))
+                .map(|r| r == rootfs)
+                .unwrap_or(false)
+        })
+        .count();
+    assert_eq!(survivors, 0);
+}

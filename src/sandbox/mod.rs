@@ -9,6 +9,7 @@
 //! RUN does. Both helper processes die with their parent (`PR_SET_PDEATHSIG`), so killing
 //! the helper kills the whole pid namespace.
 
+pub mod cache;
 mod init;
 mod rootfs;
 pub mod user;
