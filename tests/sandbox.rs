@@ -54,6 +54,7 @@ impl Box {
             network,
             binds,
             tmpfs: Vec::new(),
+            limits: Default::default(),
         }
     }
 
@@ -284,4 +285,72 @@ fn killing_the_sandbox_ends_its_processes() {
         })
         .count();
     assert_eq!(survivors, 0);
+}
+
+#[test]
+fn resource_limits_apply_or_fail_clearly() {
+    use rbuild::sandbox::cgroup::Limits;
+    let b = Box::new("limits");
+    let mut spec = b.spec(
+        "cat /proc/self/cgroup >/dev/null; sleep 1; echo done",
+        Network::Host,
+    );
+    spec.limits = Limits {
+        memory: Some(64 << 20),
+        cpus: Some(0.5),
+        pids: Some(32),
+    };
+    let exe = Path::new(env!("CARGO_BIN_EXE_rbuild"));
+    if !root() {
+        let err = spawn_with(exe, &spec, Stdio::piped(), Stdio::piped())
+            .err()
+            .expect("limits cannot be applied rootless");
+        assert!(err.to_string().contains("need root"), "{err}");
+        return;
+    }
+    let mut running = spawn_with(exe, &spec, Stdio::piped(), Stdio::piped()).unwrap();
+    let dirs = running.cgroup_dirs();
+    assert!(!dirs.is_empty());
+    let read = |name: &str| {
+        dirs.iter()
+            .map(|d| d.join(name))
+            .find(|p| p.exists())
+            .map(|p| std::fs::read_to_string(p).unwrap())
+    };
+    // v1 on this host (hybrid), v2 elsewhere: one of each pair exists.
+    let mem = read("memory.limit_in_bytes")
+        .or_else(|| read("memory.max"))
+        .unwrap();
+    assert_eq!(mem.trim(), (64u64 << 20).to_string());
+    let cpu = read("cpu.cfs_quota_us")
+        .or_else(|| read("cpu.max"))
+        .unwrap();
+    assert!(cpu.trim().starts_with("50000"), "{cpu}");
+    assert_eq!(read("pids.max").unwrap().trim(), "32");
+    let procs = read("cgroup.procs").unwrap();
+    assert!(
+        !procs.trim().is_empty(),
+        "the run's processes are in the cgroup"
+    );
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut running.stdout().unwrap(), &mut out).unwrap();
+    assert!(running.wait().unwrap().success());
+    assert_eq!(out, "done\n");
+    for d in dirs {
+        assert!(!d.exists(), "{} removed after the run", d.display());
+    }
+    // The memory limit is enforced: allocating past it kills the step.
+    let mut hog = b.spec(
+        "awk 'BEGIN { s = sprintf(\"%100000000s\", \"\"); print length(s) }' && echo survived",
+        Network::Host,
+    );
+    hog.limits = Limits {
+        memory: Some(32 << 20),
+        ..Default::default()
+    };
+    let (code, out, _) = b.run_spec(&hog);
+    assert!(
+        code != 0 && !out.contains("survived"),
+        "code {code}, out {out:?}"
+    );
 }

@@ -10,6 +10,7 @@
 //! the helper kills the whole pid namespace.
 
 pub mod cache;
+pub mod cgroup;
 mod init;
 mod rootfs;
 pub mod user;
@@ -45,7 +46,7 @@ pub struct Bind {
 }
 
 /// Everything the sandbox needs to run one command.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Spec {
     /// The root filesystem (an overlay `merged` dir or a plain tree).
     pub rootfs: PathBuf,
@@ -63,6 +64,9 @@ pub struct Spec {
     pub binds: Vec<Bind>,
     /// tmpfs mounts: (target, size in bytes).
     pub tmpfs: Vec<(String, Option<u64>)>,
+    /// Resource limits (cgroups); none by default.
+    #[serde(default)]
+    pub limits: cgroup::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,12 +82,16 @@ pub enum SandboxError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Limits(#[from] cgroup::CgroupError),
 }
 
 /// A running sandbox.
 pub struct Running {
     child: Child,
     created: Vec<PathBuf>,
+    /// Dropped after the run, removing its cgroup(s).
+    cgroup: Option<cgroup::Cgroup>,
 }
 
 impl Running {
@@ -92,14 +100,24 @@ impl Running {
         let _ = self.child.kill();
     }
 
-    /// Wait for the command; removes the mount points the sandbox had to create.
+    /// Wait for the command; removes the mount points the sandbox had to create, and its
+    /// cgroup.
     pub fn wait(mut self) -> Result<ExitStatus, SandboxError> {
         let status = self
             .child
             .wait()
             .map_err(|source| SandboxError::Wait { source });
         cleanup(&self.created);
+        drop(self.cgroup.take());
         status
+    }
+
+    /// The run's cgroup directories (empty without limits).
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        self.cgroup
+            .as_ref()
+            .map(|c| c.dirs().to_vec())
+            .unwrap_or_default()
     }
 
     pub fn stdout(&mut self) -> Option<std::process::ChildStdout> {
@@ -126,6 +144,12 @@ pub fn spawn_with(
     stdout: Stdio,
     stderr: Stdio,
 ) -> Result<Running, SandboxError> {
+    let name = format!(
+        "rbuild-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let limited = cgroup::Cgroup::create(&spec.limits, &name)?;
     let created = prepare_mount_points(spec)?;
     let mut child = Command::new(exe)
         .arg(HELPER_ARG)
@@ -140,6 +164,15 @@ pub fn spawn_with(
                 source,
             }
         })?;
+    // Into the cgroup before the helper has read its spec, so before it starts anything.
+    if let Some(cg) = &limited
+        && let Err(e) = cg.add(child.id())
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+        cleanup(&created);
+        return Err(e.into());
+    }
     let json = serde_json::to_vec(spec).expect("a spec serialises");
     let mut stdin = child.stdin.take().expect("piped stdin");
     let sent = stdin.write_all(&json).and_then(|_| stdin.flush());
@@ -150,8 +183,15 @@ pub fn spawn_with(
         cleanup(&created);
         return Err(SandboxError::SendSpec { source });
     }
-    Ok(Running { child, created })
+    Ok(Running {
+        child,
+        created,
+        cgroup: limited,
+    })
 }
+
+/// Numbers the runs of this process, for cgroup names.
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Run to completion with inherited output.
 pub fn run(spec: &Spec) -> Result<ExitStatus, SandboxError> {
