@@ -5,6 +5,8 @@
 
 pub mod apply;
 pub mod change;
+pub mod diff;
+pub mod overlay;
 
 use std::path::{Path, PathBuf};
 
