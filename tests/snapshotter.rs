@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rbuild::snapshot::change::{Change, ChangeKind};
 use rbuild::snapshot::diff::overlay_changes;
-use rbuild::snapshot::overlay;
+use rbuild::snapshot::{native, overlay};
 use rustix::fs::{FileType, Mode, XattrFlags};
 
 fn root() -> bool {
@@ -305,4 +305,127 @@ fn copied_up_files_keep_their_metadata() {
     let up = m.upper().join("usr/bin/tool");
     assert_eq!(std::fs::read_to_string(&up).unwrap(), "#!/bin/sh\n");
     assert_eq!(std::fs::metadata(&up).unwrap().mode() & 0o7777, 0o755);
+}
+
+#[test]
+fn native_scenarios_match_overlay() {
+    if !root() {
+        return;
+    }
+    for row in rows() {
+        let d = tempfile::tempdir().unwrap();
+        let lower = d.path().join("lower");
+        base(&lower);
+        let snap = native::prepare(&lower, &d.path().join("step")).unwrap();
+        (row.op)(snap.rootfs());
+        let got = snap.changes().unwrap();
+        assert_eq!(got, expected(&row), "native scenario {}", row.name);
+    }
+}
+
+#[test]
+fn native_copy_preserves_everything() {
+    if !root() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let lower = d.path().join("lower");
+    base(&lower);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        lower.join("etc/null"),
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        lower.join("etc/fifo"),
+        FileType::Fifo,
+        Mode::from_raw_mode(0o640),
+        0,
+    )
+    .unwrap();
+    std::os::unix::fs::chown(lower.join("etc/hosts"), Some(1234), Some(5678)).unwrap();
+    std::fs::set_permissions(
+        lower.join("usr/bin/tool"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 123_456_789);
+    std::fs::File::options()
+        .write(true)
+        .open(lower.join("etc/passwd"))
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+    let snap = native::prepare(&lower, &d.path().join("step")).unwrap();
+    let r = snap.rootfs();
+    let md = |p: &str| std::fs::symlink_metadata(r.join(p)).unwrap();
+    let lmd = |p: &str| std::fs::symlink_metadata(lower.join(p)).unwrap();
+    assert_eq!(
+        md("usr/lib/a").ino(),
+        md("usr/lib/b").ino(),
+        "hardlink kept"
+    );
+    assert_eq!(
+        std::fs::read_link(r.join("bin")).unwrap(),
+        Path::new("usr/bin")
+    );
+    assert_eq!(md("etc/null").rdev(), lmd("etc/null").rdev());
+    assert_eq!(md("etc/null").mode(), lmd("etc/null").mode());
+    assert_eq!(md("etc/fifo").mode(), lmd("etc/fifo").mode());
+    assert_eq!((md("etc/hosts").uid(), md("etc/hosts").gid()), (1234, 5678));
+    assert_eq!(md("usr/bin/tool").mode() & 0o7777, 0o4755);
+    assert_eq!(
+        (md("etc/passwd").mtime(), md("etc/passwd").mtime_nsec()),
+        (1_600_000_000, 123_456_789)
+    );
+    assert_eq!(md("etc").mtime_nsec(), lmd("etc").mtime_nsec());
+    assert_eq!(
+        rustix::fs::getxattr(r.join("etc/passwd"), "user.test", &mut [0u8; 8]).unwrap(),
+        1
+    );
+    assert_eq!(snap.stats().hardlinks, 1);
+    assert_eq!(snap.changes().unwrap(), vec![]);
+}
+
+#[test]
+fn native_changes_never_read_contents() {
+    if !root() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let lower = d.path().join("lower");
+    write(&lower, "big/blob", "");
+    let blob = lower.join("big/blob");
+    let f = std::fs::File::options().write(true).open(&blob).unwrap();
+    f.set_len(100 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"original", 50 << 20).unwrap();
+    drop(f);
+    let snap = native::prepare(&lower, &d.path().join("step")).unwrap();
+    // Corrupt the LOWER copy's content, keeping size and mtime: a content hash would see it.
+    let before = std::fs::symlink_metadata(&blob).unwrap();
+    let f = std::fs::File::options().write(true).open(&blob).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"CORRUPT!", 50 << 20).unwrap();
+    f.set_modified(before.modified().unwrap()).unwrap();
+    drop(f);
+    let d_before = std::fs::symlink_metadata(lower.join("big")).unwrap();
+    assert_eq!(
+        before.mtime_nsec(),
+        std::fs::symlink_metadata(&blob).unwrap().mtime_nsec()
+    );
+    assert_eq!(
+        d_before.len(),
+        std::fs::symlink_metadata(lower.join("big")).unwrap().len()
+    );
+    assert_eq!(
+        snap.changes().unwrap(),
+        vec![],
+        "a metadata-only diff must not notice"
+    );
+    // A real change to the copy is seen.
+    std::fs::write(snap.rootfs().join("big/blob"), "small").unwrap();
+    assert_eq!(snap.changes().unwrap(), vec![c("big", U), c("big/blob", U)]);
 }

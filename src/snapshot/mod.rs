@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod change;
 pub mod diff;
+pub mod native;
 pub mod overlay;
 
 use std::path::{Path, PathBuf};
