@@ -8,6 +8,7 @@ pub mod change;
 pub mod diff;
 pub mod native;
 pub mod overlay;
+pub mod snapshotter;
 
 use std::path::{Path, PathBuf};
 
