@@ -146,6 +146,16 @@ pub fn userxattr() -> bool {
 /// over `lowers` (lowest first, as [`super::Snapshots::ensure`] returns them). No lowers
 /// (`FROM scratch`) mounts over an empty `work_dir/empty/`.
 pub fn prepare(lowers: &[PathBuf], work_dir: &Path) -> Result<Mounted, OverlayError> {
+    prepare_with(lowers, work_dir, None)
+}
+
+/// [`prepare`], optionally skipping the newer ways of passing layers (`oldest`) so the
+/// fallbacks can be tested on a kernel that would not need them.
+fn prepare_with(
+    lowers: &[PathBuf],
+    work_dir: &Path,
+    oldest: Option<LayerSpec>,
+) -> Result<Mounted, OverlayError> {
     let upper = work_dir.join("upper");
     let work = work_dir.join("work");
     let merged = work_dir.join("merged");
@@ -188,7 +198,11 @@ pub fn prepare(lowers: &[PathBuf], work_dir: &Path) -> Result<Mounted, OverlayEr
         upper: (&upper, &upper_fd),
         work: (&work, &work_fd),
     };
-    let spec = match mount_fsconfig(&layers, &merged)? {
+    let fsconfig = match oldest {
+        Some(LayerSpec::DataString) => None,
+        _ => mount_fsconfig(&layers, &merged, oldest == Some(LayerSpec::LowerdirPlus))?,
+    };
+    let spec = match fsconfig {
         Some(spec) => spec,
         None => mount_data(&layers, &merged)?,
     };
@@ -235,7 +249,11 @@ fn short(path: &Path, fd: &OwnedFd) -> String {
 
 /// Mount with the new mount API. `Ok(None)` when the kernel does not know `lowerdir+`
 /// (Linux < 6.8): the caller falls back to `mount(2)`.
-fn mount_fsconfig(layers: &Layers<'_>, merged: &Path) -> Result<Option<LayerSpec>, OverlayError> {
+fn mount_fsconfig(
+    layers: &Layers<'_>,
+    merged: &Path,
+    no_fds: bool,
+) -> Result<Option<LayerSpec>, OverlayError> {
     let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
         .map_err(|e| OverlayError::Fsopen { source: e.into() })?;
     let configure = |key: &str, value: &str, e: Errno| OverlayError::Configure {
@@ -246,7 +264,12 @@ fn mount_fsconfig(layers: &Layers<'_>, merged: &Path) -> Result<Option<LayerSpec
     };
     // Probe with the first (highest) layer: fd first, then a path string.
     let first = (&layers.lowers[0], &layers.lower_fds[0]);
-    let spec = match rustix::mount::fsconfig_set_fd(&fs, "lowerdir+", first.1) {
+    let by_fd = if no_fds {
+        Err(Errno::INVAL)
+    } else {
+        rustix::mount::fsconfig_set_fd(&fs, "lowerdir+", first.1)
+    };
+    let spec = match by_fd {
         Ok(()) => LayerSpec::Fd,
         Err(Errno::INVAL | Errno::BADF) => {
             let _ = kernel_log(&fs);
@@ -418,6 +441,45 @@ mod tests {
         let long = PathBuf::from(format!("/{}", "a".repeat(300)));
         assert!(short(&long, &fd).starts_with("/proc/self/fd/"));
     }
+
+    /// Mount 200 layers at ~330-byte paths (~66 KB of `lowerdir`, sixteen pages; each path
+    /// over fsconfig's 255-byte string limit) forcing each way of passing them.
+    macro_rules! many_layers {
+        ($name:ident, $oldest:expr) => {
+            #[test]
+            fn $name() {
+                if !rustix::process::geteuid().is_root() {
+                    eprintln!("SKIPPED (needs root)");
+                    return;
+                }
+                let d = tempfile::tempdir().unwrap();
+                let deep = d.path().join("l".repeat(150)).join("m".repeat(150));
+                let lowers: Vec<PathBuf> = (0..200)
+                    .map(|i| {
+                        let l = deep.join(format!("layer-{i:04}"));
+                        std::fs::create_dir_all(&l).unwrap();
+                        std::fs::write(l.join(format!("f{i}")), "x").unwrap();
+                        std::fs::write(l.join("top"), i.to_string()).unwrap();
+                        l
+                    })
+                    .collect();
+                let m = prepare_with(&lowers, &d.path().join("step"), $oldest).unwrap();
+                let want = $oldest.unwrap_or(LayerSpec::Fd);
+                assert_eq!(m.layer_spec(), want);
+                assert!(m.merged().join("f0").exists() && m.merged().join("f199").exists());
+                let top = std::fs::read_to_string(m.merged().join("top")).unwrap();
+                assert_eq!(top, "199", "the last (highest) layer wins");
+                m.unmount().unwrap();
+            }
+        };
+    }
+
+    many_layers!(many_layers_by_fd, None);
+    many_layers!(
+        many_layers_by_lowerdir_plus_path,
+        Some(LayerSpec::LowerdirPlus)
+    );
+    many_layers!(many_layers_by_mount_data_page, Some(LayerSpec::DataString));
 
     #[test]
     fn data_string_orders_and_falls_back_to_fd_names() {
