@@ -305,6 +305,27 @@ fn copied_up_files_keep_their_metadata() {
     let up = m.upper().join("usr/bin/tool");
     assert_eq!(std::fs::read_to_string(&up).unwrap(), "#!/bin/sh\n");
     assert_eq!(std::fs::metadata(&up).unwrap().mode() & 0o7777, 0o755);
+    // Copy-up leaves overlay bookkeeping xattrs the layer writer must drop; the copied
+    // user xattr is data and must stay.
+    std::fs::write(m.merged().join("etc/passwd"), "changed").unwrap();
+    let names = |p: &Path| -> Vec<String> {
+        let mut buf = vec![0u8; 4096];
+        let n = rustix::fs::llistxattr(p, &mut buf[..]).unwrap();
+        buf[..n]
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    };
+    let on_passwd = names(&m.upper().join("etc/passwd"));
+    eprintln!(
+        "upper etc/passwd xattrs: {on_passwd:?}; upper root: {:?}",
+        names(m.upper())
+    );
+    assert!(on_passwd.contains(&"user.test".to_string()));
+    for n in on_passwd.iter().filter(|n| n.contains(".overlay.")) {
+        assert!(rbuild::snapshot::diff::is_overlay_private_xattr(n), "{n}");
+    }
 }
 
 #[test]

@@ -76,6 +76,14 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Change>) -> Result<(), DiffError
     Ok(())
 }
 
+/// Whether an xattr found on an upper-dir entry is overlayfs bookkeeping that must not
+/// reach a layer. Copy-up records `trusted.overlay.origin` (a file handle of the lower
+/// inode) even with `index=off`, and the upper root gets `overlay.uuid` and `overlay.impure`
+/// (seen on Linux 6.18); under `userxattr` the same names live in `user.overlay.*`.
+pub fn is_overlay_private_xattr(name: &str) -> bool {
+    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
+}
+
 /// Whether `dir` carries an overlay opaque marker with value `y`.
 pub fn is_opaque(dir: &Path) -> std::io::Result<bool> {
     for name in OPAQUE_XATTRS {
@@ -122,12 +130,13 @@ mod tests {
                     match $what {
                         "dir" => std::fs::create_dir_all(&p).unwrap(),
                         "file" => std::fs::write(&p, b"x").unwrap(),
-                        "opaque" => {
+                        "opaque" | "opaque_x" => {
                             std::fs::create_dir_all(&p).unwrap();
+                            let value: &[u8] = if $what == "opaque" { b"y" } else { b"x" };
                             if rustix::fs::setxattr(
                                 &p,
                                 "user.overlay.opaque",
-                                b"y",
+                                value,
                                 rustix::fs::XattrFlags::empty(),
                             )
                             .is_err()
@@ -162,10 +171,24 @@ mod tests {
         vec![opaque("o"), upsert("o/new")]
     );
     upper!(
-        opaque_value_other_than_y_ignored,
-        [("d", "dir")],
-        vec![upsert("d")]
+        opaque_value_x_is_not_opaque,
+        [("d", "opaque_x"), ("d/f", "file")],
+        vec![upsert("d"), upsert("d/f")]
     );
+
+    macro_rules! private {
+        ($name:ident, $xattr:expr, $want:expr) => {
+            #[test]
+            fn $name() {
+                assert_eq!(is_overlay_private_xattr($xattr), $want);
+            }
+        };
+    }
+
+    private!(origin_is_private, "trusted.overlay.origin", true);
+    private!(user_namespace_is_private, "user.overlay.impure", true);
+    private!(capabilities_are_not, "security.capability", false);
+    private!(user_data_is_not, "user.mime_type", false);
 
     #[test]
     fn missing_upper_names_the_path() {
