@@ -450,3 +450,15 @@ fn native_changes_never_read_contents() {
     std::fs::write(snap.rootfs().join("big/blob"), "small").unwrap();
     assert_eq!(snap.changes().unwrap(), vec![c("big", U), c("big/blob", U)]);
 }
+
+#[test]
+fn detect_chooses_overlay_here() {
+    if !root() {
+        return;
+    }
+    use rbuild::snapshot::snapshotter::{Kind, detect};
+    let d = tempfile::tempdir().unwrap();
+    assert_eq!(detect(d.path()), Kind::Overlay);
+    // Second call answers from the cache.
+    assert_eq!(detect(d.path()), Kind::Overlay);
+}
