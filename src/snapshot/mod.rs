@@ -5,6 +5,10 @@
 
 pub mod apply;
 pub mod change;
+pub mod diff;
+pub mod native;
+pub mod overlay;
+pub mod snapshotter;
 
 use std::path::{Path, PathBuf};
 
