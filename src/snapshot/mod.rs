@@ -9,6 +9,7 @@ pub mod diff;
 pub mod native;
 pub mod overlay;
 pub mod snapshotter;
+pub mod workdir;
 
 use std::path::{Path, PathBuf};
 
