@@ -11,6 +11,7 @@ pub mod diag;
 pub mod dockerfile;
 pub mod export;
 pub mod gc;
+pub mod layer;
 pub mod oci;
 pub mod plan;
 pub mod registry;
