@@ -373,6 +373,20 @@ impl Applier {
                     dev,
                 )
                 .map_err(|err| self.io(&raw, "mknod", err))?;
+                let t = Timespec {
+                    tv_sec: mtime,
+                    tv_nsec: 0,
+                };
+                rustix::fs::utimensat(
+                    &parent,
+                    base.as_str(),
+                    &Timestamps {
+                        last_access: t,
+                        last_modification: t,
+                    },
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|err| self.io(&raw, "set times", err))?;
                 if self.privileged {
                     rustix::fs::chownat(
                         &parent,
