@@ -37,6 +37,9 @@ pub const GZIP_BLOCK: usize = 128 * 1024;
 const WINDOW: usize = 32 * 1024;
 /// gzip header OS byte: 255, "unknown", as Go's `compress/gzip` writes it.
 pub const GZIP_OS: u8 = 255;
+/// zstd's job size for multithreaded compression (see `Compressor::new`).
+pub const ZSTD_JOB_SIZE: u32 = 4 << 20;
+
 /// Default levels: gzip 6 (gzip's and pigz's default), zstd 3 (zstd's).
 pub const DEFAULT_GZIP_LEVEL: i32 = 6;
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
@@ -74,6 +77,10 @@ impl<W: Write> Compressor<W> {
                 let level = level.unwrap_or(DEFAULT_ZSTD_LEVEL);
                 let mut enc = zstd::stream::write::Encoder::new(out, level)?;
                 enc.multithread(threads as u32)?;
+                // Each worker buffers a job plus its window; zstd's default job size makes a
+                // 2-worker encode peak above 100 MiB. 4 MiB jobs keep it small. Part of the
+                // output format: changing it changes every zstd layer digest.
+                enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
                 Compressor::Zstd(enc)
             }
         })
@@ -466,5 +473,51 @@ mod tests {
             let many = compress(&data, Compression::Zstd, None, workers);
             assert!(many == one, "{workers} workers differ from 1");
         }
+    }
+}
+
+#[cfg(test)]
+mod golden_multijob {
+    use super::*;
+    use std::io::Write;
+
+    /// 12 MiB from a fixed linear congruential sequence: half noise, half text, spanning
+    /// several zstd jobs and many gzip blocks.
+    fn input() -> Vec<u8> {
+        let mut x: u64 = 0x5eed;
+        let mut v = Vec::with_capacity(12 << 20);
+        while v.len() < 12 << 20 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            if (v.len() / 4096) % 2 == 0 {
+                v.extend_from_slice(&x.to_le_bytes());
+            } else {
+                v.extend_from_slice(b"rbuild golden text ");
+            }
+        }
+        v
+    }
+
+    fn digest(c: Compression) -> String {
+        let mut enc = Compressor::new(Vec::new(), c, None, 2).unwrap();
+        enc.write_all(&input()).unwrap();
+        crate::oci::digest::Digest::sha256(&enc.finish().unwrap()).to_string()
+    }
+
+    /// Pinned output across several zstd jobs and gzip blocks. A change here means a
+    /// different compressor or compressor setting (a C zlib in the dependency graph, a new
+    /// zstd job size): every layer digest rbuild produces would change. Never update these
+    /// casually.
+    #[test]
+    fn pinned_across_jobs() {
+        assert_eq!(
+            digest(Compression::Zstd),
+            "sha256:3aaea41763cd8a386fb5e440469d9d25b255e1b0805280b112affeeda998e365"
+        );
+        assert_eq!(
+            digest(Compression::Gzip),
+            "sha256:0e8422685ad0d8b271b8d12c8162af5c20520ddcf30e377044c597f72bee7751"
+        );
     }
 }
