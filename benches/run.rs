@@ -60,6 +60,7 @@ fn main() {
             binds: files.clone(),
             tmpfs: Vec::new(),
             limits: Default::default(),
+            external_idmap: false,
         };
         let status = spawn_with(&exe, &spec, Stdio::null(), Stdio::null())
             .unwrap()

@@ -133,6 +133,7 @@ fn run_step_layer_rebuilds_the_tree_in_rbuild_and_umoci() {
         binds: standard_files(&work.join("files"), "rbuild", Network::None).unwrap(),
         tmpfs: Vec::new(),
         limits: Default::default(),
+        external_idmap: false,
     };
     let status = spawn_with(
         Path::new(env!("CARGO_BIN_EXE_rbuild")),

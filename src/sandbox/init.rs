@@ -47,7 +47,14 @@ fn read_spec() -> Result<Spec, String> {
 fn helper() -> Result<u8, String> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
         .map_err(|e| format!("PR_SET_PDEATHSIG: {e}"))?;
-    let spec = read_spec()?;
+    // Line 1: the spec; line 2: "go", once the parent has mapped ids (or at once).
+    use std::io::BufRead;
+    let mut input = std::io::BufReader::new(std::io::stdin());
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the spec: {e}"))?;
+    let spec: Spec = serde_json::from_str(&line).map_err(|e| format!("parsing the spec: {e}"))?;
     let rootless = !rustix::process::geteuid().is_root();
     let (uid, gid) = (
         rustix::process::getuid().as_raw(),
@@ -62,9 +69,18 @@ fn helper() -> Result<u8, String> {
         flags |= UnshareFlags::NEWUSER;
     }
     crate::sys::unshare_namespaces(flags).map_err(|e| format!("unshare {flags:?}: {e}"))?;
-    if rootless {
-        // One mapping: the user is root inside. Ranges from /etc/subuid need newuidmap run
-        // from outside; without them only uid/gid 0 exist in the sandbox.
+    // The parent maps subordinate ranges from outside (newuidmap) and then says "go".
+    let mut go = String::new();
+    if spec.external_idmap {
+        input
+            .read_line(&mut go)
+            .map_err(|e| format!("waiting for the id mapping: {e}"))?;
+        if go.trim() != "go" {
+            return Err("the parent could not map ids into the sandbox".into());
+        }
+    }
+    if rootless && !spec.external_idmap {
+        // One mapping: the user is root inside; without ranges only uid/gid 0 exist.
         let write = |file: &str, text: String| {
             std::fs::write(format!("/proc/self/{file}"), text)
                 .map_err(|e| format!("writing /proc/self/{file}: {e}"))

@@ -11,6 +11,7 @@
 
 pub mod cache;
 pub mod cgroup;
+pub mod idmap;
 mod init;
 mod rootfs;
 pub mod user;
@@ -67,6 +68,10 @@ pub struct Spec {
     /// Resource limits (cgroups); none by default.
     #[serde(default)]
     pub limits: cgroup::Limits,
+    /// Set by `spawn`: the parent maps subordinate id ranges into the user namespace
+    /// (rootless with /etc/subuid ranges), instead of the helper mapping root alone.
+    #[serde(default)]
+    pub external_idmap: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,9 +178,27 @@ pub fn spawn_with(
         cleanup(&created);
         return Err(e.into());
     }
-    let json = serde_json::to_vec(spec).expect("a spec serialises");
+    // The spec is one line; a second line ("go") follows once ids are mapped.
+    let mapping = (!rustix::process::geteuid().is_root())
+        .then(idmap::external_mapping)
+        .flatten();
+    let mut spec = spec.clone();
+    spec.external_idmap = mapping.is_some();
+    let mut line = serde_json::to_vec(&spec).expect("a spec serialises");
+    line.push(b'\n');
     let mut stdin = child.stdin.take().expect("piped stdin");
-    let sent = stdin.write_all(&json).and_then(|_| stdin.flush());
+    let mut sent = stdin.write_all(&line).and_then(|_| stdin.flush());
+    if sent.is_ok()
+        && let Some(m) = &mapping
+        && let Err(e) = idmap::apply(child.id(), m)
+    {
+        sent = Err(std::io::Error::other(format!(
+            "mapping subordinate ids: {e}"
+        )));
+    }
+    let sent = sent
+        .and_then(|_| stdin.write_all(b"go\n"))
+        .and_then(|_| stdin.flush());
     drop(stdin);
     if let Err(source) = sent {
         let _ = child.kill();

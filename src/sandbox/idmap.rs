@@ -1,0 +1,115 @@
+//! Rootless id mapping with subordinate ranges (`/etc/subuid`, `/etc/subgid`, subuid(5)):
+//! root inside is the user, and ids 1… inside are the user's first range, so `USER 1000`
+//! works rootless. The mapping must be written from outside the new user namespace by the
+//! setuid helpers `newuidmap`/`newgidmap` (uidmap package); without ranges or helpers the
+//! sandbox falls back to mapping root alone.
+
+use std::path::Path;
+use std::process::Command;
+
+/// The first subordinate range `(start, count)` of the user named `name` or numbered `id`.
+pub fn range(file_text: &str, name: Option<&str>, id: u32) -> Option<(u32, u32)> {
+    file_text.lines().find_map(|l| {
+        let mut f = l.trim().split(':');
+        let (owner, start, count) = (f.next()?, f.next()?, f.next()?);
+        let ours = Some(owner) == name || owner.parse::<u32>().ok() == Some(id);
+        if !ours {
+            return None;
+        }
+        Some((start.parse().ok()?, count.parse().ok()?))
+    })
+}
+
+/// The login name of `uid` from /etc/passwd.
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[0].to_string())
+    })
+}
+
+/// The mapping to apply for the calling (non-root) user, if it has ranges and the helpers
+/// exist: `(uid ranges, gid ranges)` as newuidmap arguments after the pid.
+pub fn external_mapping() -> Option<(Vec<String>, Vec<String>)> {
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    let name = user_name(uid);
+    let sub_u = range(
+        &std::fs::read_to_string("/etc/subuid").ok()?,
+        name.as_deref(),
+        uid,
+    )?;
+    let sub_g = range(
+        &std::fs::read_to_string("/etc/subgid").ok()?,
+        name.as_deref(),
+        uid,
+    )?;
+    let has = |tool: &str| {
+        ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(tool).exists())
+    };
+    if !has("newuidmap") || !has("newgidmap") {
+        return None;
+    }
+    let args = |own: u32, (start, count): (u32, u32)| {
+        vec![
+            "0".into(),
+            own.to_string(),
+            "1".into(),
+            "1".into(),
+            start.to_string(),
+            count.to_string(),
+        ]
+    };
+    Some((args(uid, sub_u), args(gid, sub_g)))
+}
+
+/// Apply `mapping` to process `pid` once it has its own user namespace.
+pub fn apply(pid: u32, mapping: &(Vec<String>, Vec<String>)) -> Result<(), String> {
+    // Wait (briefly) for the helper to have unshared its user namespace.
+    let ours = std::fs::read_link("/proc/self/ns/user")
+        .map_err(|e| format!("reading our user namespace: {e}"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match std::fs::read_link(format!("/proc/{pid}/ns/user")) {
+            Ok(ns) if ns != ours => break,
+            Ok(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            Ok(_) => return Err("the sandbox helper did not create its user namespace".into()),
+            Err(e) => return Err(format!("the sandbox helper went away: {e}")),
+        }
+    }
+    for (tool, args) in [("newuidmap", &mapping.0), ("newgidmap", &mapping.1)] {
+        let out = Command::new(tool)
+            .arg(pid.to_string())
+            .args(args)
+            .output()
+            .map_err(|e| format!("running {tool}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{tool} {pid} {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUBUID: &str = "alice:100000:65536\n1001:300000:1000\nbob:200000:65536\n";
+
+    #[test]
+    fn ranges_by_name_or_uid() {
+        assert_eq!(range(SUBUID, Some("bob"), 1002), Some((200000, 65536)));
+        assert_eq!(range(SUBUID, Some("carol"), 1001), Some((300000, 1000)));
+        assert_eq!(range(SUBUID, Some("dave"), 1003), None);
+        assert_eq!(range("junk\n", Some("dave"), 1), None);
+    }
+}
