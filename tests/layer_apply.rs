@@ -432,3 +432,93 @@ fn diff_id_is_the_uncompressed_digest_and_is_checked() {
     .unwrap_err();
     assert!(matches!(err, ApplyError::DiffId { .. }), "{err}");
 }
+
+#[test]
+fn pax_values_with_newlines_and_gnu_long_names() {
+    let sb = Sandbox::new("pax-newline");
+    // A binary xattr value holding 0x0a (as a file capability with bits 1 and 3 does).
+    let value: &[u8] = b"line1\nline2\x0a\x00end";
+    let long = format!("d/{}", "n".repeat(150));
+    let mut layer = Layer::default().dir("d").raw(
+        tar::EntryType::Regular,
+        b"x",
+        b"",
+        0o644,
+        b"data",
+        &[("SCHILY.xattr.user.bin", value), ("mtime", b"1600000000.5")],
+    );
+    // A GNU long-name header ('L') followed by the entry it names.
+    let mut name = long.clone().into_bytes();
+    name.push(0);
+    layer = layer.raw(
+        tar::EntryType::GNULongName,
+        b"././@LongLink",
+        b"",
+        0o644,
+        &name,
+        &[],
+    );
+    layer = layer.raw(
+        tar::EntryType::Regular,
+        b"truncated-in-header",
+        b"",
+        0o644,
+        b"long",
+        &[],
+    );
+    // A GNU long-link header ('K') for a symlink target.
+    let target = format!("/{}", "t".repeat(140));
+    let mut link = target.clone().into_bytes();
+    link.push(0);
+    layer = layer.raw(
+        tar::EntryType::GNULongLink,
+        b"././@LongLink",
+        b"",
+        0o644,
+        &link,
+        &[],
+    );
+    layer = layer.raw(tar::EntryType::Symlink, b"s", b"short", 0o777, b"", &[]);
+    let applied = sb.apply(layer.bytes()).unwrap();
+    let root = sb.root();
+    assert_eq!(
+        fs::read_to_string(root.join(&long)).unwrap(),
+        "long",
+        "the GNU long name applies"
+    );
+    assert!(!root.join("truncated-in-header").exists());
+    assert_eq!(
+        fs::read_link(root.join("s")).unwrap(),
+        Path::new(&target),
+        "the GNU long link applies"
+    );
+    assert_eq!(
+        fs::metadata(root.join("x")).unwrap().mtime(),
+        1_600_000_000,
+        "PAX mtime"
+    );
+    let mut buf = [0u8; 64];
+    match rustix::fs::getxattr(root.join("x").as_path(), "user.bin", &mut buf) {
+        Ok(n) => assert_eq!(&buf[..n], value, "the newline-holding value survives"),
+        Err(_) => assert_eq!(
+            applied.skipped_xattrs, 1,
+            "user xattrs unsupported here: counted"
+        ),
+    }
+    sb.untouched();
+}
+
+#[test]
+fn pax_size_override_is_refused_loudly() {
+    let sb = Sandbox::new("pax-size");
+    let layer = Layer::default().raw(
+        tar::EntryType::Regular,
+        b"big",
+        b"",
+        0o644,
+        b"tiny",
+        &[("size", b"9000000000")],
+    );
+    let err = sb.apply(layer.bytes()).unwrap_err();
+    assert!(err.to_string().contains("PAX size override"), "{err}");
+}

@@ -12,7 +12,7 @@
 //! directories an `overlay.opaque` xattr. The uncompressed stream is hashed on the way: its
 //! digest is the layer's diff ID, checked against the image config when given.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -113,9 +113,111 @@ pub fn apply(
         skipped_xattrs: 0,
     };
     let mut archive = tar::Archive::new(DigestingReader::new(decompressed));
-    for entry in archive.entries().map_err(read)? {
-        let mut entry = entry.map_err(read)?;
-        applier.entry(&mut entry)?;
+    // Raw entries: extended headers are parsed here, by their length prefixes, because the
+    // tar crate splits PAX records at newlines, and binary xattr values (a file
+    // capability with bits 1 and 3, say) can contain one.
+    let mut global: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut local: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut long_name: Option<Vec<u8>> = None;
+    let mut long_link: Option<Vec<u8>> = None;
+    for entry in archive.entries().map_err(read)?.raw(true) {
+        let mut e = entry.map_err(read)?;
+        let h = e.header().clone();
+        let kind = h.entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::XHeader
+                | tar::EntryType::XGlobalHeader
+                | tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
+        ) {
+            let mut data = Vec::new();
+            (&mut e)
+                .take(EXTENSION_LIMIT + 1)
+                .read_to_end(&mut data)
+                .map_err(read)?;
+            let at = String::from_utf8_lossy(&h.path_bytes()).into_owned();
+            if data.len() as u64 > EXTENSION_LIMIT {
+                return Err(applier.hostile(
+                    &at,
+                    format!("extended header larger than {EXTENSION_LIMIT} bytes"),
+                ));
+            }
+            match kind {
+                tar::EntryType::XHeader | tar::EntryType::XGlobalHeader => {
+                    let records = pax_records(&data)
+                        .map_err(|r| applier.hostile(&at, format!("malformed PAX header: {r}")))?;
+                    let map = if kind == tar::EntryType::XHeader {
+                        &mut local
+                    } else {
+                        &mut global
+                    };
+                    for (k, v) in records {
+                        map.insert(k, v);
+                    }
+                }
+                tar::EntryType::GNULongName => long_name = Some(trim_nul(data)),
+                _ => long_link = Some(trim_nul(data)),
+            }
+            continue;
+        }
+        let pax = |k: &str| {
+            local
+                .get(k)
+                .or_else(|| global.get(k))
+                .filter(|v| !v.is_empty())
+        };
+        let text = |v: &Vec<u8>| String::from_utf8_lossy(v).into_owned();
+        let path = pax("path")
+            .map(text)
+            .or_else(|| long_name.take().map(|v| text(&v)))
+            .unwrap_or_else(|| String::from_utf8_lossy(&h.path_bytes()).into_owned());
+        if let Some(size) = pax("size").map(text)
+            && size.parse::<u64>().ok() != h.entry_size().ok()
+        {
+            return Err(applier.hostile(
+                &path,
+                "a PAX size override (a file of 8 GiB or more) is not supported yet",
+            ));
+        }
+        let num = |k: &str| {
+            pax(k)
+                .map(text)
+                .and_then(|v| v.split('.').next().and_then(|i| i.parse::<i64>().ok()))
+        };
+        let meta = Meta {
+            link: pax("linkpath")
+                .map(text)
+                .or_else(|| long_link.take().map(|v| text(&v)))
+                .or_else(|| {
+                    h.link_name_bytes()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                }),
+            kind,
+            mode: h.mode().unwrap_or(0o644) & 0o7777,
+            uid: num("uid")
+                .map(|v| v as u32)
+                .unwrap_or_else(|| h.uid().unwrap_or(0) as u32),
+            gid: num("gid")
+                .map(|v| v as u32)
+                .unwrap_or_else(|| h.gid().unwrap_or(0) as u32),
+            mtime: num("mtime").unwrap_or_else(|| h.mtime().unwrap_or(0) as i64),
+            major: h.device_major().ok().flatten().unwrap_or(0),
+            minor: h.device_minor().ok().flatten().unwrap_or(0),
+            xattrs: global
+                .iter()
+                .chain(local.iter())
+                .filter_map(|(k, v)| {
+                    k.strip_prefix("SCHILY.xattr.")
+                        .map(|n| (n.to_string(), v.clone()))
+                })
+                .collect(),
+            path,
+        };
+        applier.entry(&meta, &mut e)?;
+        local.clear();
+        long_name = None;
+        long_link = None;
     }
     applier.finish()?;
     // Whatever follows the end-of-archive blocks is part of the diff ID too.
@@ -137,6 +239,68 @@ pub fn apply(
         skipped_devices: applier.skipped_devices,
         skipped_xattrs: applier.skipped_xattrs,
     })
+}
+
+/// Extended headers larger than this are refused (PAX records are metadata).
+const EXTENSION_LIMIT: u64 = 1 << 20;
+
+/// One entry's metadata, after PAX and GNU extended headers are applied.
+struct Meta {
+    path: String,
+    link: Option<String>,
+    kind: tar::EntryType,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    major: u32,
+    minor: u32,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+/// POSIX.1-2001 pax records, `"<len> <key>=<value>\n"`, where `<len>` counts the whole
+/// record: values may hold newlines, so records are split by length, never at newlines.
+fn pax_records(data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, &'static str> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        // Trailing NUL padding after the last record is not a record.
+        if rest.iter().all(|b| *b == 0) {
+            break;
+        }
+        let sp = rest
+            .iter()
+            .position(|b| *b == b' ')
+            .ok_or("a record has no length")?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("a record length is not a number")?;
+        if len <= sp + 1 || len > rest.len() {
+            return Err("a record length is out of range");
+        }
+        let record = rest[sp + 1..len]
+            .strip_suffix(b"\n")
+            .ok_or("a record does not end with a newline")?;
+        let eq = record
+            .iter()
+            .position(|b| *b == b'=')
+            .ok_or("a record has no '='")?;
+        out.push((
+            String::from_utf8_lossy(&record[..eq]).into_owned(),
+            record[eq + 1..].to_vec(),
+        ));
+        rest = &rest[len..];
+    }
+    Ok(out)
+}
+
+/// A GNU long name or link: the data up to its terminating NUL.
+fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
+    if let Some(i) = v.iter().position(|b| *b == 0) {
+        v.truncate(i);
+    }
+    v
 }
 
 /// An entry's path as components; `..` anywhere is hostile, `.` and empty parts vanish and a
@@ -227,13 +391,13 @@ impl Applier {
         }
     }
 
-    fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<(), ApplyError> {
-        let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+    fn entry(&mut self, m: &Meta, e: &mut dyn Read) -> Result<(), ApplyError> {
+        let raw = m.path.clone();
         let parts = clean(&raw).map_err(|r| self.hostile(&raw, r))?;
         let Some((base, parent_parts)) = parts.split_last() else {
             return Ok(()); // the layer root itself
         };
-        let kind = e.header().entry_type();
+        let kind = m.kind;
 
         if let Some(hidden) = base.strip_prefix(WHITEOUT) {
             return self.whiteout(&raw, parent_parts, base, hidden);
@@ -247,11 +411,8 @@ impl Applier {
         if existing.is_some() && !(kind.is_dir() && existing_dir) {
             remove_all(&parent, base).map_err(|err| self.io(&raw, "replace", err))?;
         }
-        let header_mode = e.header().mode().unwrap_or(0o644) & 0o7777;
-        let uid = e.header().uid().unwrap_or(0) as u32;
-        let gid = e.header().gid().unwrap_or(0) as u32;
-        let mtime = e.header().mtime().unwrap_or(0) as i64;
-        let xattrs = self.xattrs(e, &raw)?;
+        let (header_mode, uid, gid, mtime) = (m.mode, m.uid, m.gid, m.mtime);
+        let xattrs = m.xattrs.clone();
 
         match kind {
             tar::EntryType::Directory => {
@@ -300,10 +461,7 @@ impl Applier {
                 .map_err(|err| self.io(&raw, "set times", err))?;
             }
             tar::EntryType::Symlink => {
-                let target = e
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
+                let target = m.link.clone().unwrap_or_default();
                 rustix::fs::symlinkat(target.as_str(), &parent, base.as_str())
                     .map_err(|err| self.io(&raw, "symlink", err))?;
                 if self.privileged {
@@ -332,10 +490,7 @@ impl Applier {
                 .map_err(|err| self.io(&raw, "set times", err))?;
             }
             tar::EntryType::Link => {
-                let target = e
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
+                let target = m.link.clone().unwrap_or_default();
                 let tparts = clean(&target)
                     .map_err(|r| self.hostile(&raw, format!("hardlink target {target:?}: {r}")))?;
                 let Some((tbase, tparent)) = tparts.split_last() else {
@@ -361,10 +516,7 @@ impl Applier {
                     self.skipped_devices += 1;
                     return Ok(());
                 }
-                let dev = rustix::fs::makedev(
-                    e.header().device_major().ok().flatten().unwrap_or(0),
-                    e.header().device_minor().ok().flatten().unwrap_or(0),
-                );
+                let dev = rustix::fs::makedev(m.major, m.minor);
                 rustix::fs::mknodat(
                     &parent,
                     base.as_str(),
@@ -472,28 +624,6 @@ impl Applier {
         Ok(())
     }
 
-    fn xattrs<R: Read>(
-        &self,
-        e: &mut tar::Entry<'_, R>,
-        raw: &str,
-    ) -> Result<Vec<(String, Vec<u8>)>, ApplyError> {
-        let mut out = Vec::new();
-        if let Some(exts) = e
-            .pax_extensions()
-            .map_err(|err| self.io(raw, "read PAX headers", err))?
-        {
-            for ext in exts {
-                let ext = ext.map_err(|err| self.io(raw, "read PAX headers", err))?;
-                if let Ok(key) = ext.key()
-                    && let Some(name) = key.strip_prefix("SCHILY.xattr.")
-                {
-                    out.push((name.to_string(), ext.value_bytes().to_vec()));
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// Owner, mode and xattrs of an opened file or directory.
     fn finish_fd(
         &mut self,
@@ -587,4 +717,29 @@ fn remove_all(dir: &impl AsFd, name: &str) -> io::Result<()> {
         rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_records_split_by_length_not_newlines() {
+        let data = b"29 SCHILY.xattr.user.a=x\ny\nz\n21 path=dir/file.txt\n\0\0\0";
+        let got = pax_records(data).unwrap();
+        assert_eq!(
+            got[0],
+            ("SCHILY.xattr.user.a".to_string(), b"x\ny\nz".to_vec())
+        );
+        assert_eq!(got[1], ("path".to_string(), b"dir/file.txt".to_vec()));
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn malformed_pax_records_are_errors() {
+        assert!(pax_records(b"99 path=x\n").is_err(), "length past the end");
+        assert!(pax_records(b"x path=y\n").is_err(), "length not a number");
+        assert!(pax_records(b"11 pathxyz\n").is_err(), "no '='");
+        assert!(pax_records(b"9 path=yy").is_err(), "no newline");
+    }
 }
