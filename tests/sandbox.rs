@@ -357,3 +357,21 @@ fn resource_limits_apply_or_fail_clearly() {
         "code {code}, out {out:?}"
     );
 }
+
+#[test]
+fn tmpfs_mount_is_sized_and_leaves_nothing_behind() {
+    let b = Box::new("tmpfs");
+    let mut spec = b.spec(
+        "echo hi > /scratch/a && cat /scratch/a && \
+         if dd if=/dev/zero of=/scratch/big bs=1024 count=2048 2>/dev/null; then echo fit; else echo full; fi",
+        Network::Host,
+    );
+    spec.tmpfs.push(("/scratch".into(), Some(1024 * 1024)));
+    let (code, out, err) = b.run_spec(&spec);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "hi\nfull\n", "a 1 MiB tmpfs refuses 2 MiB: {err}");
+    assert!(
+        !b.dir.join("rootfs/scratch").exists(),
+        "the tmpfs mount point is gone and its files never reached the rootfs"
+    );
+}
