@@ -1,7 +1,7 @@
 //! The RUN sandbox on a busybox root filesystem: output and exit codes, PID 1, hostname,
 //! `/proc`, `/dev`, read-only `/sys`, Docker's capability bounding set, no host paths, no
-//! host processes, `--network=none`, user switching, and mount points that never stay in
-//! the root. Runs as root in CI and again as `nobody` (the rootless path, a user namespace).
+//! host processes, `--network=none`, user switching, cache, secret, tmpfs and ssh-agent mounts,
+//! and mount points that never stay in the root. Runs as root in CI and again as `nobody` (the rootless path, a user namespace).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -374,4 +374,108 @@ fn tmpfs_mount_is_sized_and_leaves_nothing_behind() {
         !b.dir.join("rootfs/scratch").exists(),
         "the tmpfs mount point is gone and its files never reached the rootfs"
     );
+}
+
+/// A real `ssh-agent` holding a fresh key, reached through rbuild's relay: `ssh-add -l` on the
+/// relay lists the key, and inside the step the relay is a socket at the mount's target.
+#[test]
+fn ssh_agent_is_forwarded_through_a_relay_socket() {
+    use rbuild::sandbox::Bind;
+    use rbuild::sandbox::ssh::{AgentProxy, SshAgents};
+    use std::process::Command;
+    let have = |t: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !["ssh-agent", "ssh-add", "ssh-keygen"]
+        .iter()
+        .all(|t| have(t))
+    {
+        assert!(
+            std::env::var_os("RBUILD_REQUIRE_TOOLS").is_none_or(|v| v != "1"),
+            "openssh-client missing, and RBUILD_REQUIRE_TOOLS=1"
+        );
+        eprintln!("SKIPPED: openssh-client is not installed (.ci/run installs it)");
+        return;
+    }
+    let b = Box::new("ssh");
+    let run = b.dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let agent_sock = run.join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&agent_sock)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let key = run.join("id_ed25519");
+    let ok = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "rbuild-test-key",
+            "-f",
+        ])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for _ in 0..100 {
+        if agent_sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let add = Command::new("ssh-add")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &agent_sock)
+        .output()
+        .unwrap();
+    assert!(add.status.success(), "{add:?}");
+
+    let agents = SshAgents::parse(&["default".into()], Some(agent_sock.clone().into())).unwrap();
+    let proxy = AgentProxy::start(
+        agents.agent("default").unwrap(),
+        &run.join("ssh_agent.0"),
+        0o600,
+        None,
+    )
+    .unwrap();
+    let list = Command::new("ssh-add")
+        .arg("-l")
+        .env("SSH_AUTH_SOCK", proxy.path())
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success() && listed.contains("rbuild-test-key"),
+        "the agent answers through the relay: {list:?}"
+    );
+
+    let mut spec = b.spec(
+        "test -S \"$SSH_AUTH_SOCK\" && echo socket; stat -c %a \"$SSH_AUTH_SOCK\"",
+        Network::Host,
+    );
+    spec.env
+        .push("SSH_AUTH_SOCK=/run/buildkit/ssh_agent.0".into());
+    spec.binds.push(Bind {
+        source: proxy.path().to_path_buf(),
+        target: "/run/buildkit/ssh_agent.0".into(),
+        readonly: false,
+    });
+    let (code, out, err) = b.run_spec(&spec);
+    assert_eq!((code, out.as_str()), (0, "socket\n600\n"), "{err}");
+    assert!(
+        !b.dir.join("rootfs/run").exists(),
+        "the agent's mount point is gone from the rootfs"
+    );
+    drop(proxy);
+    let _ = agent.kill();
+    let _ = agent.wait();
 }

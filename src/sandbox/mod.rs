@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod idmap;
 mod init;
 mod rootfs;
+pub mod ssh;
 pub mod user;
 
 use std::io::Write;
