@@ -1,7 +1,8 @@
 //! The RUN sandbox on a busybox root filesystem: output and exit codes, PID 1, hostname,
 //! `/proc`, `/dev`, read-only `/sys`, Docker's capability bounding set, no host paths, no
 //! host processes, `--network=none`, user switching, cache, secret, tmpfs and ssh-agent mounts,
-//! and mount points that never stay in the root. Runs as root in CI and again as `nobody` (the rootless path, a user namespace).
+//! and mount points that never stay in the root. Runs as root in CI and again as `nobody`
+//! (the rootless path, a user namespace).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
