@@ -323,8 +323,9 @@ fn gzip_header(level: u32) -> [u8; 10] {
 /// Each block gets a fresh deflate state. A reset state keeps its window bytes, and zlib-rs
 /// can let matches depend on those stale bytes: with a reused state per worker, the output
 /// depended on which blocks a worker had compressed before (measured: 1 and 2 threads gave
-/// different bytes on random data followed by decimal text). A new state costs an
-/// allocation per 128 KiB block, small beside deflating it.
+/// different bytes on random data followed by decimal text; zlib-rs 0.6.8 here, the bug is
+/// zlib-rs issue #459, also in zlib-ng). A new state costs an allocation per 128 KiB block,
+/// small beside deflating it, and does not rely on any zlib-rs version's fix.
 fn deflate_block(level: u32, dict: &[u8], data: &[u8], last: bool) -> io::Result<Vec<u8>> {
     let mut c = Compress::new(flate2::Compression::new(level), false);
     let c = &mut c;
