@@ -276,6 +276,8 @@ fn whiteouts_and_opaque_directories() {
 fn links_modes_owners_times_and_xattrs() {
     let sb = Sandbox::new("metadata");
     let layer = Layer::default()
+        .dir("d")
+        .file("d/inner", "written after its directory")
         .file("f", "data")
         .hardlink("g", "f")
         .symlink("s", "f")
@@ -288,7 +290,8 @@ fn links_modes_owners_times_and_xattrs() {
             b"x",
             &[("SCHILY.xattr.user.rbuild", b"yes")],
         )
-        .raw(tar::EntryType::Fifo, b"fifo", b"", 0o600, b"", &[]);
+        // 0666: a umask must not narrow a mode the layer states.
+        .raw(tar::EntryType::Fifo, b"fifo", b"", 0o666, b"", &[]);
     let applied = sb.apply(layer.bytes()).unwrap();
     let root = sb.root();
     let f = fs::metadata(root.join("f")).unwrap();
@@ -299,6 +302,16 @@ fn links_modes_owners_times_and_xattrs() {
     );
     assert_eq!(fs::read_link(root.join("s")).unwrap(), Path::new("f"));
     assert_eq!(f.mtime(), 1_700_000_000);
+    assert_eq!(
+        fs::metadata(root.join("d")).unwrap().mtime(),
+        1_700_000_000,
+        "a directory's time is set after its children are written"
+    );
+    assert_eq!(
+        fs::symlink_metadata(root.join("s")).unwrap().mtime(),
+        1_700_000_000,
+        "the symlink's own time"
+    );
     assert_eq!(f.permissions().mode() & 0o7777, 0o644);
     assert_eq!(
         fs::metadata(root.join("suid"))
@@ -308,12 +321,9 @@ fn links_modes_owners_times_and_xattrs() {
             & 0o7777,
         0o4755
     );
-    assert!(
-        fs::metadata(root.join("fifo"))
-            .unwrap()
-            .file_type()
-            .is_fifo()
-    );
+    let fifo = fs::metadata(root.join("fifo")).unwrap();
+    assert!(fifo.file_type().is_fifo());
+    assert_eq!(fifo.permissions().mode() & 0o7777, 0o666, "the fifo's mode");
     let xattr_ok = rustix::fs::getxattr(root.join("x").as_path(), "user.rbuild", &mut [0u8; 8])
         .map(|n| n == 3);
     assert!(

@@ -412,7 +412,6 @@ impl Applier {
             remove_all(&parent, base).map_err(|err| self.io(&raw, "replace", err))?;
         }
         let (header_mode, uid, gid, mtime) = (m.mode, m.uid, m.gid, m.mtime);
-        let xattrs = m.xattrs.clone();
 
         match kind {
             tar::EntryType::Directory => {
@@ -427,7 +426,7 @@ impl Applier {
                     Mode::empty(),
                 )
                 .map_err(|err| self.io(&raw, "open dir", err))?;
-                self.finish_fd(&fd, &raw, header_mode, uid, gid, &xattrs)?;
+                self.finish_fd(&fd, &raw, header_mode, uid, gid, &m.xattrs)?;
                 self.dir_times.push((parts.clone(), mtime));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -446,48 +445,16 @@ impl Applier {
                 io::copy(e, &mut file).map_err(|err| self.io(&raw, "write", err))?;
                 file.flush().map_err(|err| self.io(&raw, "write", err))?;
                 let fd = OwnedFd::from(file);
-                self.finish_fd(&fd, &raw, header_mode, uid, gid, &xattrs)?;
-                let t = Timespec {
-                    tv_sec: mtime,
-                    tv_nsec: 0,
-                };
-                rustix::fs::futimens(
-                    &fd,
-                    &Timestamps {
-                        last_access: t,
-                        last_modification: t,
-                    },
-                )
-                .map_err(|err| self.io(&raw, "set times", err))?;
+                self.finish_fd(&fd, &raw, header_mode, uid, gid, &m.xattrs)?;
+                rustix::fs::futimens(&fd, &timestamps(mtime))
+                    .map_err(|err| self.io(&raw, "set times", err))?;
             }
             tar::EntryType::Symlink => {
                 let target = m.link.clone().unwrap_or_default();
                 rustix::fs::symlinkat(target.as_str(), &parent, base.as_str())
                     .map_err(|err| self.io(&raw, "symlink", err))?;
-                if self.privileged {
-                    rustix::fs::chownat(
-                        &parent,
-                        base.as_str(),
-                        Some(rustix::fs::Uid::from_raw(uid)),
-                        Some(rustix::fs::Gid::from_raw(gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|err| self.io(&raw, "chown", err))?;
-                }
-                let t = Timespec {
-                    tv_sec: mtime,
-                    tv_nsec: 0,
-                };
-                rustix::fs::utimensat(
-                    &parent,
-                    base.as_str(),
-                    &Timestamps {
-                        last_access: t,
-                        last_modification: t,
-                    },
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|err| self.io(&raw, "set times", err))?;
+                // A symlink has no mode of its own on Linux.
+                self.finish_at(&parent, base, &raw, None, uid, gid, mtime)?;
             }
             tar::EntryType::Link => {
                 let target = m.link.clone().unwrap_or_default();
@@ -525,33 +492,11 @@ impl Applier {
                     dev,
                 )
                 .map_err(|err| self.io(&raw, "mknod", err))?;
-                let t = Timespec {
-                    tv_sec: mtime,
-                    tv_nsec: 0,
-                };
-                rustix::fs::utimensat(
-                    &parent,
-                    base.as_str(),
-                    &Timestamps {
-                        last_access: t,
-                        last_modification: t,
-                    },
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|err| self.io(&raw, "set times", err))?;
-                if self.privileged {
-                    rustix::fs::chownat(
-                        &parent,
-                        base.as_str(),
-                        Some(rustix::fs::Uid::from_raw(uid)),
-                        Some(rustix::fs::Gid::from_raw(gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|err| self.io(&raw, "chown", err))?;
-                }
+                // mknod's mode went through the umask: set the layer's mode again.
+                self.finish_at(&parent, base, &raw, Some(header_mode), uid, gid, mtime)?;
             }
-            // PAX and GNU extension headers are consumed by the tar reader; anything else
-            // (sockets cannot be in a tar) is refused rather than dropped.
+            // PAX and GNU extension records were consumed in `apply`; anything else (sockets
+            // cannot be in a tar) is refused rather than dropped.
             other => return Err(self.hostile(&raw, format!("unsupported entry type {other:?}"))),
         }
         self.created.insert(parts.join("/"));
@@ -624,6 +569,39 @@ impl Applier {
         Ok(())
     }
 
+    /// Owner, mode (when it has one) and times of an entry that cannot be opened: a
+    /// symlink, device or fifo, by name in `parent`, never following a symlink.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_at(
+        &self,
+        parent: &OwnedFd,
+        base: &str,
+        raw: &str,
+        mode: Option<u32>,
+        uid: u32,
+        gid: u32,
+        mtime: i64,
+    ) -> Result<(), ApplyError> {
+        if self.privileged {
+            rustix::fs::chownat(
+                parent,
+                base,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| self.io(raw, "chown", e))?;
+        }
+        if let Some(mode) = mode {
+            // After chown, which clears set-id bits. The entry was just made by mknod, so it
+            // is not a symlink for chmod to follow.
+            rustix::fs::chmodat(parent, base, Mode::from_raw_mode(mode), AtFlags::empty())
+                .map_err(|e| self.io(raw, "chmod", e))?;
+        }
+        rustix::fs::utimensat(parent, base, &timestamps(mtime), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.io(raw, "set times", e))
+    }
+
     /// Owner, mode and xattrs of an opened file or directory.
     fn finish_fd(
         &mut self,
@@ -661,22 +639,23 @@ impl Applier {
         for (parts, mtime) in std::mem::take(&mut self.dir_times) {
             let raw = parts.join("/");
             let dir = self.dir(&parts, false, &raw)?;
-            let t = Timespec {
-                tv_sec: mtime,
-                tv_nsec: 0,
-            };
-            rustix::fs::utimensat(
-                &dir,
-                ".",
-                &Timestamps {
-                    last_access: t,
-                    last_modification: t,
-                },
-                AtFlags::empty(),
-            )
-            .map_err(|e| self.io(&raw, "set times", e))?;
+            // `dir` is an O_PATH descriptor: futimens would refuse it, "." through it works.
+            rustix::fs::utimensat(&dir, ".", &timestamps(mtime), AtFlags::empty())
+                .map_err(|e| self.io(&raw, "set times", e))?;
         }
         Ok(())
+    }
+}
+
+/// A layer carries one time per entry; it becomes both atime and mtime.
+fn timestamps(secs: i64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
     }
 }
 
