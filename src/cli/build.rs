@@ -17,9 +17,12 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let (source, opts) = frontend::load(&args.frontend, &args.context)?;
-    let plan = frontend::plan(&source, &opts)?;
+    let plan = rbuild::plan::plan(&source, &opts)?;
     for d in &plan.lints {
         eprintln!("{}", d.render(color_stderr()));
+    }
+    if let Some(w) = frontend::unused_build_args_warning(&plan) {
+        eprintln!("{w}");
     }
     let stages = plan.needed_stages().len();
     bail!(

@@ -13,7 +13,11 @@ use super::{color_stderr, frontend};
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let (source, opts) = frontend::load(&args.frontend, &args.context)?;
-    let result = frontend::plan(&source, &opts);
+    let result = rbuild::plan::plan(&source, &opts);
+    let unused = result
+        .as_ref()
+        .ok()
+        .and_then(frontend::unused_build_args_warning);
     let (warnings, error, failed): (Vec<Diagnostic>, Option<Diagnostic>, bool) = match result {
         Ok(plan) => {
             let failed = plan.lint_failed();
@@ -47,6 +51,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             let color = color_stderr();
             for d in warnings.iter().chain(error.iter()) {
                 eprintln!("{}", d.render(color));
+            }
+            if let Some(w) = &unused {
+                eprintln!("{w}");
             }
             match (&error, warnings.len()) {
                 (Some(_), _) => {}

@@ -6,9 +6,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use rbuild::diag::{Diagnostic, Source};
+use rbuild::diag::Source;
 use rbuild::oci::platform::Platform;
-use rbuild::plan::{self, Options, Plan};
+use rbuild::plan::{Options, Plan};
 
 use super::args::FrontendArgs;
 
@@ -102,7 +102,12 @@ pub fn load(args: &FrontendArgs, context: &Path) -> anyhow::Result<(Source, Opti
     Ok((source, opts))
 }
 
-/// Plan, or the diagnostic of a syntax error.
-pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
-    plan::plan(source, opts)
+/// Docker's warning for `--build-arg`s that no ARG declares, if there are any.
+pub fn unused_build_args_warning(plan: &Plan) -> Option<String> {
+    (!plan.unused_build_args.is_empty()).then(|| {
+        format!(
+            "warning: one or more build-args [{}] were not consumed: no ARG declares them",
+            plan.unused_build_args.join(" ")
+        )
+    })
 }

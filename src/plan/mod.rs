@@ -56,6 +56,8 @@ pub enum Base {
 pub struct Step {
     pub instruction: Instruction,
     pub args: BTreeMap<String, String>,
+    /// RUN's `--mount`s, typed and expanded (empty for other instructions).
+    pub mounts: Vec<mount::Mount>,
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +68,11 @@ pub struct Stage {
     pub platform: Option<Platform>,
     pub from: Instruction,
     pub steps: Vec<Step>,
+    /// Whether the stage's whole environment is known to the plan: it starts from scratch,
+    /// or from a stage whose environment is known. A base image's ENV is not (no I/O here),
+    /// so in such stages a variable the Dockerfile does not set is left unexpanded (`$PATH`
+    /// stays `$PATH`) rather than taken as empty: the image may set it.
+    pub env_known: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -81,6 +88,9 @@ pub struct Plan {
     pub proxy_env: BTreeMap<String, String>,
     /// Lint findings, in source order.
     pub lints: Vec<Diagnostic>,
+    /// `--build-arg` names no ARG declares (and that are not proxy variables): Docker warns
+    /// "One or more build-args [...] were not consumed".
+    pub unused_build_args: Vec<String>,
 }
 
 impl Plan {
@@ -104,12 +114,17 @@ impl Plan {
                 todo.push(p);
             }
             for step in &s.steps {
-                if let Kind::Copy(c) = &step.instruction.kind
-                    && let Some(from) = &c.from
-                    && let Some(j) = self.stage_index(from)
-                    && j < i
-                {
-                    todo.push(j);
+                let copy_from = match &step.instruction.kind {
+                    Kind::Copy(c) => c.from.as_deref(),
+                    _ => None,
+                };
+                let mount_from = step.mounts.iter().filter_map(|m| m.from.as_deref());
+                for from in copy_from.into_iter().chain(mount_from) {
+                    if let Some(j) = self.stage_index(from)
+                        && j < i
+                    {
+                        todo.push(j);
+                    }
                 }
             }
         }
@@ -147,10 +162,16 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
     let mut lint = Linter::new(source, check.clone());
     lint::check_syntax(&df, &instrs, &mut lint);
 
+    let lexer = Lexer::new(df.escape);
+    let mut partial = lexer.clone();
+    partial.skip_unset_env = true;
     let mut planner = Planner {
         source,
         opts,
-        lexer: Lexer::new(df.escape),
+        lexer,
+        partial,
+        scope: StageScope::default(),
+        stage_env: Vec::new(),
         lint,
         global: GlobalScope::default(),
         defaults: GlobalScope::default(),
@@ -177,7 +198,18 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
     let mut stages: Vec<Stage> = Vec::new();
     for i in &instrs[first_from..] {
         if let Kind::From(_) = i.kind {
+            if !stages.is_empty() {
+                planner.end_stage();
+            }
             let stage = planner.from(i, &stages)?;
+            // ENV carries over from a parent stage; ARGs never cross a FROM.
+            planner.scope = StageScope {
+                env: match stage.base {
+                    Base::Stage(p) => planner.stage_env[p].clone(),
+                    _ => Vec::new(),
+                },
+                ..StageScope::default()
+            };
             stages.push(stage);
         } else {
             let idx = stages.len() - 1;
@@ -213,6 +245,25 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
         .filter(|(k, _)| PROXY_ARGS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let declared: BTreeSet<&str> =
+        planner
+            .global
+            .declared
+            .keys()
+            .map(String::as_str)
+            .chain(stages.iter().flat_map(|s| &s.steps).flat_map(
+                |step| match &step.instruction.kind {
+                    Kind::Arg(decls) => decls.iter().map(|d| d.key.as_str()).collect(),
+                    _ => Vec::new(),
+                },
+            ))
+            .collect();
+    let unused_build_args = opts
+        .build_args
+        .keys()
+        .filter(|k| !declared.contains(k.as_str()) && !PROXY_ARGS.contains(&k.as_str()))
+        .cloned()
+        .collect();
     let mut lints = planner.lint.found;
     lints.sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.column)));
     Ok(Plan {
@@ -223,6 +274,7 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
         target,
         proxy_env,
         lints,
+        unused_build_args,
     })
 }
 
@@ -230,6 +282,12 @@ struct Planner<'a> {
     source: &'a Source,
     opts: &'a Options,
     lexer: Lexer,
+    /// `lexer` leaving unset variables as text, for stages whose environment is not known.
+    partial: Lexer,
+    /// The current stage's ARGs and ENV so far.
+    scope: StageScope,
+    /// Each finished stage's final ENV, for stages built on it.
+    stage_env: Vec<Vec<(String, String)>>,
     lint: Linter<'a>,
     global: GlobalScope,
     /// The global scope with defaults only (no build args), for InvalidDefaultArgInFrom.
@@ -237,6 +295,11 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
+    fn end_stage(&mut self) {
+        let scope = std::mem::take(&mut self.scope);
+        self.stage_env.push(scope.env);
+    }
+
     fn err_at(&self, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic::error(message).at(self.source, span)
     }
@@ -248,7 +311,17 @@ impl Planner<'_> {
         span: Span,
         env: &dyn Env,
     ) -> Result<(String, BTreeSet<String>), Diagnostic> {
-        self.lexer
+        self.expand_with(&self.lexer, word, span, env)
+    }
+
+    fn expand_with(
+        &self,
+        lexer: &Lexer,
+        word: &str,
+        span: Span,
+        env: &dyn Env,
+    ) -> Result<(String, BTreeSet<String>), Diagnostic> {
+        lexer
             .process_word_with_matches(word, env)
             .map(|e| (e.result, e.unmatched))
             .map_err(|e| {
@@ -368,6 +441,11 @@ impl Planner<'_> {
         if let Kind::From(ff) = &mut from.kind {
             ff.image.value = image;
         }
+        let env_known = match base {
+            Base::Scratch => true,
+            Base::Stage(p) => stages[p].env_known,
+            Base::Image(_) => false,
+        };
         Ok(Stage {
             index: stages.len(),
             name: f.name.clone(),
@@ -375,17 +453,24 @@ impl Planner<'_> {
             platform,
             from,
             steps: Vec::new(),
+            env_known,
         })
     }
 
     fn step(&mut self, i: &Instruction, stage: &mut Stage) -> Result<(), Diagnostic> {
-        let mut scope = stage_scope(stage);
-        let env_known = env_known(stage);
+        let mut scope = std::mem::take(&mut self.scope);
+        let env_known = stage.env_known;
+        let lexer = if env_known {
+            &self.lexer
+        } else {
+            &self.partial
+        };
         let mut out = i.clone();
         let mut undefined: Vec<(String, Span)> = Vec::new();
+        let mut mounts = Vec::new();
         {
             let mut word = |a: &mut Arg, scope: &StageScope| -> Result<(), Diagnostic> {
-                let (v, unset) = self.expand(&a.value, a.span, scope)?;
+                let (v, unset) = self.expand_with(lexer, &a.value, a.span, scope)?;
                 undefined.extend(unset.into_iter().map(|n| (n, a.span)));
                 a.value = v;
                 Ok(())
@@ -437,7 +522,9 @@ impl Planner<'_> {
                         ("chmod", &mut c.chmod),
                     ];
                     copy_words(&mut c.paths, flags, i, &scope, &mut word)?;
-                    expand_inline(&self.lexer, &mut c.paths.inline, &scope);
+                    expand_inline(lexer, &mut c.paths.inline, &scope, |m| {
+                        self.err_at(i.node.span, m)
+                    })?;
                 }
                 Kind::Add(c) => {
                     let flags = [
@@ -446,22 +533,28 @@ impl Planner<'_> {
                         ("checksum", &mut c.checksum),
                     ];
                     copy_words(&mut c.paths, flags, i, &scope, &mut word)?;
-                    expand_inline(&self.lexer, &mut c.paths.inline, &scope);
+                    expand_inline(lexer, &mut c.paths.inline, &scope, |m| {
+                        self.err_at(i.node.span, m)
+                    })?;
                 }
                 Kind::Run(r) => {
-                    for (n, m) in r.mounts.iter().enumerate() {
-                        let expander = |w: &str| {
-                            self.lexer
-                                .process_word(w, &scope)
-                                .map_err(|e| e.to_string())
-                        };
-                        mount::parse(&m.value, Some(&expander), n).map_err(|e| {
-                            let d = self.err_at(m.span, e.message);
-                            match e.hint {
-                                Some(h) => d.with_hint(h),
-                                None => d,
-                            }
-                        })?;
+                    for m in &r.mounts {
+                        let expander =
+                            |w: &str| lexer.process_word(w, &scope).map_err(|e| e.to_string());
+                        // BuildKit numbers ssh mounts among themselves: ssh_agent.0, .1, …
+                        let ssh_index = mounts
+                            .iter()
+                            .filter(|m: &&mount::Mount| m.kind == mount::MountType::Ssh)
+                            .count();
+                        let parsed =
+                            mount::parse(&m.value, Some(&expander), ssh_index).map_err(|e| {
+                                let d = self.err_at(m.span, e.message);
+                                match e.hint {
+                                    Some(h) => d.with_hint(h),
+                                    None => d,
+                                }
+                            })?;
+                        mounts.push(parsed);
                     }
                 }
                 _ => {}
@@ -491,7 +584,9 @@ impl Planner<'_> {
         stage.steps.push(Step {
             instruction: out,
             args: scope.arg_values(),
+            mounts,
         });
+        self.scope = scope;
         Ok(())
     }
 }
@@ -524,42 +619,23 @@ fn copy_words(
     Ok(())
 }
 
-/// A stage's scope after its steps so far (rebuilt from the expanded steps).
-fn stage_scope(stage: &Stage) -> StageScope {
-    let mut scope = StageScope::default();
-    for s in &stage.steps {
-        match &s.instruction.kind {
-            Kind::Env(kvs) => {
-                for kv in kvs {
-                    scope.set_env(&kv.key.value, &kv.value.value);
-                }
-            }
-            Kind::Arg(decls) => {
-                for d in decls {
-                    scope.args.insert(d.key.clone(), d.value.clone());
-                }
-            }
-            _ => {}
-        }
-    }
-    scope
-}
-
-/// Whether a stage's environment is fully known (it starts from scratch, or from a stage
-/// whose environment is known); an image's ENV is only known once it is pulled.
-fn env_known(stage: &Stage) -> bool {
-    matches!(stage.base, Base::Scratch)
-}
-
 /// COPY/ADD heredoc bodies marked for expansion: variables only, quotes left alone.
-fn expand_inline(lexer: &Lexer, inline: &mut [instruction::InlineSource], scope: &StageScope) {
+/// A body that fails to expand (`${` unclosed, `${V:?msg}` unset) is an error at the
+/// instruction, as in BuildKit.
+fn expand_inline(
+    lexer: &Lexer,
+    inline: &mut [instruction::InlineSource],
+    scope: &StageScope,
+    at: impl Fn(String) -> Diagnostic,
+) -> Result<(), Diagnostic> {
     let mut raw = lexer.clone();
     raw.skip_process_quotes = true;
     for s in inline.iter_mut().filter(|s| s.expand) {
-        if let Ok(v) = raw.process_word(&s.data, scope) {
-            s.data = v;
-        }
+        s.data = raw
+            .process_word(&s.data, scope)
+            .map_err(|e| at(format!("heredoc {}: {e}", s.path)))?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

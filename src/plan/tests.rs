@@ -224,3 +224,89 @@ fn proxy_args_pass_without_declaration() {
     .unwrap();
     assert_eq!(p.proxy_env.len(), 1);
 }
+
+#[test]
+fn a_stage_built_on_a_stage_inherits_its_env_but_not_its_args() {
+    let text = "FROM scratch AS a\nARG V=arg\nENV X=1\nFROM a\nENV Y=${X:?unset} Z=$V\n";
+    let p = plan_of(text, &[]).unwrap();
+    assert!(p.stages[1].env_known, "a scratch parent's env is known");
+    assert_eq!(
+        env_of(&p.stages[1].steps[0]),
+        vec![("Y".into(), "1".into()), ("Z".into(), "".into())]
+    );
+    assert_eq!(
+        rules(&p),
+        vec!["UndefinedVar"],
+        "V is an ARG of stage a only"
+    );
+}
+
+#[test]
+fn an_image_base_leaves_variables_it_may_set_unexpanded() {
+    let text = "FROM alpine AS a\nENV PATH=/x:$PATH P=${PATH:?nopath} D=${HOME:-/root}\n\
+                ARG A=1\nENV B=$A\nFROM a\nENV C=$B\n";
+    let p = plan_of(text, &[]).unwrap();
+    assert!(!p.stages[0].env_known && !p.stages[1].env_known);
+    assert_eq!(
+        env_of(&p.stages[0].steps[0]),
+        vec![
+            ("PATH".into(), "/x:$PATH".into()),
+            ("P".into(), "/x:$PATH".into()),
+            ("D".into(), "${HOME:-/root}".into()),
+        ]
+    );
+    assert_eq!(
+        env_of(&p.stages[0].steps[2]),
+        vec![("B".into(), "1".into())]
+    );
+    assert_eq!(
+        env_of(&p.stages[1].steps[0]),
+        vec![("C".into(), "1".into())]
+    );
+    assert!(rules(&p).is_empty(), "{:?}", rules(&p));
+}
+
+#[test]
+fn run_mounts_are_expanded_kept_and_followed() {
+    let text = "FROM scratch AS tools\nFROM scratch AS unused\nFROM scratch\nARG T=/t\n\
+                RUN --mount=type=bind,from=tools,target=$T --mount=type=secret,id=s \
+                --mount=type=ssh --mount=type=ssh,id=other true\n";
+    let p = plan_of(text, &[]).unwrap();
+    let m = &p.stages[2].steps[1].mounts;
+    assert_eq!(m.len(), 4);
+    assert_eq!(
+        (m[0].from.as_deref(), m[0].target.as_str()),
+        (Some("tools"), "/t")
+    );
+    assert_eq!(
+        m[2].target, "/run/buildkit/ssh_agent.0",
+        "ssh mounts count alone"
+    );
+    assert_eq!(m[3].target, "/run/buildkit/ssh_agent.1");
+    assert_eq!(p.needed_stages(), vec![0, 2], "the bind's stage is needed");
+}
+
+#[test]
+fn build_args_no_arg_declares_are_reported() {
+    let text = "ARG META\nFROM scratch\nARG USED\n";
+    let args = [
+        ("META", "1"),
+        ("USED", "2"),
+        ("TYPO", "3"),
+        ("HTTP_PROXY", "p"),
+    ];
+    let p = plan_of(text, &args).unwrap();
+    assert_eq!(p.unused_build_args, vec!["TYPO".to_string()]);
+}
+
+#[test]
+fn a_heredoc_body_that_fails_to_expand_is_an_error() {
+    let text = "FROM scratch\nCOPY <<EOF /f\n${MISSING:?must be set}\nEOF\n";
+    let err = plan_of(text, &[]).unwrap_err();
+    assert!(err.message.contains("must be set"), "{}", err.message);
+    let ok = plan_of("FROM scratch\nARG V=x\nCOPY <<EOF /f\n$V\nEOF\n", &[]).unwrap();
+    let Kind::Copy(c) = &ok.stages[0].steps[1].instruction.kind else {
+        panic!("not COPY")
+    };
+    assert_eq!(c.paths.inline[0].data, "x\n");
+}
