@@ -200,6 +200,48 @@ fn mount_points_are_removed_and_files_stay_outside() {
     );
 }
 
+/// An image's directory symlink to a host path on the way to a mount target: the missing
+/// mount points are made inside the root, never on the host, and removed afterwards.
+#[test]
+fn hostile_symlinked_parent_of_a_mount_point_stays_inside() {
+    use rbuild::sandbox::Bind;
+    let b = Box::new("symlink-parent");
+    let rootfs = b.dir.join("rootfs");
+    let outside = b.dir.join("outside-dir");
+    std::fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, rootfs.join("run")).unwrap();
+    let secret = b.dir.join("token");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let before: Vec<_> = std::fs::read_dir(&rootfs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let mut spec = b.spec("cat /run/secrets/token", Network::Host);
+    spec.binds.push(Bind {
+        source: secret,
+        target: "/run/secrets/token".into(),
+        readonly: true,
+    });
+    let (code, out, err) = b.run_spec(&spec);
+    assert_eq!((code, out.as_str()), (0, "s3cret"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing was created on the host through the image's symlink"
+    );
+    let mut after: Vec<_> = std::fs::read_dir(&rootfs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let mut before = before;
+    before.sort();
+    after.sort();
+    assert_eq!(
+        before, after,
+        "the mount points made inside the root are gone"
+    );
+}
+
 #[test]
 fn hostile_symlinked_mount_point_stays_inside() {
     let b = Box::new("symlink-target");

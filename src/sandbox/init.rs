@@ -214,7 +214,7 @@ fn init() -> Result<u8, String> {
 fn id_error(call: &str, id: u32, e: rustix::io::Errno) -> String {
     if e == rustix::io::Errno::INVAL {
         format!(
-            "{call} {id}: the id is not mapped in the sandbox's user namespace (rootless runs map only root; subordinate id ranges are not supported yet)"
+            "{call} {id}: the id is not mapped in the sandbox's user namespace (rootless runs map ids beyond root only from the user's ranges in /etc/subuid and /etc/subgid, through newuidmap/newgidmap)"
         )
     } else {
         format!("{call} {id}: {e}")

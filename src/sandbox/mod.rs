@@ -18,6 +18,7 @@ pub mod ssh;
 pub mod user;
 
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
@@ -95,7 +96,7 @@ pub enum SandboxError {
 /// A running sandbox.
 pub struct Running {
     child: Child,
-    created: Vec<PathBuf>,
+    created: Vec<MountPoint>,
     /// Dropped after the run, removing its cgroup(s).
     cgroup: Option<cgroup::Cgroup>,
 }
@@ -222,43 +223,105 @@ pub fn run(spec: &Spec) -> Result<ExitStatus, SandboxError> {
     spawn(spec, Stdio::inherit(), Stdio::inherit())?.wait()
 }
 
+/// A mount point rbuild created: the directory it is in, and its name there.
+#[derive(Debug)]
+struct MountPoint {
+    parent: OwnedFd,
+    name: String,
+}
+
 /// Mount points the rootfs lacks are created before the run and removed after, so they
 /// never end up in the step's layer: `/proc`, `/dev`, `/sys`, bind and tmpfs targets.
-fn prepare_mount_points(spec: &Spec) -> Result<Vec<PathBuf>, SandboxError> {
+///
+/// Every path is resolved inside the rootfs (`openat2(RESOLVE_IN_ROOT)`), as PID 1 resolves
+/// the mount targets: an image's `/run -> /outside` can never make rbuild, which runs with
+/// the host's privileges here, create `/outside/...` on the host.
+fn prepare_mount_points(spec: &Spec) -> Result<Vec<MountPoint>, SandboxError> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+    use std::collections::VecDeque;
+    let err = |path: &str, source: std::io::Error| SandboxError::MountPoint {
+        path: format!("{}/{path}", spec.rootfs.display()),
+        source,
+    };
+    let root = rustix::fs::open(
+        &spec.rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| err("", e.into()))?;
     let mut created = Vec::new();
-    let mut want = |rel: &str, dir: bool| -> Result<(), SandboxError> {
-        let path = spec.rootfs.join(rel.trim_start_matches('/'));
-        if std::fs::symlink_metadata(&path).is_ok() {
-            return Ok(());
-        }
-        let err = |source| SandboxError::MountPoint {
-            path: path.display().to_string(),
-            source,
-        };
-        // Parents first, each remembered so cleanup can remove what it made.
-        let mut missing = Vec::new();
-        let mut p = path.parent();
-        while let Some(dir) = p {
-            if dir.starts_with(&spec.rootfs)
-                && dir != spec.rootfs
-                && std::fs::symlink_metadata(dir).is_err()
-            {
-                missing.push(dir.to_path_buf());
-                p = dir.parent();
+    // Walk the target one name at a time, as the kernel resolves it in the root (symlinks
+    // followed with the root as `/`, `..` stopping at the root), creating what is missing.
+    let mut want = |target: &str, dir: bool| -> Result<(), SandboxError> {
+        let mut todo: VecDeque<String> = target.split('/').map(str::to_string).collect();
+        let mut real: Vec<String> = Vec::new();
+        let mut links = 0;
+        while let Some(name) = todo.pop_front() {
+            match name.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    real.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let at = real.join("/");
+            let parent = rustix::fs::openat2(
+                &root,
+                if at.is_empty() { "." } else { at.as_str() },
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+            )
+            .map_err(|e| err(&at, e.into()))?;
+            let path = if at.is_empty() {
+                name.clone()
             } else {
-                break;
+                format!("{at}/{name}")
+            };
+            match rustix::fs::statat(&parent, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                    links += 1;
+                    if links > 40 {
+                        return Err(err(&path, rustix::io::Errno::LOOP.into()));
+                    }
+                    let link = rustix::fs::readlinkat(&parent, name.as_str(), Vec::new())
+                        .map_err(|e| err(&path, e.into()))?;
+                    let link = link.to_string_lossy().into_owned();
+                    if link.starts_with('/') {
+                        real.clear();
+                    }
+                    for part in link.split('/').rev() {
+                        todo.push_front(part.to_string());
+                    }
+                }
+                Ok(_) => real.push(name),
+                Err(rustix::io::Errno::NOENT) => {
+                    if todo.iter().all(|p| p.is_empty() || p == ".") && !dir {
+                        rustix::fs::openat(
+                            &parent,
+                            name.as_str(),
+                            OFlags::WRONLY
+                                | OFlags::CREATE
+                                | OFlags::EXCL
+                                | OFlags::NOFOLLOW
+                                | OFlags::CLOEXEC,
+                            Mode::from_raw_mode(0o644),
+                        )
+                        .map_err(|e| err(&path, e.into()))?;
+                    } else {
+                        rustix::fs::mkdirat(&parent, name.as_str(), Mode::from_raw_mode(0o755))
+                            .map_err(|e| err(&path, e.into()))?;
+                    }
+                    created.push(MountPoint {
+                        parent,
+                        name: name.clone(),
+                    });
+                    real.push(name);
+                }
+                Err(e) => return Err(err(&path, e.into())),
             }
         }
-        for d in missing.iter().rev() {
-            std::fs::create_dir(d).map_err(err)?;
-            created.push(d.clone());
-        }
-        if dir {
-            std::fs::create_dir(&path).map_err(err)?;
-        } else {
-            std::fs::File::create(&path).map_err(err)?;
-        }
-        created.push(path);
         Ok(())
     };
     for d in ["proc", "dev", "sys"] {
@@ -274,14 +337,19 @@ fn prepare_mount_points(spec: &Spec) -> Result<Vec<PathBuf>, SandboxError> {
 }
 
 /// Remove created mount points, deepest first, only while they are still empty.
-fn cleanup(created: &[PathBuf]) {
-    for p in created.iter().rev() {
-        match std::fs::symlink_metadata(p) {
-            Ok(m) if m.is_dir() => {
-                let _ = std::fs::remove_dir(p);
+fn cleanup(created: &[MountPoint]) {
+    use rustix::fs::{AtFlags, FileType};
+    for m in created.iter().rev() {
+        let Ok(st) = rustix::fs::statat(&m.parent, m.name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+        else {
+            continue;
+        };
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => {
+                let _ = rustix::fs::unlinkat(&m.parent, m.name.as_str(), AtFlags::REMOVEDIR);
             }
-            Ok(m) if m.len() == 0 => {
-                let _ = std::fs::remove_file(p);
+            FileType::RegularFile if st.st_size == 0 => {
+                let _ = rustix::fs::unlinkat(&m.parent, m.name.as_str(), AtFlags::empty());
             }
             _ => {}
         }
