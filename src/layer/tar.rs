@@ -80,8 +80,8 @@ struct Meta {
 
 /// What to emit for one sorted archive path.
 enum Item<'a> {
-    /// An entry read from the tree.
-    Tree(&'a str),
+    /// An entry read from the tree; `true` when it must be a directory (an opaque one).
+    Tree(&'a str, bool),
     /// A `.wh.` file or an opaque marker.
     Whiteout,
 }
@@ -103,7 +103,7 @@ pub fn write_tar(
     };
     for (path, item) in &items {
         match item {
-            Item::Tree(rel) => w.tree_entry(root, path, rel)?,
+            Item::Tree(rel, dir) => w.tree_entry(root, path, rel, *dir)?,
             Item::Whiteout => w.whiteout(path)?,
         }
     }
@@ -124,9 +124,9 @@ fn plan(changes: &[Change]) -> Result<Vec<(String, Item<'_>)>, LayerError> {
     for c in changes {
         check_path(&c.path)?;
         match c.kind {
-            ChangeKind::Upsert => items.push((c.path.clone(), Item::Tree(&c.path))),
+            ChangeKind::Upsert => items.push((c.path.clone(), Item::Tree(&c.path, false))),
             ChangeKind::Opaque => {
-                items.push((c.path.clone(), Item::Tree(&c.path)));
+                items.push((c.path.clone(), Item::Tree(&c.path, true)));
                 items.push((format!("{}/{OPAQUE}", c.path), Item::Whiteout));
             }
             ChangeKind::Delete => {
@@ -225,15 +225,20 @@ impl<W: Write> TarWriter<'_, W> {
         Ok(())
     }
 
-    fn tree_entry(&mut self, root: &Path, path: &str, rel: &str) -> Result<(), LayerError> {
+    fn tree_entry(
+        &mut self,
+        root: &Path,
+        path: &str,
+        rel: &str,
+        must_be_dir: bool,
+    ) -> Result<(), LayerError> {
         let full = root.join(rel);
         let st = rustix::fs::lstat(&full).map_err(|e| LayerError::Stat {
             path: full.clone(),
             source: e.into(),
         })?;
         let ft = FileType::from_raw_mode(st.st_mode);
-        if path != rel && ft != FileType::Directory {
-            // `path` differs from `rel` only for an opaque change's directory entry.
+        if must_be_dir && ft != FileType::Directory {
             return Err(LayerError::OpaqueNotDirectory { path: full });
         }
         let mtime = match self.opts.source_date_epoch {
@@ -757,5 +762,33 @@ mod tests {
             plan(&dup),
             Err(LayerError::DuplicateChange { .. })
         ));
+    }
+
+    #[test]
+    fn an_opaque_change_on_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), "not a directory").unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let opaque = |p: &str| Change {
+            path: p.into(),
+            kind: ChangeKind::Opaque,
+        };
+        let got = write_tar(
+            dir.path(),
+            &[opaque("f")],
+            &TarOptions::default(),
+            std::io::sink(),
+        );
+        assert!(
+            matches!(got, Err(LayerError::OpaqueNotDirectory { .. })),
+            "{got:?}"
+        );
+        write_tar(
+            dir.path(),
+            &[opaque("d")],
+            &TarOptions::default(),
+            std::io::sink(),
+        )
+        .expect("an opaque directory is fine");
     }
 }
