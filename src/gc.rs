@@ -4,12 +4,13 @@
 //! the store's exclusive lock, so no tag changes while prune looks.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use oci_spec::image::Descriptor;
+
 use crate::oci::digest::{Digest, DigestAndSize};
-use crate::oci::manifest::{Manifest, descriptor_digest, parse_manifest_any};
-use crate::snapshot::chain_ids;
+use crate::oci::manifest::descriptor_digest;
+use crate::snapshot::{SnapshotError, Snapshots, chain_ids};
 use crate::store::{Store, StoreError};
 
 /// What prune removed and kept.
@@ -32,11 +33,8 @@ impl Pruned {
 pub enum PruneError {
     #[error(transparent)]
     Store(#[from] Box<StoreError>),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Snapshots(Box<SnapshotError>),
 }
 
 impl From<StoreError> for PruneError {
@@ -51,7 +49,7 @@ pub fn prune(store: &Store, grace: Duration) -> Result<Pruned, PruneError> {
     // Under the exclusive lock (no tag moves meanwhile): unreferenced blobs, and the chain IDs
     // of every image still tagged. The tags themselves are not changed, so nothing is saved.
     let (blobs, kept_recent, chains) = store.index().update(|tags| {
-        let referenced = store.referenced_by(tags)?;
+        let (referenced, configs) = store.referenced_and_configs(tags)?;
         let mut deleted = Vec::new();
         let mut kept = 0;
         for digest in store.blobs().list()? {
@@ -72,57 +70,34 @@ pub fn prune(store: &Store, grace: Duration) -> Result<Pruned, PruneError> {
                 deleted.push((digest, meta.len()));
             }
         }
-        Ok((deleted, kept, chains_of(store, &referenced)))
+        Ok((deleted, kept, chains_of(store, &configs)))
     })?;
     let mut out = Pruned {
         blobs,
         snapshots: Vec::new(),
         kept_recent,
     };
-    let dir = store.root().join("snapshots");
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if chains.contains(&name) {
-                continue;
-            }
-            let path = entry.path();
-            let size = disk_usage(&path);
-            std::fs::remove_dir_all(&path).map_err(|source| PruneError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
-            out.snapshots.push((name, size));
-        }
-    }
+    out.snapshots = Snapshots::new(store.root())
+        .prune(&chains, grace)
+        .map_err(|e| PruneError::Snapshots(Box::new(e)))?;
     Ok(out)
 }
 
-/// Chain IDs (hex) of every image manifest among `referenced`.
-fn chains_of(store: &Store, referenced: &BTreeSet<Digest>) -> BTreeSet<String> {
+/// Chain IDs (hex) of the images whose configs these are; a config that cannot be read
+/// keeps nothing (its image cannot be run anyway).
+fn chains_of(store: &Store, configs: &[Descriptor]) -> BTreeSet<String> {
     let mut chains = BTreeSet::new();
-    for digest in referenced {
-        let Ok(size) = store.blobs().size(digest) else {
+    for desc in configs {
+        let Ok(digest) = descriptor_digest(desc) else {
             continue;
         };
-        if size > crate::store::MAX_SMALL_BLOB {
-            continue; // a layer, not a manifest
-        }
-        let small =
-            |digest: Digest, size| store.blobs().read_small(&DigestAndSize { digest, size });
-        let Ok(bytes) = small(digest.clone(), size) else {
+        let Ok(bytes) = store.blobs().read_small(&DigestAndSize {
+            digest,
+            size: desc.size(),
+        }) else {
             continue;
         };
-        let Ok(Manifest::Image(m)) = parse_manifest_any(&bytes, None) else {
-            continue;
-        };
-        let Ok(cfg_digest) = descriptor_digest(m.config()) else {
-            continue;
-        };
-        let Ok(cfg) = small(cfg_digest, m.config().size()) else {
-            continue;
-        };
-        let Ok(config) = crate::oci::config::ImageConfig::from_json(&cfg) else {
+        let Ok(config) = crate::oci::config::ImageConfig::from_json(&bytes) else {
             continue;
         };
         chains.extend(
@@ -132,20 +107,4 @@ fn chains_of(store: &Store, referenced: &BTreeSet<Digest>) -> BTreeSet<String> {
         );
     }
     chains
-}
-
-/// Bytes of regular files under `path`, symlinks not followed.
-fn disk_usage(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if meta.is_dir() {
-        std::fs::read_dir(path)
-            .map(|rd| rd.flatten().map(|e| disk_usage(&e.path())).sum())
-            .unwrap_or(0)
-    } else if meta.is_file() {
-        meta.len()
-    } else {
-        0
-    }
 }

@@ -11,7 +11,9 @@ pub mod overlay;
 pub mod snapshotter;
 pub mod workdir;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use apply::{ApplyError, Whiteouts};
 
@@ -53,6 +55,54 @@ impl Snapshots {
     /// The directory of the snapshot for `chain_id`.
     pub fn path(&self, chain_id: &Digest) -> PathBuf {
         self.dir.join(chain_id.hex())
+    }
+
+    /// Remove the snapshots whose chain ID (hex) is not in `keep`; returns what went, with
+    /// its size. An unpack in progress (`tmp-<pid>-…` of a live process) and anything
+    /// changed within `grace` stay: a pull or build unpacks before it tags.
+    pub fn prune(
+        &self,
+        keep: &BTreeSet<String>,
+        grace: Duration,
+    ) -> Result<Vec<(String, u64)>, SnapshotError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| SnapshotError::Io { path, source }
+        };
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&self.dir)(e)),
+        };
+        let now = SystemTime::now();
+        let mut removed = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io(&self.dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if keep.contains(&name) {
+                continue;
+            }
+            if let Some(pid) = name
+                .strip_prefix("tmp-")
+                .and_then(|rest| rest.split('-').next())
+                && Path::new("/proc").join(pid).exists()
+            {
+                continue;
+            }
+            let path = entry.path();
+            let recent = std::fs::symlink_metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age < grace);
+            if recent {
+                continue;
+            }
+            let size = disk_usage(&path);
+            std::fs::remove_dir_all(&path).map_err(io(&path))?;
+            removed.push((name, size));
+        }
+        Ok(removed)
     }
 
     /// Unpack every layer of `image` not unpacked yet; returns the layer directories,
@@ -144,6 +194,22 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     out
 }
 
+/// Bytes of regular files under `path`, symlinks not followed.
+fn disk_usage(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if meta.is_dir() {
+        std::fs::read_dir(path)
+            .map(|rd| rd.flatten().map(|e| disk_usage(&e.path())).sum())
+            .unwrap_or(0)
+    } else if meta.is_file() {
+        meta.len()
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +222,37 @@ mod tests {
         assert_eq!(ids[0], a);
         assert_eq!(ids[1], Digest::sha256(format!("{a} {b}").as_bytes()));
         assert!(chain_ids(&[]).is_empty());
+    }
+
+    #[test]
+    fn prune_spares_kept_recent_and_in_progress_snapshots() {
+        let root = tempfile::tempdir().unwrap();
+        let snaps = Snapshots::new(root.path());
+        let dir = root.path().join("snapshots");
+        let live = format!("tmp-{}-abc", std::process::id());
+        // pid_max is at most 2^22: this process cannot exist.
+        let dead = "tmp-99999999-abc".to_string();
+        for name in ["kept", "old", live.as_str(), dead.as_str()] {
+            std::fs::create_dir_all(dir.join(name)).unwrap();
+            std::fs::write(dir.join(name).join("f"), "1234").unwrap();
+        }
+        let keep: BTreeSet<String> = ["kept".to_string()].into();
+        // Everything was just written: a grace period spares it all.
+        assert!(
+            snaps
+                .prune(&keep, Duration::from_secs(3600))
+                .unwrap()
+                .is_empty()
+        );
+        let mut gone = snaps.prune(&keep, Duration::ZERO).unwrap();
+        gone.sort();
+        assert_eq!(gone, vec![("old".to_string(), 4), (dead, 4)]);
+        assert!(dir.join("kept").is_dir() && dir.join(&live).is_dir());
+        assert!(
+            Snapshots::new(&root.path().join("none"))
+                .prune(&keep, Duration::ZERO)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

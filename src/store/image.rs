@@ -113,14 +113,29 @@ impl Store {
     /// [`Store::referenced_blobs`] for tags the caller already holds (a prune holding the
     /// exclusive lock must not take the lock again).
     pub fn referenced_by(&self, tags: &Tags) -> Result<BTreeSet<Digest>, StoreError> {
-        let mut seen = BTreeSet::new();
-        for entry in tags.entries() {
-            self.walk(entry, &mut seen)?;
-        }
-        Ok(seen)
+        Ok(self.referenced_and_configs(tags)?.0)
     }
 
-    fn walk(&self, descriptor: &Descriptor, seen: &mut BTreeSet<Digest>) -> Result<(), StoreError> {
+    /// [`Store::referenced_by`], and the config descriptors of the image manifests found
+    /// on the way (what a prune needs to keep their snapshots, without reading any layer).
+    pub fn referenced_and_configs(
+        &self,
+        tags: &Tags,
+    ) -> Result<(BTreeSet<Digest>, Vec<Descriptor>), StoreError> {
+        let mut seen = BTreeSet::new();
+        let mut configs = Vec::new();
+        for entry in tags.entries() {
+            self.walk(entry, &mut seen, &mut configs)?;
+        }
+        Ok((seen, configs))
+    }
+
+    fn walk(
+        &self,
+        descriptor: &Descriptor,
+        seen: &mut BTreeSet<Digest>,
+        configs: &mut Vec<Descriptor>,
+    ) -> Result<(), StoreError> {
         let digest = digest_of(descriptor)?;
         if !seen.insert(digest.clone()) {
             return Ok(());
@@ -131,14 +146,15 @@ impl Store {
         }
         match self.read_document(descriptor)?.0 {
             Manifest::Image(m) => {
-                self.walk(m.config(), seen)?;
+                configs.push(m.config().clone());
+                self.walk(m.config(), seen, configs)?;
                 for layer in m.layers() {
-                    self.walk(layer, seen)?;
+                    self.walk(layer, seen, configs)?;
                 }
             }
             Manifest::Index(index) => {
                 for child in index.manifests() {
-                    self.walk(child, seen)?;
+                    self.walk(child, seen, configs)?;
                 }
             }
         }
