@@ -78,7 +78,7 @@ pub fn prune(store: &Store, grace: Duration) -> Result<Pruned, PruneError> {
         kept_recent,
     };
     out.snapshots = Snapshots::new(store.root())
-        .prune(&chains, grace)
+        .prune(&chains)
         .map_err(|e| PruneError::Snapshots(Box::new(e)))?;
     Ok(out)
 }

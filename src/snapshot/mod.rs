@@ -13,7 +13,6 @@ pub mod workdir;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use apply::{ApplyError, Whiteouts};
 
@@ -58,13 +57,9 @@ impl Snapshots {
     }
 
     /// Remove the snapshots whose chain ID (hex) is not in `keep`; returns what went, with
-    /// its size. An unpack in progress (`tmp-<pid>-…` of a live process) and anything
-    /// changed within `grace` stay: a pull or build unpacks before it tags.
-    pub fn prune(
-        &self,
-        keep: &BTreeSet<String>,
-        grace: Duration,
-    ) -> Result<Vec<(String, u64)>, SnapshotError> {
+    /// its size. Snapshots are a cache of their layers, so no grace period applies; only an
+    /// unpack in progress (`tmp-<pid>-…` of a live process) is spared.
+    pub fn prune(&self, keep: &BTreeSet<String>) -> Result<Vec<(String, u64)>, SnapshotError> {
         let io = |path: &Path| {
             let path = path.display().to_string();
             move |source| SnapshotError::Io { path, source }
@@ -74,7 +69,6 @@ impl Snapshots {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io(&self.dir)(e)),
         };
-        let now = SystemTime::now();
         let mut removed = Vec::new();
         for entry in entries {
             let entry = entry.map_err(io(&self.dir))?;
@@ -90,14 +84,6 @@ impl Snapshots {
                 continue;
             }
             let path = entry.path();
-            let recent = std::fs::symlink_metadata(&path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|age| age < grace);
-            if recent {
-                continue;
-            }
             let size = disk_usage(&path);
             std::fs::remove_dir_all(&path).map_err(io(&path))?;
             removed.push((name, size));
@@ -225,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn prune_spares_kept_recent_and_in_progress_snapshots() {
+    fn prune_spares_kept_and_in_progress_snapshots() {
         let root = tempfile::tempdir().unwrap();
         let snaps = Snapshots::new(root.path());
         let dir = root.path().join("snapshots");
@@ -237,20 +223,13 @@ mod tests {
             std::fs::write(dir.join(name).join("f"), "1234").unwrap();
         }
         let keep: BTreeSet<String> = ["kept".to_string()].into();
-        // Everything was just written: a grace period spares it all.
-        assert!(
-            snaps
-                .prune(&keep, Duration::from_secs(3600))
-                .unwrap()
-                .is_empty()
-        );
-        let mut gone = snaps.prune(&keep, Duration::ZERO).unwrap();
+        let mut gone = snaps.prune(&keep).unwrap();
         gone.sort();
         assert_eq!(gone, vec![("old".to_string(), 4), (dead, 4)]);
         assert!(dir.join("kept").is_dir() && dir.join(&live).is_dir());
         assert!(
             Snapshots::new(&root.path().join("none"))
-                .prune(&keep, Duration::ZERO)
+                .prune(&keep)
                 .unwrap()
                 .is_empty()
         );
