@@ -71,6 +71,36 @@ fn pull_short_name_through_mirror_then_list() {
         "{stdout}"
     );
 
+    // A single-manifest image is what it is: an explicit --platform must match it.
+    let host = rbuild::oci::Platform::host().specifier();
+    let same = rbuild(
+        &home,
+        &conf,
+        &["pull", "-q", "--platform", &host, "busybox"],
+    );
+    assert!(
+        same.status.success(),
+        "{}",
+        describe(&["pull", &host], &same)
+    );
+    let other = rbuild(
+        &home,
+        &conf,
+        &["pull", "-q", "--platform", "linux/s390x", "busybox"],
+    );
+    assert_eq!(
+        other.status.code(),
+        Some(1),
+        "{}",
+        describe(&["pull", "s390x"], &other)
+    );
+    assert!(
+        String::from_utf8_lossy(&other.stderr)
+            .contains("does not match the requested platform linux/s390x"),
+        "{}",
+        describe(&["pull", "s390x"], &other)
+    );
+
     let missing = rbuild(&home, &conf, &["pull", "nosuchimage"]);
     assert_eq!(missing.status.code(), Some(1));
     let err = String::from_utf8_lossy(&missing.stderr);

@@ -17,7 +17,13 @@ pub fn save_cmd(root: &Path, args: SaveArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|i| local_name(i))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let platform = platform_or_host(args.platform.as_deref())?;
+    // Without --platform, save keeps a multi-platform image whole where it can.
+    let platform = args
+        .platform
+        .as_deref()
+        .map(|p| platform_or_host(Some(p)))
+        .transpose()?;
+    let platform = platform.as_ref();
     let format = match args.format {
         SaveFormat::DockerArchive => Format::DockerArchive,
         SaveFormat::OciArchive => Format::OciArchive,
@@ -28,7 +34,7 @@ pub fn save_cmd(root: &Path, args: SaveArgs) -> anyhow::Result<ExitCode> {
         (Format::OciDir, Some(dir)) => export::save::save(
             &store,
             &images,
-            &platform,
+            platform,
             format,
             export::save::Output::Dir(dir),
         )?,
@@ -37,7 +43,7 @@ pub fn save_cmd(root: &Path, args: SaveArgs) -> anyhow::Result<ExitCode> {
             let f = std::fs::File::create(&tmp)
                 .with_context(|| format!("creating {}", tmp.display()))?;
             let out = export::save::Output::Stream(Box::new(std::io::BufWriter::new(f)));
-            export::save::save(&store, &images, &platform, format, out)?;
+            export::save::save(&store, &images, platform, format, out)?;
             std::fs::rename(&tmp, file)
                 .with_context(|| format!("renaming {} to {}", tmp.display(), file.display()))?;
         }
@@ -50,7 +56,7 @@ pub fn save_cmd(root: &Path, args: SaveArgs) -> anyhow::Result<ExitCode> {
             let out = export::save::Output::Stream(Box::new(std::io::BufWriter::new(
                 std::io::stdout().lock(),
             )));
-            export::save::save(&store, &images, &platform, format, out)?;
+            export::save::save(&store, &images, platform, format, out)?;
         }
     }
     Ok(ExitCode::SUCCESS)

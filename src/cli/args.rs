@@ -92,7 +92,8 @@ pub struct SaveArgs {
     pub output: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value_t = SaveFormat::DockerArchive)]
     pub format: SaveFormat,
-    /// Platform to save from a multi-platform image (default: this host)
+    /// Save only this platform of a multi-platform image (default: the whole image where all its
+    /// platforms are local and the format is OCI, else this host's platform)
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
     #[arg(value_name = "IMAGE", required = true)]

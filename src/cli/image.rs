@@ -271,6 +271,16 @@ pub fn pull_cmd(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
         };
         match pull(&client, &store, &sources, reference, &platform, &progress) {
             Ok(_) => {
+                // An index was matched against the platform already; a single manifest is
+                // whatever it is, so an explicit --platform is checked here, as Docker does.
+                if args.platform.is_some() {
+                    let actual = store.image(reference, &platform)?.config.platform();
+                    if !platform.matches(&actual) {
+                        anyhow::bail!(
+                            "{reference} was pulled, but it is a {actual} image, which does not match the requested platform {platform}"
+                        );
+                    }
+                }
                 println!("{reference}");
                 return Ok(ExitCode::SUCCESS);
             }

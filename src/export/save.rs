@@ -39,14 +39,18 @@ pub enum Output<'a> {
     Stream(Box<dyn Write + 'a>),
 }
 
-/// Save `images` in `format`.
+/// Save `images` in `format`. Without a `platform`, a multi-platform image whose manifests
+/// are all local is saved whole (OCI formats); otherwise the manifest for `platform` (the
+/// host's by default) is saved.
 pub fn save(
     store: &Store,
     images: &[Reference],
-    platform: &Platform,
+    platform: Option<&Platform>,
     format: Format,
     out: Output<'_>,
 ) -> Result<(), ExportError> {
+    let host = Platform::host();
+    let single = platform.unwrap_or(&host);
     let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
     let mut saved = Vec::new();
     for reference in images {
@@ -65,7 +69,7 @@ pub fn save(
                         .map(|g| store.blobs().contains(&g))
                         .unwrap_or(false)
                 });
-                (local && format != Format::DockerArchive).then_some(index)
+                (local && platform.is_none() && format != Format::DockerArchive).then_some(index)
             }
         };
         match whole_index {
@@ -83,7 +87,7 @@ pub fn save(
                 });
             }
             None => {
-                let img = store.image_at(&top, platform)?;
+                let img = store.image_at(&top, single)?;
                 let (config, layers) = add_image(store, &img.descriptor, &mut blobs)?;
                 saved.push(Saved {
                     reference: reference.clone(),
@@ -249,4 +253,68 @@ fn docker_json(saved: &[Saved]) -> Result<(Vec<u8>, Vec<u8>), ExportError> {
         enc(&Value::Array(manifest))?,
         enc(&serde_json::to_value(repositories).unwrap_or_default())?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::fixture::{self, TestImage};
+
+    fn saved_blobs(store: &Store, platform: Option<&Platform>) -> Vec<String> {
+        let out = tempfile::tempdir().unwrap();
+        let multi = Reference::parse("multi").unwrap();
+        save(
+            store,
+            &[multi],
+            platform,
+            Format::OciDir,
+            Output::Dir(out.path()),
+        )
+        .unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(out.path().join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn hexes(images: &[&TestImage]) -> Vec<String> {
+        let mut v: Vec<String> = images
+            .iter()
+            .flat_map(|i| i.digests())
+            .map(|d| d.hex().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn platform_narrows_a_multi_platform_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut sink = &store;
+        let amd64 = fixture::image(&mut sink, "linux/amd64", "amd64");
+        let arm64 = fixture::image(&mut sink, "linux/arm64/v8", "arm64");
+        let index = fixture::index(&mut sink, &[&amd64.manifest, &arm64.manifest]);
+        let index_hex = descriptor_digest(&index).unwrap().hex().to_string();
+        store
+            .tag(&Reference::parse("multi").unwrap(), index)
+            .unwrap();
+
+        let mut whole = hexes(&[&amd64, &arm64]);
+        whole.push(index_hex);
+        whole.sort();
+        assert_eq!(
+            saved_blobs(&store, None),
+            whole,
+            "no --platform: the whole index"
+        );
+        let arm = Platform::parse("linux/arm64").unwrap();
+        assert_eq!(
+            saved_blobs(&store, Some(&arm)),
+            hexes(&[&arm64]),
+            "--platform linux/arm64: that manifest only"
+        );
+    }
 }

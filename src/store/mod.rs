@@ -10,7 +10,7 @@
 mod blobs;
 mod error;
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 mod image;
 mod import;
 mod index;
