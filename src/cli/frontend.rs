@@ -78,10 +78,7 @@ pub fn options(
     target: Option<&str>,
     platform: Option<&str>,
 ) -> anyhow::Result<Options> {
-    let target_platform = match platform {
-        Some(p) => Platform::parse(p).with_context(|| format!("invalid --platform {p:?}"))?,
-        None => Platform::host(),
-    };
+    let target_platform = super::image::platform_or_host(platform)?;
     Ok(Options {
         build_args: build_args(raw_args)?,
         target: target.map(str::to_string),

@@ -48,10 +48,7 @@ pub fn push_cmd(root: &Path, args: PushArgs) -> anyhow::Result<ExitCode> {
     let endpoint = conf.push_endpoint(&dest)?;
     let origin = Origin::new(endpoint.api_host(), endpoint.insecure());
     let client = Client::new(Box::new(CredentialStore::from_env()));
-    let tag = dest
-        .digest()
-        .map(|d| d.to_string())
-        .unwrap_or_else(|| dest.tag_or_latest().to_string());
+    let tag = dest.manifest_reference().to_string();
     eprintln!(
         "pushing {image} to {}/{}",
         endpoint.host(),
@@ -211,13 +208,9 @@ fn human_size(bytes: u64) -> String {
 }
 
 pub fn pull_cmd(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
-    let store =
-        Store::open(root).with_context(|| format!("opening the store at {}", root.display()))?;
+    let store = open_store(root)?;
     let conf = RegistriesConf::load_default()?;
-    let platform = match &args.platform {
-        Some(p) => Platform::parse(p).with_context(|| format!("invalid --platform {p:?}"))?,
-        None => Platform::host(),
-    };
+    let platform = platform_or_host(args.platform.as_deref())?;
     let client = Client::new(Box::new(CredentialStore::from_env()));
     // A name without tag or digest means `:latest`, as with docker pull.
     let candidates: Vec<_> = conf
@@ -294,8 +287,7 @@ pub fn pull_cmd(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn images_cmd(root: &Path, _args: ImagesArgs) -> anyhow::Result<ExitCode> {
-    let store =
-        Store::open(root).with_context(|| format!("opening the store at {}", root.display()))?;
+    let store = open_store(root)?;
     let host = Platform::host();
     let mut rows = vec![[
         "REPOSITORY".to_string(),

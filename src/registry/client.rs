@@ -198,7 +198,13 @@ pub struct Client {
     /// The last challenge each host answered with, so later requests can authenticate
     /// up front instead of taking a 401 first.
     challenges: Mutex<BTreeMap<String, Challenge>>,
+    /// Credentials by (host, repository), looked up once per client: a lookup reads the
+    /// auth files and may run a `docker-credential-*` helper.
+    creds: Mutex<BTreeMap<(String, String), Option<UserPassword>>>,
 }
+
+/// A username and password.
+type UserPassword = (String, String);
 
 /// How a request is made, given the Authorization header to send (if any).
 type Sender<'a> = dyn FnMut(&Agent, Option<&str>) -> Result<Response<Body>, ureq::Error> + 'a;
@@ -220,7 +226,31 @@ impl Client {
             credentials,
             tokens: Mutex::new(TokenCache::default()),
             challenges: Mutex::new(BTreeMap::new()),
+            creds: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The credentials for `host`/`repository`, from the cache or looked up once.
+    fn basic(
+        &self,
+        host: &str,
+        repository: &str,
+    ) -> Result<Option<(String, String)>, RegistryError> {
+        let key = (host.to_string(), repository.to_string());
+        if let Some(c) = self.creds.lock().expect("credential lock").get(&key) {
+            return Ok(c.clone());
+        }
+        let found = self.credentials.basic(host, repository).map_err(|reason| {
+            RegistryError::Credentials {
+                host: host.to_string(),
+                reason,
+            }
+        })?;
+        self.creds
+            .lock()
+            .expect("credential lock")
+            .insert(key, found.clone());
+        Ok(found)
     }
 
     /// `GET /v2/`: reachability and whether authentication is needed.
@@ -721,15 +751,10 @@ impl Client {
         scopes: &[String],
         url: &str,
     ) -> Result<Option<String>, RegistryError> {
-        let creds = self
-            .credentials
-            .basic(&origin.host, repository)
-            .map_err(|reason| RegistryError::Credentials {
-                host: origin.host.clone(),
-                reason,
-            })?;
         match ch {
-            Challenge::Basic { .. } => Ok(creds.map(|(u, p)| basic_header(&u, &p))),
+            Challenge::Basic { .. } => Ok(self
+                .basic(&origin.host, repository)?
+                .map(|(u, p)| basic_header(&u, &p))),
             Challenge::Bearer { realm, service, .. } => {
                 let service = service.clone().unwrap_or_default();
                 let now = Instant::now();
@@ -741,6 +766,8 @@ impl Client {
                 {
                     return Ok(Some(format!("Bearer {t}")));
                 }
+                // Only a token that must be fetched needs the credentials.
+                let creds = self.basic(&origin.host, repository)?;
                 let mut token_url = format!("{realm}?service={}", urlencode(&service));
                 for s in scopes {
                     token_url.push_str(&format!("&scope={}", urlencode(s)));
@@ -887,6 +914,35 @@ fn oci_error(body: &[u8]) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts its lookups, as a `docker-credential-*` helper run would.
+    struct Counting(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Credentials for Counting {
+        fn basic(&self, _: &str, _: &str) -> Result<Option<(String, String)>, String> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Some(("u".into(), "p".into())))
+        }
+    }
+
+    #[test]
+    fn credentials_are_looked_up_once_per_repository() {
+        let lookups = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let client = Client::new(Box::new(Counting(lookups.clone())));
+        let origin = Origin::new("127.0.0.1:1", true);
+        let basic = Challenge::Basic { realm: "r".into() };
+        for repository in ["a/b", "a/b", "a/b", "other"] {
+            let auth = client
+                .authorization(&basic, &origin, repository, &[], "http://x")
+                .unwrap();
+            assert_eq!(auth, Some(basic_header("u", "p")));
+        }
+        assert_eq!(
+            lookups.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "one lookup per (host, repository)"
+        );
+    }
 
     #[test]
     fn oci_error_bodies() {

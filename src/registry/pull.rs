@@ -156,13 +156,10 @@ fn pull_from(
         reference: name.clone(),
         source: Box::new(e),
     };
-    let wanted = reference
-        .digest()
-        .map(Digest::to_string)
-        .unwrap_or_else(|| reference.tag_or_latest().to_string());
+    let wanted = reference.manifest_reference();
 
     let top = client
-        .get_manifest(&source.origin, &source.repository, &wanted)
+        .get_manifest(&source.origin, &source.repository, wanted)
         .map_err(reg)?;
     events(Event::Manifest {
         digest: top.digest.clone(),
