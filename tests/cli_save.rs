@@ -131,7 +131,10 @@ fn save_formats_are_read_by_peers_and_load_round_trips() {
     let mut bytes = std::fs::read(&victim).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
-    std::fs::write(&victim, bytes).unwrap();
+    std::fs::write(&victim, &bytes).unwrap();
+    let tampered = home
+        .join("root/blobs/sha256")
+        .join(rbuild::oci::digest::Digest::sha256(&bytes).hex());
     let bad = home.join("bad.tar");
     run(Command::new("tar")
         .arg("-C")
@@ -146,6 +149,16 @@ fn save_formats_are_read_by_peers_and_load_round_trips() {
         String::from_utf8_lossy(&out.stderr).contains("not the digest its name says"),
         "{}",
         describe(&["load"], &out)
+    );
+    assert!(
+        home.join("root/blobs/sha256")
+            .join(victim.file_name().unwrap())
+            .exists(),
+        "the store keeps blobs where this test looks"
+    );
+    assert!(
+        !tampered.exists(),
+        "the mismatching content is not stored under any name"
     );
     let images = String::from_utf8_lossy(&ok(&["images"]).stdout).into_owned();
     assert!(

@@ -6,7 +6,7 @@
 //! whose content does not hash to its name fails the load.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 
 use serde_json::Value;
 
@@ -15,7 +15,7 @@ use crate::oci::digest::{Digest, DigestAndSize};
 use crate::oci::manifest::{Descriptor, descriptor, image_manifest, to_canonical_oci};
 use crate::oci::media_type::MediaType;
 use crate::oci::reference::Reference;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Metadata files are read into memory up to this size.
 const METADATA_LIMIT: u64 = 16 << 20;
@@ -69,38 +69,27 @@ pub fn load(store: &Store, input: impl Read) -> Result<Vec<Reference>, ExportErr
             metadata.insert(path, buf);
             continue;
         }
-        let mut writer = store.blobs().writer()?;
-        let mut magic = [0u8; 4];
-        let mut head = 0;
-        let mut buf = vec![0u8; 256 << 10];
-        loop {
-            let n = entry.read(&mut buf).map_err(read_err)?;
-            if n == 0 {
-                break;
-            }
-            while head < 4 && head < n {
-                magic[head] = buf[head];
-                head += 1;
-            }
-            writer
-                .write_all(&buf[..n])
-                .map_err(|e| ExportError::Write {
+        // A blob named by its digest is verified while it is stored, and not written again
+        // when the store has it; the first bytes tell a compressed layer from a plain tar.
+        let named: Option<Digest> = path
+            .strip_prefix("blobs/sha256/")
+            .and_then(|hex| format!("sha256:{hex}").parse().ok());
+        let mut sniff = Sniff {
+            inner: &mut entry,
+            magic: [0; 4],
+            seen: 0,
+        };
+        let blob = store
+            .blobs()
+            .write(&mut sniff, named.as_ref())
+            .map_err(|e| match e {
+                StoreError::BlobMismatch { source } => ExportError::Entry {
                     path: path.clone(),
-                    source: e,
-                })?;
-        }
-        let blob = writer.commit(None::<&Digest>)?;
-        if let Some(hex) = path.strip_prefix("blobs/sha256/")
-            && blob.digest.hex() != hex
-        {
-            return Err(ExportError::Entry {
-                path,
-                reason: format!(
-                    "its content is {}, not the digest its name says",
-                    blob.digest
-                ),
-            });
-        }
+                    reason: format!("its content is not the digest its name says: {source}"),
+                },
+                other => other.into(),
+            })?;
+        let magic = sniff.magic;
         files.insert(path, Stored { blob, magic });
     }
     for (link, target) in links {
@@ -267,4 +256,21 @@ fn load_docker(
         }
     }
     Ok(tagged)
+}
+
+/// A reader that keeps the first four bytes that pass through it.
+struct Sniff<R> {
+    inner: R,
+    magic: [u8; 4],
+    seen: usize,
+}
+
+impl<R: Read> Read for Sniff<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let take = n.min(4 - self.seen);
+        self.magic[self.seen..self.seen + take].copy_from_slice(&buf[..take]);
+        self.seen += take;
+        Ok(n)
+    }
 }
