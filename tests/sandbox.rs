@@ -271,7 +271,7 @@ fn cache_mount_persists_and_secret_never_reaches_the_rootfs() {
     use rbuild::sandbox::cache::{CacheMounts, Sharing, write_secret};
     let b = Box::new("mounts");
     let caches = CacheMounts::new(&b.dir.join("state"));
-    let secret = write_secret(&b.dir.join("run"), "token", b"s3cret", 0o400).unwrap();
+    let secret = write_secret(&b.dir.join("run"), "token", b"s3cret", 0o400, (0, 0)).unwrap();
     for round in 1..=2 {
         let lease = caches
             .acquire("/root/.cache/pip", Sharing::Locked, 0o755, 0, 0)
@@ -487,7 +487,7 @@ fn ssh_agent_is_forwarded_through_a_relay_socket() {
         agents.agent("default").unwrap(),
         &run.join("ssh_agent.0"),
         0o600,
-        None,
+        (0, 0),
     )
     .unwrap();
     let list = Command::new("ssh-add")
@@ -521,4 +521,31 @@ fn ssh_agent_is_forwarded_through_a_relay_socket() {
     drop(proxy);
     let _ = agent.kill();
     let _ = agent.wait();
+}
+
+/// One owner policy for every mount rbuild prepares: root gives any owner; rootless can
+/// only give the sandbox's root, and says so rather than leaving a root-owned file.
+#[test]
+fn mount_owner_is_given_or_refused_never_skipped() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("secret");
+    std::fs::write(&f, "x").unwrap();
+    rbuild::sandbox::give(&f, 0o440, 0, 0).unwrap();
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().permissions().mode() & 0o7777,
+        0o440
+    );
+    let other = rbuild::sandbox::give(&f, 0o400, 1000, 1000);
+    if root() {
+        other.unwrap();
+        let m = std::fs::metadata(&f).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.permissions().mode() & 0o7777),
+            (1000, 1000, 0o400)
+        );
+    } else {
+        let e = other.unwrap_err();
+        assert!(e.to_string().contains("rootless"), "{e}");
+    }
 }

@@ -70,12 +70,7 @@ impl CacheMounts {
         let create = |path: &Path| -> Result<(), CacheError> {
             if !path.exists() {
                 std::fs::create_dir_all(path).map_err(err(path))?;
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                    .map_err(err(path))?;
-                if rustix::process::geteuid().is_root() {
-                    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(err(path))?;
-                }
+                super::give(path, mode, uid, gid).map_err(err(path))?;
             }
             Ok(())
         };
@@ -144,12 +139,14 @@ impl CacheMounts {
 }
 
 /// A secret for one run: written to a private file outside the root filesystem (never in
-/// a layer, the history or a cache key) and bound read-only at its target.
+/// a layer, the history or a cache key) and bound read-only at its target, with the
+/// mount's mode and owner (see [`super::give`]).
 pub fn write_secret(
     run_dir: &Path,
     name: &str,
     data: &[u8],
     mode: u32,
+    (uid, gid): (u32, u32),
 ) -> std::io::Result<PathBuf> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -164,7 +161,7 @@ pub fn write_secret(
         .mode(0o600)
         .open(&path)?;
     f.write_all(data)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    super::give(&path, mode, uid, gid)?;
     Ok(path)
 }
 
@@ -233,7 +230,7 @@ mod tests {
     fn secrets_are_private_files() {
         use std::os::unix::fs::PermissionsExt;
         let dir = temp("secret");
-        let p = write_secret(&dir, "token", b"s3cret", 0o400).unwrap();
+        let p = write_secret(&dir, "token", b"s3cret", 0o400, (0, 0)).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"s3cret");
         assert_eq!(
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,

@@ -223,6 +223,27 @@ pub fn run(spec: &Spec) -> Result<ExitStatus, SandboxError> {
     spawn(spec, Stdio::inherit(), Stdio::inherit())?.wait()
 }
 
+/// Give a file or directory rbuild prepared for a mount (cache, secret, ssh socket) the
+/// mount's mode and owner. As root, any owner. Rootless, the files already belong to the
+/// user, who is root (0:0) in the sandbox; another owner cannot be set from outside the
+/// user namespace, and asking for one is an error rather than a silent root-owned file.
+pub fn give(path: &Path, mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    } else if (uid, gid) != (0, 0) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!(
+                "owner {uid}:{gid} for {}: a rootless build can only give mounts to root (0:0) yet",
+                path.display()
+            ),
+        ));
+    }
+    // After chown, which clears set-id bits.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
 /// A mount point rbuild created: the directory it is in, and its name there.
 #[derive(Debug)]
 struct MountPoint {

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,20 +112,17 @@ pub struct AgentProxy {
 }
 
 impl AgentProxy {
-    /// Listen at `path` (created with `mode`, owned by `owner` when given) and relay every
-    /// connection to the agent at `agent`.
+    /// Listen at `path` (with the mount's mode and owner, see [`super::give`]) and relay
+    /// every connection to the agent at `agent`.
     pub fn start(
         agent: &Path,
         path: &Path,
         mode: u32,
-        owner: Option<(u32, u32)>,
+        (uid, gid): (u32, u32),
     ) -> std::io::Result<AgentProxy> {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
-        }
+        super::give(path, mode, uid, gid)?;
         let stop = Arc::new(AtomicBool::new(false));
         let agent = agent.to_path_buf();
         let flag = stop.clone();
@@ -192,6 +189,7 @@ impl Drop for AgentProxy {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
 
     fn temp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("rbuild-ssh-{name}-{}", std::process::id()));
@@ -248,7 +246,7 @@ mod tests {
             buf.reverse();
             c.write_all(&buf).unwrap();
         });
-        let proxy = AgentProxy::start(&d.join("agent"), &d.join("proxy"), 0o600, None).unwrap();
+        let proxy = AgentProxy::start(&d.join("agent"), &d.join("proxy"), 0o600, (0, 0)).unwrap();
         let mode = std::fs::metadata(proxy.path())
             .unwrap()
             .permissions()
