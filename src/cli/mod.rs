@@ -22,27 +22,30 @@ use rbuild::diag::Diagnostic;
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    // Resolve the state root now so a bad one fails early, whatever the command.
-    let root = match cli.root {
-        Some(r) => r,
-        None => rbuild::store::default_root().ok_or_else(|| {
-            anyhow::anyhow!("cannot choose a state directory: HOME is not set; pass --root DIR")
-        })?,
+    // Only commands that use the store need a state root (check needs no state at all).
+    let given = cli.root;
+    let root = || -> anyhow::Result<std::path::PathBuf> {
+        match &given {
+            Some(r) => Ok(r.clone()),
+            None => rbuild::store::default_root().ok_or_else(|| {
+                anyhow::anyhow!("cannot choose a state directory: HOME is not set; pass --root DIR")
+            }),
+        }
     };
     match cli.command {
         Command::Build(args) => build::run(args),
         Command::Check(args) => check::run(args),
-        Command::Pull(args) => image::pull_cmd(&root, args),
-        Command::Images(args) => image::images_cmd(&root, args),
-        Command::Push(args) => image::push_cmd(&root, args),
-        Command::Tag(args) => image::tag_cmd(&root, args),
-        Command::Rmi(args) => image::rmi_cmd(&root, args),
-        Command::Inspect(args) => image::inspect_cmd(&root, args),
-        Command::Save(args) => archive::save_cmd(&root, args),
-        Command::Load(args) => archive::load_cmd(&root, args),
         Command::Login(args) => login::login_cmd(args),
         Command::Logout(args) => login::logout_cmd(args),
-        Command::Prune(args) => image::prune_cmd(&root, args),
+        Command::Pull(args) => image::pull_cmd(&root()?, args),
+        Command::Images(args) => image::images_cmd(&root()?, args),
+        Command::Push(args) => image::push_cmd(&root()?, args),
+        Command::Tag(args) => image::tag_cmd(&root()?, args),
+        Command::Rmi(args) => image::rmi_cmd(&root()?, args),
+        Command::Inspect(args) => image::inspect_cmd(&root()?, args),
+        Command::Save(args) => archive::save_cmd(&root()?, args),
+        Command::Load(args) => archive::load_cmd(&root()?, args),
+        Command::Prune(args) => image::prune_cmd(&root()?, args),
     }
 }
 
