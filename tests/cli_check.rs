@@ -127,6 +127,19 @@ fn docker_habit_routes_to_build() {
     );
 }
 
+#[test]
+fn build_rejects_a_bad_tag_before_planning() {
+    let args = ["-t", "BAD::TAG", "testdata/flask-watchlist"];
+    let out = check(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+    assert!(
+        stderr.contains("-t BAD::TAG: invalid image name") && !stderr.contains("valid ("),
+        "{}",
+        describe(&args, &out)
+    );
+}
+
 fn case_dirs(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()

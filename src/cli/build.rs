@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use super::args::BuildArgs;
 use super::{color_stderr, frontend};
@@ -15,6 +15,10 @@ pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
             "build context {} is not a directory",
             args.context.display()
         );
+    }
+    // Bad tags fail before any work, as docker build's do.
+    for tag in &args.tags {
+        super::image::local_name(tag).with_context(|| format!("-t {tag}"))?;
     }
     let (source, opts) = frontend::load(&args.frontend, &args.context)?;
     let plan = rbuild::plan::plan(&source, &opts)?;

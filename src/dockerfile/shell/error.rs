@@ -3,6 +3,7 @@
 //! carries the byte offset of the token it is about, for a caret. No I/O, no rendering.
 
 use super::MAX_DEPTH;
+use crate::dockerfile::ast::go_quote;
 
 /// Why a word could not be expanded. Each variant carries the whole input `word` (the
 /// message quotes it, as BuildKit's does) and the byte `offset` in it of the problem.
@@ -91,41 +92,6 @@ fn quote_name(quote: &char) -> &'static str {
     } else {
         "double-quote"
     }
-}
-
-/// Quote `s` the way Go's `%q` does, for messages that match BuildKit's: `"` and `\` are
-/// escaped, control and invisible characters written as escapes, the rest literally.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if c.is_control()
-                || (c.is_whitespace() && c != ' ')
-                || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-                    | '\u{2060}'..='\u{2064}' | '\u{feff}') =>
-            {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
