@@ -323,9 +323,33 @@ fn copied_up_files_keep_their_metadata() {
         names(m.upper())
     );
     assert!(on_passwd.contains(&"user.test".to_string()));
-    for n in on_passwd.iter().filter(|n| n.contains(".overlay.")) {
-        assert!(rbuild::snapshot::diff::is_overlay_private_xattr(n), "{n}");
+    // The layer written from the upper dir keeps the user xattr and none of overlay's.
+    let changes = rbuild::snapshot::diff::overlay_changes(m.upper()).unwrap();
+    let mut layer = Vec::new();
+    rbuild::layer::write_tar(m.upper(), &changes, &Default::default(), &mut layer).unwrap();
+    let (mut passwd_keys, mut all_keys) = (Vec::new(), Vec::new());
+    for e in tar::Archive::new(&layer[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let Some(records) = e.pax_extensions().unwrap() else {
+            continue;
+        };
+        for r in records {
+            let key = r.unwrap().key().unwrap().to_string();
+            if path == "etc/passwd" {
+                passwd_keys.push(key.clone());
+            }
+            all_keys.push(key);
+        }
     }
+    assert!(
+        passwd_keys.contains(&"SCHILY.xattr.user.test".to_string()),
+        "{passwd_keys:?}"
+    );
+    assert!(
+        !all_keys.iter().any(|k| k.contains(".overlay.")),
+        "overlay bookkeeping reached the layer: {all_keys:?}"
+    );
 }
 
 #[test]
@@ -459,6 +483,6 @@ fn detect_chooses_overlay_here() {
     use rbuild::snapshot::snapshotter::{Kind, detect};
     let d = tempfile::tempdir().unwrap();
     assert_eq!(detect(d.path()), Kind::Overlay);
-    // Second call answers from the cache.
+    // A second call agrees.
     assert_eq!(detect(d.path()), Kind::Overlay);
 }

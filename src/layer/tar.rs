@@ -21,13 +21,10 @@
 //! as moby does (`addTarFile` logs and continues).
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use rustix::fs::{FileType, Mode, OFlags, Stat};
-use rustix::io::Errno;
 
 use super::error::LayerError;
 use crate::snapshot::change::{Change, ChangeKind};
@@ -377,60 +374,16 @@ impl<W: Write> TarWriter<'_, W> {
 /// Extended attributes of `path` itself (not a symlink's target), sorted by name, without
 /// overlayfs's own.
 fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>, LayerError> {
-    let err = |e: Errno| LayerError::ReadXattrs {
+    let all = crate::snapshot::diff::xattrs(path).map_err(|source| LayerError::ReadXattrs {
         path: path.to_path_buf(),
-        source: e.into(),
-    };
-    let mut names = Vec::new();
-    loop {
-        let len = match rustix::fs::llistxattr_query(path) {
-            Ok(len) => len,
-            Err(Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => return Err(err(e)),
-        };
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        names.resize(len, 0);
-        match rustix::fs::llistxattr(path, &mut names[..]) {
-            Ok(n) => {
-                names.truncate(n);
-                break;
-            }
-            // Grew between the two calls: ask again.
-            Err(Errno::RANGE) => continue,
-            Err(e) => return Err(err(e)),
-        }
-    }
-    let mut out = Vec::new();
-    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let name = OsStr::from_bytes(name);
-        let Some(text) = name.to_str() else { continue };
-        if text.starts_with("trusted.overlay.") || text.starts_with("user.overlay.") {
-            continue;
-        }
-        let mut value = Vec::new();
-        loop {
-            let len = match rustix::fs::lgetxattr_query(path, name) {
-                Ok(len) => len,
-                Err(Errno::NODATA) => break, // removed meanwhile
-                Err(e) => return Err(err(e)),
-            };
-            value.resize(len, 0);
-            match rustix::fs::lgetxattr(path, name, &mut value[..]) {
-                Ok(n) => {
-                    value.truncate(n);
-                    out.push((text.to_string(), std::mem::take(&mut value)));
-                    break;
-                }
-                Err(Errno::RANGE) => continue,
-                Err(Errno::NODATA) => break,
-                Err(e) => return Err(err(e)),
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+        source,
+    })?;
+    Ok(all
+        .into_iter()
+        // PAX keys are UTF-8; a name that is not cannot be written as one.
+        .filter_map(|(name, value)| String::from_utf8(name).ok().map(|n| (n, value)))
+        .filter(|(name, _)| !crate::snapshot::diff::is_overlay_private_xattr(name))
+        .collect())
 }
 
 /// One entry's header blocks: an optional PAX extended header (type `x`) and the USTAR one.

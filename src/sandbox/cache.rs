@@ -11,12 +11,8 @@ use rustix::fs::FlockOperation;
 
 use crate::oci::digest::Digest;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sharing {
-    Shared,
-    Private,
-    Locked,
-}
+/// The `sharing=` of `RUN --mount=type=cache`, as the front end parses it.
+pub use crate::dockerfile::mount::Sharing;
 
 /// A cache directory in use; the lock (if any) is released on drop.
 #[derive(Debug)]
@@ -199,12 +195,14 @@ mod tests {
         let a = c.acquire("id", Sharing::Private, 0o755, 0, 0).unwrap();
         let b = c.acquire("id", Sharing::Private, 0o755, 0, 0).unwrap();
         assert_ne!(a.path, b.path);
+        let first = a.path.clone();
         drop(a);
         let again = c.acquire("id", Sharing::Private, 0o755, 0, 0).unwrap();
         assert!(
             !again.path.to_string_lossy().ends_with("-1"),
             "the first is free again"
         );
+        assert_eq!(again.path, first, "and is the one handed out");
     }
 
     #[test]

@@ -76,6 +76,59 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Change>) -> Result<(), DiffError
     Ok(())
 }
 
+/// All extended attributes of `path` itself (a symlink is not followed), sorted by name.
+/// Lists and values that change between the size query and the read are read again; an
+/// attribute removed meanwhile is left out; a filesystem without xattrs has none.
+pub fn xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    use rustix::io::Errno;
+    use std::os::unix::ffi::OsStrExt;
+    let mut names = Vec::new();
+    loop {
+        let len = match rustix::fs::llistxattr_query(path) {
+            Ok(len) => len,
+            Err(Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        names.resize(len, 0);
+        match rustix::fs::llistxattr(path, &mut names[..]) {
+            Ok(n) => {
+                names.truncate(n);
+                break;
+            }
+            Err(Errno::RANGE) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut out = Vec::new();
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name_os = std::ffi::OsStr::from_bytes(name);
+        let mut value = Vec::new();
+        loop {
+            let len = match rustix::fs::lgetxattr_query(path, name_os) {
+                Ok(len) => len,
+                Err(Errno::NODATA) => break,
+                Err(e) => return Err(e.into()),
+            };
+            value.resize(len, 0);
+            match rustix::fs::lgetxattr(path, name_os, &mut value[..]) {
+                Ok(n) => {
+                    value.truncate(n);
+                    out.push((name.to_vec(), std::mem::take(&mut value)));
+                    break;
+                }
+                Err(Errno::RANGE) => continue,
+                Err(Errno::NODATA) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Whether an xattr found on an upper-dir entry is overlayfs bookkeeping that must not
 /// reach a layer. Copy-up records `trusted.overlay.origin` (a file handle of the lower
 /// inode) even with `index=off`, and the upper root gets `overlay.uuid` and `overlay.impure`

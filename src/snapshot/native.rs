@@ -21,6 +21,7 @@
 //! layer those would be a whiteout and an entry of the same name, which appliers order
 //! differently (OCI image-spec `layer.md`, "Whiteouts").
 
+use super::diff::xattrs;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -278,42 +279,6 @@ fn same(o: &Path, n: &Path, a: &Stat, b: &Stat) -> Result<bool, NativeError> {
     let xa = xattrs(o).map_err(|e| compare_err(o, e))?;
     let xb = xattrs(n).map_err(|e| compare_err(n, e))?;
     Ok(xa == xb)
-}
-
-/// All extended attributes of `p` (not following a symlink), sorted by name.
-fn xattrs(p: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut list = Vec::new();
-    loop {
-        let size = match rustix::fs::llistxattr_query(p) {
-            Ok(n) => n,
-            Err(Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        list.resize(size, 0);
-        match rustix::fs::llistxattr(p, &mut list[..]) {
-            Ok(n) => {
-                list.truncate(n);
-                break;
-            }
-            Err(Errno::RANGE) => continue, // grew meanwhile
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let mut out = Vec::new();
-    for name in list.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let name_os = std::ffi::OsStr::from_bytes(name);
-        let size = match rustix::fs::lgetxattr_query(p, name_os) {
-            Ok(n) => n,
-            Err(Errno::NODATA) => continue, // removed meanwhile
-            Err(e) => return Err(e.into()),
-        };
-        let mut value = vec![0u8; size];
-        let n = rustix::fs::lgetxattr(p, name_os, &mut value[..])?;
-        value.truncate(n);
-        out.push((name.to_vec(), value));
-    }
-    out.sort();
-    Ok(out)
 }
 
 struct Copier {
