@@ -112,12 +112,8 @@ fn describe(root: &Path) -> BTreeMap<String, String> {
                 m.gid(),
                 xattrs(&p)
             );
-            // `snapshot::apply` restores mtimes of files, symlinks and directories only (not
-            // of devices and FIFOs: it never calls utimensat after mknodat), and directory
-            // mtimes are compared nowhere since walking a tree may change them.
-            if matches!(ft, FileType::RegularFile | FileType::Symlink) {
-                line += &format!(" mtime={}", m.mtime());
-            }
+            // `snapshot::apply` restores every entry's mtime, directories last.
+            line += &format!(" mtime={}", m.mtime());
             match ft {
                 FileType::RegularFile => {
                     let data = fs::read(&p).unwrap();
