@@ -59,7 +59,23 @@ pub fn render_error(err: &anyhow::Error) -> String {
     if let Some(d) = err.downcast_ref::<Diagnostic>() {
         return d.render(color_stderr());
     }
-    format!("error: {err:#}\n")
+    format!("error: {}\n", error_chain(err))
+}
+
+/// An error and its causes, `outer: cause: cause`, leaving out a cause whose text the message
+/// already carries (many error types print their source inline as well as chaining it).
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.is_empty() {
+            out = text;
+        } else if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// Exit code: 2 for Dockerfile syntax errors (diagnostics), 1 for every other failure.
@@ -119,6 +135,27 @@ pub fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("GET /v2/: {source}")]
+    struct Inline {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn error_chain_says_each_cause_once() {
+        let io = || std::io::Error::other("connection refused");
+        let inline = anyhow::Error::new(Inline { source: io() }).context("pulling x");
+        assert_eq!(
+            error_chain(&inline),
+            "pulling x: GET /v2/: connection refused"
+        );
+        let chained = anyhow::Error::new(io()).context("opening the store");
+        assert_eq!(
+            error_chain(&chained),
+            "opening the store: connection refused"
+        );
+    }
 
     fn rewrite(args: &[&str]) -> Vec<String> {
         with_default_subcommand(args.iter().map(OsString::from).collect())
