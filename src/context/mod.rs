@@ -10,7 +10,7 @@
 //! Data flows one way: ignore-file text → pattern strings → [`Matcher`] → [`Filter`] →
 //! [`Walk`] over a real directory.
 
-mod clean;
+pub mod clean;
 mod filter;
 mod glob;
 mod goregex;
