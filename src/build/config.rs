@@ -136,9 +136,11 @@ impl StageImage {
         StageImage::start(config, Vec::new(), Vec::new())
     }
 
-    /// `FROM stage`: the parent stage's image as it ended, its ARGs still counted in RUN
-    /// history and still set in RUN's environment (BuildKit inherits the parent's LLB state
-    /// and `buildArgs`), its ONBUILD instructions as triggers. CMD counts as unset again.
+    /// `FROM stage`: the parent stage's image as it ended, its ONBUILD instructions as
+    /// triggers, CMD counting as unset again. The parent's ARGs stay declared, in RUN's
+    /// environment and in its history (BuildKit starts from the parent's LLB state and
+    /// `buildArgs`; documented since moby/buildkit#5381, contrary to the classic builder:
+    /// moby/buildkit#1977).
     pub fn from_stage(parent: &StageImage) -> StageImage {
         StageImage::start(
             parent.config.clone(),
