@@ -6,6 +6,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod build;
 pub mod context;
 pub mod diag;
 pub mod dockerfile;
