@@ -379,3 +379,42 @@ fn digest_covers_exactly_the_selection() {
         before
     );
 }
+
+#[test]
+fn archives_cannot_write_outside_the_extraction_directory() {
+    let outside = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut link = |name: &str, target: &str| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, name, target).unwrap();
+    };
+    link("abs", outside.path().to_str().unwrap());
+    link("up", "../../../../..");
+    for name in ["abs/a", "up/b"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, &b"x"[..]).unwrap();
+    }
+    let ctx = Context::new(&[], "");
+    std::fs::write(ctx.dir.path().join("evil.tar"), b.into_inner().unwrap()).unwrap();
+    let got = run(&ctx.root(), &[], &op(OpKind::Add, &["evil.tar"], "/x/")).unwrap();
+    assert!(got.contains(&"x/b 644 0:0 =x".to_string()), "{got:?}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    // The tar crate refuses to write `..` itself; patch the name in the header.
+    h.as_gnu_mut().unwrap().name[..6].copy_from_slice(b"../../");
+    h.as_gnu_mut().unwrap().name[6] = b'y';
+    h.set_cksum();
+    b.append(&h, &b"x"[..]).unwrap();
+    std::fs::write(ctx.dir.path().join("climb.tar"), b.into_inner().unwrap()).unwrap();
+    let err = run(&ctx.root(), &[], &op(OpKind::Add, &["climb.tar"], "/x/")).unwrap_err();
+    assert!(err.contains("path is outside the extraction root"), "{err}");
+}
