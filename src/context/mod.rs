@@ -19,6 +19,7 @@ mod pattern;
 mod syntax;
 mod walk;
 
+pub use clean::clean;
 pub use filter::{Filter, FilterError, Side};
 pub use ignorefile::read_ignore_file;
 pub use pattern::{Matcher, ParentMatches, PatternError};
