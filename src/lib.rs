@@ -15,6 +15,7 @@ pub mod gc;
 pub mod layer;
 pub mod oci;
 pub mod plan;
+pub mod progress;
 pub mod registry;
 pub mod sandbox;
 pub mod snapshot;

@@ -183,6 +183,42 @@ pub struct BuildArgs {
     pub tags: Vec<String>,
     #[command(flatten)]
     pub frontend: FrontendArgs,
+    /// Do not use the build cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Pull base images even when the local store has them
+    #[arg(long)]
+    pub pull: bool,
+    /// RUN's network: `default` (the host's), `host` or `none`
+    #[arg(long, value_name = "MODE", default_value = "default")]
+    pub network: String,
+    /// A secret for `RUN --mount=type=secret` (`id=ID[,src=FILE|,env=VAR]`)
+    #[arg(long, value_name = "SPEC")]
+    pub secret: Vec<String>,
+    /// An ssh agent for `RUN --mount=type=ssh` (`default`, `ID=SOCKET`)
+    #[arg(long, value_name = "ID[=SOCKET]")]
+    pub ssh: Vec<String>,
+    /// Output (`type=oci,dest=F`, `type=docker,dest=F`, `type=local,dest=DIR`, `type=tar,dest=F`, `type=image,name=REF[,push=true]`, `DIR`)
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+    /// Push the image to its registry when built (`type=image,push=true`)
+    #[arg(long)]
+    pub push: bool,
+    /// Progress output: auto, tty, plain, rawjson or quiet
+    #[arg(long, value_name = "TYPE", default_value = "auto")]
+    pub progress: String,
+    /// Print only the image ID when done (`--progress=quiet`)
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Memory limit of RUN steps (`512m`, `2g`)
+    #[arg(long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// CPU limit of RUN steps (`1.5`)
+    #[arg(long, value_name = "CPUS")]
+    pub cpus: Option<f64>,
+    /// Process limit of RUN steps
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<u64>,
     /// The build context directory
     #[arg(value_name = "PATH")]
     pub context: PathBuf,

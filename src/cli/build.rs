@@ -1,36 +1,298 @@
-//! `rbuild build`: today the front end only — the Dockerfile is read, parsed, typed,
-//! planned and linted exactly as a build would, then rbuild says plainly that executing
-//! builds is not available yet. Nothing is written to the state directory.
+//! `rbuild build`: read and plan the Dockerfile, run the build, then write the outputs:
+//! tags in the local store (the default, and `type=image`), pushes, archives and files.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
+use rbuild::build::output::{Kind, Output};
+use rbuild::build::{self, Options, SecretSource};
+use rbuild::diag::Diagnostic;
+use rbuild::layer::LayerOptions;
+use rbuild::oci::reference::Reference;
+use rbuild::progress::{Event, Mode, Reporter};
+use rbuild::sandbox::Network;
+use rbuild::sandbox::cgroup::Limits;
+use rbuild::sandbox::ssh::SshAgents;
 
 use super::args::BuildArgs;
-use super::{color_stderr, frontend};
+use super::{color_stderr, frontend, image};
 
-pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
+/// A build that failed at a Dockerfile location (a RUN's exit code, a COPY source that is
+/// not there): shown like a syntax error, but the exit code says the build failed (1).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.message)]
+pub struct BuildFailed(pub Diagnostic);
+
+pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> {
     if !args.context.is_dir() {
         bail!(
             "build context {} is not a directory",
             args.context.display()
         );
     }
-    // Bad tags fail before any work, as docker build's do.
+    // Bad tags and options fail before any work, as docker build's do.
+    let mut tags = Vec::new();
     for tag in &args.tags {
-        super::image::local_name(tag).with_context(|| format!("-t {tag}"))?;
+        tags.push(image::local_name(tag).with_context(|| format!("-t {tag}"))?);
     }
-    let (source, opts) = frontend::load(&args.frontend, &args.context)?;
-    let plan = rbuild::plan::plan(&source, &opts)?;
+    let mut outputs = args
+        .outputs
+        .iter()
+        .map(|o| Output::parse(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.push {
+        outputs.push(Output {
+            kind: Kind::Image { push: true },
+            dest: None,
+            names: Vec::new(),
+            compression: None,
+            compression_level: None,
+        });
+    }
+    let mode = if args.quiet {
+        Mode::Quiet
+    } else {
+        Mode::parse(&args.progress).with_context(|| {
+            format!(
+                "invalid --progress {:?}: expected auto, tty, plain, rawjson or quiet",
+                args.progress
+            )
+        })?
+    };
+    let compression = {
+        let mut chosen = outputs.iter().filter_map(|o| o.compression);
+        let first = chosen.next();
+        if chosen.any(|c| Some(c) != first) {
+            bail!(
+                "outputs ask for different compressions; rbuild writes one set of layers per build"
+            );
+        }
+        first
+    };
+    let level = outputs.iter().find_map(|o| o.compression_level);
+    let opts = Options {
+        state_root: root.to_path_buf(),
+        context: args.context.clone(),
+        dockerfile: Some(frontend::dockerfile_path(
+            args.frontend.file.as_deref(),
+            &args.context,
+        ))
+        .filter(|f| f.as_os_str() != "-"),
+        no_cache: args.no_cache,
+        pull: args.pull,
+        network: match args.network.as_str() {
+            "default" | "host" => Network::Host,
+            "none" => Network::None,
+            other => bail!("invalid --network {other:?}: expected default, host or none"),
+        },
+        secrets: secrets(&args.secret)?,
+        ssh: SshAgents::parse(&args.ssh, std::env::var_os("SSH_AUTH_SOCK"))?,
+        limits: Limits {
+            memory: args
+                .memory
+                .as_deref()
+                .map(rbuild::dockerfile::units::parse_ram_size)
+                .transpose()
+                .context("invalid --memory")?,
+            cpus: args.cpus,
+            pids: args.pids_limit,
+        },
+        layer: LayerOptions {
+            compression: compression.unwrap_or(LayerOptions::default().compression),
+            level,
+            ..LayerOptions::default()
+        },
+        source_date_epoch: match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if !v.is_empty() => Some(
+                v.parse()
+                    .with_context(|| format!("invalid SOURCE_DATE_EPOCH {v:?}"))?,
+            ),
+            _ => None,
+        },
+        platform: rbuild::oci::platform::Platform::host(),
+    };
+
+    let (source, mut plan_opts) = frontend::load(&args.frontend, &args.context)?;
+    let opts = Options {
+        platform: plan_opts.target_platform.clone(),
+        ..opts
+    };
+    plan_opts.build_platform = rbuild::oci::platform::Platform::host();
+    let plan = rbuild::plan::plan(&source, &plan_opts)?;
     for d in &plan.lints {
         eprintln!("{}", d.render(color_stderr()));
+    }
+    if plan.lint_failed() {
+        bail!("lint errors (# check=error=true): the build did not start");
     }
     if let Some(w) = frontend::unused_build_args_warning(&plan) {
         eprintln!("{w}");
     }
-    let stages = plan.needed_stages().len();
-    bail!(
-        "{}: valid ({stages} stage(s) to build), but executing builds is not implemented in this version of rbuild yet; `rbuild check` validates Dockerfiles",
-        source.name
-    )
+
+    let store = image::open_store(root)?;
+    let progress = mode.reporter();
+    let started = Instant::now();
+    let built = build::build(&plan, &source, &opts, &store, progress.as_ref()).map_err(
+        |e| -> anyhow::Error {
+            match e {
+                build::BuildError::Step(d) => BuildFailed(*d).into(),
+                other => other.into(),
+            }
+        },
+    )?;
+    let mut id = built.next_id - 1;
+    let mut vertex = |name: String| {
+        id += 1;
+        progress.event(Event::Start { id, name });
+        let t = Instant::now();
+        (id, t)
+    };
+    let done = |progress: &dyn Reporter, (id, t): (usize, Instant)| {
+        progress.event(Event::Done {
+            id,
+            elapsed: t.elapsed(),
+        })
+    };
+
+    // Tags: -t names, and type=image names.
+    let mut names: Vec<Reference> = tags.clone();
+    let mut push: Vec<Reference> = Vec::new();
+    for o in &outputs {
+        if let Kind::Image { push: p } = o.kind {
+            let mut these = Vec::new();
+            for n in &o.names {
+                these.push(image::local_name(n).with_context(|| format!("-o name={n}"))?);
+            }
+            if these.is_empty() {
+                these = tags.clone();
+            }
+            if p {
+                if these.is_empty() {
+                    bail!("--push needs a name: pass -t NAME");
+                }
+                push.extend(these.iter().cloned());
+            }
+            names.extend(these);
+        }
+    }
+    names.dedup();
+    for name in &names {
+        let v = vertex(format!("naming to {name}"));
+        store.tag(name, built.manifest.clone())?;
+        done(progress.as_ref(), v);
+    }
+    for o in outputs
+        .iter()
+        .filter(|o| !matches!(o.kind, Kind::Image { .. }))
+    {
+        let v = vertex(format!(
+            "exporting to {}",
+            o.dest
+                .as_deref()
+                .unwrap_or(std::path::Path::new("-"))
+                .display()
+        ));
+        build::export::write(&store, root, &built, o, names.first())?;
+        done(progress.as_ref(), v);
+    }
+    for name in &push {
+        let v = vertex(format!("pushing {name}"));
+        image::push_image(&store, name, name, None)?;
+        done(progress.as_ref(), v);
+    }
+    drop(progress);
+    let image_id = format!("sha256:{}", built.config_digest.hex());
+    if args.quiet {
+        println!("{image_id}");
+    } else if mode != Mode::Quiet {
+        eprintln!(
+            "built {image_id} in {:.1}s ({} step(s) run, {} cached){}",
+            started.elapsed().as_secs_f64(),
+            built.ran,
+            built.cached,
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", tagged {}",
+                    names
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`, as buildx reads it; a bare
+/// `id=ID` takes the environment variable ID when it is set, else the file ID.
+fn secrets(specs: &[String]) -> anyhow::Result<BTreeMap<String, SecretSource>> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let mut id = None;
+        let mut src = None;
+        let mut env = None;
+        let mut kind = None;
+        for field in rbuild::dockerfile::mount::fields(spec) {
+            let (k, v) = field.split_once('=').with_context(|| {
+                format!("invalid --secret {spec:?}: {field:?} is not key=value")
+            })?;
+            match k {
+                "id" => id = Some(v.to_string()),
+                "src" | "source" => src = Some(v.to_string()),
+                "env" => env = Some(v.to_string()),
+                "type" => kind = Some(v.to_string()),
+                other => {
+                    bail!("invalid --secret {spec:?}: unknown key {other:?} (id, src, env, type)")
+                }
+            }
+        }
+        let id = id.with_context(|| format!("invalid --secret {spec:?}: id= is required"))?;
+        let source = match (kind.as_deref(), src, env) {
+            (Some("env"), Some(v), None) | (_, None, Some(v)) => SecretSource::Env(v),
+            (Some("env"), None, None) => SecretSource::Env(id.clone()),
+            (Some("file") | None, Some(f), None) => SecretSource::File(f.into()),
+            (None, None, None) if std::env::var_os(&id).is_some() => SecretSource::Env(id.clone()),
+            (Some("file") | None, None, None) => SecretSource::File(id.clone().into()),
+            (Some(t), _, _) if t != "file" && t != "env" => {
+                bail!("invalid --secret {spec:?}: type must be file or env")
+            }
+            _ => bail!("invalid --secret {spec:?}: give src= or env=, not both"),
+        };
+        out.insert(id, source);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_specs() {
+        let s = secrets(&[
+            "id=a,src=/f".into(),
+            "id=b,env=VAR".into(),
+            "id=c,type=env".into(),
+            "id=d,type=file,source=/g".into(),
+        ])
+        .unwrap();
+        assert_eq!(s["a"], SecretSource::File("/f".into()));
+        assert_eq!(s["b"], SecretSource::Env("VAR".into()));
+        assert_eq!(s["c"], SecretSource::Env("c".into()));
+        assert_eq!(s["d"], SecretSource::File("/g".into()));
+        for bad in [
+            "src=/f",
+            "id=a,src=/f,env=V",
+            "id=a,type=tcp,src=x",
+            "id=a,nope=1",
+        ] {
+            assert!(secrets(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
 }

@@ -13,7 +13,7 @@ use rbuild::oci::platform::Platform;
 use rbuild::registry::client::{Client, Origin};
 use rbuild::registry::config::RegistriesConf;
 use rbuild::registry::credentials::CredentialStore;
-use rbuild::registry::pull::{Event, Source, pull};
+use rbuild::registry::pull::{Event, pull_name};
 use rbuild::store::Store;
 
 use rbuild::oci::reference::Reference;
@@ -43,9 +43,22 @@ pub fn push_cmd(root: &Path, args: PushArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let image = local_name(&args.image)?;
     let dest = local_name(args.dest.as_deref().unwrap_or(&args.image))?;
-    let platform = platform_or_host(args.platform.as_deref())?;
+    let digest = push_image(&store, &image, &dest, args.platform.as_deref())?;
+    println!("{dest}@{digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Push the local `image` to `dest`, saying what happens on stderr; returns the manifest's
+/// digest in the registry.
+pub(super) fn push_image(
+    store: &Store,
+    image: &Reference,
+    dest: &Reference,
+    platform: Option<&str>,
+) -> anyhow::Result<Digest> {
+    let platform = platform_or_host(platform)?;
     let conf = RegistriesConf::load_default()?;
-    let endpoint = conf.push_endpoint(&dest)?;
+    let endpoint = conf.push_endpoint(dest)?;
     let origin = Origin::new(endpoint.api_host(), endpoint.insecure());
     let client = Client::new(Box::new(CredentialStore::from_env()));
     let tag = dest.manifest_reference().to_string();
@@ -61,8 +74,8 @@ pub fn push_cmd(root: &Path, args: PushArgs) -> anyhow::Result<ExitCode> {
     };
     let digest = push(
         &client,
-        &store,
-        &image,
+        store,
+        image,
         dest_spec,
         &platform,
         &|ev| match ev {
@@ -83,8 +96,7 @@ pub fn push_cmd(root: &Path, args: PushArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     eprintln!("{tag}: digest: {digest}");
-    println!("{dest}@{digest}");
-    Ok(ExitCode::SUCCESS)
+    Ok(digest)
 }
 
 pub fn tag_cmd(root: &Path, args: TagArgs) -> anyhow::Result<ExitCode> {
@@ -212,78 +224,59 @@ pub fn pull_cmd(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
     let conf = RegistriesConf::load_default()?;
     let platform = platform_or_host(args.platform.as_deref())?;
     let client = Client::new(Box::new(CredentialStore::from_env()));
-    // A name without tag or digest means `:latest`, as with docker pull.
-    let candidates: Vec<_> = conf
-        .expand_short_name(&args.reference)?
-        .into_iter()
-        .map(|r| r.with_default_tag())
-        .collect();
-    let mut last = None;
-    for reference in &candidates {
-        let resolved = conf.resolve(reference)?;
-        let sources: Vec<Source> = resolved
-            .endpoints
-            .iter()
-            .map(|e| Source {
-                origin: Origin::new(e.api_host(), e.insecure()),
-                repository: e.repository().to_string(),
-            })
-            .collect();
-        let quiet = args.quiet;
-        let bars = (!quiet && std::io::stderr().is_terminal()).then(Bars::default);
-        let progress = |ev: Event| {
-            if quiet {
-                return;
+    let quiet = args.quiet;
+    let bars = (!quiet && std::io::stderr().is_terminal()).then(Bars::default);
+    let progress = |reference: &Reference, ev: Event| {
+        if quiet {
+            return;
+        }
+        if let Some(b) = &bars
+            && b.handle(&ev)
+        {
+            return;
+        }
+        match ev {
+            Event::Source {
+                host,
+                repository,
+                error,
+            } => match error {
+                Some(e) => eprintln!("{e}\n  trying {host}/{repository}"),
+                None => eprintln!("pulling {reference} from {host}/{repository}"),
+            },
+            Event::Manifest { .. } => {}
+            Event::Cached { digest, size } => eprintln!(
+                "  {}: already present ({})",
+                short(&digest),
+                human_size(size)
+            ),
+            Event::Downloaded { digest, size } => {
+                eprintln!("  {}: downloaded ({})", short(&digest), human_size(size))
             }
-            if let Some(b) = &bars
-                && b.handle(&ev)
-            {
-                return;
-            }
-            match ev {
-                Event::Source {
-                    host,
-                    repository,
-                    error,
-                } => match error {
-                    Some(e) => eprintln!("{e}\n  trying {host}/{repository}"),
-                    None => eprintln!("pulling {reference} from {host}/{repository}"),
-                },
-                Event::Manifest { .. } => {}
-                Event::Cached { digest, size } => eprintln!(
-                    "  {}: already present ({})",
-                    short(&digest),
-                    human_size(size)
-                ),
-                Event::Downloaded { digest, size } => {
-                    eprintln!("  {}: downloaded ({})", short(&digest), human_size(size))
-                }
-                Event::Tagged { digest, .. } => eprintln!("Digest: {digest}"),
-                Event::Started { .. } | Event::Progress { .. } => {}
-            }
-        };
-        match pull(&client, &store, &sources, reference, &platform, &progress) {
-            Ok(_) => {
-                // An index was matched against the platform already; a single manifest is
-                // whatever it is, so an explicit --platform is checked here, as Docker does.
-                if args.platform.is_some() {
-                    let actual = store.image(reference, &platform)?.config.platform();
-                    if !platform.matches(&actual) {
-                        anyhow::bail!(
-                            "{reference} was pulled, but it is a {actual} image, which does not match the requested platform {platform}"
-                        );
-                    }
-                }
-                println!("{reference}");
-                return Ok(ExitCode::SUCCESS);
-            }
-            Err(e) => last = Some(e),
+            Event::Tagged { digest, .. } => eprintln!("Digest: {digest}"),
+            Event::Started { .. } | Event::Progress { .. } => {}
+        }
+    };
+    let (reference, _) = pull_name(
+        &conf,
+        &client,
+        &store,
+        &args.reference,
+        &platform,
+        &progress,
+    )?;
+    // An index was matched against the platform already; a single manifest is whatever it
+    // is, so an explicit --platform is checked here, as Docker does.
+    if args.platform.is_some() {
+        let actual = store.image(&reference, &platform)?.config.platform();
+        if !platform.matches(&actual) {
+            anyhow::bail!(
+                "{reference} was pulled, but it is a {actual} image, which does not match the requested platform {platform}"
+            );
         }
     }
-    match last {
-        Some(e) => Err(e.into()),
-        None => anyhow::bail!("{}: no registry to pull from", args.reference),
-    }
+    println!("{reference}");
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn images_cmd(root: &Path, _args: ImagesArgs) -> anyhow::Result<ExitCode> {
@@ -333,6 +326,15 @@ pub fn images_cmd(root: &Path, _args: ImagesArgs) -> anyhow::Result<ExitCode> {
 
 pub fn prune_cmd(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
+    // The build cache first: its records are what keeps intermediate layers useful, and
+    // cache mounts (`RUN --mount=type=cache`) go with it, as with `docker builder prune`.
+    let records = rbuild::build::cache::BuildCache::new(root).clear()?;
+    rbuild::sandbox::cache::CacheMounts::new(root)
+        .clear()
+        .with_context(|| format!("removing cache mounts under {}", root.display()))?;
+    if records > 0 {
+        println!("deleted {records} build cache record(s) and the cache mounts");
+    }
     let pruned = rbuild::gc::prune(&store, args.grace.into())?;
     for (digest, size) in &pruned.blobs {
         println!("deleted {digest} ({})", human_size(*size));

@@ -33,7 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     match cli.command {
-        Command::Build(args) => build::run(args),
+        Command::Build(args) => build::run(args, &root()?),
         Command::Check(args) => check::run(args),
         Command::Login(args) => login::login_cmd(args),
         Command::Logout(args) => login::logout_cmd(args),
@@ -57,6 +57,9 @@ pub fn color_stderr() -> bool {
 /// Render an error for stderr: diagnostics in rustc style, anything else as `error: …`.
 pub fn render_error(err: &anyhow::Error) -> String {
     if let Some(d) = err.downcast_ref::<Diagnostic>() {
+        return d.render(color_stderr());
+    }
+    if let Some(build::BuildFailed(d)) = err.downcast_ref::<build::BuildFailed>() {
         return d.render(color_stderr());
     }
     format!("error: {}\n", error_chain(err))

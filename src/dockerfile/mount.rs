@@ -119,8 +119,9 @@ thread_local! {
     static CSV: std::cell::RefCell<csv_core::Reader> = std::cell::RefCell::new(csv_core::Reader::new());
 }
 
-/// Split the CSV spec into fields (RFC 4180 quoting, as Go's `encoding/csv`).
-fn fields(spec: &str) -> Vec<String> {
+/// Split a CSV spec into fields (RFC 4180 quoting, as Go's `encoding/csv`); `--mount`,
+/// and buildx's `-o`/`--secret` values, share this syntax.
+pub fn fields(spec: &str) -> Vec<String> {
     CSV.with(|reader| {
         let mut reader = reader.borrow_mut();
         reader.reset();

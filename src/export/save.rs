@@ -26,7 +26,7 @@ use crate::store::Store;
 /// One image as saved: the document the index names, its name, and (docker-archive) its
 /// config and layers.
 struct Saved {
-    reference: Reference,
+    reference: Option<Reference>,
     descriptor: Descriptor,
     platform: Option<Platform>,
     config: Option<Digest>,
@@ -49,16 +49,33 @@ pub fn save(
     format: Format,
     out: Output<'_>,
 ) -> Result<(), ExportError> {
-    let host = Platform::host();
-    let single = platform.unwrap_or(&host);
-    let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
-    let mut saved = Vec::new();
+    let mut named = Vec::new();
     for reference in images {
         let top = store
             .resolve(reference)?
             .ok_or_else(|| ExportError::NotFound {
                 image: reference.to_string(),
             })?;
+        named.push((Some(reference.clone()), top));
+    }
+    save_descriptors(store, &named, platform, format, out)
+}
+
+/// [`save`] for images given by descriptor, each with the name to record for it, if any
+/// (a build's result need not be tagged; an unnamed image gets no `RepoTags` or ref name).
+pub fn save_descriptors(
+    store: &Store,
+    images: &[(Option<Reference>, Descriptor)],
+    platform: Option<&Platform>,
+    format: Format,
+    out: Output<'_>,
+) -> Result<(), ExportError> {
+    let host = Platform::host();
+    let single = platform.unwrap_or(&host);
+    let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
+    let mut saved = Vec::new();
+    for (reference, top) in images {
+        let top = top.clone();
         let top_digest = descriptor_digest(&top)?;
         let top_bytes = read(store, &top_digest)?;
         let whole_index = match parse_manifest_any(&top_bytes, Some(top.media_type().as_ref()))? {
@@ -196,11 +213,13 @@ fn index_json(saved: &[Saved]) -> Result<Vec<u8>, ExportError> {
                 "mediaType": s.descriptor.media_type().to_string(),
                 "digest": s.descriptor.digest().to_string(),
                 "size": s.descriptor.size(),
-                "annotations": {
-                    "io.containerd.image.name": s.reference.to_string(),
-                    "org.opencontainers.image.ref.name": s.reference.tag_or_latest(),
-                },
             });
+            if let Some(r) = &s.reference {
+                d["annotations"] = json!({
+                    "io.containerd.image.name": r.to_string(),
+                    "org.opencontainers.image.ref.name": r.tag_or_latest(),
+                });
+            }
             if let Some(p) = &s.platform {
                 d["platform"] = serde_json::to_value(p).unwrap_or(Value::Null);
             }
@@ -228,19 +247,19 @@ fn docker_json(saved: &[Saved]) -> Result<(Vec<u8>, Vec<u8>), ExportError> {
             .config
             .as_ref()
             .expect("docker-archive images are single-platform");
+        let tags: Vec<String> = s.reference.iter().map(Reference::familiar).collect();
         manifest.push(json!({
             "Config": format!("blobs/sha256/{}", config.hex()),
-            "RepoTags": [s.reference.familiar()],
+            "RepoTags": tags,
             "Layers": s.layers.iter().map(|l| format!("blobs/sha256/{}", l.hex())).collect::<Vec<_>>(),
         }));
-        if seen.insert(s.reference.to_string()) {
+        if let Some(r) = &s.reference
+            && seen.insert(r.to_string())
+        {
             repositories
-                .entry(s.reference.familiar_name())
+                .entry(r.familiar_name())
                 .or_default()
-                .insert(
-                    s.reference.tag_or_latest().to_string(),
-                    config.hex().to_string(),
-                );
+                .insert(r.tag_or_latest().to_string(), config.hex().to_string());
         }
     }
     let enc = |v: &Value| {

@@ -7,6 +7,7 @@
 use std::sync::Mutex;
 
 use super::client::{Client, Origin, RegistryError};
+use super::config::{ConfigError, RegistriesConf};
 use crate::oci::digest::{Digest, DigestAndSize};
 use crate::oci::manifest::{
     Descriptor, Manifest, ManifestError, descriptor_digest, parse_manifest_any, select_manifest,
@@ -87,6 +88,11 @@ pub enum PullError {
         reference: String,
         source: Box<StoreError>,
     },
+    #[error("pulling {name}: {source}")]
+    Config {
+        name: String,
+        source: Box<ConfigError>,
+    },
 }
 
 /// What was pulled.
@@ -101,6 +107,51 @@ pub struct Pulled {
 
 /// How many blobs are fetched at once.
 pub const JOBS: usize = 3;
+
+/// Pull an image named as a user types it (`python:3.10`, `ghcr.io/o/a@sha256:…`): a
+/// short name is expanded as registries.conf says, an untagged name means `:latest`, and
+/// each candidate is pulled from its mirrors and then its primary location. Returns the
+/// name it was stored under, and what was pulled.
+pub fn pull_name(
+    conf: &RegistriesConf,
+    client: &Client,
+    store: &Store,
+    name: &str,
+    platform: &Platform,
+    events: &(dyn Fn(&Reference, Event) + Sync),
+) -> Result<(Reference, Pulled), PullError> {
+    let config = |source| PullError::Config {
+        name: name.to_string(),
+        source: Box::new(source),
+    };
+    let candidates: Vec<Reference> = conf
+        .expand_short_name(name)
+        .map_err(config)?
+        .into_iter()
+        .map(|r| r.with_default_tag())
+        .collect();
+    let mut last = None;
+    for reference in candidates {
+        let resolved = conf.resolve(&reference).map_err(config)?;
+        let sources: Vec<Source> = resolved
+            .endpoints
+            .iter()
+            .map(|e| Source {
+                origin: Origin::new(e.api_host(), e.insecure()),
+                repository: e.repository().to_string(),
+            })
+            .collect();
+        match pull(client, store, &sources, &reference, platform, &|ev| {
+            events(&reference, ev)
+        }) {
+            Ok(p) => return Ok((reference, p)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(PullError::NoSource {
+        reference: name.to_string(),
+    }))
+}
 
 /// Pull `reference` for `platform` from the first source that works, into `store`.
 pub fn pull(

@@ -2,6 +2,32 @@
 //! (read by the caller, through the root, never the host's), with supplementary groups, as
 //! Docker does (moby `user.GetExecUser`).
 
+/// The text of `path` inside `root` (the image's `/etc/passwd`, say), resolved as the
+/// container would: a symlink in the image stays inside the image (`RESOLVE_IN_ROOT`),
+/// never reaching the host's files. A missing file reads as empty, as Docker treats it.
+pub fn read_in_root(root: &std::path::Path, path: &str) -> std::io::Result<String> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let dir = rustix::fs::open(
+        root,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let fd = match rustix::fs::openat2(
+        &dir,
+        path.trim_start_matches('/'),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) => return Ok(String::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text)?;
+    Ok(text)
+}
+
 /// A resolved user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
@@ -85,6 +111,22 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<User, UserError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_in_root_stays_in_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(d.path().join("host-passwd"), "host\n").unwrap();
+        std::fs::write(root.join("etc/group"), "g:x:1:\n").unwrap();
+        // An absolute link resolves against the root, not the host.
+        std::os::unix::fs::symlink(d.path().join("host-passwd"), root.join("etc/passwd")).unwrap();
+        assert_eq!(read_in_root(&root, "/etc/passwd").unwrap(), "");
+        std::os::unix::fs::symlink("../../host-passwd", root.join("etc/shadow")).unwrap();
+        assert_eq!(read_in_root(&root, "/etc/shadow").unwrap(), "");
+        assert_eq!(read_in_root(&root, "/etc/group").unwrap(), "g:x:1:\n");
+        assert_eq!(read_in_root(&root, "/nope/x").unwrap(), "");
+    }
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n# comment\nnobody:x:65534:65534::/nonexistent:/bin/false\n";
     const GROUP: &str = "root:x:0:\napp:x:1000:\nwheel:x:10:app,other\naudio:x:29:app\n";

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use apply::{ApplyError, Whiteouts};
 
 use crate::oci::digest::Digest;
-use crate::oci::manifest::descriptor_digest;
+use crate::oci::manifest::{Descriptor, descriptor_digest};
 use crate::oci::media_type::MediaType;
 use crate::store::{Image, Store, StoreError};
 
@@ -100,10 +100,6 @@ impl Snapshots {
         image: &Image,
         userxattr: bool,
     ) -> Result<Vec<PathBuf>, SnapshotError> {
-        let io = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| SnapshotError::Io { path, source }
-        };
         let diff_ids = &image.config.rootfs.diff_ids;
         let layers = image.manifest.layers();
         if diff_ids.len() != layers.len() {
@@ -112,57 +108,98 @@ impl Snapshots {
                 layers: layers.len(),
             });
         }
+        layers
+            .iter()
+            .zip(diff_ids)
+            .zip(chain_ids(diff_ids))
+            .map(|((layer, diff_id), chain)| {
+                self.ensure_layer(store, layer, diff_id, &chain, userxattr)
+            })
+            .collect()
+    }
+
+    /// Unpack one layer as the snapshot `chain` (its chain ID in its stack) unless it is
+    /// there already; returns the snapshot's directory. The diff ID is checked while
+    /// unpacking.
+    pub fn ensure_layer(
+        &self,
+        store: &Store,
+        layer: &Descriptor,
+        diff_id: &Digest,
+        chain: &Digest,
+        userxattr: bool,
+    ) -> Result<PathBuf, SnapshotError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| SnapshotError::Io { path, source }
+        };
+        let dest = self.path(chain);
+        if dest.is_dir() {
+            return Ok(dest);
+        }
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let mut out = Vec::new();
-        for ((layer, diff_id), chain) in layers.iter().zip(diff_ids).zip(chain_ids(diff_ids)) {
-            let dest = self.path(&chain);
-            out.push(dest.clone());
-            if dest.is_dir() {
-                continue;
-            }
-            let media = MediaType::parse(layer.media_type().as_ref());
-            let digest = descriptor_digest(layer).map_err(|e| SnapshotError::NotALayer {
-                digest: e.to_string(),
+        let media = MediaType::parse(layer.media_type().as_ref());
+        let digest = descriptor_digest(layer).map_err(|e| SnapshotError::NotALayer {
+            digest: e.to_string(),
+            media_type: media.to_string(),
+        })?;
+        let compression = media
+            .layer_compression()
+            .ok_or_else(|| SnapshotError::NotALayer {
+                digest: digest.to_string(),
                 media_type: media.to_string(),
             })?;
-            let compression =
-                media
-                    .layer_compression()
-                    .ok_or_else(|| SnapshotError::NotALayer {
-                        digest: digest.to_string(),
-                        media_type: media.to_string(),
-                    })?;
-            let tmp = self
-                .dir
-                .join(format!("tmp-{}-{}", std::process::id(), chain.hex()));
+        let tmp = self.temp_dir(chain);
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let blob = store
+            .blobs()
+            .open(&digest)
+            .map_err(|e| SnapshotError::Store(Box::new(e)))?;
+        let result = apply::apply(
+            &tmp,
+            std::io::BufReader::new(blob),
+            compression,
+            digest.as_str(),
+            Whiteouts::Overlay { userxattr },
+            Some(diff_id),
+        );
+        if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&tmp);
-            std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-            let blob = store
-                .blobs()
-                .open(&digest)
-                .map_err(|e| SnapshotError::Store(Box::new(e)))?;
-            let result = apply::apply(
-                &tmp,
-                std::io::BufReader::new(blob),
-                compression,
-                digest.as_str(),
-                Whiteouts::Overlay { userxattr },
-                Some(diff_id),
-            );
-            if let Err(e) = result {
-                let _ = std::fs::remove_dir_all(&tmp);
-                return Err(SnapshotError::Apply(Box::new(e)));
-            }
-            match std::fs::rename(&tmp, &dest) {
-                Ok(()) => {}
-                // Another process unpacked the same layer first: theirs is as good.
-                Err(_) if dest.is_dir() => {
-                    let _ = std::fs::remove_dir_all(&tmp);
-                }
-                Err(e) => return Err(io(&dest)(e)),
-            }
+            return Err(SnapshotError::Apply(Box::new(e)));
         }
-        Ok(out)
+        self.publish(&tmp, chain)
+    }
+
+    /// A fresh directory to build snapshot `chain` in, before [`Snapshots::publish`]
+    /// (named so that a prune spares it while this process lives).
+    pub fn temp_dir(&self, chain: &Digest) -> PathBuf {
+        let tmp = self
+            .dir
+            .join(format!("tmp-{}-{}", std::process::id(), chain.hex()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        tmp
+    }
+
+    /// Make `dir` (a layer in overlay form: whiteouts as 0:0 character devices, opaque
+    /// directories marked by xattr, as an overlay upper dir is) the snapshot `chain`. It
+    /// is moved, never copied, so it must be on the state root's filesystem. When another
+    /// process published the same chain first, theirs stays and `dir` is removed.
+    pub fn publish(&self, dir: &Path, chain: &Digest) -> Result<PathBuf, SnapshotError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| SnapshotError::Io { path, source }
+        };
+        let dest = self.path(chain);
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        match std::fs::rename(dir, &dest) {
+            Ok(()) => Ok(dest),
+            // Theirs is as good: the same chain ID is the same content.
+            Err(_) if dest.is_dir() => {
+                let _ = std::fs::remove_dir_all(dir);
+                Ok(dest)
+            }
+            Err(e) => Err(io(&dest)(e)),
+        }
     }
 }
 

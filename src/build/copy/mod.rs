@@ -124,6 +124,72 @@ impl CopyOp {
     }
 }
 
+impl CopyOp {
+    /// COPY as the planner left it (words expanded), at working directory `workdir`, with
+    /// `--chown` already resolved to `owner`.
+    pub fn for_copy(
+        c: &crate::dockerfile::instruction::Copy,
+        workdir: &str,
+        owner: Option<(u32, u32)>,
+    ) -> Result<CopyOp, ChmodError> {
+        let mut op = CopyOp::new(OpKind::Copy, &c.paths.dest.value);
+        op.sources = c.paths.sources.iter().map(|a| a.value.clone()).collect();
+        op.inline = c.paths.inline.clone();
+        op.workdir = workdir.to_string();
+        op.owner = owner;
+        op.chmod = c.chmod.as_deref().map(Chmod::parse).transpose()?;
+        op.exclude = c.exclude.clone();
+        op.parents = c.parents;
+        op.link = c.link;
+        Ok(op)
+    }
+
+    /// ADD as the planner left it; see [`CopyOp::for_copy`].
+    pub fn for_add(
+        a: &crate::dockerfile::instruction::Add,
+        workdir: &str,
+        owner: Option<(u32, u32)>,
+    ) -> Result<CopyOp, ChmodError> {
+        let mut op = CopyOp::new(OpKind::Add, &a.paths.dest.value);
+        op.sources = a.paths.sources.iter().map(|a| a.value.clone()).collect();
+        op.inline = a.paths.inline.clone();
+        op.workdir = workdir.to_string();
+        op.owner = owner;
+        op.chmod = a.chmod.as_deref().map(Chmod::parse).transpose()?;
+        op.exclude = a.exclude.clone();
+        op.checksum = a.checksum.clone();
+        op.link = a.link;
+        if let Some(unpack) = a.unpack {
+            op.unpack_archives = unpack;
+        }
+        Ok(op)
+    }
+
+    /// The contents of `source` copied to the root of the destination, owners and modes
+    /// kept (what a `RUN --mount=type=bind` of the context sees).
+    pub fn contents_of(source: &str) -> CopyOp {
+        let mut op = CopyOp::new(OpKind::Copy, "/");
+        op.sources = vec![source.to_string()];
+        op
+    }
+}
+
+/// Create directory `path` (absolute in the container) and its missing parents inside
+/// `root`, mode 0755, owned by `owner` (root when `None`), never following a symlink out of
+/// `root` — what WORKDIR does, and RUN for a working directory the image lacks.
+pub fn mkdir_in_root(root: &Path, path: &str, owner: Option<(u32, u32)>) -> Result<(), CopyError> {
+    let target = target::Target::open(root)?;
+    let (uid, gid) = owner.unwrap_or((0, 0));
+    let attrs = target::DirAttrs {
+        mode: 0o755,
+        uid,
+        gid,
+        times: None,
+    };
+    target.mkdir_all(path, &attrs, &mut Vec::new())?;
+    Ok(())
+}
+
 /// What a copy wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CopyStats {

@@ -1,0 +1,837 @@
+//! Stages in dependency order, steps in order: the cache lookup, the overlay, the work,
+//! the layer, the snapshot.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::cache::{BuildCache, CacheKey, KeyHasher, LayerRecord, Record};
+use super::config::StageImage;
+use super::copy::{self, CopyOp, HashCache, SourceRoot};
+use super::{Options, run};
+use crate::context::Matcher;
+use crate::diag::{Diagnostic, Source};
+use crate::dockerfile::instruction::{Instruction, Kind};
+use crate::layer::write_layer;
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{Descriptor, descriptor, descriptor_digest};
+use crate::oci::media_type::MediaType;
+use crate::oci::platform::Platform;
+use crate::oci::reference::Reference;
+use crate::plan::{Base, Plan, Step};
+use crate::progress::{Event, Reporter};
+use crate::registry::client::Client;
+use crate::registry::config::RegistriesConf;
+use crate::registry::credentials::CredentialStore;
+use crate::registry::pull::{self, pull_name};
+use crate::snapshot::workdir::WorkDir;
+use crate::snapshot::{Snapshots, diff, overlay};
+use crate::store::{Store, StoreError};
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A step failed where the Dockerfile says it (rendered with the source line).
+    #[error("{}", .0.message)]
+    Step(Box<Diagnostic>),
+    #[error("resolving base image {name}: {source}")]
+    ResolveBase {
+        name: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] Box<StoreError>),
+    #[error("writing a layer: {0}")]
+    Layer(#[from] crate::layer::LayerError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(transparent)]
+    Overlay(#[from] crate::snapshot::overlay::OverlayError),
+    #[error(transparent)]
+    Diff(#[from] crate::snapshot::diff::DiffError),
+    #[error(transparent)]
+    WorkDir(#[from] crate::snapshot::workdir::WorkDirError),
+    #[error(transparent)]
+    Cache(#[from] super::cache::CacheError),
+    #[error(
+        "rbuild builds with overlayfs, which is not available to this user here (the native snapshotter is not wired into builds yet); run as root, or see docs/build.md"
+    )]
+    NoOverlay,
+}
+
+impl From<StoreError> for BuildError {
+    fn from(e: StoreError) -> BuildError {
+        BuildError::Store(Box::new(e))
+    }
+}
+
+impl BuildError {
+    /// The Dockerfile diagnostic, when the error has a location.
+    pub fn diagnostic(&self) -> Option<&Diagnostic> {
+        match self {
+            BuildError::Step(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// What a build produced: the target stage's image, stored (untagged) in the store.
+#[derive(Debug)]
+pub struct Built {
+    /// The image manifest.
+    pub manifest: Descriptor,
+    pub config_digest: Digest,
+    pub image: StageImage,
+    /// The target stage's snapshots, lowest first (its root filesystem, for local outputs).
+    pub lowers: Vec<PathBuf>,
+    /// Steps run, and steps taken from the cache.
+    pub ran: usize,
+    pub cached: usize,
+    /// The next free progress vertex number (for the caller's own vertices).
+    pub next_id: usize,
+}
+
+/// One stage's state as its steps run.
+pub(super) struct State {
+    pub(super) image: StageImage,
+    pub(super) layers: Vec<Descriptor>,
+    pub(super) lowers: Vec<PathBuf>,
+    pub(super) chain: Option<Digest>,
+    pub(super) key: CacheKey,
+    pub(super) platform: Platform,
+    /// The `created` time of the stage's latest history entry: when its last layer step
+    /// ran (a cached step keeps the time it first ran), so that a rebuild from the cache
+    /// gives the same image config, and the same image ID, as Docker's does.
+    pub(super) clock: Option<String>,
+}
+
+pub(super) struct Engine<'a> {
+    plan: &'a Plan,
+    source: &'a Source,
+    opts: &'a Options,
+    store: &'a Store,
+    progress: &'a dyn Reporter,
+    snapshots: Snapshots,
+    cache: BuildCache,
+    hashes: HashCache,
+    ignore: Option<Matcher>,
+    conf: Option<RegistriesConf>,
+    next_id: usize,
+    ran: usize,
+    cached: usize,
+    logs: PathBuf,
+}
+
+/// Build the plan's target stage.
+pub fn build(
+    plan: &Plan,
+    source: &Source,
+    opts: &Options,
+    store: &Store,
+    progress: &dyn Reporter,
+) -> Result<Built, BuildError> {
+    crate::snapshot::workdir::cleanup_stale(&opts.state_root)?;
+    if crate::snapshot::snapshotter::detect(&opts.state_root)
+        != crate::snapshot::snapshotter::Kind::Overlay
+    {
+        return Err(BuildError::NoOverlay);
+    }
+    let ignore = read_ignore(&opts.context, opts.dockerfile.as_deref())?;
+    let logs = opts.state_root.join("logs").join(format!(
+        "{}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        std::process::id()
+    ));
+    let mut engine = Engine {
+        plan,
+        source,
+        opts,
+        store,
+        progress,
+        snapshots: Snapshots::new(&opts.state_root),
+        cache: BuildCache::new(&opts.state_root),
+        hashes: HashCache::load(&opts.state_root.join("cache").join("context-hashes"))
+            .unwrap_or_else(|_| HashCache::in_memory()),
+        ignore,
+        conf: None,
+        next_id: 1,
+        ran: 0,
+        cached: 0,
+        logs,
+    };
+    let mut done: BTreeMap<usize, State> = BTreeMap::new();
+    for index in plan.needed_stages() {
+        let state = engine.stage(index, &done)?;
+        done.insert(index, state);
+    }
+    // Saving the context hashes is an optimisation for the next build.
+    let _ = engine.hashes.save();
+    let state = done
+        .remove(&plan.target)
+        .expect("the target stage was built");
+    let (manifest, config_digest) = engine.commit(&state)?;
+    Ok(Built {
+        manifest,
+        config_digest,
+        image: state.image,
+        lowers: state.lowers,
+        ran: engine.ran,
+        cached: engine.cached,
+        next_id: engine.next_id,
+    })
+}
+
+/// The context's ignore matcher: `<Dockerfile>.dockerignore` beside the Dockerfile wins
+/// over the context's `.dockerignore`; none when neither exists or it has no patterns.
+fn read_ignore(context: &Path, dockerfile: Option<&Path>) -> Result<Option<Matcher>, BuildError> {
+    let specific = dockerfile.map(|d| {
+        let mut name = d.file_name().unwrap_or_default().to_os_string();
+        name.push(".dockerignore");
+        d.with_file_name(name)
+    });
+    for path in specific
+        .into_iter()
+        .chain(std::iter::once(context.join(".dockerignore")))
+    {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let patterns = crate::context::read_ignore_file(&text);
+                if patterns.is_empty() {
+                    return Ok(None);
+                }
+                return Matcher::new(&patterns)
+                    .map(Some)
+                    .map_err(|e| BuildError::Io {
+                        what: format!("{}", path.display()),
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                    });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(BuildError::Io {
+                    what: format!("reading {}", path.display()),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The name BuildKit shows for a step: `[2/6] COPY . .`, `[builder 3/4] RUN make`.
+fn step_name(stage: Option<&str>, n: usize, total: usize, text: &str) -> String {
+    match stage {
+        Some(s) => format!("[{s} {n}/{total}] {text}"),
+        None => format!("[{n}/{total}] {text}"),
+    }
+}
+
+/// Whether a step changes the filesystem (and so is a vertex with a cache key).
+fn is_layer_step(kind: &Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Run(_) | Kind::Copy(_) | Kind::Add(_) | Kind::Workdir(_)
+    )
+}
+
+impl Engine<'_> {
+    fn id(&mut self) -> usize {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// The instruction as written, one line (continuations joined), for step names.
+    fn text_of(&self, i: &Instruction) -> String {
+        let words: Vec<&str> = i.node.original.split_whitespace().collect();
+        let mut s = words.join(" ");
+        if s.len() > 120 {
+            let cut = (0..=117)
+                .rev()
+                .find(|i| s.is_char_boundary(*i))
+                .unwrap_or(0);
+            s.truncate(cut);
+            s.push_str("...");
+        }
+        s
+    }
+
+    pub(super) fn err_at(&self, i: &Instruction, message: impl Into<String>) -> BuildError {
+        BuildError::Step(Box::new(
+            Diagnostic::error(message).at(self.source, i.node.keyword_span),
+        ))
+    }
+
+    fn stage(&mut self, index: usize, done: &BTreeMap<usize, State>) -> Result<State, BuildError> {
+        let plan = self.plan;
+        let stage = &plan.stages[index];
+        let platform = stage
+            .platform
+            .clone()
+            .unwrap_or_else(|| self.opts.platform.clone());
+        let total = 1 + stage
+            .steps
+            .iter()
+            .filter(|s| is_layer_step(&s.instruction.kind))
+            .count();
+        let label = (plan.needed_stages().len() > 1).then(|| {
+            stage
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("stage-{index}"))
+        });
+        let id = self.id();
+        let from_text = self.text_of(&stage.from);
+        self.progress.event(Event::Start {
+            id,
+            name: step_name(label.as_deref(), 1, total, &from_text),
+        });
+        let started = Instant::now();
+        let mut state = match &stage.base {
+            Base::Scratch => State {
+                image: StageImage::scratch(&platform),
+                layers: Vec::new(),
+                lowers: Vec::new(),
+                chain: None,
+                key: KeyHasher::new("scratch", None)
+                    .str("platform", &platform.to_string())
+                    .finish(),
+                platform: platform.clone(),
+                clock: self.created(),
+            },
+            Base::Stage(p) => {
+                let parent = &done[p];
+                State {
+                    image: StageImage::from_stage(&parent.image),
+                    layers: parent.layers.clone(),
+                    lowers: parent.lowers.clone(),
+                    chain: parent.chain.clone(),
+                    key: parent.key,
+                    platform: parent.platform.clone(),
+                    clock: parent.clock.clone(),
+                }
+            }
+            Base::Image(name) => self.base_image(id, name, &platform, &stage.from)?,
+        };
+        self.progress.event(Event::Done {
+            id,
+            elapsed: started.elapsed(),
+        });
+        let triggers = state.image.take_onbuild();
+        if !triggers.is_empty() {
+            return Err(self.err_at(
+                &stage.from,
+                format!(
+                    "the base image has ONBUILD triggers ({}), which rbuild does not run yet",
+                    triggers.join("; ")
+                ),
+            ));
+        }
+        let mut n = 1;
+        for step in &stage.steps {
+            let kind = &step.instruction.kind;
+            let commit = state
+                .image
+                .apply(step)
+                .map_err(|e| self.err_at(&step.instruction, e.to_string()))?;
+            // ONBUILD records no history entry.
+            let Some(commit) = commit else { continue };
+            if !is_layer_step(kind) {
+                state
+                    .image
+                    .push_history(commit.created_by, true, state.clock.clone());
+                continue;
+            }
+            n += 1;
+            let id = self.id();
+            let name = step_name(label.as_deref(), n, total, &self.text_of(&step.instruction));
+            self.progress.event(Event::Start { id, name });
+            let started = Instant::now();
+            match self.layer_step(id, step, &commit.created_by, &mut state, done) {
+                Ok(true) => {
+                    self.cached += 1;
+                    self.progress.event(Event::Cached { id });
+                }
+                Ok(false) => {
+                    self.ran += 1;
+                    self.progress.event(Event::Done {
+                        id,
+                        elapsed: started.elapsed(),
+                    });
+                }
+                Err(e) => {
+                    self.progress.event(Event::Error {
+                        id,
+                        message: e.to_string(),
+                    });
+                    return Err(e);
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// `created` for history entries and the config: `SOURCE_DATE_EPOCH` when set, else now.
+    fn created(&self) -> Option<String> {
+        let secs = self.opts.source_date_epoch.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        });
+        Some(
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
+            )
+            .to_string(),
+        )
+    }
+
+    fn base_image(
+        &mut self,
+        id: usize,
+        name: &str,
+        platform: &Platform,
+        from: &Instruction,
+    ) -> Result<State, BuildError> {
+        let resolve_err = |e: Box<dyn std::error::Error + Send + Sync>| BuildError::ResolveBase {
+            name: name.to_string(),
+            source: e,
+        };
+        let reference = Reference::parse(name)
+            .map_err(|e| self.err_at(from, format!("invalid base image {name:?}: {e}")))?
+            .with_default_tag();
+        let local = if self.opts.pull {
+            None
+        } else {
+            match self.store.image(&reference, platform) {
+                Ok(image) => Some(image),
+                Err(StoreError::ImageNotFound { .. } | StoreError::NoMatchingPlatform { .. }) => {
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let image = match local {
+            Some(image) => image,
+            None => {
+                if self.conf.is_none() {
+                    self.conf =
+                        Some(RegistriesConf::load_default().map_err(|e| resolve_err(Box::new(e)))?);
+                }
+                let conf = self.conf.as_ref().expect("loaded above");
+                let client = Client::new(Box::new(CredentialStore::from_env()));
+                let progress = self.progress;
+                let events = |r: &Reference, ev: pull::Event| {
+                    let message = match ev {
+                        pull::Event::Source {
+                            host, repository, ..
+                        } => format!("pulling {r} from {host}/{repository}"),
+                        pull::Event::Downloaded { digest, size } => {
+                            format!("{digest}: downloaded {size} bytes")
+                        }
+                        pull::Event::Cached { digest, .. } => format!("{digest}: present"),
+                        _ => return,
+                    };
+                    progress.event(Event::Status { id, message });
+                };
+                let (pulled, _) = pull_name(conf, &client, self.store, name, platform, &events)
+                    .map_err(|e| resolve_err(Box::new(e)))?;
+                self.store.image(&pulled, platform)?
+            }
+        };
+        let actual = image.config.platform();
+        if !platform.matches(&actual) {
+            return Err(self.err_at(
+                from,
+                format!("{name} is a {actual} image, which does not match the stage's platform {platform}"),
+            ));
+        }
+        let lowers = self
+            .snapshots
+            .ensure(self.store, &image, overlay::userxattr())?;
+        let manifest_digest =
+            descriptor_digest(&image.descriptor).map_err(|e| resolve_err(Box::new(e)))?;
+        let diff_ids = image.config.rootfs.diff_ids.clone();
+        let clock = image.config.created.clone().or_else(|| self.created());
+        Ok(State {
+            clock,
+            key: KeyHasher::new("image", None)
+                .str("manifest", manifest_digest.as_str())
+                .finish(),
+            chain: crate::snapshot::chain_ids(&diff_ids).pop(),
+            layers: image.manifest.layers().to_vec(),
+            lowers,
+            image: StageImage::from_base(image.config),
+            platform: platform.clone(),
+        })
+    }
+
+    /// Run (or find in the cache) one layer step; returns whether it was cached.
+    fn layer_step(
+        &mut self,
+        id: usize,
+        step: &Step,
+        created_by: &str,
+        state: &mut State,
+        done: &BTreeMap<usize, State>,
+    ) -> Result<bool, BuildError> {
+        let instruction = &step.instruction;
+        let mut key = KeyHasher::new("step", Some(&state.key));
+        key.str("platform", &state.platform.to_string());
+        let work: Work = match &instruction.kind {
+            Kind::Workdir(_) => {
+                let dir = state.image.workdir();
+                key.str("workdir", &dir);
+                Work::Mkdir(dir)
+            }
+            Kind::Run(_) => {
+                let prepared = run::prepare(self, step, state, done)?;
+                prepared.key(&mut key);
+                Work::Run(Box::new(prepared))
+            }
+            Kind::Copy(_) | Kind::Add(_) => {
+                let (op, from) = self.copy_op(step, state, done)?;
+                let root = match &from {
+                    Some(tree) => SourceRoot::Tree(tree.root()),
+                    None => SourceRoot::Context {
+                        dir: &self.opts.context,
+                        ignore: self.ignore.as_ref(),
+                    },
+                };
+                let inputs = copy::inputs_digest(&root, &op, &mut self.hashes)
+                    .map_err(|e| self.err_at(instruction, e.to_string()))?;
+                key.str("copy", &format!("{op:?}"));
+                key.field("inputs", inputs.as_bytes());
+                if let Some(tree) = &from {
+                    key.field("from", tree.key_bytes());
+                }
+                Work::Copy(Box::new((op, from)))
+            }
+            _ => unreachable!("only layer steps come here"),
+        };
+        let key = key.finish();
+        if !self.opts.no_cache
+            && let Some(record) = self.cache.get(&key)
+            && self.reuse(&record, state, created_by)?
+        {
+            state.key = key;
+            return Ok(true);
+        }
+        state.clock = self.created();
+        let layer = self.execute(id, step, created_by, state, work)?;
+        self.cache.put(
+            &key,
+            &Record {
+                layer,
+                created: state.clock.clone(),
+            },
+        )?;
+        state.key = key;
+        Ok(false)
+    }
+
+    /// Take a cached result if its layer is still in the store; false when it is not.
+    fn reuse(
+        &self,
+        record: &Record,
+        state: &mut State,
+        created_by: &str,
+    ) -> Result<bool, BuildError> {
+        if let Some(layer) = &record.layer
+            && !self.store.blobs().contains(&layer.digest)
+        {
+            return Ok(false);
+        }
+        state.clock = record.created.clone().or_else(|| self.created());
+        self.push_layer(state, created_by, record.layer.as_ref(), None)?;
+        Ok(true)
+    }
+
+    /// Add a step's result to the stage: its layer (snapshot published or unpacked) and
+    /// its history entry.
+    fn push_layer(
+        &self,
+        state: &mut State,
+        created_by: &str,
+        layer: Option<&LayerRecord>,
+        upper: Option<&Path>,
+    ) -> Result<(), BuildError> {
+        let created_by = created_by.to_string();
+        let Some(layer) = layer else {
+            state
+                .image
+                .push_history(created_by, true, state.clock.clone());
+            return Ok(());
+        };
+        let chain = match &state.chain {
+            None => layer.diff_id.clone(),
+            Some(prev) => Digest::sha256(format!("{prev} {}", layer.diff_id).as_bytes()),
+        };
+        let desc = descriptor(
+            &MediaType::parse(&layer.media_type),
+            &layer.digest,
+            layer.size,
+        );
+        let dir = match upper {
+            Some(upper) => self.snapshots.publish(upper, &chain)?,
+            None => self.snapshots.ensure_layer(
+                self.store,
+                &desc,
+                &layer.diff_id,
+                &chain,
+                overlay::userxattr(),
+            )?,
+        };
+        state.lowers.push(dir);
+        state.layers.push(desc);
+        state.chain = Some(chain);
+        state.image.push_layer(layer.diff_id.clone());
+        state
+            .image
+            .push_history(created_by, false, state.clock.clone());
+        Ok(())
+    }
+
+    /// Do the step's work in an overlay over the stage, and commit what changed.
+    fn execute(
+        &mut self,
+        id: usize,
+        step: &Step,
+        created_by: &str,
+        state: &mut State,
+        work: Work,
+    ) -> Result<Option<LayerRecord>, BuildError> {
+        let dir = WorkDir::create(&self.opts.state_root)?;
+        let mounted = overlay::prepare(&state.lowers, dir.path())?;
+        let merged = mounted.merged().to_path_buf();
+        match work {
+            Work::Mkdir(path) => {
+                // BuildKit creates WORKDIR owned by the current USER.
+                let owner = run::user_ids(self, &step.instruction, &merged, &state.image.user())?;
+                copy::mkdir_in_root(&merged, &path, Some(owner))
+                    .map_err(|e| self.err_at(&step.instruction, e.to_string()))?
+            }
+            Work::Run(prepared) => {
+                let log = self.logs.join(format!("step-{id}.log"));
+                run::execute(self, id, step, &prepared, &merged, dir.path(), &log)?
+            }
+            Work::Copy(boxed) => {
+                let (op, from) = *boxed;
+                let root = match &from {
+                    Some(tree) => SourceRoot::Tree(tree.root()),
+                    None => SourceRoot::Context {
+                        dir: &self.opts.context,
+                        ignore: self.ignore.as_ref(),
+                    },
+                };
+                copy::copy(&root, &merged, &op)
+                    .map_err(|e| self.err_at(&step.instruction, e.to_string()))?;
+            }
+        }
+        let upper = mounted.upper().to_path_buf();
+        mounted.unmount()?;
+        let changes = diff::overlay_changes(&upper)?;
+        if changes.is_empty() {
+            self.push_layer(state, created_by, None, None)?;
+            return Ok(None);
+        }
+        let mut writer = self.store.blobs().writer()?;
+        let digests = write_layer(&upper, &changes, &self.opts.layer, &mut writer)?;
+        writer.commit(&digests.digest)?;
+        let record = LayerRecord {
+            media_type: MediaType::oci_layer(self.opts.layer.compression).to_string(),
+            digest: digests.digest,
+            size: digests.size,
+            diff_id: digests.diff_id,
+        };
+        self.push_layer(state, created_by, Some(&record), Some(&upper))?;
+        Ok(Some(record))
+    }
+
+    /// COPY/ADD's operation, and the stage or image tree it copies from.
+    fn copy_op(
+        &mut self,
+        step: &Step,
+        state: &State,
+        done: &BTreeMap<usize, State>,
+    ) -> Result<(CopyOp, Option<Tree>), BuildError> {
+        let instruction = &step.instruction;
+        let passwd = || -> Result<(String, String), BuildError> {
+            let tree = Tree::mount(&self.opts.state_root, &state.lowers, None)?;
+            let read = |p: &str| {
+                crate::sandbox::user::read_in_root(tree.root(), p).map_err(|source| {
+                    BuildError::Io {
+                        what: format!("reading {p} of the image"),
+                        source,
+                    }
+                })
+            };
+            Ok((read("/etc/passwd")?, read("/etc/group")?))
+        };
+        let (op, from) = match &instruction.kind {
+            Kind::Copy(c) => {
+                let from = match &c.from {
+                    None => None,
+                    Some(name) => Some(self.tree_from(name, state, done, instruction)?),
+                };
+                let owner = match &c.chown {
+                    None => None,
+                    Some(spec) => {
+                        let (passwd, group) = passwd()?;
+                        Some(
+                            copy::resolve_chown(spec, &passwd, &group)
+                                .map_err(|e| self.err_at(instruction, e.to_string()))?,
+                        )
+                    }
+                };
+                let op = CopyOp::for_copy(c, &state.image.workdir(), owner)
+                    .map_err(|e| self.err_at(instruction, e.to_string()))?;
+                (op, from)
+            }
+            Kind::Add(a) => {
+                let owner = match &a.chown {
+                    None => None,
+                    Some(spec) => {
+                        let (passwd, group) = passwd()?;
+                        Some(
+                            copy::resolve_chown(spec, &passwd, &group)
+                                .map_err(|e| self.err_at(instruction, e.to_string()))?,
+                        )
+                    }
+                };
+                let op = CopyOp::for_add(a, &state.image.workdir(), owner)
+                    .map_err(|e| self.err_at(instruction, e.to_string()))?;
+                (op, None)
+            }
+            _ => unreachable!("copy_op takes COPY or ADD"),
+        };
+        Ok((op, from))
+    }
+
+    /// The tree `COPY --from=NAME` reads: an earlier stage, or an image.
+    pub(super) fn tree_from(
+        &mut self,
+        name: &str,
+        state: &State,
+        done: &BTreeMap<usize, State>,
+        instruction: &Instruction,
+    ) -> Result<Tree, BuildError> {
+        if let Some(index) = self.plan.stage_index(name) {
+            let Some(stage) = done.get(&index) else {
+                return Err(self.err_at(
+                    instruction,
+                    format!("stage {name:?} is not built before this step (a stage can only copy from earlier stages)"),
+                ));
+            };
+            return Tree::mount(&self.opts.state_root, &stage.lowers, Some(stage.key));
+        }
+        let id = self.next_id;
+        let image = self.base_image(id, name, &state.platform, instruction)?;
+        Tree::mount(&self.opts.state_root, &image.lowers, Some(image.key))
+    }
+
+    /// Store the stage's config and manifest; returns the manifest's descriptor and the
+    /// config's digest.
+    fn commit(&self, state: &State) -> Result<(Descriptor, Digest), BuildError> {
+        let mut config = state.image.config.clone();
+        config.created = state.clock.clone();
+        let config_bytes = config.to_canonical_json().map_err(|e| BuildError::Io {
+            what: "serialising the image config".into(),
+            source: std::io::Error::other(e),
+        })?;
+        let config_desc = self.store.put_manifest(
+            &config_bytes,
+            &MediaType::parse(crate::oci::media_type::OCI_CONFIG),
+        )?;
+        let manifest =
+            crate::oci::manifest::image_manifest(config_desc.clone(), state.layers.clone());
+        let bytes =
+            crate::oci::manifest::to_canonical_oci(&manifest).map_err(|e| BuildError::Io {
+                what: "serialising the image manifest".into(),
+                source: std::io::Error::other(e),
+            })?;
+        let desc = self.store.put_manifest(
+            &bytes,
+            &MediaType::parse(crate::oci::media_type::OCI_MANIFEST),
+        )?;
+        let config_digest = descriptor_digest(&config_desc).map_err(|e| BuildError::Io {
+            what: "config descriptor".into(),
+            source: std::io::Error::other(e),
+        })?;
+        Ok((desc, config_digest))
+    }
+}
+
+/// What a layer step does in its overlay.
+enum Work {
+    Mkdir(String),
+    Run(Box<run::Prepared>),
+    Copy(Box<(CopyOp, Option<Tree>)>),
+}
+
+/// Another stage's or an image's root filesystem, mounted read-only for reading (COPY
+/// --from, RUN --mount=from=): an overlay with a throwaway upper directory.
+pub(super) struct Tree {
+    _dir: WorkDir,
+    mounted: overlay::Mounted,
+    key: Option<CacheKey>,
+}
+
+impl Tree {
+    pub(super) fn mount(
+        state_root: &Path,
+        lowers: &[PathBuf],
+        key: Option<CacheKey>,
+    ) -> Result<Tree, BuildError> {
+        let dir = WorkDir::create(state_root)?;
+        let mounted = overlay::prepare(lowers, dir.path())?;
+        Ok(Tree {
+            _dir: dir,
+            mounted,
+            key,
+        })
+    }
+
+    pub(super) fn root(&self) -> &Path {
+        self.mounted.merged()
+    }
+
+    pub(super) fn key_bytes(&self) -> &[u8] {
+        self.key.as_ref().map_or(&[], |k| k.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for Tree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tree({})", self.root().display())
+    }
+}
+
+// Accessors the RUN module needs.
+impl Engine<'_> {
+    pub(super) fn opts(&self) -> &Options {
+        self.opts
+    }
+    pub(super) fn progress(&self) -> &dyn Reporter {
+        self.progress
+    }
+    pub(super) fn source(&self) -> &Source {
+        self.source
+    }
+    pub(super) fn plan(&self) -> &Plan {
+        self.plan
+    }
+    pub(super) fn ignore(&self) -> Option<&Matcher> {
+        self.ignore.as_ref()
+    }
+    pub(super) fn hashes(&mut self) -> &mut HashCache {
+        &mut self.hashes
+    }
+}

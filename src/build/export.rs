@@ -1,0 +1,130 @@
+//! Writing a build's result where `-o` says: an OCI layout (archive or directory), a
+//! docker-archive, the final root filesystem as files or as one tar. Tagging and pushing
+//! (`type=image`) are the caller's: they are store and registry operations.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::engine::{Built, Tree};
+use super::output::{Kind, Output};
+use crate::export::save::{self, save_descriptors};
+use crate::export::{ExportError, Format};
+use crate::layer::{TarOptions, write_tar};
+use crate::oci::reference::Reference;
+use crate::snapshot::{diff, native};
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("writing {dest}: {source}")]
+    Save { dest: String, source: ExportError },
+    #[error("mounting the result's root filesystem: {0}")]
+    Mount(Box<super::engine::BuildError>),
+    #[error("writing {dest}: {source}")]
+    Files {
+        dest: String,
+        source: std::io::Error,
+    },
+    #[error("writing {dest}: {source}")]
+    Tar {
+        dest: String,
+        source: crate::layer::LayerError,
+    },
+    #[error("{dest} exists and is not empty: type=local writes into a new or empty directory")]
+    NotEmpty { dest: String },
+}
+
+/// Write one file-kind output (every kind but `image`) of `built`. `name` is recorded in
+/// archives (RepoTags, ref.name) when the build has one.
+pub fn write(
+    store: &Store,
+    state_root: &Path,
+    built: &Built,
+    output: &Output,
+    name: Option<&Reference>,
+) -> Result<(), OutputError> {
+    let dest = output.dest.as_deref().expect("file outputs have a dest");
+    let shown = dest.display().to_string();
+    let stdout = dest == Path::new("-");
+    let create = || -> Result<Box<dyn Write>, OutputError> {
+        if stdout {
+            return Ok(Box::new(std::io::stdout().lock()));
+        }
+        std::fs::File::create(dest)
+            .map(|f| Box::new(std::io::BufWriter::new(f)) as Box<dyn Write>)
+            .map_err(|source| OutputError::Files {
+                dest: shown.clone(),
+                source,
+            })
+    };
+    let save = |format: Format, out: save::Output<'_>| {
+        let named = [(name.cloned(), built.manifest.clone())];
+        save_descriptors(store, &named, None, format, out).map_err(|source| OutputError::Save {
+            dest: shown.clone(),
+            source,
+        })
+    };
+    match output.kind {
+        Kind::Oci { tar: false } => save(Format::OciDir, save::Output::Dir(dest)),
+        Kind::Oci { tar: true } => save(Format::OciArchive, save::Output::Stream(create()?)),
+        Kind::Docker => save(Format::DockerArchive, save::Output::Stream(create()?)),
+        Kind::Tar => {
+            let tree = Tree::mount(state_root, &built.lowers, None)
+                .map_err(|e| OutputError::Mount(Box::new(e)))?;
+            let changes = diff::overlay_changes(tree.root()).map_err(|e| OutputError::Files {
+                dest: shown.clone(),
+                source: std::io::Error::other(e),
+            })?;
+            let mut out = create()?;
+            write_tar(tree.root(), &changes, &TarOptions::default(), &mut out).map_err(
+                |source| OutputError::Tar {
+                    dest: shown.clone(),
+                    source,
+                },
+            )?;
+            out.flush().map_err(|source| OutputError::Files {
+                dest: shown.clone(),
+                source,
+            })
+        }
+        Kind::Local => local(state_root, built, dest),
+        Kind::Image { .. } => unreachable!("image outputs are tags, not files"),
+    }
+}
+
+/// The root filesystem as files in `dest` (new or empty), copied as the native
+/// snapshotter copies (reflinks where the filesystem has them), then moved into place.
+fn local(state_root: &Path, built: &Built, dest: &Path) -> Result<(), OutputError> {
+    let shown = dest.display().to_string();
+    let io = |source| OutputError::Files {
+        dest: shown.clone(),
+        source,
+    };
+    match std::fs::read_dir(dest) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(OutputError::NotEmpty { dest: shown });
+            }
+            std::fs::remove_dir(dest).map_err(io)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let tree = Tree::mount(state_root, &built.lowers, None)
+        .map_err(|e| OutputError::Mount(Box::new(e)))?;
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io)?;
+    let staging = parent.join(format!(
+        ".{}.rbuild-{}",
+        dest.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    let copied = native::prepare(tree.root(), &staging).map_err(|e| io(std::io::Error::other(e)));
+    let result = copied.and_then(|snap| std::fs::rename(snap.rootfs(), dest).map_err(io));
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}

@@ -1,0 +1,425 @@
+//! RUN: the command, environment, user and mounts a step runs with ([`prepare`], which is
+//! also what its cache key is made of), and running it in the sandbox over the step's
+//! overlay ([`execute`]) with its output streamed to the progress and kept whole in a log.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+
+use super::SecretSource;
+use super::cache::KeyHasher;
+use super::copy::{self, CopyOp, SourceRoot};
+use super::engine::{BuildError, Engine, State, Tree};
+use crate::diag::Diagnostic;
+use crate::dockerfile::instruction::{self, Kind};
+use crate::dockerfile::mount::{Mount, MountType};
+use crate::plan::Step;
+use crate::progress::{Event, Stream};
+use crate::sandbox::cache::{CacheMounts, write_secret};
+use crate::sandbox::ssh::AgentProxy;
+use crate::sandbox::{self, Bind, Network, Spec};
+use crate::snapshot::workdir::WorkDir;
+
+/// How many lines of output a failed RUN's error shows (the log has them all).
+const TAIL_LINES: usize = 15;
+
+/// A RUN step made concrete: everything that decides its result.
+pub(super) struct Prepared {
+    args: Vec<String>,
+    env: Vec<String>,
+    user: String,
+    workdir: String,
+    network: Network,
+    mounts: Vec<Mount>,
+    /// Per mount: the tree a bind mount reads (a stage, an image or a filtered copy of the
+    /// context), kept mounted until the run ends.
+    sources: Vec<Option<BindSource>>,
+}
+
+enum BindSource {
+    Tree(Tree),
+    /// A copy of the context's (filtered) files, and their content hash.
+    Context(WorkDir, [u8; 32]),
+}
+
+impl Prepared {
+    /// Feed the cache key: the command, its environment (never secrets), user, working
+    /// directory, network and mounts, and what bind mounts read.
+    pub(super) fn key(&self, key: &mut KeyHasher) {
+        key.str("args", &serde_json::to_string(&self.args).expect("strings"));
+        key.str("env", &serde_json::to_string(&self.env).expect("strings"));
+        key.str("user", &self.user);
+        key.str("workdir", &self.workdir);
+        key.str("network", &format!("{:?}", self.network));
+        for (m, src) in self.mounts.iter().zip(&self.sources) {
+            key.str("mount", &format!("{m:?}"));
+            match src {
+                Some(BindSource::Tree(t)) => {
+                    key.field("mount-from", t.key_bytes());
+                }
+                Some(BindSource::Context(_, h)) => {
+                    key.field("mount-context", h);
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+pub(super) fn prepare(
+    engine: &mut Engine<'_>,
+    step: &Step,
+    state: &State,
+    done: &BTreeMap<usize, State>,
+) -> Result<Prepared, BuildError> {
+    let instruction = &step.instruction;
+    let Kind::Run(run) = &instruction.kind else {
+        unreachable!("run::prepare takes RUN")
+    };
+    let args = state
+        .image
+        .run_args(step)
+        .map_err(|e| engine.err_at(instruction, e.to_string()))?;
+    let env = state.image.run_env(&engine.plan().proxy_env);
+    let network = match run.network {
+        None | Some(instruction::Network::Default) => engine.opts().network,
+        Some(instruction::Network::None) => Network::None,
+        Some(instruction::Network::Host) => Network::Host,
+    };
+    if run.security == Some(instruction::Security::Insecure) {
+        return Err(engine.err_at(
+            instruction,
+            "RUN --security=insecure is not supported: rbuild always runs steps sandboxed",
+        ));
+    }
+    let mut sources = Vec::new();
+    for m in &step.mounts {
+        sources.push(match m.kind {
+            MountType::Bind => Some(bind_source(engine, m, state, done, instruction)?),
+            MountType::Cache if m.from.is_some() => {
+                return Err(engine.err_at(
+                    instruction,
+                    "RUN --mount=type=cache,from=… (seeding a cache from a stage) is not supported yet",
+                ));
+            }
+            _ => None,
+        });
+    }
+    Ok(Prepared {
+        args,
+        env,
+        user: state.image.user(),
+        workdir: state.image.workdir(),
+        network,
+        mounts: step.mounts.clone(),
+        sources,
+    })
+}
+
+/// What a `--mount=type=bind` reads: `from=` a stage or image, else the context.
+fn bind_source(
+    engine: &mut Engine<'_>,
+    m: &Mount,
+    state: &State,
+    done: &BTreeMap<usize, State>,
+    instruction: &instruction::Instruction,
+) -> Result<BindSource, BuildError> {
+    if let Some(from) = &m.from {
+        return Ok(BindSource::Tree(engine.tree_from(
+            from,
+            state,
+            done,
+            instruction,
+        )?));
+    }
+    // The context as COPY sees it (.dockerignore applied), copied so that the step can
+    // neither see ignored files nor write into the user's directory.
+    let dir = WorkDir::create(&engine.opts().state_root)?;
+    let files = dir.path().join("context");
+    let op = CopyOp::contents_of(m.source.as_deref().unwrap_or("."));
+    let ignore = engine.ignore().cloned();
+    let context = engine.opts().context.clone();
+    let root = SourceRoot::Context {
+        dir: &context,
+        ignore: ignore.as_ref(),
+    };
+    let digest = copy::inputs_digest(&root, &op, engine.hashes())
+        .map_err(|e| engine.err_at(instruction, e.to_string()))?;
+    copy::copy(&root, &files, &op).map_err(|e| engine.err_at(instruction, e.to_string()))?;
+    Ok(BindSource::Context(dir, *digest.as_bytes()))
+}
+
+/// Run the prepared step in `rootfs` (the step's overlay); its output goes to the progress
+/// and to `log`.
+pub(super) fn execute(
+    engine: &Engine<'_>,
+    id: usize,
+    step: &Step,
+    prepared: &Prepared,
+    rootfs: &Path,
+    work_dir: &Path,
+    log: &Path,
+) -> Result<(), BuildError> {
+    let instruction = &step.instruction;
+    let io = |what: String| move |source| BuildError::Io { what, source };
+    let user = resolve_user(engine, instruction, rootfs, &prepared.user)?;
+    // Docker creates a missing working directory (BuildKit: owned by root).
+    copy::mkdir_in_root(rootfs, &prepared.workdir, None)
+        .map_err(|e| engine.err_at(instruction, e.to_string()))?;
+
+    let hostname = "buildkitsandbox";
+    let mut binds = sandbox::standard_files(&work_dir.join("files"), hostname, prepared.network)
+        .map_err(io(
+            "preparing /etc/hosts, /etc/resolv.conf, /etc/hostname".into()
+        ))?;
+    let mut env = prepared.env.clone();
+    let mut tmpfs = Vec::new();
+    let mut leases = Vec::new();
+    let mut proxies = Vec::new();
+    let caches = CacheMounts::new(&engine.opts().state_root);
+    for (n, (m, src)) in prepared.mounts.iter().zip(&prepared.sources).enumerate() {
+        let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+        match m.kind {
+            MountType::Bind => {
+                let base = match src {
+                    Some(BindSource::Tree(t)) => t.root().to_path_buf(),
+                    Some(BindSource::Context(d, _)) => d.path().join("context"),
+                    None => unreachable!("bind mounts have a source"),
+                };
+                let source = match (&m.from, &m.source) {
+                    (Some(_), Some(s)) => {
+                        resolve_in(&base, s).map_err(|e| engine.err_at(instruction, e))?
+                    }
+                    _ => base,
+                };
+                binds.push(Bind {
+                    source,
+                    target: m.target.clone(),
+                    readonly: m.readonly,
+                });
+            }
+            MountType::Cache => {
+                let id = m.id.clone().unwrap_or_else(|| m.target.clone());
+                let lease = caches
+                    .acquire(&id, m.sharing, m.mode.unwrap_or(0o755), owner.0, owner.1)
+                    .map_err(|e| engine.err_at(instruction, e.to_string()))?;
+                binds.push(Bind {
+                    source: lease.path.clone(),
+                    target: m.target.clone(),
+                    readonly: m.readonly,
+                });
+                leases.push(lease);
+            }
+            MountType::Tmpfs => tmpfs.push((m.target.clone(), m.size)),
+            MountType::Secret => {
+                let id = m.id.clone().unwrap_or_default();
+                let data = match engine.opts().secrets.get(&id) {
+                    Some(SecretSource::File(path)) => std::fs::read(path)
+                        .map_err(io(format!("reading secret {id:?} from {}", path.display())))?,
+                    Some(SecretSource::Env(var)) => std::env::var_os(var)
+                        .map(|v| v.into_encoded_bytes())
+                        .ok_or_else(|| {
+                            engine.err_at(
+                                instruction,
+                                format!("secret {id:?}: environment variable {var} is not set"),
+                            )
+                        })?,
+                    None if m.required => {
+                        return Err(engine.err_at(
+                            instruction,
+                            format!(
+                                "secret {id} not found (pass it with --secret id={id},src=FILE)"
+                            ),
+                        ));
+                    }
+                    None => continue,
+                };
+                if let Some(var) = &m.env {
+                    env.push(format!("{var}={}", String::from_utf8_lossy(&data)));
+                }
+                // A secret with env= and no explicit target is only an environment variable.
+                if m.env.is_none() || !m.target.starts_with("/run/secrets/") {
+                    let path = write_secret(
+                        work_dir,
+                        &format!("{n}-{id}"),
+                        &data,
+                        m.mode.unwrap_or(0o400),
+                        owner,
+                    )
+                    .map_err(io(format!("writing secret {id:?}")))?;
+                    binds.push(Bind {
+                        source: path,
+                        target: m.target.clone(),
+                        readonly: true,
+                    });
+                }
+            }
+            MountType::Ssh => {
+                let id = m.id.clone().unwrap_or_else(|| "default".into());
+                let agent = engine
+                    .opts()
+                    .ssh
+                    .agent(&id)
+                    .map_err(|e| engine.err_at(instruction, e.to_string()))?;
+                let sock = work_dir.join(format!("ssh-{n}.sock"));
+                let proxy = AgentProxy::start(agent, &sock, m.mode.unwrap_or(0o600), owner)
+                    .map_err(io(format!("forwarding ssh agent {id:?}")))?;
+                if !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                    env.push(format!("SSH_AUTH_SOCK={}", m.target));
+                }
+                binds.push(Bind {
+                    source: proxy.path().to_path_buf(),
+                    target: m.target.clone(),
+                    readonly: false,
+                });
+                proxies.push(proxy);
+            }
+        }
+    }
+
+    let spec = Spec {
+        rootfs: rootfs.to_path_buf(),
+        args: prepared.args.clone(),
+        env,
+        cwd: prepared.workdir.clone(),
+        uid: user.uid,
+        gid: user.gid,
+        groups: user.groups.clone(),
+        hostname: hostname.into(),
+        network: prepared.network,
+        binds,
+        tmpfs,
+        limits: engine.opts().limits.clone(),
+        external_idmap: false,
+    };
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    }
+    let log_file = std::fs::File::create(log).map_err(io(format!("creating {}", log.display())))?;
+    let output = Output {
+        log: Mutex::new(log_file),
+        tail: Mutex::new(VecDeque::new()),
+    };
+    let mut running = sandbox::spawn(&spec, Stdio::piped(), Stdio::piped())
+        .map_err(|e| engine.err_at(instruction, e.to_string()))?;
+    let stdout = running.stdout();
+    let stderr = running.stderr();
+    std::thread::scope(|s| {
+        if let Some(out) = stdout {
+            let output = &output;
+            s.spawn(move || output.pump(engine, id, Stream::Stdout, out));
+        }
+        if let Some(err) = stderr {
+            let output = &output;
+            s.spawn(move || output.pump(engine, id, Stream::Stderr, err));
+        }
+    });
+    let status = running
+        .wait()
+        .map_err(|e| engine.err_at(instruction, e.to_string()))?;
+    drop(proxies);
+    drop(leases);
+    if status.success() {
+        return Ok(());
+    }
+    let code = match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "unknown status".to_string(),
+    };
+    let tail: Vec<String> = output.tail.into_inner().expect("tail").into();
+    let mut d = Diagnostic::error(format!(
+        "process \"{}\" did not complete successfully: {code}",
+        prepared.args.join(" ")
+    ))
+    .at(engine.source(), instruction.node.keyword_span)
+    .with_hint(format!("the whole output is in {}", log.display()));
+    if !tail.is_empty() {
+        d = d.with_note(format!("last lines of output:\n{}", tail.join("\n")));
+    }
+    Err(BuildError::Step(Box::new(d)))
+}
+
+/// USER resolved against the image's own `/etc/passwd` and `/etc/group`.
+fn resolve_user(
+    engine: &Engine<'_>,
+    instruction: &instruction::Instruction,
+    rootfs: &Path,
+    spec: &str,
+) -> Result<sandbox::user::User, BuildError> {
+    let read = |p: &str| {
+        sandbox::user::read_in_root(rootfs, p).map_err(|source| BuildError::Io {
+            what: format!("reading {p} of the image"),
+            source,
+        })
+    };
+    sandbox::user::resolve(spec, &read("/etc/passwd")?, &read("/etc/group")?)
+        .map_err(|e| engine.err_at(instruction, e.to_string()))
+}
+
+/// USER's uid and gid in `rootfs`.
+pub(super) fn user_ids(
+    engine: &Engine<'_>,
+    instruction: &instruction::Instruction,
+    rootfs: &Path,
+    spec: &str,
+) -> Result<(u32, u32), BuildError> {
+    resolve_user(engine, instruction, rootfs, spec).map(|u| (u.uid, u.gid))
+}
+
+/// A bind mount's `source=` inside its tree, which it must not leave.
+fn resolve_in(base: &Path, source: &str) -> Result<PathBuf, String> {
+    let joined = base.join(source.trim_start_matches('/'));
+    let real = joined
+        .canonicalize()
+        .map_err(|e| format!("bind mount source {source:?}: {e}"))?;
+    let base = base
+        .canonicalize()
+        .map_err(|e| format!("bind mount base {}: {e}", base.display()))?;
+    if !real.starts_with(&base) {
+        return Err(format!("bind mount source {source:?} leaves its tree"));
+    }
+    Ok(real)
+}
+
+/// A RUN's output: every line to the log and the progress, the last ones kept for errors.
+struct Output {
+    log: Mutex<std::fs::File>,
+    tail: Mutex<VecDeque<String>>,
+}
+
+impl Output {
+    fn pump(&self, engine: &Engine<'_>, id: usize, stream: Stream, from: impl Read) {
+        let mut reader = BufReader::new(from);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let _ = self.log.lock().expect("log").write_all(&line);
+            {
+                let mut tail = self.tail.lock().expect("tail");
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(
+                    String::from_utf8_lossy(&line)
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string(),
+                );
+            }
+            engine.progress().event(Event::Log {
+                id,
+                stream,
+                line: line.clone(),
+            });
+        }
+    }
+}
