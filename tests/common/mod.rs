@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod podman;
+pub mod python;
 pub mod registry;
 
 use std::path::PathBuf;
