@@ -6,6 +6,7 @@ mod common;
 
 use std::process::Command;
 
+use common::podman::podman;
 use common::registry::{Registry, run, skopeo_push, tools_present, umoci_busybox};
 use common::{describe, mirror_conf, rbuild_in, temp_home};
 
@@ -166,41 +167,6 @@ fn save_formats_are_read_by_peers_and_load_round_trips() {
         "{images}"
     );
     let _ = std::fs::remove_dir_all(&home);
-}
-
-/// podman's configuration for tests (lab REPORT §7): runc, since crun refuses this kernel's
-/// hybrid cgroups; rlimits no higher than ours, since root here lacks CAP_SYS_RESOURCE;
-/// storage in the test's own directory (vfs: no mounts left behind); no network.
-fn podman(home: &std::path::Path, args: &[&str]) -> std::process::Output {
-    let conf = home.join("containers.conf");
-    if !conf.exists() {
-        let hard = |flag: &str| {
-            let out = run(Command::new("bash").args(["-c", &format!("ulimit -H{flag}")]));
-            out.trim().parse::<u64>().unwrap_or(1 << 20)
-        };
-        let nofile = hard("n");
-        let nproc = hard("u").min(32768);
-        std::fs::write(
-            &conf,
-            format!("[containers]\nnetns = \"none\"\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            home.join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"vfs\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
-                home.join("podman-run").display(),
-                home.join("podman-graph").display()
-            ),
-        )
-        .unwrap();
-    }
-    Command::new("podman")
-        .args(args)
-        .env("CONTAINERS_CONF", &conf)
-        .env("CONTAINERS_STORAGE_CONF", home.join("storage.conf"))
-        .output()
-        .unwrap()
 }
 
 #[test]

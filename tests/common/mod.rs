@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: locating `../shared` and running the real binary.
 #![allow(dead_code)]
 
+pub mod podman;
+pub mod python;
 pub mod registry;
 
 use std::path::PathBuf;
@@ -61,17 +63,24 @@ pub fn describe(args: &[&str], out: &Output) -> String {
 /// Run `rbuild` as a user whose home is `home`: its own state root, registries.conf `conf`,
 /// and no credentials from the machine.
 pub fn rbuild_in(home: &std::path::Path, conf: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(rbuild_bin())
+    rbuild_cmd(home, conf)
         .args(args)
-        .env("RBUILD_ROOT", home.join("root"))
+        .output()
+        .expect("run rbuild")
+}
+
+/// The command [`rbuild_in`] runs, without arguments, for callers that also set a working
+/// directory or stream its output.
+pub fn rbuild_cmd(home: &std::path::Path, conf: &std::path::Path) -> Command {
+    let mut cmd = Command::new(rbuild_bin());
+    cmd.env("RBUILD_ROOT", home.join("root"))
         .env("HOME", home)
         .env("CONTAINERS_REGISTRIES_CONF", conf)
         .env("DOCKER_CONFIG", home.join("docker"))
         .env_remove("REGISTRY_AUTH_FILE")
         .env_remove("XDG_RUNTIME_DIR")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run rbuild")
+        .env("NO_COLOR", "1");
+    cmd
 }
 
 /// A registries.conf making `mirror` an insecure mirror of docker.io (the lab's shape), and

@@ -40,7 +40,8 @@ pub fn tools_present(tools: &[&str]) -> bool {
     false
 }
 
-fn free_port() -> u16 {
+/// A loopback TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
