@@ -291,7 +291,7 @@ pub(super) fn execute(
         network: prepared.network,
         binds,
         tmpfs,
-        limits: engine.opts().limits.clone(),
+        limits: engine.opts().limits,
         external_idmap: false,
     };
     if let Some(dir) = log.parent() {
