@@ -138,6 +138,10 @@ fn bind_source(
     // neither see ignored files nor write into the user's directory.
     let dir = WorkDir::create(&engine.opts().state_root)?;
     let files = dir.path().join("context");
+    std::fs::create_dir(&files).map_err(|source| BuildError::Io {
+        what: format!("creating {}", files.display()),
+        source,
+    })?;
     let op = CopyOp::contents_of(m.source.as_deref().unwrap_or("."));
     let ignore = engine.ignore().cloned();
     let context = engine.opts().context.clone();
@@ -239,8 +243,8 @@ pub(super) fn execute(
                 if let Some(var) = &m.env {
                     env.push(format!("{var}={}", String::from_utf8_lossy(&data)));
                 }
-                // A secret with env= and no explicit target is only an environment variable.
-                if m.env.is_none() || !m.target.starts_with("/run/secrets/") {
+                // A secret with env= and no target is only an environment variable.
+                if !m.target.is_empty() {
                     let path = write_secret(
                         work_dir,
                         &format!("{n}-{id}"),
@@ -337,10 +341,15 @@ pub(super) fn execute(
         "process \"{}\" did not complete successfully: {code}",
         prepared.args.join(" ")
     ))
-    .at(engine.source(), instruction.node.keyword_span)
+    .at_lines(
+        engine.source(),
+        instruction.node.start_line,
+        instruction.node.end_line,
+    )
     .with_hint(format!("the whole output is in {}", log.display()));
     if !tail.is_empty() {
-        d = d.with_note(format!("last lines of output:\n{}", tail.join("\n")));
+        let lines: Vec<String> = tail.iter().map(|l| format!("    {l}")).collect();
+        d = d.with_note(format!("last lines of output:\n{}", lines.join("\n")));
     }
     Err(BuildError::Step(Box::new(d)))
 }

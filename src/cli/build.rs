@@ -72,6 +72,15 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
         first
     };
     let level = outputs.iter().find_map(|o| o.compression_level);
+    // SOURCE_DATE_EPOCH (reproducible-builds.org): history and config times, and every
+    // mtime in the layers this build writes, clamped to it.
+    let source_date_epoch: Option<i64> = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Some(
+            v.parse()
+                .with_context(|| format!("invalid SOURCE_DATE_EPOCH {v:?}"))?,
+        ),
+        _ => None,
+    };
     let opts = Options {
         state_root: root.to_path_buf(),
         context: args.context.clone(),
@@ -102,15 +111,10 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
         layer: LayerOptions {
             compression: compression.unwrap_or(LayerOptions::default().compression),
             level,
+            source_date_epoch,
             ..LayerOptions::default()
         },
-        source_date_epoch: match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) if !v.is_empty() => Some(
-                v.parse()
-                    .with_context(|| format!("invalid SOURCE_DATE_EPOCH {v:?}"))?,
-            ),
-            _ => None,
-        },
+        source_date_epoch,
         platform: rbuild::oci::platform::Platform::host(),
     };
 

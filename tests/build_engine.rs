@@ -1,0 +1,510 @@
+//! The build engine end to end through the real binary, on a busybox image that the build
+//! itself makes (`FROM scratch` + `COPY` of Debian's busybox-static): RUN failures, stages,
+//! mounts (cache, secret, bind), the image config and history, outputs read back by
+//! independent tools (skopeo, umoci), reproducibility, the cache and prune.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::registry::tools_present;
+use common::{describe, temp_home};
+
+/// A context whose `rootfs/` holds busybox, and a Dockerfile starting with a `base` stage
+/// that installs busybox's applets, followed by `rest`.
+struct Ctx {
+    home: PathBuf,
+    dir: PathBuf,
+    root: PathBuf,
+}
+
+const BASE: &str = "FROM scratch AS base\nCOPY rootfs/ /\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n";
+
+impl Ctx {
+    fn new(name: &str, rest: &str) -> Option<Ctx> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED (needs root): builds mount overlays");
+            println!("SKIPPED (needs root): builds mount overlays");
+            return None;
+        }
+        if !Path::new("/bin/busybox").exists() {
+            panic!("/bin/busybox (Debian's busybox-static) is needed; .ci/run installs it");
+        }
+        let home = temp_home(name);
+        let dir = home.join("ctx");
+        std::fs::create_dir_all(dir.join("rootfs/bin")).unwrap();
+        std::fs::create_dir_all(dir.join("rootfs/etc")).unwrap();
+        std::fs::copy("/bin/busybox", dir.join("rootfs/bin/busybox")).unwrap();
+        std::fs::write(
+            dir.join("rootfs/etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("rootfs/etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
+        std::fs::write(dir.join("Dockerfile"), format!("{BASE}{rest}")).unwrap();
+        Some(Ctx {
+            root: home.join("state"),
+            home,
+            dir,
+        })
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn rbuild(&self, args: &[&str]) -> Output {
+        self.rbuild_env(args, &[])
+    }
+
+    fn rbuild_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(common::rbuild_bin());
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .env("RBUILD_ROOT", &self.root)
+            .env("NO_COLOR", "1")
+            .env_remove("SOURCE_DATE_EPOCH");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run rbuild")
+    }
+
+    fn build_ok(&self, args: &[&str]) -> String {
+        let mut all = vec!["build", "--progress=plain"];
+        all.extend_from_slice(args);
+        all.push(".");
+        let out = self.rbuild(&all);
+        assert!(out.status.success(), "{}", describe(&all, &out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn inspect(&self, image: &str) -> serde_json::Value {
+        let out = self.rbuild(&["inspect", image]);
+        assert!(out.status.success(), "{}", describe(&["inspect"], &out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+#[test]
+fn a_failing_run_says_where_why_and_what_it_printed_and_tags_nothing() {
+    let Some(ctx) = Ctx::new(
+        "build-fail",
+        "FROM base\nRUN echo first line && echo to-stderr >&2 && exit 3\n",
+    ) else {
+        return;
+    };
+    let args = ["build", "--progress=plain", "-t", "broken:1", "."];
+    let out = ctx.rbuild(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+    for want in [
+        "did not complete successfully: exit code 3",
+        "Dockerfile:5",
+        "RUN echo first line",
+        "first line",
+        "to-stderr",
+        "step-",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?}:\n{stderr}");
+    }
+    let images = ctx.rbuild(&["images"]);
+    assert!(
+        !String::from_utf8_lossy(&images.stdout).contains("broken"),
+        "a failed build tagged its image"
+    );
+    // The full log is kept under the state root.
+    let log_line = stderr
+        .lines()
+        .find(|l| l.contains("the whole output is in"))
+        .expect("log hint");
+    let path = log_line.rsplit(' ').next().unwrap();
+    let log = std::fs::read_to_string(path).unwrap();
+    assert!(
+        log.contains("first line") && log.contains("to-stderr"),
+        "{log}"
+    );
+}
+
+#[test]
+fn stages_config_history_and_unused_stages() {
+    let Some(ctx) = Ctx::new(
+        "build-stages",
+        "FROM base AS builder\nRUN mkdir -p /out && echo built > /out/artifact\n\
+         FROM base AS never\nRUN exit 1\n\
+         FROM base\nCOPY --from=builder /out/artifact /app/\n\
+         WORKDIR /app\nUSER app\nRUN id -u > /app/uid-seen || true\nENV GREETING=hello\nLABEL org.example.k=v\n\
+         EXPOSE 8080/tcp 53/udp\nENTRYPOINT [\"/bin/sh\", \"-c\"]\nCMD [\"echo hi\"]\n",
+    ) else {
+        return;
+    };
+    let progress = ctx.build_ok(&["-t", "stages:1"]);
+    assert!(
+        !progress.contains("[never"),
+        "an unused stage ran:\n{progress}"
+    );
+    let v = ctx.inspect("stages:1");
+    let c = &v["config"]["config"];
+    assert_eq!(c["WorkingDir"], "/app");
+    assert_eq!(c["User"], "app");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["echo hi"]));
+    assert_eq!(c["Labels"]["org.example.k"], "v");
+    assert!(c["ExposedPorts"]["8080/tcp"].is_object() && c["ExposedPorts"]["53/udp"].is_object());
+    assert!(
+        c["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "GREETING=hello"),
+        "{c}"
+    );
+    let history: Vec<String> = v["config"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        history
+            .iter()
+            .any(|h| h == "COPY /out/artifact /app/ # buildkit"),
+        "{history:#?}"
+    );
+    assert!(
+        history.iter().any(|h| h == "ENV GREETING=hello"),
+        "{history:#?}"
+    );
+    // One diff ID per non-empty history entry.
+    let non_empty = v["config"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["empty_layer"] != true)
+        .count();
+    assert_eq!(
+        non_empty,
+        v["config"]["rootfs"]["diff_ids"].as_array().unwrap().len()
+    );
+
+    // The files: from the build stage, and written as USER app.
+    let out = ctx.home.join("fs");
+    ctx.build_ok(&["-o", &format!("type=local,dest={}", out.display())]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("app/artifact")).unwrap(),
+        "built\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("app/uid-seen")).unwrap_or_default(),
+        "",
+        "/app is root's (WORKDIR before USER), so user app cannot write there"
+    );
+}
+
+#[test]
+fn cache_mounts_persist_secrets_stay_out_and_binds_discard_writes() {
+    let Some(ctx) = Ctx::new(
+        "build-mounts",
+        "FROM base AS data\nRUN mkdir /d && echo from-stage > /d/f\n\
+         FROM base\n\
+         RUN --mount=type=cache,target=/cache echo run-$(date +%s%N) >> /cache/log && cp /cache/log /cache-seen\n\
+         RUN --mount=type=secret,id=token,required=true cat /run/secrets/token | wc -c > /secret-length\n\
+         RUN --mount=type=secret,id=token,env=TOKEN test \"${#TOKEN}\" = 12 && echo ok > /secret-env\n\
+         RUN --mount=type=bind,from=data,source=/d,target=/mnt,rw echo scribble > /mnt/new && cat /mnt/f > /bound\n\
+         RUN --mount=type=bind,target=/ctx cat /ctx/input.txt > /from-context && test ! -e /ctx/ignored.txt\n",
+    ) else {
+        return;
+    };
+    ctx.write("input.txt", "context input\n");
+    ctx.write("ignored.txt", "must not be seen\n");
+    ctx.write(".dockerignore", "ignored.txt\n");
+    let secret = ctx.home.join("token");
+    std::fs::write(&secret, "s3cr3t-value").unwrap();
+    let spec = format!("id=token,src={}", secret.display());
+    let dest = ctx.home.join("image.tar");
+    let oci = format!("type=oci,dest={}", dest.display());
+    ctx.build_ok(&["--secret", &spec, "-o", &oci]);
+    // A second build that cannot use the step cache still sees the cache mount's file.
+    let out = ctx.home.join("fs");
+    ctx.build_ok(&[
+        "--no-cache",
+        "--secret",
+        &spec,
+        "-o",
+        &format!("type=local,dest={}", out.display()),
+    ]);
+    let seen = std::fs::read_to_string(out.join("cache-seen")).unwrap();
+    assert_eq!(
+        seen.lines().count(),
+        2,
+        "cache mount did not persist: {seen}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("secret-length"))
+            .unwrap()
+            .trim(),
+        "12"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("secret-env")).unwrap(),
+        "ok\n"
+    );
+    assert!(!out.join("run/secrets/token").exists());
+    assert_eq!(
+        std::fs::read_to_string(out.join("bound")).unwrap(),
+        "from-stage\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("from-context")).unwrap(),
+        "context input\n"
+    );
+    // No layer of the exported image holds the secret.
+    let bytes = std::fs::read(&dest).unwrap();
+    assert!(
+        !contains(&bytes, b"s3cr3t-value"),
+        "the archive holds the secret"
+    );
+    for layer in oci_layers(&ctx.home, &dest) {
+        assert!(
+            !contains(&layer, b"s3cr3t-value"),
+            "a layer holds the secret"
+        );
+        assert!(
+            !contains(&layer, b"scribble"),
+            "a bind mount's write reached a layer"
+        );
+    }
+}
+
+#[test]
+fn outputs_read_back_by_skopeo_and_umoci() {
+    if !tools_present(&["skopeo", "umoci"]) {
+        return;
+    }
+    let Some(ctx) = Ctx::new(
+        "build-outputs",
+        "FROM base\nRUN echo out > /out.txt\nCMD [\"cat\", \"/out.txt\"]\n",
+    ) else {
+        return;
+    };
+    let tar = ctx.home.join("oci.tar");
+    let layout = ctx.home.join("layout");
+    let docker = ctx.home.join("docker.tar");
+    let fs_tar = ctx.home.join("fs.tar");
+    ctx.build_ok(&[
+        "-t",
+        "outputs:1",
+        "-o",
+        &format!("type=oci,dest={}", tar.display()),
+        "-o",
+        &format!("type=oci,dest={},tar=false", layout.display()),
+        "-o",
+        &format!("type=docker,dest={}", docker.display()),
+        "-o",
+        &format!("type=tar,dest={}", fs_tar.display()),
+    ]);
+    let local = ctx.inspect("outputs:1");
+    let digest = local["digest"].as_str().unwrap().to_string();
+    for source in [
+        format!("oci-archive:{}", tar.display()),
+        format!("oci:{}", layout.display()),
+    ] {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw", &source])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo inspect {source}: {out:?}");
+        let raw = out.stdout;
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(&raw)),
+            digest,
+            "{source} holds another manifest"
+        );
+    }
+    let out = Command::new("skopeo")
+        .args(["inspect", &format!("docker-archive:{}", docker.display())])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo inspect docker-archive: {out:?}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["Layers"].as_array().map(Vec::len),
+        local["manifest"]["layers"].as_array().map(Vec::len),
+        "{v}"
+    );
+    // docker load names the image from manifest.json's RepoTags.
+    let out = Command::new("tar")
+        .arg("-xOf")
+        .arg(&docker)
+        .arg("manifest.json")
+        .output()
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m[0]["RepoTags"], serde_json::json!(["outputs:1"]), "{m}");
+
+    // umoci unpacks the layout into the same files.
+    let bundle = ctx.home.join("bundle");
+    let tag = "1";
+    let out = Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:{tag}", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umoci unpack: {out:?}");
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/out.txt")).unwrap(),
+        "out\n"
+    );
+    // The flat tar has the file too.
+    let list = Command::new("tar")
+        .arg("-tf")
+        .arg(&fs_tar)
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        names
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "out.txt"),
+        "{names}"
+    );
+}
+
+#[test]
+fn source_date_epoch_builds_the_same_image_anywhere_and_prune_clears_the_cache() {
+    let Some(ctx) = Ctx::new(
+        "build-repro",
+        "FROM base\nCOPY input.txt /\nRUN cat /input.txt > /copy.txt\n",
+    ) else {
+        return;
+    };
+    ctx.write("input.txt", "same\n");
+    let env = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let build = |root: &Path| {
+        let mut cmd = Command::new(common::rbuild_bin());
+        cmd.args(["build", "--progress=plain", "-t", "repro:1", "."])
+            .current_dir(&ctx.dir)
+            .env("RBUILD_ROOT", root)
+            .env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    build(&ctx.root);
+    let second_root = ctx.home.join("state2");
+    build(&second_root);
+    let digest = |root: &Path| {
+        let out = Command::new(common::rbuild_bin())
+            .args(["inspect", "repro:1"])
+            .env("RBUILD_ROOT", root)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["digest"].clone(), v["config"]["created"].clone())
+    };
+    let (a, created) = digest(&ctx.root);
+    assert_eq!(a, digest(&second_root).0, "two state roots, two images");
+    assert_eq!(created, "2023-11-14T22:13:20Z");
+
+    // A rebuild is all cache; after prune, the steps run again.
+    let again = build(&ctx.root);
+    assert_eq!(again.matches(" CACHED").count(), 4, "{again}");
+    let out = ctx.rbuild(&["prune", "--grace", "0s"]);
+    assert!(out.status.success(), "{}", describe(&["prune"], &out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("build cache record"),
+        "{}",
+        describe(&["prune"], &out)
+    );
+    let after = build(&ctx.root);
+    assert_eq!(after.matches(" CACHED").count(), 0, "{after}");
+    assert_eq!(
+        digest(&ctx.root).0,
+        a,
+        "the same inputs give the same image"
+    );
+}
+
+#[test]
+fn rawjson_progress_is_one_event_per_line() {
+    let Some(ctx) = Ctx::new("build-json", "FROM base\nRUN echo hello-json\n") else {
+        return;
+    };
+    let out = ctx.rbuild(&["build", "--progress=rawjson", "."]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "log" && e["line"] == "hello-json\n"),
+        "{text}"
+    );
+    assert!(events.iter().any(|e| e["event"] == "done"), "{text}");
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    rbuild::oci::digest::Digest::sha256(bytes).hex().to_string()
+}
+
+/// Every layer of an OCI archive, decompressed.
+fn oci_layers(home: &Path, archive: &Path) -> Vec<Vec<u8>> {
+    let dir = home.join("unpacked-archive");
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| {
+        dir.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let out = Command::new("gzip")
+                .arg("-dc")
+                .arg(blob(l["digest"].as_str().unwrap()))
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            out.stdout
+        })
+        .collect()
+}
