@@ -6,8 +6,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
-rbuild="$repo/target/release/rbuild"
+# RBUILD_BIN picks an rbuild that is already built (CI uses its debug build).
+if [ -z "${RBUILD_BIN:-}" ]; then
+  cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
+fi
+rbuild="${RBUILD_BIN:-$repo/target/release/rbuild}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export RBUILD_ROOT="${RBUILD_ROOT:-$work/state}"
