@@ -508,3 +508,63 @@ fn oci_layers(home: &Path, archive: &Path) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+#[test]
+fn ctrl_c_stops_the_run_unmounts_and_says_so() {
+    let Some(ctx) = Ctx::new("build-sigint", "FROM base\nRUN echo started && sleep 60\n") else {
+        return;
+    };
+    let mut child = Command::new(common::rbuild_bin())
+        .args(["build", "--progress=plain", "-t", "sigint:1", "."])
+        .current_dir(&ctx.dir)
+        .env("RBUILD_ROOT", &ctx.root)
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the step runs (its log line appears), then Ctrl-C.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if line.ends_with(" started") {
+                let _ = tx.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    let saw_start = rx.recv_timeout(std::time::Duration::from_secs(30)).is_ok();
+    let started = std::time::Instant::now();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let elapsed = started.elapsed();
+    let output = reader.join().unwrap();
+    assert!(saw_start, "the step never started:\n{output}");
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains("interrupted"), "{output}");
+    assert!(
+        elapsed.as_secs() < 10,
+        "the RUN was not stopped ({elapsed:?})"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = ctx.root.display().to_string();
+    assert!(
+        !mounts.contains(&root),
+        "mounts left under the state root:\n{mounts}"
+    );
+    let work: Vec<_> = std::fs::read_dir(ctx.root.join("work"))
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(work.is_empty(), "work directories left: {work:?}");
+    let images = ctx.rbuild(&["images"]);
+    assert!(!String::from_utf8_lossy(&images.stdout).contains("sigint"));
+}

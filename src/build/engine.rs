@@ -58,6 +58,8 @@ pub enum BuildError {
     WorkDir(#[from] crate::snapshot::workdir::WorkDirError),
     #[error(transparent)]
     Cache(#[from] super::cache::CacheError),
+    #[error("interrupted: the build was stopped (Ctrl-C); nothing was tagged")]
+    Interrupted,
     #[error(
         "rbuild builds with overlayfs, which is not available to this user here (the native snapshotter is not wired into builds yet); run as root, or see docs/build.md"
     )]
@@ -348,6 +350,9 @@ impl Engine<'_> {
                     .image
                     .push_history(commit.created_by, true, state.clock.clone());
                 continue;
+            }
+            if super::interrupt::interrupted() {
+                return Err(BuildError::Interrupted);
             }
             n += 1;
             let id = self.id();

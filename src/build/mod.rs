@@ -14,6 +14,7 @@ pub mod config;
 pub mod copy;
 mod engine;
 pub mod export;
+pub mod interrupt;
 pub mod output;
 mod run;
 

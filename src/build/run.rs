@@ -308,6 +308,7 @@ pub(super) fn execute(
     };
     let mut running = sandbox::spawn(&spec, Stdio::piped(), Stdio::piped())
         .map_err(|e| engine.err_at(instruction, e.to_string()))?;
+    let registered = super::interrupt::Registered::new(running.id());
     let stdout = running.stdout();
     let stderr = running.stderr();
     std::thread::scope(|s| {
@@ -323,8 +324,12 @@ pub(super) fn execute(
     let status = running
         .wait()
         .map_err(|e| engine.err_at(instruction, e.to_string()))?;
+    drop(registered);
     drop(proxies);
     drop(leases);
+    if super::interrupt::interrupted() {
+        return Err(BuildError::Interrupted);
+    }
     if status.success() {
         return Ok(());
     }

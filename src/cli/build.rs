@@ -136,6 +136,8 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
     }
 
     let store = image::open_store(root)?;
+    // Ctrl-C (and SIGTERM) stop the RUN in progress and unwind, unmounting as they go.
+    ctrlc::set_handler(build::interrupt::interrupt).context("installing the Ctrl-C handler")?;
     let progress = mode.reporter();
     let started = Instant::now();
     let built = build::build(&plan, &source, &opts, &store, progress.as_ref()).map_err(

@@ -119,6 +119,11 @@ impl Running {
         status
     }
 
+    /// The helper's process id (killing it kills the whole sandbox).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The run's cgroup directories (empty without limits).
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         self.cgroup
