@@ -568,3 +568,52 @@ fn ctrl_c_stops_the_run_unmounts_and_says_so() {
     let images = ctx.rbuild(&["images"]);
     assert!(!String::from_utf8_lossy(&images.stdout).contains("sigint"));
 }
+
+#[test]
+fn independent_stages_run_side_by_side() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("SKIPPED: one core, stages run one at a time");
+        return;
+    }
+    // Each stage waits (up to 20 s) for the other to have started, through a shared cache
+    // mount: run one after the other, the first would give up and fail.
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=rendezvous,sharing=shared,target=/r \
+             touch /r/{me} && i=0; while [ ! -e /r/{other} ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; \
+             test -e /r/{other} && echo {me} > /{me}.txt\n"
+        )
+    };
+    let rest = format!(
+        "FROM base AS a\n{}FROM base AS b\n{}FROM base\nCOPY --from=a /a.txt /\nCOPY --from=b /b.txt /\n",
+        wait("a", "b"),
+        wait("b", "a")
+    );
+    let Some(ctx) = Ctx::new("build-parallel", &rest) else {
+        return;
+    };
+    let out = ctx.home.join("fs");
+    ctx.build_ok(&["-o", &format!("type=local,dest={}", out.display())]);
+    assert_eq!(std::fs::read_to_string(out.join("a.txt")).unwrap(), "a\n");
+    assert_eq!(std::fs::read_to_string(out.join("b.txt")).unwrap(), "b\n");
+}
+
+#[test]
+fn run_for_another_architecture_is_refused_clearly() {
+    let Some(ctx) = Ctx::new("build-platform", "FROM base\nRUN true\n") else {
+        return;
+    };
+    let other = if cfg!(target_arch = "aarch64") {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    let args = ["build", "--progress=plain", "--platform", other, "."];
+    let out = ctx.rbuild(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+    assert!(
+        stderr.contains("does not emulate other architectures") && stderr.contains("Dockerfile:3"),
+        "{stderr}"
+    );
+}

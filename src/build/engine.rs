@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use super::cache::{BuildCache, CacheKey, KeyHasher, LayerRecord, Record};
@@ -99,6 +101,7 @@ pub struct Built {
 }
 
 /// One stage's state as its steps run.
+#[derive(Clone)]
 pub(super) struct State {
     pub(super) image: StageImage,
     pub(super) layers: Vec<Descriptor>,
@@ -120,12 +123,13 @@ pub(super) struct Engine<'a> {
     progress: &'a dyn Reporter,
     snapshots: Snapshots,
     cache: BuildCache,
-    hashes: HashCache,
+    hashes: Mutex<HashCache>,
     ignore: Option<Matcher>,
-    conf: Option<RegistriesConf>,
-    next_id: usize,
-    ran: usize,
-    cached: usize,
+    /// registries.conf, read the first time a base image has to be pulled.
+    conf: OnceLock<RegistriesConf>,
+    next_id: AtomicUsize,
+    ran: AtomicUsize,
+    cached: AtomicUsize,
     logs: PathBuf,
 }
 
@@ -151,7 +155,7 @@ pub fn build(
             .map_or(0, |d| d.as_secs()),
         std::process::id()
     ));
-    let mut engine = Engine {
+    let engine = Engine {
         plan,
         source,
         opts,
@@ -159,22 +163,20 @@ pub fn build(
         progress,
         snapshots: Snapshots::new(&opts.state_root),
         cache: BuildCache::new(&opts.state_root),
-        hashes: HashCache::load(&opts.state_root.join("cache").join("context-hashes"))
-            .unwrap_or_else(|_| HashCache::in_memory()),
+        hashes: Mutex::new(
+            HashCache::load(&opts.state_root.join("cache").join("context-hashes"))
+                .unwrap_or_else(|_| HashCache::in_memory()),
+        ),
         ignore,
-        conf: None,
-        next_id: 1,
-        ran: 0,
-        cached: 0,
+        conf: OnceLock::new(),
+        next_id: AtomicUsize::new(1),
+        ran: AtomicUsize::new(0),
+        cached: AtomicUsize::new(0),
         logs,
     };
-    let mut done: BTreeMap<usize, State> = BTreeMap::new();
-    for index in plan.needed_stages() {
-        let state = engine.stage(index, &done)?;
-        done.insert(index, state);
-    }
+    let mut done = engine.schedule()?;
     // Saving the context hashes is an optimisation for the next build.
-    let _ = engine.hashes.save();
+    let _ = engine.hashes().save();
     let state = done
         .remove(&plan.target)
         .expect("the target stage was built");
@@ -184,10 +186,72 @@ pub fn build(
         config_digest,
         image: state.image,
         lowers: state.lowers,
-        ran: engine.ran,
-        cached: engine.cached,
-        next_id: engine.next_id,
+        ran: engine.ran.load(Ordering::Relaxed),
+        cached: engine.cached.load(Ordering::Relaxed),
+        next_id: engine.next_id.load(Ordering::Relaxed),
     })
+}
+
+/// How many stages build at once: one per core (a stage is mostly one process at a time).
+fn parallel_stages() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Engine<'_> {
+    /// Build every stage the target needs, each as soon as the stages it reads are built,
+    /// independent ones side by side. The first failure stops new stages from starting;
+    /// those running finish, and the failure is returned.
+    fn schedule(&self) -> Result<BTreeMap<usize, State>, BuildError> {
+        let needed = self.plan.needed_stages();
+        let deps: BTreeMap<usize, Vec<usize>> = needed
+            .iter()
+            .map(|&i| (i, self.plan.stage_deps(i)))
+            .collect();
+        let mut done: BTreeMap<usize, State> = BTreeMap::new();
+        let mut waiting: Vec<usize> = needed.clone();
+        let mut failed: Option<BuildError> = None;
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<State, BuildError>)>();
+            let mut running = 0usize;
+            loop {
+                if failed.is_none() {
+                    while running < parallel_stages() {
+                        let Some(pos) = waiting
+                            .iter()
+                            .position(|i| deps[i].iter().all(|d| done.contains_key(d)))
+                        else {
+                            break;
+                        };
+                        let index = waiting.remove(pos);
+                        let inputs: BTreeMap<usize, State> =
+                            deps[&index].iter().map(|d| (*d, done[d].clone())).collect();
+                        let tx = tx.clone();
+                        running += 1;
+                        scope.spawn(move || {
+                            let _ = tx.send((index, self.stage(index, &inputs)));
+                        });
+                    }
+                }
+                if running == 0 {
+                    break;
+                }
+                let (index, result) = rx.recv().expect("a stage thread reports");
+                running -= 1;
+                match result {
+                    Ok(state) => {
+                        done.insert(index, state);
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
 }
 
 /// The context's ignore matcher: `<Dockerfile>.dockerignore` beside the Dockerfile wins
@@ -244,10 +308,8 @@ fn is_layer_step(kind: &Kind) -> bool {
 }
 
 impl Engine<'_> {
-    fn id(&mut self) -> usize {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
+    fn id(&self) -> usize {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The instruction as written, one line (continuations joined), for step names.
@@ -271,7 +333,20 @@ impl Engine<'_> {
         ))
     }
 
-    fn stage(&mut self, index: usize, done: &BTreeMap<usize, State>) -> Result<State, BuildError> {
+    pub(super) fn err_hint(
+        &self,
+        i: &Instruction,
+        message: impl Into<String>,
+        hint: &str,
+    ) -> BuildError {
+        BuildError::Step(Box::new(
+            Diagnostic::error(message)
+                .at(self.source, i.node.keyword_span)
+                .with_hint(hint),
+        ))
+    }
+
+    fn stage(&self, index: usize, done: &BTreeMap<usize, State>) -> Result<State, BuildError> {
         let plan = self.plan;
         let stage = &plan.stages[index];
         let platform = stage
@@ -361,11 +436,11 @@ impl Engine<'_> {
             let started = Instant::now();
             match self.layer_step(id, step, &commit.created_by, &mut state, done) {
                 Ok(true) => {
-                    self.cached += 1;
+                    self.cached.fetch_add(1, Ordering::Relaxed);
                     self.progress.event(Event::Cached { id });
                 }
                 Ok(false) => {
-                    self.ran += 1;
+                    self.ran.fetch_add(1, Ordering::Relaxed);
                     self.progress.event(Event::Done {
                         id,
                         elapsed: started.elapsed(),
@@ -399,7 +474,7 @@ impl Engine<'_> {
     }
 
     fn base_image(
-        &mut self,
+        &self,
         id: usize,
         name: &str,
         platform: &Platform,
@@ -426,11 +501,14 @@ impl Engine<'_> {
         let image = match local {
             Some(image) => image,
             None => {
-                if self.conf.is_none() {
-                    self.conf =
-                        Some(RegistriesConf::load_default().map_err(|e| resolve_err(Box::new(e)))?);
-                }
-                let conf = self.conf.as_ref().expect("loaded above");
+                let conf = match self.conf.get() {
+                    Some(c) => c,
+                    None => {
+                        let loaded =
+                            RegistriesConf::load_default().map_err(|e| resolve_err(Box::new(e)))?;
+                        self.conf.get_or_init(|| loaded)
+                    }
+                };
                 let client = Client::new(Box::new(CredentialStore::from_env()));
                 let progress = self.progress;
                 let events = |r: &Reference, ev: pull::Event| {
@@ -480,7 +558,7 @@ impl Engine<'_> {
 
     /// Run (or find in the cache) one layer step; returns whether it was cached.
     fn layer_step(
-        &mut self,
+        &self,
         id: usize,
         step: &Step,
         created_by: &str,
@@ -510,7 +588,7 @@ impl Engine<'_> {
                         ignore: self.ignore.as_ref(),
                     },
                 };
-                let inputs = copy::inputs_digest(&root, &op, &mut self.hashes)
+                let inputs = copy::inputs_digest(&root, &op, &mut self.hashes())
                     .map_err(|e| self.err_at(instruction, e.to_string()))?;
                 key.str("copy", &format!("{op:?}"));
                 key.field("inputs", inputs.as_bytes());
@@ -606,7 +684,7 @@ impl Engine<'_> {
 
     /// Do the step's work in an overlay over the stage, and commit what changed.
     fn execute(
-        &mut self,
+        &self,
         id: usize,
         step: &Step,
         created_by: &str,
@@ -662,7 +740,7 @@ impl Engine<'_> {
 
     /// COPY/ADD's operation, and the stage or image tree it copies from.
     fn copy_op(
-        &mut self,
+        &self,
         step: &Step,
         state: &State,
         done: &BTreeMap<usize, State>,
@@ -722,7 +800,7 @@ impl Engine<'_> {
 
     /// The tree `COPY --from=NAME` reads: an earlier stage, or an image.
     pub(super) fn tree_from(
-        &mut self,
+        &self,
         name: &str,
         state: &State,
         done: &BTreeMap<usize, State>,
@@ -737,7 +815,7 @@ impl Engine<'_> {
             };
             return Tree::mount(&self.opts.state_root, &stage.lowers, Some(stage.key));
         }
-        let id = self.next_id;
+        let id = self.id();
         let image = self.base_image(id, name, &state.platform, instruction)?;
         Tree::mount(&self.opts.state_root, &image.lowers, Some(image.key))
     }
@@ -836,7 +914,7 @@ impl Engine<'_> {
     pub(super) fn ignore(&self) -> Option<&Matcher> {
         self.ignore.as_ref()
     }
-    pub(super) fn hashes(&mut self) -> &mut HashCache {
-        &mut self.hashes
+    pub(super) fn hashes(&self) -> std::sync::MutexGuard<'_, HashCache> {
+        self.hashes.lock().expect("hash cache")
     }
 }

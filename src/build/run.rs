@@ -69,7 +69,7 @@ impl Prepared {
 }
 
 pub(super) fn prepare(
-    engine: &mut Engine<'_>,
+    engine: &Engine<'_>,
     step: &Step,
     state: &State,
     done: &BTreeMap<usize, State>,
@@ -78,6 +78,17 @@ pub(super) fn prepare(
     let Kind::Run(run) = &instruction.kind else {
         unreachable!("run::prepare takes RUN")
     };
+    let host = crate::oci::platform::Platform::host();
+    if !host.matches(&state.platform) {
+        return Err(engine.err_hint(
+            instruction,
+            format!(
+                "RUN in a {} stage cannot run on this {host} machine: rbuild does not emulate other architectures",
+                state.platform
+            ),
+            "build for this machine's platform, or give stages that only run tools FROM --platform=$BUILDPLATFORM",
+        ));
+    }
     let args = state
         .image
         .run_args(step)
@@ -120,7 +131,7 @@ pub(super) fn prepare(
 
 /// What a `--mount=type=bind` reads: `from=` a stage or image, else the context.
 fn bind_source(
-    engine: &mut Engine<'_>,
+    engine: &Engine<'_>,
     m: &Mount,
     state: &State,
     done: &BTreeMap<usize, State>,
@@ -149,7 +160,7 @@ fn bind_source(
         dir: &context,
         ignore: ignore.as_ref(),
     };
-    let digest = copy::inputs_digest(&root, &op, engine.hashes())
+    let digest = copy::inputs_digest(&root, &op, &mut engine.hashes())
         .map_err(|e| engine.err_at(instruction, e.to_string()))?;
     copy::copy(&root, &files, &op).map_err(|e| engine.err_at(instruction, e.to_string()))?;
     Ok(BindSource::Context(dir, *digest.as_bytes()))

@@ -109,26 +109,34 @@ impl Plan {
             if !need.insert(i) {
                 continue;
             }
-            let s = &self.stages[i];
-            if let Base::Stage(p) = s.base {
-                todo.push(p);
-            }
-            for step in &s.steps {
-                let copy_from = match &step.instruction.kind {
-                    Kind::Copy(c) => c.from.as_deref(),
-                    _ => None,
-                };
-                let mount_from = step.mounts.iter().filter_map(|m| m.from.as_deref());
-                for from in copy_from.into_iter().chain(mount_from) {
-                    if let Some(j) = self.stage_index(from)
-                        && j < i
-                    {
-                        todo.push(j);
-                    }
+            todo.extend(self.stage_deps(i));
+        }
+        need.into_iter().collect()
+    }
+
+    /// The stages stage `index` reads directly: its base, and those it copies or mounts
+    /// from; each is earlier in the Dockerfile.
+    pub fn stage_deps(&self, index: usize) -> Vec<usize> {
+        let s = &self.stages[index];
+        let mut deps = BTreeSet::new();
+        if let Base::Stage(p) = s.base {
+            deps.insert(p);
+        }
+        for step in &s.steps {
+            let copy_from = match &step.instruction.kind {
+                Kind::Copy(c) => c.from.as_deref(),
+                _ => None,
+            };
+            let mount_from = step.mounts.iter().filter_map(|m| m.from.as_deref());
+            for from in copy_from.into_iter().chain(mount_from) {
+                if let Some(j) = self.stage_index(from)
+                    && j < index
+                {
+                    deps.insert(j);
                 }
             }
         }
-        need.into_iter().collect()
+        deps.into_iter().collect()
     }
 
     /// A stage by name or index (`COPY --from=0`).
