@@ -617,3 +617,147 @@ fn run_for_another_architecture_is_refused_clearly() {
         "{stderr}"
     );
 }
+
+/// A child process killed when dropped (a server for one test).
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_port(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("nothing listens on 127.0.0.1:{port}");
+}
+
+#[test]
+fn add_downloads_urls_with_checksums_and_clones_git_repositories() {
+    if !tools_present(&["python3", "git"]) {
+        return;
+    }
+    let Some(ctx) = Ctx::new("build-add-remote", "") else {
+        return;
+    };
+    // An HTTP server (Python's) with one file.
+    let site = ctx.home.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("hello.txt"), "hello over http\n").unwrap();
+    let sum = rbuild::oci::digest::Digest::sha256(b"hello over http\n");
+    let http_port = common::registry::free_port();
+    let _http = Server(
+        Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(http_port.to_string())
+            .current_dir(&site)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // A Git repository served by git daemon.
+    let repos = ctx.home.join("repos");
+    let work = ctx.home.join("repo-work");
+    std::fs::create_dir_all(&work).unwrap();
+    let git = |dir: &Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::create_dir_all(work.join("docs")).unwrap();
+    std::fs::write(work.join("docs/guide.md"), "# guide\n").unwrap();
+    std::fs::write(work.join("README"), "repo readme\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "first"]);
+    git(&work, &["tag", "v1"]);
+    std::fs::create_dir_all(&repos).unwrap();
+    git(
+        &repos,
+        &["clone", "-q", "--bare", work.to_str().unwrap(), "repo.git"],
+    );
+    let git_port = common::registry::free_port();
+    let _git = Server(
+        Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={git_port}"))
+            .arg(format!("--base-path={}", repos.display()))
+            .arg(&repos)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(http_port);
+    wait_for_port(git_port);
+
+    let url = format!("http://127.0.0.1:{http_port}/hello.txt");
+    let repo = format!("git://127.0.0.1:{git_port}/repo.git");
+    std::fs::write(
+        ctx.dir.join("Dockerfile"),
+        format!(
+            "{BASE}FROM base\nADD {url} /downloads/\nADD --checksum={sum} {url} /checked.txt\n\
+             ADD {repo}#v1 /src\nADD {repo}#main:docs /docs\n"
+        ),
+    )
+    .unwrap();
+    let out = ctx.home.join("fs");
+    ctx.build_ok(&["-o", &format!("type=local,dest={}", out.display())]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("downloads/hello.txt")).unwrap(),
+        "hello over http\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.join("checked.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "a downloaded file is 0600");
+    assert_eq!(
+        std::fs::read_to_string(out.join("src/README")).unwrap(),
+        "repo readme\n"
+    );
+    assert!(
+        !out.join("src/.git").exists(),
+        ".git is left out by default"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("docs/guide.md")).unwrap(),
+        "# guide\n"
+    );
+
+    // A wrong checksum fails the build and names both digests.
+    let wrong = rbuild::oci::digest::Digest::sha256(b"something else");
+    std::fs::write(
+        ctx.dir.join("Dockerfile"),
+        format!("{BASE}FROM base\nADD --checksum={wrong} {url} /x\n"),
+    )
+    .unwrap();
+    let args = ["build", "--progress=plain", "."];
+    let o = ctx.rbuild(&args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&args, &o));
+    assert!(
+        stderr.contains(&wrong.to_string()) && stderr.contains(&sum.to_string()),
+        "{stderr}"
+    );
+}

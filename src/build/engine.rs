@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::cache::{BuildCache, CacheKey, KeyHasher, LayerRecord, Record};
 use super::config::StageImage;
 use super::copy::{self, CopyOp, HashCache, SourceRoot};
+use super::remote::Remote;
 use super::{Options, run};
 use crate::context::Matcher;
 use crate::diag::{Diagnostic, Source};
@@ -789,9 +790,42 @@ impl Engine<'_> {
                         )
                     }
                 };
-                let op = CopyOp::for_add(a, &state.image.workdir(), owner)
+                let mut op = CopyOp::for_add(a, &state.image.workdir(), owner)
                     .map_err(|e| self.err_at(instruction, e.to_string()))?;
-                (op, None)
+                let remotes: Vec<Option<Remote>> = a
+                    .paths
+                    .sources
+                    .iter()
+                    .map(|s| Remote::parse(&s.value))
+                    .collect();
+                if remotes.iter().all(Option::is_none) {
+                    (op, None)
+                } else if remotes.iter().any(Option::is_none) {
+                    return Err(self.err_at(
+                        instruction,
+                        "ADD of URLs together with local files in one instruction is not supported yet: split it into two ADDs",
+                    ));
+                } else {
+                    // Fetched before the cache lookup: what was downloaded is what the key
+                    // hashes (a changed file at the same URL is a cache miss).
+                    let dir = WorkDir::create(&self.opts.state_root)?;
+                    let mut sources = Vec::new();
+                    for (n, remote) in remotes.iter().flatten().enumerate() {
+                        let rel = remote
+                            .fetch(
+                                &dir.path().join(n.to_string()),
+                                a.checksum.as_deref(),
+                                a.keep_git_dir,
+                            )
+                            .map_err(|e| self.err_at(instruction, e.to_string()))?;
+                        sources.push(format!("/{n}/{rel}"));
+                    }
+                    op.sources = sources;
+                    op.checksum = None;
+                    // Remote archives are not unpacked unless --unpack=true (BuildKit).
+                    op.unpack_archives = a.unpack.unwrap_or(false);
+                    (op, Some(Tree::files(dir)))
+                }
             }
             _ => unreachable!("copy_op takes COPY or ADD"),
         };
@@ -859,11 +893,12 @@ enum Work {
     Copy(Box<(CopyOp, Option<Tree>)>),
 }
 
-/// Another stage's or an image's root filesystem, mounted read-only for reading (COPY
-/// --from, RUN --mount=from=): an overlay with a throwaway upper directory.
+/// A tree a step reads from: another stage's or an image's root filesystem, mounted for
+/// reading (COPY --from, RUN --mount=from=) as an overlay with a throwaway upper directory
+/// (so writes through a `rw` bind mount are discarded); or ADD's downloads.
 pub(super) struct Tree {
     _dir: WorkDir,
-    mounted: overlay::Mounted,
+    mounted: Option<overlay::Mounted>,
     key: Option<CacheKey>,
 }
 
@@ -877,13 +912,25 @@ impl Tree {
         let mounted = overlay::prepare(lowers, dir.path())?;
         Ok(Tree {
             _dir: dir,
-            mounted,
+            mounted: Some(mounted),
             key,
         })
     }
 
+    /// A plain directory (removed with the tree).
+    fn files(dir: WorkDir) -> Tree {
+        Tree {
+            _dir: dir,
+            mounted: None,
+            key: None,
+        }
+    }
+
     pub(super) fn root(&self) -> &Path {
-        self.mounted.merged()
+        match &self.mounted {
+            Some(m) => m.merged(),
+            None => self._dir.path(),
+        }
     }
 
     pub(super) fn key_bytes(&self) -> &[u8] {

@@ -16,6 +16,7 @@ mod engine;
 pub mod export;
 pub mod interrupt;
 pub mod output;
+pub mod remote;
 mod run;
 
 use std::collections::BTreeMap;

@@ -50,6 +50,7 @@ pub use chmod::{Chmod, ChmodError};
 pub use chown::resolve_chown;
 pub use hash::{HashCache, HashStats};
 pub use rustix::fs::Timespec;
+pub use selection::is_git;
 
 use crate::context::{Matcher, PatternError, WalkError, clean};
 use crate::dockerfile::instruction::InlineSource;

@@ -95,7 +95,7 @@ fn check_remote(source: &str, kind: OpKind) -> Result<(), CopyError> {
 /// BuildKit's `dfgitutil.ParseGitRef` shapes that cannot be a local path: `git@host:repo`,
 /// `git://` and `ssh://` URLs, and HTTP(S) URLs whose path ends in `.git` (before any
 /// `#ref:subdir` fragment).
-pub(super) fn is_git(source: &str) -> bool {
+pub fn is_git(source: &str) -> bool {
     if ["git@", "git://", "ssh://"]
         .iter()
         .any(|p| source.starts_with(p))
