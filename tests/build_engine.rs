@@ -761,3 +761,69 @@ fn add_downloads_urls_with_checksums_and_clones_git_repositories() {
         "{stderr}"
     );
 }
+
+#[test]
+fn ssh_agents_reach_run_through_ssh_flags() {
+    if !tools_present(&["ssh-agent"]) {
+        return;
+    }
+    let Some(ctx) = Ctx::new(
+        "build-ssh",
+        "FROM base\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /sock-path\n\
+         RUN --mount=type=ssh,id=deploy,target=/run/deploy.sock test -S /run/deploy.sock && echo deploy > /deploy\n",
+    ) else {
+        return;
+    };
+    let sock = ctx.home.join("agent.sock");
+    let _agent = Server(
+        Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..100 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = ctx.home.join("fs");
+    let deploy = format!("deploy={}", sock.display());
+    let dest = format!("type=local,dest={}", out.display());
+    let args = [
+        "build",
+        "--progress=plain",
+        "--ssh",
+        "default",
+        "--ssh",
+        deploy.as_str(),
+        "-o",
+        dest.as_str(),
+        ".",
+    ];
+    let o = ctx.rbuild_env(&args, &[("SSH_AUTH_SOCK", sock.to_str().unwrap())]);
+    assert!(o.status.success(), "{}", describe(&args, &o));
+    assert_eq!(
+        std::fs::read_to_string(out.join("sock-path")).unwrap(),
+        "/run/buildkit/ssh_agent.0\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("deploy")).unwrap(),
+        "deploy\n"
+    );
+    assert!(
+        !out.join("run/deploy.sock").exists(),
+        "the socket stayed out of the image"
+    );
+
+    // Without --ssh, the step fails and says which flag is missing.
+    let args = ["build", "--progress=plain", "--no-cache", "."];
+    let o = ctx.rbuild(&args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&args, &o));
+    assert!(stderr.contains("--ssh default"), "{stderr}");
+}
