@@ -335,6 +335,14 @@ pub fn prune_cmd(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
     if records > 0 {
         println!("deleted {records} build cache record(s) and the cache mounts");
     }
+    // Build logs (`<root>/logs/<build>/step-N.log`) go with the cache they describe.
+    let logs = root.join("logs");
+    match std::fs::remove_dir_all(&logs) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(anyhow::Error::new(e).context(format!("removing {}", logs.display())));
+        }
+        _ => {}
+    }
     let pruned = rbuild::gc::prune(&store, args.grace.into())?;
     for (digest, size) in &pruned.blobs {
         println!("deleted {digest} ({})", human_size(*size));
