@@ -759,37 +759,27 @@ impl Engine<'_> {
             };
             Ok((read("/etc/passwd")?, read("/etc/group")?))
         };
+        // `--chown`, resolved against the image's own passwd and group files.
+        let owner = |chown: Option<&str>| -> Result<Option<(u32, u32)>, BuildError> {
+            let Some(spec) = chown else { return Ok(None) };
+            let (passwd, group) = passwd()?;
+            copy::resolve_chown(spec, &passwd, &group)
+                .map(Some)
+                .map_err(|e| self.err_at(instruction, e.to_string()))
+        };
         let (op, from) = match &instruction.kind {
             Kind::Copy(c) => {
                 let from = match &c.from {
                     None => None,
                     Some(name) => Some(self.tree_from(name, state, done, instruction)?),
                 };
-                let owner = match &c.chown {
-                    None => None,
-                    Some(spec) => {
-                        let (passwd, group) = passwd()?;
-                        Some(
-                            copy::resolve_chown(spec, &passwd, &group)
-                                .map_err(|e| self.err_at(instruction, e.to_string()))?,
-                        )
-                    }
-                };
+                let owner = owner(c.chown.as_deref())?;
                 let op = CopyOp::for_copy(c, &state.image.workdir(), owner)
                     .map_err(|e| self.err_at(instruction, e.to_string()))?;
                 (op, from)
             }
             Kind::Add(a) => {
-                let owner = match &a.chown {
-                    None => None,
-                    Some(spec) => {
-                        let (passwd, group) = passwd()?;
-                        Some(
-                            copy::resolve_chown(spec, &passwd, &group)
-                                .map_err(|e| self.err_at(instruction, e.to_string()))?,
-                        )
-                    }
-                };
+                let owner = owner(a.chown.as_deref())?;
                 let mut op = CopyOp::for_add(a, &state.image.workdir(), owner)
                     .map_err(|e| self.err_at(instruction, e.to_string()))?;
                 let remotes: Vec<Option<Remote>> = a
