@@ -13,7 +13,16 @@ fn main() -> ExitCode {
     if let Some(code) = rbuild::sandbox::entry() {
         return code;
     }
-    let args = cli::with_default_subcommand(std::env::args_os().collect());
+    // A rootless build's inner process enters its user namespace before any thread exists
+    // (rbuild::sandbox::unshare); every other command line passes through unchanged.
+    let args = match rbuild::sandbox::unshare::enter(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let args = cli::with_default_subcommand(args);
     let cli = cli::Cli::parse_from(args);
     match cli::run(cli) {
         Ok(code) => code,

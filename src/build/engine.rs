@@ -64,9 +64,10 @@ pub enum BuildError {
     #[error("interrupted: the build was stopped (Ctrl-C); nothing was tagged")]
     Interrupted,
     #[error(
-        "rbuild builds with overlayfs, which is not available to this user here (the native snapshotter is not wired into builds yet); run as root, or see docs/build.md"
+        "rbuild builds with overlayfs, which cannot be mounted over {root} here (the native snapshotter is not wired into builds yet){}; see docs/build.md",
+        if *.userns { ": a rootless build mounts it with `userxattr`, which needs a filesystem with user extended attributes (ext4, xfs, btrfs, tmpfs since Linux 6.6)" } else { "" }
     )]
-    NoOverlay,
+    NoOverlay { root: String, userns: bool },
 }
 
 impl From<StoreError> for BuildError {
@@ -146,7 +147,10 @@ pub fn build(
     if crate::snapshot::snapshotter::detect(&opts.state_root)
         != crate::snapshot::snapshotter::Kind::Overlay
     {
-        return Err(BuildError::NoOverlay);
+        return Err(BuildError::NoOverlay {
+            root: opts.state_root.display().to_string(),
+            userns: crate::sys::userns::in_user_namespace(),
+        });
     }
     let ignore = read_ignore(&opts.context, opts.dockerfile.as_deref())?;
     let logs = opts.state_root.join("logs").join(format!(

@@ -94,6 +94,9 @@ pub fn write(
 
 /// The root filesystem as files in `dest` (new or empty), copied as the native
 /// snapshotter copies (reflinks where the filesystem has them), then moved into place.
+/// A rootless build gives the files to its user: owned by the image's ids they would belong
+/// to the user's subordinate ids on the host, which the user can neither read nor remove
+/// (the image's owners are in its layers, and in `type=oci` and `type=tar` outputs).
 fn local(state_root: &Path, built: &Built, dest: &Path) -> Result<(), OutputError> {
     let shown = dest.display().to_string();
     let io = |source| OutputError::Files {
@@ -123,7 +126,13 @@ fn local(state_root: &Path, built: &Built, dest: &Path) -> Result<(), OutputErro
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&staging);
-    let copied = native::prepare(tree.root(), &staging).map_err(|e| io(std::io::Error::other(e)));
+    let owners = if crate::sandbox::unshare::is_rootless_build() {
+        native::Owners::Caller
+    } else {
+        native::Owners::Keep
+    };
+    let copied = native::prepare_with(tree.root(), &staging, owners)
+        .map_err(|e| io(std::io::Error::other(e)));
     let result = copied.and_then(|snap| std::fs::rename(snap.rootfs(), dest).map_err(io));
     let _ = std::fs::remove_dir_all(&staging);
     result

@@ -26,6 +26,12 @@ use super::{color_stderr, frontend, image};
 pub struct BuildFailed(pub Diagnostic);
 
 pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> {
+    // Not root: the build runs as root of a user namespace of its own, in a copy of this
+    // process (docs/build.md, "Rootless builds"); this one only waits for it.
+    if rbuild::sandbox::unshare::needed() {
+        let quiet = args.quiet || args.progress == "quiet";
+        return Ok(rbuild::sandbox::unshare::run_in_user_namespace(quiet)?);
+    }
     if !args.context.is_dir() {
         bail!(
             "build context {} is not a directory",

@@ -325,6 +325,12 @@ pub fn images_cmd(root: &Path, _args: ImagesArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn prune_cmd(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
+    // Rootless builds leave files owned by the user's subordinate ids in snapshots and cache
+    // mounts, which the user can only remove from inside the same kind of user namespace
+    // (as `podman unshare` does for its storage).
+    if rbuild::sandbox::unshare::needed() {
+        return Ok(rbuild::sandbox::unshare::run_in_user_namespace(true)?);
+    }
     let store = open_store(root)?;
     // The build cache first: its records are what keeps intermediate layers useful, and
     // cache mounts (`RUN --mount=type=cache`) go with it, as with `docker builder prune`.

@@ -48,7 +48,7 @@ pub enum CgroupError {
 fn hint(e: &std::io::Error) -> &'static str {
     match e.kind() {
         std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
-            " (resource limits need root, or a cgroup delegated to this user)"
+            " (resource limits need root, or a cgroup delegated to this user; a rootless build cannot apply them otherwise)"
         }
         _ => "",
     }

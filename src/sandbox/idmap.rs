@@ -29,29 +29,51 @@ fn user_name(uid: u32) -> Option<String> {
     })
 }
 
+/// `newuidmap`/`newgidmap` arguments after the pid: `(uid ranges, gid ranges)`.
+pub type Mapping = (Vec<String>, Vec<String>);
+
+/// Why the calling user gets no subordinate ranges: the text completes "only root is
+/// mapped: …".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoRanges {
+    #[error("user {user} has no range in {file}")]
+    NoRange { user: String, file: &'static str },
+    #[error("{tool} is not installed (Debian's uidmap package)")]
+    NoTool { tool: &'static str },
+}
+
 /// The mapping to apply for the calling (non-root) user, if it has ranges and the helpers
-/// exist: `(uid ranges, gid ranges)` as newuidmap arguments after the pid.
-pub fn external_mapping() -> Option<(Vec<String>, Vec<String>)> {
+/// exist.
+pub fn external_mapping() -> Option<Mapping> {
+    mapping_for_user().ok()
+}
+
+/// [`external_mapping`], saying why there is none.
+pub fn mapping_for_user() -> Result<Mapping, NoRanges> {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
     let name = user_name(uid);
-    let sub_u = range(
-        &std::fs::read_to_string("/etc/subuid").ok()?,
-        name.as_deref(),
-        uid,
-    )?;
-    let sub_g = range(
-        &std::fs::read_to_string("/etc/subgid").ok()?,
-        name.as_deref(),
-        uid,
-    )?;
+    let shown = name.clone().unwrap_or_else(|| uid.to_string());
+    let sub = |file: &'static str| {
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| range(&text, name.as_deref(), uid))
+            .ok_or_else(|| NoRanges::NoRange {
+                user: shown.clone(),
+                file,
+            })
+    };
+    let sub_u = sub("/etc/subuid")?;
+    let sub_g = sub("/etc/subgid")?;
     let has = |tool: &str| {
         ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
             .iter()
             .any(|d| Path::new(d).join(tool).exists())
     };
-    if !has("newuidmap") || !has("newgidmap") {
-        return None;
+    for tool in ["newuidmap", "newgidmap"] {
+        if !has(tool) {
+            return Err(NoRanges::NoTool { tool });
+        }
     }
     let args = |own: u32, (start, count): (u32, u32)| {
         vec![
@@ -63,12 +85,13 @@ pub fn external_mapping() -> Option<(Vec<String>, Vec<String>)> {
             count.to_string(),
         ]
     };
-    Some((args(uid, sub_u), args(gid, sub_g)))
+    Ok((args(uid, sub_u), args(gid, sub_g)))
 }
 
-/// Apply `mapping` to process `pid` once it has its own user namespace.
-pub fn apply(pid: u32, mapping: &(Vec<String>, Vec<String>)) -> Result<(), String> {
-    // Wait (briefly) for the helper to have unshared its user namespace.
+/// Apply `mapping` to process `pid` once it has its own user namespace (a sandbox helper,
+/// or the rootless build's process: both unshare it first thing after they start).
+pub fn apply(pid: u32, mapping: &Mapping) -> Result<(), String> {
+    // Wait (briefly) for the process to have unshared its user namespace.
     let ours = std::fs::read_link("/proc/self/ns/user")
         .map_err(|e| format!("reading our user namespace: {e}"))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -78,8 +101,8 @@ pub fn apply(pid: u32, mapping: &(Vec<String>, Vec<String>)) -> Result<(), Strin
             Ok(_) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(1))
             }
-            Ok(_) => return Err("the sandbox helper did not create its user namespace".into()),
-            Err(e) => return Err(format!("the sandbox helper went away: {e}")),
+            Ok(_) => return Err(format!("process {pid} did not create its user namespace")),
+            Err(e) => return Err(format!("process {pid} went away: {e}")),
         }
     }
     for (tool, args) in [("newuidmap", &mapping.0), ("newgidmap", &mapping.1)] {

@@ -55,6 +55,8 @@ fn helper() -> Result<u8, String> {
         .read_line(&mut line)
         .map_err(|e| format!("reading the spec: {e}"))?;
     let spec: Spec = serde_json::from_str(&line).map_err(|e| format!("parsing the spec: {e}"))?;
+    // Not root here: the sandbox needs a user namespace of its own to mount anything. Root
+    // of a rootless build's user namespace already has one, and stays in it.
     let rootless = !rustix::process::geteuid().is_root();
     let (uid, gid) = (
         rustix::process::getuid().as_raw(),

@@ -2,6 +2,12 @@
 //! namespaces always, a user namespace when not root, a network namespace with only `lo`
 //! for `--network=none`. It knows nothing about images: callers hand it a directory.
 //!
+//! "Not root" means not root where the caller stands: a rootless build runs as root of its
+//! own user namespace ([`unshare`]), so its sandboxes create no second user namespace and
+//! map no ids — they inherit the build's mapping — while everything that only root of the
+//! initial namespace may do is left out the same way as for a rootless sandbox (a sysfs of
+//! our own needs a network namespace we own, device nodes are bound, not made).
+//!
 //! How: rbuild re-executes itself as a single-threaded helper (no Rust code runs after a
 //! fork of the multi-threaded parent). The helper unshares the namespaces and spawns PID 1
 //! of the new pid namespace, which builds the container's view of the filesystem
@@ -15,6 +21,7 @@ pub mod idmap;
 mod init;
 mod rootfs;
 pub mod ssh;
+pub mod unshare;
 pub mod user;
 
 use std::io::Write;
@@ -229,18 +236,32 @@ pub fn run(spec: &Spec) -> Result<ExitStatus, SandboxError> {
 }
 
 /// Give a file or directory rbuild prepared for a mount (cache, secret, ssh socket) the
-/// mount's mode and owner. As root, any owner. Rootless, the files already belong to the
-/// user, who is root (0:0) in the sandbox; another owner cannot be set from outside the
-/// user namespace, and asking for one is an error rather than a silent root-owned file.
+/// mount's mode and owner. As root — of the host, or of a rootless build's user namespace
+/// ([`unshare`]) — any owner mapped where we are. A non-root caller's files already
+/// belong to it, and it is root (0:0) in its sandbox; another owner cannot be set from
+/// outside the user namespace, and asking for one is an error rather than a silent
+/// root-owned file.
 pub fn give(path: &Path, mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if rustix::process::geteuid().is_root() {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EINVAL) && crate::sys::userns::in_user_namespace() {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "owner {uid}:{gid} for {}: the id is not mapped in this rootless build's user namespace (ids beyond root come from the user's ranges in /etc/subuid and /etc/subgid)",
+                        path.display()
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
     } else if (uid, gid) != (0, 0) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             format!(
-                "owner {uid}:{gid} for {}: a rootless build can only give mounts to root (0:0) yet",
+                "owner {uid}:{gid} for {}: a rootless sandbox can only give mounts to root (0:0)",
                 path.display()
             ),
         ));

@@ -211,7 +211,8 @@ pub fn setup(spec: &Spec) -> Result<(), String> {
     }
 
     // A fresh read-only sysfs when we may mount one (we own the network namespace, or are
-    // root); otherwise the host's, bound read-only.
+    // root of the initial user namespace); otherwise the host's, bound read-only: rootless,
+    // and in a rootless build's user namespace with host networking.
     let sys = root.open("/sys")?;
     if mount(
         "sysfs",

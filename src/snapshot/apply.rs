@@ -11,6 +11,15 @@
 //! overlayfs lower directory, whiteouts becoming 0:0 character devices and opaque
 //! directories an `overlay.opaque` xattr. The uncompressed stream is hashed on the way: its
 //! digest is the layer's diff ID, checked against the image config when given.
+//!
+//! Owners are set when we are root where we stand; device nodes are made only by root of
+//! the initial user namespace (mknod(2) checks `CAP_MKNOD` there; the overlay whiteout 0:0
+//! is the kernel's one exception). A user outside any namespace gets every file as its own
+//! and no device nodes; root of a user namespace (a rootless build) gets every owner that
+//! is mapped into it, and an unmapped owner (`EINVAL`: a base image's file of uid 70000
+//! with a 65536-id range, or any non-root owner when only root is mapped) leaves the entry
+//! root's. Both are counted in [`Applied`] rather than failing the unpack: the image's own
+//! layers stay as they are, only this unpacked copy differs.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read, Write};
@@ -39,8 +48,10 @@ pub struct Applied {
     pub diff_id: Digest,
     /// Bytes of the uncompressed tar.
     pub size: u64,
-    /// Device nodes not created (only root may create them).
+    /// Device nodes not created (only root of the initial user namespace may create them).
     pub skipped_devices: u64,
+    /// Entries left owned by root because their owner is not mapped in this user namespace.
+    pub skipped_owners: u64,
     /// Extended attributes the filesystem or our privileges refused (`trusted.*` as a user).
     pub skipped_xattrs: u64,
 }
@@ -106,10 +117,13 @@ pub fn apply(
         root,
         layer: name.to_string(),
         mode,
-        privileged: rustix::process::geteuid().is_root(),
+        chown: rustix::process::geteuid().is_root(),
+        mknod: crate::sys::userns::is_host_root(),
+        in_userns: crate::sys::userns::in_user_namespace(),
         created: HashSet::new(),
         dir_times: Vec::new(),
         skipped_devices: 0,
+        skipped_owners: 0,
         skipped_xattrs: 0,
     };
     let mut archive = tar::Archive::new(DigestingReader::new(decompressed));
@@ -237,6 +251,7 @@ pub fn apply(
         diff_id: hashed.digest,
         size: hashed.size,
         skipped_devices: applier.skipped_devices,
+        skipped_owners: applier.skipped_owners,
         skipped_xattrs: applier.skipped_xattrs,
     })
 }
@@ -321,12 +336,18 @@ struct Applier {
     root: OwnedFd,
     layer: String,
     mode: Whiteouts,
-    privileged: bool,
+    /// Set owners (we are root here, in whichever user namespace).
+    chown: bool,
+    /// Create device nodes (we are root of the initial user namespace).
+    mknod: bool,
+    /// An unmapped owner is skipped rather than an error.
+    in_userns: bool,
     /// Paths this layer created (an opaque marker spares them).
     created: HashSet<String>,
     /// Directory mtimes, set last (creating children changes them).
     dir_times: Vec<(Vec<String>, i64)>,
     skipped_devices: u64,
+    skipped_owners: u64,
     skipped_xattrs: u64,
 }
 
@@ -479,7 +500,7 @@ impl Applier {
                     tar::EntryType::Block => FileType::BlockDevice,
                     _ => FileType::Fifo,
                 };
-                if ft != FileType::Fifo && !self.privileged {
+                if ft != FileType::Fifo && !self.mknod {
                     self.skipped_devices += 1;
                     return Ok(());
                 }
@@ -569,11 +590,24 @@ impl Applier {
         Ok(())
     }
 
+    /// The result of a chown: `EINVAL` in a user namespace means the owner is not mapped
+    /// there, and the entry stays root's (counted); anything else is an error.
+    fn owned(&mut self, result: rustix::io::Result<()>, raw: &str) -> Result<(), ApplyError> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(Errno::INVAL) if self.in_userns => {
+                self.skipped_owners += 1;
+                Ok(())
+            }
+            Err(e) => Err(self.io(raw, "chown", e)),
+        }
+    }
+
     /// Owner, mode (when it has one) and times of an entry that cannot be opened: a
     /// symlink, device or fifo, by name in `parent`, never following a symlink.
     #[allow(clippy::too_many_arguments)]
     fn finish_at(
-        &self,
+        &mut self,
         parent: &OwnedFd,
         base: &str,
         raw: &str,
@@ -582,15 +616,15 @@ impl Applier {
         gid: u32,
         mtime: i64,
     ) -> Result<(), ApplyError> {
-        if self.privileged {
-            rustix::fs::chownat(
+        if self.chown {
+            let owned = rustix::fs::chownat(
                 parent,
                 base,
                 Some(rustix::fs::Uid::from_raw(uid)),
                 Some(rustix::fs::Gid::from_raw(gid)),
                 AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| self.io(raw, "chown", e))?;
+            );
+            self.owned(owned, raw)?;
         }
         if let Some(mode) = mode {
             // After chown, which clears set-id bits. The entry was just made by mknod, so it
@@ -612,13 +646,13 @@ impl Applier {
         gid: u32,
         xattrs: &[(String, Vec<u8>)],
     ) -> Result<(), ApplyError> {
-        if self.privileged {
-            rustix::fs::fchown(
+        if self.chown {
+            let owned = rustix::fs::fchown(
                 fd,
                 Some(rustix::fs::Uid::from_raw(uid)),
                 Some(rustix::fs::Gid::from_raw(gid)),
-            )
-            .map_err(|e| self.io(raw, "chown", e))?;
+            );
+            self.owned(owned, raw)?;
         }
         // After chown: chown clears set-id bits.
         rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| self.io(raw, "chmod", e))?;

@@ -68,6 +68,16 @@ pub struct CopyStats {
     pub skipped_xattrs: u64,
 }
 
+/// Whose files a copy holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owners {
+    /// The lower tree's owners: a step's root filesystem must show the image's.
+    Keep,
+    /// The calling process's: files handed to a user rather than to a step (a rootless
+    /// build's `type=local` output, which its user must be able to read and remove).
+    Caller,
+}
+
 /// A step's root filesystem, copied from an image's.
 #[derive(Debug)]
 pub struct NativeSnapshot {
@@ -80,6 +90,15 @@ pub struct NativeSnapshot {
 /// Copy `lower_tree` (an image's full root filesystem) to `work_dir/rootfs`, which must not
 /// exist yet.
 pub fn prepare(lower_tree: &Path, work_dir: &Path) -> Result<NativeSnapshot, NativeError> {
+    prepare_with(lower_tree, work_dir, Owners::Keep)
+}
+
+/// [`prepare`], choosing whose files the copy holds.
+pub fn prepare_with(
+    lower_tree: &Path,
+    work_dir: &Path,
+    owners: Owners,
+) -> Result<NativeSnapshot, NativeError> {
     let rootfs = work_dir.join("rootfs");
     let err = |path: &Path, op: &'static str| {
         let path = path.display().to_string();
@@ -92,6 +111,7 @@ pub fn prepare(lower_tree: &Path, work_dir: &Path) -> Result<NativeSnapshot, Nat
     std::fs::create_dir_all(work_dir).map_err(err(work_dir, "create work dir"))?;
     let st = rustix::fs::lstat(lower_tree).map_err(|e| err(lower_tree, "stat")(e.into()))?;
     let mut copier = Copier {
+        owners,
         links: HashMap::new(),
         dirs: HashMap::new(),
         stats: CopyStats::default(),
@@ -282,6 +302,7 @@ fn same(o: &Path, n: &Path, a: &Stat, b: &Stat) -> Result<bool, NativeError> {
 }
 
 struct Copier {
+    owners: Owners,
     /// First copy of each multiply-linked inode of the lower tree, by (device, inode).
     links: HashMap<(u64, u64), PathBuf>,
     dirs: HashMap<String, Identity>,
@@ -378,11 +399,13 @@ impl Copier {
 
     /// Owner, mode, xattrs and times of an opened copy (file or directory).
     fn finish(&mut self, src: &Path, fd: &OwnedFd, st: &Stat) -> std::io::Result<()> {
-        rustix::fs::fchown(
-            fd,
-            Some(rustix::fs::Uid::from_raw(st.st_uid)),
-            Some(rustix::fs::Gid::from_raw(st.st_gid)),
-        )?;
+        if self.owners == Owners::Keep {
+            rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(st.st_uid)),
+                Some(rustix::fs::Gid::from_raw(st.st_gid)),
+            )?;
+        }
         // After chown, which clears set-id bits.
         rustix::fs::fchmod(fd, Mode::from_raw_mode(st.st_mode & 0o7777))?;
         for (name, value) in xattrs(src)? {
@@ -399,13 +422,15 @@ impl Copier {
 
     /// The same for entries that cannot be opened (symlinks, devices, FIFOs, sockets).
     fn finish_path(&mut self, src: &Path, dst: &Path, st: &Stat) -> std::io::Result<()> {
-        rustix::fs::chownat(
-            CWD,
-            dst,
-            Some(rustix::fs::Uid::from_raw(st.st_uid)),
-            Some(rustix::fs::Gid::from_raw(st.st_gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )?;
+        if self.owners == Owners::Keep {
+            rustix::fs::chownat(
+                CWD,
+                dst,
+                Some(rustix::fs::Uid::from_raw(st.st_uid)),
+                Some(rustix::fs::Gid::from_raw(st.st_gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
         if kind(st) != FileType::Symlink {
             rustix::fs::chmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))?;
         }

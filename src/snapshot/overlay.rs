@@ -6,7 +6,8 @@
 //! did not mount.
 //!
 //! Options (kernel `Documentation/filesystems/overlayfs.rst`):
-//! - `redirect_dir=off`: renaming a merged directory fails with `EXDEV`, so tools fall back
+//! - `redirect_dir=off` (`nofollow` with `userxattr`, the only value the kernel takes
+//!   then): renaming a merged directory fails with `EXDEV`, so tools fall back
 //!   to copy + delete and the upper dir never holds `overlay.redirect` xattrs pointing into
 //!   a lower layer (section "Renaming directories") — a redirect cannot be expressed in a
 //!   tar changeset.
@@ -17,10 +18,10 @@
 //!   verification that would tie the upper dir to these exact lower inodes
 //!   (section "Inode index").
 //! - `xino=off`: inode numbers are not composed with layer bits; we never rely on them.
-//! - `userxattr` when not root: the `user.overlay.*` namespace instead of `trusted.*`,
-//!   required when mounting from inside a user namespace (section "Permission model",
-//!   "userxattr"). Only `geteuid() != 0` is checked for now; the sandbox will decide this
-//!   from its user namespace later.
+//! - `userxattr` unless we are root of the initial user namespace: the `user.overlay.*`
+//!   namespace instead of `trusted.*`, required when mounting from inside a user namespace
+//!   (section "Permission model", "userxattr") — a rootless build's own namespace
+//!   ([`crate::sandbox::unshare`]) or a container's, where `trusted.*` xattrs cannot be set.
 //!
 //! Layers are passed with the new mount API (`fsopen`/`fsconfig`/`fsmount`/`move_mount`),
 //! one `lowerdir+` per layer (Linux ≥ 6.8), as a file descriptor when the kernel accepts one
@@ -137,9 +138,10 @@ impl Drop for Mounted {
     }
 }
 
-/// Whether to use the `user.overlay.*` xattr namespace (rootless).
+/// Whether to use the `user.overlay.*` xattr namespace: in a user namespace (rootless),
+/// even as its root, and as any user but root.
 pub fn userxattr() -> bool {
-    !rustix::process::geteuid().is_root()
+    !crate::sys::userns::is_host_root()
 }
 
 /// Create `upper/`, `work/`, `merged/` under `work_dir` and mount an overlay at `merged`
@@ -224,13 +226,22 @@ struct Layers<'a> {
 
 /// The fixed options; see the module comment for why.
 fn flags() -> Vec<(&'static str, &'static str)> {
+    flags_for(userxattr())
+}
+
+fn flags_for(userxattr: bool) -> Vec<(&'static str, &'static str)> {
+    // With `userxattr` the kernel accepts only `redirect_dir=nofollow` (anything else is
+    // EINVAL, "redirect_dir=off incompatible with userxattr", `ovl_fs_params_verify`);
+    // `nofollow` creates no redirects either, so renaming a merged directory still fails
+    // with EXDEV.
+    let redirect = if userxattr { "nofollow" } else { "off" };
     let mut out = vec![
-        ("redirect_dir", "off"),
+        ("redirect_dir", redirect),
         ("metacopy", "off"),
         ("index", "off"),
         ("xino", "off"),
     ];
-    if userxattr() {
+    if userxattr {
         out.push(("userxattr", ""));
     }
     out
@@ -482,6 +493,19 @@ mod tests {
     many_layers!(many_layers_by_mount_data_page, Some(LayerSpec::DataString));
 
     #[test]
+    fn userxattr_takes_redirect_dir_nofollow() {
+        let get = |u: bool, key: &str| flags_for(u).into_iter().find(|(k, _)| *k == key);
+        assert_eq!(get(false, "redirect_dir"), Some(("redirect_dir", "off")));
+        assert_eq!(get(false, "userxattr"), None);
+        assert_eq!(
+            get(true, "redirect_dir"),
+            Some(("redirect_dir", "nofollow"))
+        );
+        assert_eq!(get(true, "userxattr"), Some(("userxattr", "")));
+        assert_eq!(get(true, "metacopy"), Some(("metacopy", "off")));
+    }
+
+    #[test]
     fn data_string_orders_and_falls_back_to_fd_names() {
         let dir = tempfile::tempdir().unwrap();
         let fd = || rustix::fs::open(dir.path(), OFlags::RDONLY, Mode::empty()).unwrap();
@@ -495,7 +519,7 @@ mod tests {
             work: (Path::new("/w"), &w),
         };
         let s = data_string(&layers, false);
-        assert!(s.starts_with("lowerdir=/hi:/lo,upperdir=/u,workdir=/w,redirect_dir=off"));
+        assert!(s.starts_with("lowerdir=/hi:/lo,upperdir=/u,workdir=/w,redirect_dir="));
         assert!(s.contains("metacopy=off,index=off,xino=off"));
         let s = data_string(&layers, true);
         assert!(s.starts_with("lowerdir=/proc/self/fd/"));

@@ -56,10 +56,16 @@ impl std::str::FromStr for Kind {
 }
 
 /// The cache file, under the state root. Root and rootless answers differ (`trusted.` vs
-/// `user.` xattrs, mount privileges), so the file is per effective user.
+/// `user.` xattrs, mount privileges), so the file is per effective user, and root of a
+/// user namespace (a rootless build) is not root of the host.
 fn cache_file(state_root: &Path) -> std::path::PathBuf {
     let uid = rustix::process::geteuid().as_raw();
-    state_root.join(format!("snapshotter-{uid}"))
+    if crate::sys::userns::in_user_namespace() {
+        let user = crate::sys::userns::host_uid();
+        state_root.join(format!("snapshotter-{uid}-userns-{user}"))
+    } else {
+        state_root.join(format!("snapshotter-{uid}"))
+    }
 }
 
 fn kernel_release() -> String {
@@ -164,7 +170,7 @@ mod tests {
 
     #[test]
     fn detects_overlay_as_root() {
-        if !rustix::process::geteuid().is_root() {
+        if !crate::sys::userns::is_host_root() {
             eprintln!("SKIPPED (needs root)");
             return;
         }

@@ -24,10 +24,11 @@ const LAYOUT_FILE_MODE: u32 = 0o644;
 
 /// The default store root: [`SYSTEM_ROOT`] for root, else `$XDG_DATA_HOME/rbuild`, else
 /// `$HOME/.local/share/rbuild` (XDG Base Directory spec); `None` when neither variable is
-/// set for a non-root user.
+/// set for a non-root user. Root of a user namespace is the user who made it: a rootless
+/// build keeps the user's state root.
 pub fn default_root() -> Option<PathBuf> {
     default_root_for(
-        rustix::process::geteuid().is_root(),
+        crate::sys::userns::is_host_root(),
         std::env::var_os("XDG_DATA_HOME").as_deref(),
         std::env::var_os("HOME").as_deref(),
     )

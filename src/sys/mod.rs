@@ -2,6 +2,9 @@
 //! Each function states why its use is sound.
 #![allow(unsafe_code)]
 
+pub mod signals;
+pub mod userns;
+
 use rustix::thread::UnshareFlags;
 
 /// `unshare(2)` for namespaces only.
@@ -9,8 +12,10 @@ use rustix::thread::UnshareFlags;
 /// rustix marks `unshare` unsafe because `CLONE_FILES`, `CLONE_FS` and `CLONE_SYSVSEM`
 /// change state the rest of the process (other threads, std's assumptions) relies on. This
 /// wrapper only passes namespace flags, which change what the calling process sees of the
-/// system, not its memory or file table; and rbuild calls it only in the single-threaded
-/// sandbox helper, right after it was exec'd.
+/// system, not its memory or file table; and rbuild calls it only in single-threaded
+/// processes right after they were exec'd: the sandbox helper, and the rootless build's
+/// process entering its user namespace (`CLONE_NEWUSER` fails with `EINVAL` in a
+/// multi-threaded process anyway, unshare(2)).
 pub fn unshare_namespaces(flags: UnshareFlags) -> std::io::Result<()> {
     let namespaces = UnshareFlags::NEWNS
         | UnshareFlags::NEWPID
@@ -25,4 +30,25 @@ pub fn unshare_namespaces(flags: UnshareFlags) -> std::io::Result<()> {
     );
     // SAFETY: namespace flags only (checked above), called from a single-threaded process.
     unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(Into::into)
+}
+
+/// Take ownership of descriptor `fd`, inherited from the parent process, which named it on
+/// our command line; it is made close-on-exec so that nothing rbuild starts inherits it.
+///
+/// `OwnedFd::from_raw_fd` is unsafe because two owners of one descriptor would close it
+/// twice. Here the number came from the process that created the descriptor for us, the
+/// standard streams are refused, and the descriptor is checked to be open; rbuild calls this
+/// once, first thing in `main`, before anything else could have opened (and so own) it.
+pub fn take_inherited_fd(fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{BorrowedFd, FromRawFd};
+    if fd <= 2 {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: borrowed only for the fcntl that checks it is open (EBADF otherwise).
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::io::fcntl_getfd(borrowed)?;
+    // SAFETY: open (checked), not a standard stream, and owned by nothing else (see above).
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
+    Ok(owned)
 }

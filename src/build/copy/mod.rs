@@ -247,7 +247,7 @@ pub enum CopyError {
     NotADirectory { path: String },
     #[error("cannot replace to directory {path} with file")]
     ReplaceDirectory { path: String },
-    #[error("writing {path}: {step}: {source}")]
+    #[error("writing {path}: {step}: {source}{}", unmapped_hint(step, source))]
     WriteDestination {
         path: String,
         step: &'static str,
@@ -265,6 +265,17 @@ pub enum CopyError {
     LoadHashCache { path: PathBuf, source: io::Error },
     #[error("saving content hash cache {path}: {source}")]
     SaveHashCache { path: PathBuf, source: io::Error },
+}
+
+/// chown(2) fails with `EINVAL` only for an id with no mapping in the caller's user
+/// namespace (`chown_common` in `fs/open.c`): a rootless build whose user has no, or too
+/// small, subordinate ranges.
+fn unmapped_hint(step: &str, e: &io::Error) -> &'static str {
+    if step == "chown" && e.raw_os_error() == Some(libc::EINVAL) {
+        " (the owner is not mapped in this rootless build's user namespace: ids beyond root come from the user's ranges in /etc/subuid and /etc/subgid, see docs/build.md)"
+    } else {
+        ""
+    }
 }
 
 /// Copy what `op` selects from `src` into the root filesystem at `dest_root`.

@@ -418,3 +418,17 @@ fn archives_cannot_write_outside_the_extraction_directory() {
     let err = run(&ctx.root(), &[], &op(OpKind::Add, &["climb.tar"], "/x/")).unwrap_err();
     assert!(err.contains("path is outside the extraction root"), "{err}");
 }
+
+#[test]
+fn an_unmapped_owner_is_explained() {
+    let err = |step, errno| CopyError::WriteDestination {
+        path: "/f".into(),
+        step,
+        source: std::io::Error::from_raw_os_error(errno),
+    };
+    let unmapped = err("chown", libc::EINVAL).to_string();
+    assert!(unmapped.contains("/etc/subuid"), "{unmapped}");
+    for other in [err("chown", libc::EPERM), err("chmod", libc::EINVAL)] {
+        assert!(!other.to_string().contains("subuid"), "{other}");
+    }
+}

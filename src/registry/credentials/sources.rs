@@ -45,7 +45,8 @@ impl CredentialEnv {
             xdg_config_home: dir("XDG_CONFIG_HOME"),
             docker_config: dir("DOCKER_CONFIG"),
             home: dir("HOME"),
-            uid: rustix::process::getuid().as_raw(),
+            // The user's own uid, also as root of a rootless build's user namespace.
+            uid: crate::sys::userns::host_uid(),
             path: var("PATH"),
         }
     }
