@@ -827,3 +827,77 @@ fn ssh_agents_reach_run_through_ssh_flags() {
     assert_eq!(o.status.code(), Some(1), "{}", describe(&args, &o));
     assert!(stderr.contains("--ssh default"), "{stderr}");
 }
+
+#[test]
+fn the_native_snapshotter_builds_the_same_image_as_overlay() {
+    let Some(ctx) = Ctx::new(
+        "build-native",
+        "FROM base AS lib\nRUN mkdir -p /opt/lib && echo lib > /opt/lib/a && echo gone > /opt/lib/b\n\
+         FROM lib\nCOPY input.txt /opt/\n\
+         RUN rm /opt/lib/b && echo changed > /opt/lib/a && ln /opt/lib/a /opt/lib/hard && ln -s a /opt/lib/sym\n\
+         RUN rm -rf /opt/lib && mkdir /opt/lib && echo fresh > /opt/lib/c && chown 1000:1000 /opt/lib/c && chmod 4755 /opt/lib/c\n\
+         RUN --mount=type=bind,from=lib,source=/opt/lib,target=/mnt,rw echo scribble > /mnt/x && cat /mnt/a > /from-lib\n\
+         WORKDIR /work\n",
+    ) else {
+        return;
+    };
+    ctx.write("input.txt", "input\n");
+    let env = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let mut digests = Vec::new();
+    for (kind, root) in [("overlay", "state-overlay"), ("native", "state-native")] {
+        let root = ctx.home.join(root);
+        let out = ctx.home.join(format!("fs-{kind}"));
+        let dest = format!("type=local,dest={}", out.display());
+        let args = [
+            "build",
+            "--progress=plain",
+            "--snapshotter",
+            kind,
+            "-t",
+            "snap:1",
+            "-o",
+            "type=image",
+            "-o",
+            dest.as_str(),
+            ".",
+        ];
+        let mut cmd = Command::new(common::rbuild_bin());
+        cmd.args(args)
+            .current_dir(&ctx.dir)
+            .env("RBUILD_ROOT", &root)
+            .env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{kind}: {}", describe(&args, &o));
+        assert_eq!(
+            std::fs::read_to_string(out.join("opt/lib/c")).unwrap(),
+            "fresh\n"
+        );
+        assert!(!out.join("opt/lib/a").exists() && !out.join("opt/lib/b").exists());
+        assert_eq!(
+            std::fs::read_to_string(out.join("from-lib")).unwrap(),
+            "lib\n"
+        );
+        let o = Command::new(common::rbuild_bin())
+            .args(["inspect", "snap:1"])
+            .env("RBUILD_ROOT", &root)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        digests.push(v["digest"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        digests[0], digests[1],
+        "overlay and native snapshotters built different images"
+    );
+    // Each used its own snapshotter: native keeps whole trees, overlay layer snapshots.
+    let count = |dir: PathBuf| std::fs::read_dir(dir).map_or(0, |rd| rd.count());
+    assert!(count(ctx.home.join("state-native/trees")) > 0);
+    assert_eq!(count(ctx.home.join("state-native/snapshots")), 0);
+    assert_eq!(count(ctx.home.join("state-overlay/trees")), 0);
+    assert!(count(ctx.home.join("state-overlay/snapshots")) > 0);
+    // The rw bind mount's write reached neither image nor the stage it read.
+    assert!(!ctx.home.join("fs-native/opt/lib/x").exists());
+}

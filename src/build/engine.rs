@@ -27,8 +27,10 @@ use crate::registry::client::Client;
 use crate::registry::config::RegistriesConf;
 use crate::registry::credentials::CredentialStore;
 use crate::registry::pull::{self, pull_name};
+use crate::snapshot::snapshotter::Kind as Snapshotter;
+use crate::snapshot::trees::Trees;
 use crate::snapshot::workdir::WorkDir;
-use crate::snapshot::{Snapshots, diff, overlay};
+use crate::snapshot::{Snapshots, diff, native, overlay};
 use crate::store::{Store, StoreError};
 
 /// Why a build failed.
@@ -93,8 +95,10 @@ pub struct Built {
     pub manifest: Descriptor,
     pub config_digest: Digest,
     pub image: StageImage,
-    /// The target stage's snapshots, lowest first (its root filesystem, for local outputs).
+    /// The target stage's snapshots, lowest first (overlay), or its one tree (native): its
+    /// root filesystem, for local outputs.
     pub lowers: Vec<PathBuf>,
+    pub snapshotter: Snapshotter,
     /// Steps run, and steps taken from the cache.
     pub ran: usize,
     pub cached: usize,
@@ -123,7 +127,10 @@ pub(super) struct Engine<'a> {
     opts: &'a Options,
     store: &'a Store,
     progress: &'a dyn Reporter,
+    /// Overlay: a stage is a stack of layer snapshots; native: one full tree per state.
+    kind: Snapshotter,
     snapshots: Snapshots,
+    trees: Trees,
     cache: BuildCache,
     hashes: Mutex<HashCache>,
     ignore: Option<Matcher>,
@@ -144,9 +151,9 @@ pub fn build(
     progress: &dyn Reporter,
 ) -> Result<Built, BuildError> {
     crate::snapshot::workdir::cleanup_stale(&opts.state_root)?;
-    if crate::snapshot::snapshotter::detect(&opts.state_root)
-        != crate::snapshot::snapshotter::Kind::Overlay
-    {
+    let detected = crate::snapshot::snapshotter::detect(&opts.state_root);
+    let kind = opts.snapshotter.unwrap_or(detected);
+    if kind == Snapshotter::Overlay && detected != Snapshotter::Overlay {
         return Err(BuildError::NoOverlay {
             root: opts.state_root.display().to_string(),
             userns: crate::sys::userns::in_user_namespace(),
@@ -166,7 +173,9 @@ pub fn build(
         opts,
         store,
         progress,
+        kind,
         snapshots: Snapshots::new(&opts.state_root),
+        trees: Trees::new(&opts.state_root),
         cache: BuildCache::new(&opts.state_root),
         hashes: Mutex::new(
             HashCache::load(&opts.state_root.join("cache").join("context-hashes"))
@@ -191,6 +200,7 @@ pub fn build(
         config_digest,
         image: state.image,
         lowers: state.lowers,
+        snapshotter: kind,
         ran: engine.ran.load(Ordering::Relaxed),
         cached: engine.cached.load(Ordering::Relaxed),
         next_id: engine.next_id.load(Ordering::Relaxed),
@@ -541,9 +551,13 @@ impl Engine<'_> {
                 format!("{name} is a {actual} image, which does not match the stage's platform {platform}"),
             ));
         }
-        let lowers = self
-            .snapshots
-            .ensure(self.store, &image, overlay::userxattr())?;
+        let lowers = match self.kind {
+            Snapshotter::Overlay => {
+                self.snapshots
+                    .ensure(self.store, &image, overlay::userxattr())?
+            }
+            Snapshotter::Native => self.trees.ensure(self.store, &image)?.into_iter().collect(),
+        };
         let manifest_digest =
             descriptor_digest(&image.descriptor).map_err(|e| resolve_err(Box::new(e)))?;
         let diff_ids = image.config.rootfs.diff_ids.clone();
@@ -667,17 +681,34 @@ impl Engine<'_> {
             &layer.digest,
             layer.size,
         );
-        let dir = match upper {
-            Some(upper) => self.snapshots.publish(upper, &chain)?,
-            None => self.snapshots.ensure_layer(
-                self.store,
-                &desc,
-                &layer.diff_id,
-                &chain,
-                overlay::userxattr(),
-            )?,
-        };
-        state.lowers.push(dir);
+        match self.kind {
+            Snapshotter::Overlay => {
+                let dir = match upper {
+                    Some(upper) => self.snapshots.publish(upper, &chain)?,
+                    None => self.snapshots.ensure_layer(
+                        self.store,
+                        &desc,
+                        &layer.diff_id,
+                        &chain,
+                        overlay::userxattr(),
+                    )?,
+                };
+                state.lowers.push(dir);
+            }
+            Snapshotter::Native => {
+                let tree = match upper {
+                    Some(rootfs) => self.trees.publish(rootfs, &chain)?,
+                    None => self.trees.ensure_layer(
+                        self.store,
+                        state.lowers.first().map(PathBuf::as_path),
+                        &desc,
+                        &layer.diff_id,
+                        &chain,
+                    )?,
+                };
+                state.lowers = vec![tree];
+            }
+        }
         state.layers.push(desc);
         state.chain = Some(chain);
         state.image.push_layer(layer.diff_id.clone());
@@ -697,8 +728,8 @@ impl Engine<'_> {
         work: Work,
     ) -> Result<Option<LayerRecord>, BuildError> {
         let dir = WorkDir::create(&self.opts.state_root)?;
-        let mounted = overlay::prepare(&state.lowers, dir.path())?;
-        let merged = mounted.merged().to_path_buf();
+        let fs = StepFs::prepare(self.kind, &state.lowers, dir.path())?;
+        let merged = fs.root().to_path_buf();
         match work {
             Work::Mkdir(path) => {
                 // BuildKit creates WORKDIR owned by the current USER.
@@ -723,9 +754,7 @@ impl Engine<'_> {
                     .map_err(|e| self.err_at(&step.instruction, e.to_string()))?;
             }
         }
-        let upper = mounted.upper().to_path_buf();
-        mounted.unmount()?;
-        let changes = diff::overlay_changes(&upper)?;
+        let (upper, changes) = fs.finish()?;
         if changes.is_empty() {
             self.push_layer(state, created_by, None, None)?;
             return Ok(None);
@@ -752,7 +781,7 @@ impl Engine<'_> {
     ) -> Result<(CopyOp, Option<Tree>), BuildError> {
         let instruction = &step.instruction;
         let passwd = || -> Result<(String, String), BuildError> {
-            let tree = Tree::mount(&self.opts.state_root, &state.lowers, None)?;
+            let tree = self.tree(&state.lowers, None, false)?;
             let read = |p: &str| {
                 crate::sandbox::user::read_in_root(tree.root(), p).map_err(|source| {
                     BuildError::Io {
@@ -775,7 +804,7 @@ impl Engine<'_> {
             Kind::Copy(c) => {
                 let from = match &c.from {
                     None => None,
-                    Some(name) => Some(self.tree_from(name, state, done, instruction)?),
+                    Some(name) => Some(self.tree_from(name, state, done, instruction, false)?),
                 };
                 let owner = owner(c.chown.as_deref())?;
                 let op = CopyOp::for_copy(c, &state.image.workdir(), owner)
@@ -833,6 +862,7 @@ impl Engine<'_> {
         state: &State,
         done: &BTreeMap<usize, State>,
         instruction: &Instruction,
+        writable: bool,
     ) -> Result<Tree, BuildError> {
         if let Some(index) = self.plan.stage_index(name) {
             let Some(stage) = done.get(&index) else {
@@ -841,11 +871,11 @@ impl Engine<'_> {
                     format!("stage {name:?} is not built before this step (a stage can only copy from earlier stages)"),
                 ));
             };
-            return Tree::mount(&self.opts.state_root, &stage.lowers, Some(stage.key));
+            return self.tree(&stage.lowers, Some(stage.key), writable);
         }
         let id = self.id();
         let image = self.base_image(id, name, &state.platform, instruction)?;
-        Tree::mount(&self.opts.state_root, &image.lowers, Some(image.key))
+        self.tree(&image.lowers, Some(image.key), writable)
     }
 
     /// Store the stage's config and manifest; returns the manifest's descriptor and the
@@ -880,6 +910,66 @@ impl Engine<'_> {
     }
 }
 
+/// A step's root filesystem while it works: an overlay over the stage's snapshots, or a
+/// copy of the stage's tree.
+enum StepFs {
+    Overlay(overlay::Mounted),
+    Native(native::NativeSnapshot),
+}
+
+impl StepFs {
+    fn prepare(kind: Snapshotter, lowers: &[PathBuf], work: &Path) -> Result<StepFs, BuildError> {
+        let native_err = |e: native::NativeError| BuildError::Io {
+            what: "preparing the step's root filesystem".into(),
+            source: std::io::Error::other(e),
+        };
+        Ok(match kind {
+            Snapshotter::Overlay => StepFs::Overlay(overlay::prepare(lowers, work)?),
+            Snapshotter::Native => {
+                let lower = match lowers.first() {
+                    Some(t) => t.clone(),
+                    None => {
+                        let empty = work.join("empty");
+                        std::fs::create_dir_all(&empty).map_err(|source| BuildError::Io {
+                            what: format!("creating {}", empty.display()),
+                            source,
+                        })?;
+                        empty
+                    }
+                };
+                StepFs::Native(native::prepare(&lower, &work.join("native")).map_err(native_err)?)
+            }
+        })
+    }
+
+    fn root(&self) -> &Path {
+        match self {
+            StepFs::Overlay(m) => m.merged(),
+            StepFs::Native(n) => n.rootfs(),
+        }
+    }
+
+    /// End the step: the directory the layer's files are read from (overlay: the upper
+    /// directory; native: the step's whole tree) and what changed.
+    fn finish(self) -> Result<(PathBuf, Vec<crate::snapshot::change::Change>), BuildError> {
+        match self {
+            StepFs::Overlay(m) => {
+                let upper = m.upper().to_path_buf();
+                m.unmount()?;
+                let changes = diff::overlay_changes(&upper)?;
+                Ok((upper, changes))
+            }
+            StepFs::Native(n) => {
+                let changes = n.changes().map_err(|e| BuildError::Io {
+                    what: "comparing the step's root filesystem with its parent".into(),
+                    source: std::io::Error::other(e),
+                })?;
+                Ok((n.rootfs().to_path_buf(), changes))
+            }
+        }
+    }
+}
+
 /// What a layer step does in its overlay.
 enum Work {
     Mkdir(String),
@@ -893,20 +983,47 @@ enum Work {
 pub(super) struct Tree {
     _dir: WorkDir,
     mounted: Option<overlay::Mounted>,
+    /// The tree when it is not an overlay (native snapshotter).
+    path: Option<PathBuf>,
     key: Option<CacheKey>,
 }
 
 impl Tree {
-    pub(super) fn mount(
+    /// Overlay: an overlay over `lowers` with a throwaway upper directory. Native: the
+    /// state's tree itself to read, or a copy of it to write into.
+    pub(super) fn open(
+        kind: Snapshotter,
         state_root: &Path,
         lowers: &[PathBuf],
         key: Option<CacheKey>,
+        writable: bool,
     ) -> Result<Tree, BuildError> {
         let dir = WorkDir::create(state_root)?;
-        let mounted = overlay::prepare(lowers, dir.path())?;
+        let (mounted, path) = match (kind, lowers.first()) {
+            (Snapshotter::Overlay, _) => (Some(overlay::prepare(lowers, dir.path())?), None),
+            (Snapshotter::Native, Some(tree)) if !writable => (None, Some(tree.clone())),
+            (Snapshotter::Native, Some(tree)) => {
+                let snap = native::prepare(tree, &dir.path().join("copy")).map_err(|e| {
+                    BuildError::Io {
+                        what: format!("copying {}", tree.display()),
+                        source: std::io::Error::other(e),
+                    }
+                })?;
+                (None, Some(snap.rootfs().to_path_buf()))
+            }
+            (Snapshotter::Native, None) => {
+                let empty = dir.path().join("empty");
+                std::fs::create_dir(&empty).map_err(|source| BuildError::Io {
+                    what: format!("creating {}", empty.display()),
+                    source,
+                })?;
+                (None, Some(empty))
+            }
+        };
         Ok(Tree {
             _dir: dir,
-            mounted: Some(mounted),
+            mounted,
+            path,
             key,
         })
     }
@@ -916,14 +1033,16 @@ impl Tree {
         Tree {
             _dir: dir,
             mounted: None,
+            path: None,
             key: None,
         }
     }
 
     pub(super) fn root(&self) -> &Path {
-        match &self.mounted {
-            Some(m) => m.merged(),
-            None => self._dir.path(),
+        match (&self.mounted, &self.path) {
+            (Some(m), _) => m.merged(),
+            (None, Some(p)) => p,
+            (None, None) => self._dir.path(),
         }
     }
 
@@ -940,6 +1059,15 @@ impl std::fmt::Debug for Tree {
 
 // Accessors the RUN module needs.
 impl Engine<'_> {
+    /// A state's root filesystem to read (or, `writable`, to write into and discard).
+    pub(super) fn tree(
+        &self,
+        lowers: &[PathBuf],
+        key: Option<CacheKey>,
+        writable: bool,
+    ) -> Result<Tree, BuildError> {
+        Tree::open(self.kind, &self.opts.state_root, lowers, key, writable)
+    }
     pub(super) fn opts(&self) -> &Options {
         self.opts
     }

@@ -69,7 +69,7 @@ pub fn write(
         Kind::Oci { tar: true } => save(Format::OciArchive, save::Output::Stream(create()?)),
         Kind::Docker => save(Format::DockerArchive, save::Output::Stream(create()?)),
         Kind::Tar => {
-            let tree = Tree::mount(state_root, &built.lowers, None)
+            let tree = Tree::open(built.snapshotter, state_root, &built.lowers, None, false)
                 .map_err(|e| OutputError::Mount(Box::new(e)))?;
             let changes = diff::overlay_changes(tree.root()).map_err(|e| OutputError::Files {
                 dest: shown.clone(),
@@ -113,7 +113,7 @@ fn local(state_root: &Path, built: &Built, dest: &Path) -> Result<(), OutputErro
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
-    let tree = Tree::mount(state_root, &built.lowers, None)
+    let tree = Tree::open(built.snapshotter, state_root, &built.lowers, None, false)
         .map_err(|e| OutputError::Mount(Box::new(e)))?;
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

@@ -60,4 +60,6 @@ pub struct Options {
     pub source_date_epoch: Option<i64>,
     /// Platform of stages whose FROM does not say.
     pub platform: Platform,
+    /// `--snapshotter`: overlay or native; none chooses (overlay where it works).
+    pub snapshotter: Option<crate::snapshot::snapshotter::Kind>,
 }

@@ -138,11 +138,14 @@ fn bind_source(
     instruction: &instruction::Instruction,
 ) -> Result<BindSource, BuildError> {
     if let Some(from) = &m.from {
+        // A read-write bind gets a copy (native) or an overlay (whose upper is thrown
+        // away): its writes never reach the stage it reads.
         return Ok(BindSource::Tree(engine.tree_from(
             from,
             state,
             done,
             instruction,
+            !m.readonly,
         )?));
     }
     // The context as COPY sees it (.dockerignore applied), copied so that the step can

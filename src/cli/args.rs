@@ -219,6 +219,10 @@ pub struct BuildArgs {
     /// Process limit of RUN steps
     #[arg(long, value_name = "N")]
     pub pids_limit: Option<u64>,
+    /// How steps get their root filesystem: overlay, or native (full copies; for hosts
+    /// without overlayfs). Default: overlay where it works
+    #[arg(long, value_name = "KIND")]
+    pub snapshotter: Option<String>,
     /// The build context directory
     #[arg(value_name = "PATH")]
     pub context: PathBuf,

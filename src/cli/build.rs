@@ -122,6 +122,11 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
         },
         source_date_epoch,
         platform: rbuild::oci::platform::Platform::host(),
+        snapshotter: args
+            .snapshotter
+            .as_deref()
+            .map(rbuild::snapshot::snapshotter::Kind::parse)
+            .transpose()?,
     };
 
     let (source, mut plan_opts) = frontend::load(&args.frontend, &args.context)?;

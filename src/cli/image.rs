@@ -341,6 +341,11 @@ pub fn prune_cmd(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
     if records > 0 {
         println!("deleted {records} build cache record(s) and the cache mounts");
     }
+    // The native snapshotter's full trees are a cache of layers, made again when needed.
+    let trees = rbuild::snapshot::trees::Trees::new(root).clear()?;
+    if trees > 0 {
+        println!("deleted {trees} native snapshotter tree(s)");
+    }
     // Build logs (`<root>/logs/<build>/step-N.log`) go with the cache they describe.
     let logs = root.join("logs");
     match std::fs::remove_dir_all(&logs) {

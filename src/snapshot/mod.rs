@@ -9,6 +9,7 @@ pub mod diff;
 pub mod native;
 pub mod overlay;
 pub mod snapshotter;
+pub mod trees;
 pub mod workdir;
 
 use std::collections::BTreeSet;

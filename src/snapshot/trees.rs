@@ -1,0 +1,145 @@
+//! Full root filesystems for the native snapshotter, one per chain ID, under
+//! `<state root>/trees/<chain ID hex>/`. Where overlayfs stacks one directory per layer,
+//! the native snapshotter needs each state whole: a tree is its parent's tree copied
+//! ([`super::native::prepare`], reflinks where the filesystem has them) with the layer
+//! applied on top (whiteouts as deletions), or a step's own root filesystem, moved here
+//! when the step is committed. Trees are a cache: `rbuild prune` removes them all, and
+//! they are made again from the layers when needed.
+
+use std::path::{Path, PathBuf};
+
+use super::apply::{self, Whiteouts};
+use super::{SnapshotError, chain_ids, native};
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{Descriptor, descriptor_digest};
+use crate::oci::media_type::MediaType;
+use crate::store::{Image, Store};
+
+#[derive(Clone, Debug)]
+pub struct Trees {
+    dir: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Trees {
+    pub fn new(state_root: &Path) -> Trees {
+        Trees {
+            dir: state_root.join("trees"),
+        }
+    }
+
+    pub fn path(&self, chain: &Digest) -> PathBuf {
+        self.dir.join(chain.hex())
+    }
+
+    /// The tree of `image` (none for an image without layers), made from its layers where
+    /// missing.
+    pub fn ensure(&self, store: &Store, image: &Image) -> Result<Option<PathBuf>, SnapshotError> {
+        let diff_ids = &image.config.rootfs.diff_ids;
+        let layers = image.manifest.layers();
+        if diff_ids.len() != layers.len() {
+            return Err(SnapshotError::LayerCount {
+                diff_ids: diff_ids.len(),
+                layers: layers.len(),
+            });
+        }
+        let mut tree = None;
+        for ((layer, diff_id), chain) in layers.iter().zip(diff_ids).zip(chain_ids(diff_ids)) {
+            tree = Some(self.ensure_layer(store, tree.as_deref(), layer, diff_id, &chain)?);
+        }
+        Ok(tree)
+    }
+
+    /// The tree `chain`: `parent`'s tree (none: empty) with `layer` applied, made if
+    /// missing. The diff ID is checked while applying.
+    pub fn ensure_layer(
+        &self,
+        store: &Store,
+        parent: Option<&Path>,
+        layer: &Descriptor,
+        diff_id: &Digest,
+        chain: &Digest,
+    ) -> Result<PathBuf, SnapshotError> {
+        let dest = self.path(chain);
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let media = MediaType::parse(layer.media_type().as_ref());
+        let digest = descriptor_digest(layer).map_err(|e| SnapshotError::NotALayer {
+            digest: e.to_string(),
+            media_type: media.to_string(),
+        })?;
+        let compression = media
+            .layer_compression()
+            .ok_or_else(|| SnapshotError::NotALayer {
+                digest: digest.to_string(),
+                media_type: media.to_string(),
+            })?;
+        let tmp = self
+            .dir
+            .join(format!("tmp-{}-{}", std::process::id(), chain.hex()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let result = (|| {
+            let rootfs = match parent {
+                Some(p) => native::prepare(p, &tmp)
+                    .map_err(|e| SnapshotError::Io {
+                        path: p.display().to_string(),
+                        source: std::io::Error::other(e),
+                    })?
+                    .rootfs()
+                    .to_path_buf(),
+                None => {
+                    let r = tmp.join("rootfs");
+                    std::fs::create_dir_all(&r).map_err(io(&r))?;
+                    r
+                }
+            };
+            let blob = store
+                .blobs()
+                .open(&digest)
+                .map_err(|e| SnapshotError::Store(Box::new(e)))?;
+            apply::apply(
+                &rootfs,
+                std::io::BufReader::new(blob),
+                compression,
+                digest.as_str(),
+                Whiteouts::Apply,
+                Some(diff_id),
+            )
+            .map_err(|e| SnapshotError::Apply(Box::new(e)))?;
+            self.publish(&rootfs, chain)
+        })();
+        let _ = std::fs::remove_dir_all(&tmp);
+        result
+    }
+
+    /// Make `rootfs` (a step's committed root filesystem, on the state root's filesystem)
+    /// the tree `chain`, by moving it. Another process's tree for the same chain wins.
+    pub fn publish(&self, rootfs: &Path, chain: &Digest) -> Result<PathBuf, SnapshotError> {
+        let dest = self.path(chain);
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        match std::fs::rename(rootfs, &dest) {
+            Ok(()) => Ok(dest),
+            Err(_) if dest.is_dir() => {
+                let _ = std::fs::remove_dir_all(rootfs);
+                Ok(dest)
+            }
+            Err(e) => Err(io(&dest)(e)),
+        }
+    }
+
+    /// Remove every tree; returns how many there were.
+    pub fn clear(&self) -> Result<usize, SnapshotError> {
+        let n = std::fs::read_dir(&self.dir).map_or(0, |rd| rd.count());
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&self.dir)(e)),
+            _ => Ok(n),
+        }
+    }
+}
