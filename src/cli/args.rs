@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image from a Dockerfile and a context directory
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Parse and lint a Dockerfile without building (like `docker build --check`)
     Check(CheckArgs),
     /// Pull an image from a registry into the local store

@@ -33,7 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     match cli.command {
-        Command::Build(args) => build::run(args, &root()?),
+        Command::Build(args) => build::run(*args, &root()?),
         Command::Check(args) => check::run(args),
         Command::Login(args) => login::login_cmd(args),
         Command::Logout(args) => login::logout_cmd(args),
