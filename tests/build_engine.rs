@@ -901,3 +901,92 @@ fn the_native_snapshotter_builds_the_same_image_as_overlay() {
     // The rw bind mount's write reached neither image nor the stage it read.
     assert!(!ctx.home.join("fs-native/opt/lib/x").exists());
 }
+
+#[test]
+fn heredocs_archives_and_copy_flags_through_a_build() {
+    let Some(ctx) = Ctx::new(
+        "build-copyflags",
+        "FROM base\n\
+         COPY <<\"EOF\" /etc/motd\nhello $USER\nEOF\n\
+         ENV WHO=world\n\
+         COPY <<EOF /etc/greeting\nhello $WHO\nEOF\n\
+         RUN <<EOF\nset -e\necho from-heredoc > /heredoc.txt\nEOF\n\
+         ADD bundle.tar.gz /opt/\n\
+         COPY --chmod=0750 --chown=app:app tool.sh /usr/local/bin/tool\n\
+         COPY --exclude=*.log logs/ /logs/\n\
+         COPY --parents src/./a/b.txt /tree/\n",
+    ) else {
+        return;
+    };
+    ctx.write("tool.sh", "#!/bin/sh\necho tool\n");
+    ctx.write("logs/keep.txt", "keep\n");
+    ctx.write("logs/drop.log", "drop\n");
+    ctx.write("src/a/b.txt", "b\n");
+    // A gzip tar made by the system's tar: ADD unpacks it.
+    let staging = ctx.home.join("staging");
+    std::fs::create_dir_all(staging.join("pkg")).unwrap();
+    std::fs::write(staging.join("pkg/data.txt"), "packed\n").unwrap();
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(ctx.dir.join("bundle.tar.gz"))
+        .arg("-C")
+        .arg(&staging)
+        .arg("pkg")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = ctx.home.join("fs");
+    ctx.build_ok(&["-o", &format!("type=local,dest={}", out.display())]);
+    let read =
+        |p: &str| std::fs::read_to_string(out.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(
+        read("etc/motd"),
+        "hello $USER\n",
+        "a quoted heredoc is not expanded"
+    );
+    assert_eq!(
+        read("etc/greeting"),
+        "hello world\n",
+        "an unquoted heredoc is"
+    );
+    assert_eq!(read("heredoc.txt"), "from-heredoc\n");
+    assert_eq!(read("opt/pkg/data.txt"), "packed\n");
+    use std::os::unix::fs::MetadataExt;
+    let tool = std::fs::metadata(out.join("usr/local/bin/tool")).unwrap();
+    assert_eq!(tool.mode() & 0o7777, 0o750);
+    assert!(out.join("logs/keep.txt").exists() && !out.join("logs/drop.log").exists());
+    assert_eq!(read("tree/a/b.txt"), "b\n");
+    // Owners are in the image's layers (a local output as root keeps them).
+    assert_eq!((tool.uid(), tool.gid()), (1000, 1000));
+}
+
+#[test]
+fn words_on_an_image_base_expand_with_the_image_env() {
+    let Some(ctx) = Ctx::new("build-image-env", "ENV HOME_DIR=/home/app\n") else {
+        return;
+    };
+    ctx.build_ok(&["-t", "busybase:1"]);
+    std::fs::write(
+        ctx.dir.join("Dockerfile"),
+        "FROM busybase:1\nENV PATH=/opt/tools/bin:$PATH\nWORKDIR $HOME_DIR/src\nRUN echo \"$PATH\" > path.txt\n",
+    )
+    .unwrap();
+    let out = ctx.home.join("fs");
+    ctx.build_ok(&[
+        "-t",
+        "onbase:1",
+        "-o",
+        "type=image",
+        "-o",
+        &format!("type=local,dest={}", out.display()),
+    ]);
+    let v = ctx.inspect("onbase:1");
+    let env = v["config"]["config"]["Env"].as_array().unwrap().clone();
+    let path = "PATH=/opt/tools/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    assert!(env.iter().any(|e| e == path), "{env:?}");
+    assert_eq!(v["config"]["config"]["WorkingDir"], "/home/app/src");
+    assert_eq!(
+        std::fs::read_to_string(out.join("home/app/src/path.txt")).unwrap(),
+        format!("{}\n", &path[5..])
+    );
+}

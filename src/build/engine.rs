@@ -31,7 +31,7 @@ use crate::snapshot::snapshotter::Kind as Snapshotter;
 use crate::snapshot::trees::Trees;
 use crate::snapshot::workdir::WorkDir;
 use crate::snapshot::{Snapshots, diff, native, overlay};
-use crate::store::{Store, StoreError};
+use crate::store::{Image, Store, StoreError};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -137,57 +137,101 @@ pub(super) struct Engine<'a> {
     /// registries.conf, read the first time a base image has to be pulled.
     conf: OnceLock<RegistriesConf>,
     next_id: AtomicUsize,
+    /// Base images resolved before the build.
+    bases: Bases,
     ran: AtomicUsize,
     cached: AtomicUsize,
     logs: PathBuf,
 }
 
-/// Build the plan's target stage.
+/// The base images of a plan's stages, resolved before the build (pulled where needed),
+/// so that their ENV can be given to the planner ([`Bases::env`]) and the build uses the
+/// very images the plan was made with.
+#[derive(Debug, Default)]
+pub struct Bases {
+    /// By (name as FROM gives it, platform).
+    images: BTreeMap<(String, String), Image>,
+    next_id: usize,
+}
+
+impl Bases {
+    /// Each base image's ENV by name, for [`crate::plan::Options::base_env`].
+    pub fn env(&self) -> BTreeMap<String, Vec<(String, String)>> {
+        let mut out = BTreeMap::new();
+        for ((name, _), image) in &self.images {
+            let env = image
+                .config
+                .config
+                .as_ref()
+                .map(|c| {
+                    c.env
+                        .iter()
+                        .map(|e| match e.split_once('=') {
+                            Some((k, v)) => (k.to_string(), v.to_string()),
+                            None => (e.clone(), String::new()),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.entry(name.clone()).or_insert(env);
+        }
+        out
+    }
+}
+
+/// Resolve the base images of the stages `plan` needs: from the store, or pulled.
+pub fn resolve_bases(
+    plan: &Plan,
+    source: &Source,
+    opts: &Options,
+    store: &Store,
+    progress: &dyn Reporter,
+) -> Result<Bases, BuildError> {
+    let engine = Engine::new(plan, source, opts, store, progress, Bases::default())?;
+    let mut images = BTreeMap::new();
+    for index in plan.needed_stages() {
+        let stage = &plan.stages[index];
+        let Base::Image(name) = &stage.base else {
+            continue;
+        };
+        let platform = stage
+            .platform
+            .clone()
+            .unwrap_or_else(|| opts.platform.clone());
+        let key = (name.clone(), platform.to_string());
+        if images.contains_key(&key) {
+            continue;
+        }
+        let id = engine.id();
+        progress.event(Event::Start {
+            id,
+            name: format!("[internal] load metadata for {name}"),
+        });
+        let started = Instant::now();
+        let image = engine.resolve_image(id, name, &platform, &stage.from)?;
+        progress.event(Event::Done {
+            id,
+            elapsed: started.elapsed(),
+        });
+        images.insert(key, image);
+    }
+    Ok(Bases {
+        images,
+        next_id: engine.next_id.load(Ordering::Relaxed),
+    })
+}
+
+/// Build the plan's target stage, with the base images [`resolve_bases`] found.
 pub fn build(
     plan: &Plan,
     source: &Source,
     opts: &Options,
     store: &Store,
     progress: &dyn Reporter,
+    bases: Bases,
 ) -> Result<Built, BuildError> {
-    crate::snapshot::workdir::cleanup_stale(&opts.state_root)?;
-    let detected = crate::snapshot::snapshotter::detect(&opts.state_root);
-    let kind = opts.snapshotter.unwrap_or(detected);
-    if kind == Snapshotter::Overlay && detected != Snapshotter::Overlay {
-        return Err(BuildError::NoOverlay {
-            root: opts.state_root.display().to_string(),
-            userns: crate::sys::userns::in_user_namespace(),
-        });
-    }
-    let ignore = read_ignore(&opts.context, opts.dockerfile.as_deref())?;
-    let logs = opts.state_root.join("logs").join(format!(
-        "{}-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        std::process::id()
-    ));
-    let engine = Engine {
-        plan,
-        source,
-        opts,
-        store,
-        progress,
-        kind,
-        snapshots: Snapshots::new(&opts.state_root),
-        trees: Trees::new(&opts.state_root),
-        cache: BuildCache::new(&opts.state_root),
-        hashes: Mutex::new(
-            HashCache::load(&opts.state_root.join("cache").join("context-hashes"))
-                .unwrap_or_else(|_| HashCache::in_memory()),
-        ),
-        ignore,
-        conf: OnceLock::new(),
-        next_id: AtomicUsize::new(1),
-        ran: AtomicUsize::new(0),
-        cached: AtomicUsize::new(0),
-        logs,
-    };
+    let engine = Engine::new(plan, source, opts, store, progress, bases)?;
+    let kind = engine.kind;
     let mut done = engine.schedule()?;
     // Saving the context hashes is an optimisation for the next build.
     let _ = engine.hashes().save();
@@ -266,6 +310,57 @@ impl Engine<'_> {
             Some(e) => Err(e),
             None => Ok(done),
         }
+    }
+}
+
+impl<'a> Engine<'a> {
+    fn new(
+        plan: &'a Plan,
+        source: &'a Source,
+        opts: &'a Options,
+        store: &'a Store,
+        progress: &'a dyn Reporter,
+        bases: Bases,
+    ) -> Result<Engine<'a>, BuildError> {
+        crate::snapshot::workdir::cleanup_stale(&opts.state_root)?;
+        let detected = crate::snapshot::snapshotter::detect(&opts.state_root);
+        let kind = opts.snapshotter.unwrap_or(detected);
+        if kind == Snapshotter::Overlay && detected != Snapshotter::Overlay {
+            return Err(BuildError::NoOverlay {
+                root: opts.state_root.display().to_string(),
+                userns: crate::sys::userns::in_user_namespace(),
+            });
+        }
+        let ignore = read_ignore(&opts.context, opts.dockerfile.as_deref())?;
+        let logs = opts.state_root.join("logs").join(format!(
+            "{}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            std::process::id()
+        ));
+        Ok(Engine {
+            plan,
+            source,
+            opts,
+            store,
+            progress,
+            kind,
+            snapshots: Snapshots::new(&opts.state_root),
+            trees: Trees::new(&opts.state_root),
+            cache: BuildCache::new(&opts.state_root),
+            hashes: Mutex::new(
+                HashCache::load(&opts.state_root.join("cache").join("context-hashes"))
+                    .unwrap_or_else(|_| HashCache::in_memory()),
+            ),
+            ignore,
+            conf: OnceLock::new(),
+            next_id: AtomicUsize::new(bases.next_id.max(1)),
+            bases,
+            ran: AtomicUsize::new(0),
+            cached: AtomicUsize::new(0),
+            logs,
+        })
     }
 }
 
@@ -499,6 +594,51 @@ impl Engine<'_> {
             name: name.to_string(),
             source: e,
         };
+        let image = match self
+            .bases
+            .images
+            .get(&(name.to_string(), platform.to_string()))
+        {
+            Some(image) => image.clone(),
+            None => self.resolve_image(id, name, platform, from)?,
+        };
+        let lowers = match self.kind {
+            Snapshotter::Overlay => {
+                self.snapshots
+                    .ensure(self.store, &image, overlay::userxattr())?
+            }
+            Snapshotter::Native => self.trees.ensure(self.store, &image)?.into_iter().collect(),
+        };
+        let manifest_digest =
+            descriptor_digest(&image.descriptor).map_err(|e| resolve_err(Box::new(e)))?;
+        let diff_ids = image.config.rootfs.diff_ids.clone();
+        let clock = image.config.created.clone().or_else(|| self.created());
+        Ok(State {
+            clock,
+            key: KeyHasher::new("image", None)
+                .str("manifest", manifest_digest.as_str())
+                .finish(),
+            chain: crate::snapshot::chain_ids(&diff_ids).pop(),
+            layers: image.manifest.layers().to_vec(),
+            lowers,
+            image: StageImage::from_base(image.config),
+            platform: platform.clone(),
+        })
+    }
+
+    /// The image `name` for `platform`: from the store, or (missing there, or `--pull`)
+    /// from its registry.
+    fn resolve_image(
+        &self,
+        id: usize,
+        name: &str,
+        platform: &Platform,
+        from: &Instruction,
+    ) -> Result<Image, BuildError> {
+        let resolve_err = |e: Box<dyn std::error::Error + Send + Sync>| BuildError::ResolveBase {
+            name: name.to_string(),
+            source: e,
+        };
         let reference = Reference::parse(name)
             .map_err(|e| self.err_at(from, format!("invalid base image {name:?}: {e}")))?
             .with_default_tag();
@@ -551,28 +691,7 @@ impl Engine<'_> {
                 format!("{name} is a {actual} image, which does not match the stage's platform {platform}"),
             ));
         }
-        let lowers = match self.kind {
-            Snapshotter::Overlay => {
-                self.snapshots
-                    .ensure(self.store, &image, overlay::userxattr())?
-            }
-            Snapshotter::Native => self.trees.ensure(self.store, &image)?.into_iter().collect(),
-        };
-        let manifest_digest =
-            descriptor_digest(&image.descriptor).map_err(|e| resolve_err(Box::new(e)))?;
-        let diff_ids = image.config.rootfs.diff_ids.clone();
-        let clock = image.config.created.clone().or_else(|| self.created());
-        Ok(State {
-            clock,
-            key: KeyHasher::new("image", None)
-                .str("manifest", manifest_digest.as_str())
-                .finish(),
-            chain: crate::snapshot::chain_ids(&diff_ids).pop(),
-            layers: image.manifest.layers().to_vec(),
-            lowers,
-            image: StageImage::from_base(image.config),
-            platform: platform.clone(),
-        })
+        Ok(image)
     }
 
     /// Run (or find in the cache) one layer step; returns whether it was cached.

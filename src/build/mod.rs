@@ -22,7 +22,7 @@ mod run;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use engine::{BuildError, Built, build};
+pub use engine::{Bases, BuildError, Built, build, resolve_bases};
 
 use crate::layer::LayerOptions;
 use crate::oci::platform::Platform;

@@ -135,6 +135,24 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
         ..opts
     };
     plan_opts.build_platform = rbuild::oci::platform::Platform::host();
+    // A first plan finds the stages and their base images (and stops a Dockerfile that
+    // cannot be built before anything is pulled); the plan that builds then knows the
+    // base images' ENV, as BuildKit expands words with it.
+    let first = rbuild::plan::plan(&source, &plan_opts)?;
+    let store = image::open_store(root)?;
+    // Ctrl-C (and SIGTERM) stop the RUN in progress and unwind, unmounting as they go.
+    ctrlc::set_handler(build::interrupt::interrupt).context("installing the Ctrl-C handler")?;
+    let progress = mode.reporter();
+    let started = Instant::now();
+    let failed = |e: build::BuildError| -> anyhow::Error {
+        match e {
+            build::BuildError::Step(d) => BuildFailed(*d).into(),
+            other => other.into(),
+        }
+    };
+    let bases =
+        build::resolve_bases(&first, &source, &opts, &store, progress.as_ref()).map_err(failed)?;
+    plan_opts.base_env = bases.env();
     let plan = rbuild::plan::plan(&source, &plan_opts)?;
     for d in &plan.lints {
         eprintln!("{}", d.render(color_stderr()));
@@ -145,20 +163,8 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
     if let Some(w) = frontend::unused_build_args_warning(&plan) {
         eprintln!("{w}");
     }
-
-    let store = image::open_store(root)?;
-    // Ctrl-C (and SIGTERM) stop the RUN in progress and unwind, unmounting as they go.
-    ctrlc::set_handler(build::interrupt::interrupt).context("installing the Ctrl-C handler")?;
-    let progress = mode.reporter();
-    let started = Instant::now();
-    let built = build::build(&plan, &source, &opts, &store, progress.as_ref()).map_err(
-        |e| -> anyhow::Error {
-            match e {
-                build::BuildError::Step(d) => BuildFailed(*d).into(),
-                other => other.into(),
-            }
-        },
-    )?;
+    let built =
+        build::build(&plan, &source, &opts, &store, progress.as_ref(), bases).map_err(failed)?;
     let mut id = built.next_id - 1;
     let mut vertex = |name: String| {
         id += 1;

@@ -84,6 +84,7 @@ pub fn options(
         target: target.map(str::to_string),
         build_platform: Platform::host(),
         target_platform,
+        base_env: BTreeMap::new(),
     })
 }
 

@@ -27,6 +27,10 @@ pub struct Options {
     pub target: Option<String>,
     pub build_platform: Platform,
     pub target_platform: Platform,
+    /// The ENV of base images, by the name as FROM gives it (expanded): a stage on such an
+    /// image expands words with the image's variables, as BuildKit does. A stage whose image
+    /// is not here leaves variables it cannot know unexpanded ([`Stage::env_known`]).
+    pub base_env: BTreeMap<String, Vec<(String, String)>>,
 }
 
 impl Default for Options {
@@ -36,6 +40,7 @@ impl Default for Options {
             target: None,
             build_platform: Platform::host(),
             target_platform: Platform::host(),
+            base_env: BTreeMap::new(),
         }
     }
 }
@@ -212,9 +217,10 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
             let stage = planner.from(i, &stages)?;
             // ENV carries over from a parent stage; ARGs never cross a FROM.
             planner.scope = StageScope {
-                env: match stage.base {
-                    Base::Stage(p) => planner.stage_env[p].clone(),
-                    _ => Vec::new(),
+                env: match &stage.base {
+                    Base::Stage(p) => planner.stage_env[*p].clone(),
+                    Base::Image(name) => opts.base_env.get(name).cloned().unwrap_or_default(),
+                    Base::Scratch => Vec::new(),
                 },
                 ..StageScope::default()
             };
@@ -452,7 +458,7 @@ impl Planner<'_> {
         let env_known = match base {
             Base::Scratch => true,
             Base::Stage(p) => stages[p].env_known,
-            Base::Image(_) => false,
+            Base::Image(ref name) => self.opts.base_env.contains_key(name),
         };
         Ok(Stage {
             index: stages.len(),

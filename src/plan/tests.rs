@@ -11,6 +11,7 @@ fn plan_of(text: &str, args: &[(&str, &str)]) -> Result<Plan, Diagnostic> {
         target: None,
         build_platform: Platform::parse("linux/amd64").unwrap(),
         target_platform: Platform::parse("linux/arm64").unwrap(),
+        ..Options::default()
     };
     plan(&Source::new("Dockerfile", text), &opts)
 }
@@ -309,4 +310,34 @@ fn a_heredoc_body_that_fails_to_expand_is_an_error() {
         panic!("not COPY")
     };
     assert_eq!(c.paths.inline[0].data, "x\n");
+}
+
+#[test]
+fn base_image_env_expands_words_when_known() {
+    let text = "FROM img\nENV PATH=/opt/bin:$PATH\nWORKDIR $HOME/app\n";
+    let source = Source::new("Dockerfile", text);
+    // Unknown: left for the image to define.
+    let p = plan(&source, &Options::default()).unwrap();
+    assert!(!p.stages[0].env_known);
+    let env = |p: &Plan| match &p.stages[0].steps[0].instruction.kind {
+        Kind::Env(kvs) => kvs[0].value.value.clone(),
+        k => panic!("{k:?}"),
+    };
+    assert_eq!(env(&p), "/opt/bin:$PATH");
+    // Known: expanded with the image's ENV.
+    let mut opts = Options::default();
+    opts.base_env.insert(
+        "img".into(),
+        vec![
+            ("PATH".into(), "/usr/bin:/bin".into()),
+            ("HOME".into(), "/home/u".into()),
+        ],
+    );
+    let p = plan(&source, &opts).unwrap();
+    assert!(p.stages[0].env_known);
+    assert_eq!(env(&p), "/opt/bin:/usr/bin:/bin");
+    match &p.stages[0].steps[1].instruction.kind {
+        Kind::Workdir(a) => assert_eq!(a.value, "/home/u/app"),
+        k => panic!("{k:?}"),
+    }
 }

@@ -42,6 +42,7 @@ fn plan_of(text: &str, build_args: &[(&str, &str)]) -> Plan {
         target: None,
         build_platform: Platform::parse("linux/amd64").unwrap(),
         target_platform: Platform::parse("linux/amd64").unwrap(),
+        ..Options::default()
     };
     plan::plan(&Source::new("Dockerfile", text), &opts).unwrap()
 }
