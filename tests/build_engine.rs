@@ -990,3 +990,60 @@ fn words_on_an_image_base_expand_with_the_image_env() {
         format!("{}\n", &path[5..])
     );
 }
+
+#[test]
+fn onbuild_triggers_run_after_from_in_the_child() {
+    let Some(ctx) = Ctx::new(
+        "build-onbuild",
+        "WORKDIR /app\nONBUILD COPY trig.txt ./\nONBUILD RUN cat trig.txt > /app/ran.txt\n",
+    ) else {
+        return;
+    };
+    ctx.build_ok(&["-t", "parent:1"]);
+    let parent = ctx.inspect("parent:1");
+    assert_eq!(
+        parent["config"]["config"]["OnBuild"],
+        serde_json::json!(["COPY trig.txt ./", "RUN cat trig.txt > /app/ran.txt"])
+    );
+    ctx.write("trig.txt", "triggered\n");
+    std::fs::write(
+        ctx.dir.join("Dockerfile"),
+        "FROM parent:1\nRUN cat /app/ran.txt > /app/child.txt\n",
+    )
+    .unwrap();
+    let out = ctx.home.join("fs");
+    let progress = ctx.build_ok(&[
+        "-t",
+        "child:1",
+        "-o",
+        "type=image",
+        "-o",
+        &format!("type=local,dest={}", out.display()),
+    ]);
+    assert!(
+        progress.contains("RUN cat trig.txt > /app/ran.txt"),
+        "{progress}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("app/child.txt")).unwrap(),
+        "triggered\n"
+    );
+    let child = ctx.inspect("child:1");
+    assert!(
+        child["config"]["config"]["OnBuild"].is_null(),
+        "triggers are not inherited: {}",
+        child["config"]["config"]
+    );
+
+    // A failing trigger is reported at the FROM that brought it.
+    std::fs::write(ctx.dir.join("Dockerfile"), "FROM parent:1\n").unwrap();
+    std::fs::remove_file(ctx.dir.join("trig.txt")).unwrap();
+    let args = ["build", "--progress=plain", "."];
+    let o = ctx.rbuild(&args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&args, &o));
+    assert!(
+        stderr.contains("ONBUILD trigger `COPY trig.txt ./`") && stderr.contains("Dockerfile:1"),
+        "{stderr}"
+    );
+}

@@ -179,6 +179,26 @@ impl Bases {
     }
 }
 
+impl Bases {
+    /// Each base image's ONBUILD triggers by name, for
+    /// [`crate::plan::Options::base_onbuild`].
+    pub fn onbuild(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out = BTreeMap::new();
+        for ((name, _), image) in &self.images {
+            let triggers = image
+                .config
+                .config
+                .as_ref()
+                .map(|c| c.on_build.clone())
+                .unwrap_or_default();
+            if !triggers.is_empty() {
+                out.entry(name.clone()).or_insert(triggers);
+            }
+        }
+        out
+    }
+}
+
 /// Resolve the base images of the stages `plan` needs: from the store, or pulled.
 pub fn resolve_bases(
     plan: &Plan,
@@ -511,12 +531,14 @@ impl Engine<'_> {
             id,
             elapsed: started.elapsed(),
         });
+        // The plan runs the base's triggers as the stage's first steps; one made without
+        // knowing them (the image was not resolved first) must not silently skip them.
         let triggers = state.image.take_onbuild();
-        if !triggers.is_empty() {
+        if !triggers.is_empty() && !stage.steps.iter().any(|s| s.trigger.is_some()) {
             return Err(self.err_at(
                 &stage.from,
                 format!(
-                    "the base image has ONBUILD triggers ({}), which rbuild does not run yet",
+                    "the base image has ONBUILD triggers ({}) that the plan does not run",
                     triggers.join("; ")
                 ),
             ));
@@ -561,7 +583,12 @@ impl Engine<'_> {
                         id,
                         message: e.to_string(),
                     });
-                    return Err(e);
+                    return Err(match (e, &step.trigger) {
+                        (BuildError::Step(d), Some(text)) => BuildError::Step(Box::new(
+                            d.with_note(format!("in the base image's ONBUILD trigger `{text}`")),
+                        )),
+                        (e, _) => e,
+                    });
                 }
             }
         }

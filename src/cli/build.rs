@@ -153,6 +153,7 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
     let bases =
         build::resolve_bases(&first, &source, &opts, &store, progress.as_ref()).map_err(failed)?;
     plan_opts.base_env = bases.env();
+    plan_opts.base_onbuild = bases.onbuild();
     let plan = rbuild::plan::plan(&source, &plan_opts)?;
     for d in &plan.lints {
         eprintln!("{}", d.render(color_stderr()));

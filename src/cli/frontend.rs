@@ -85,6 +85,7 @@ pub fn options(
         build_platform: Platform::host(),
         target_platform,
         base_env: BTreeMap::new(),
+        base_onbuild: BTreeMap::new(),
     })
 }
 

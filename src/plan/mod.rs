@@ -31,6 +31,9 @@ pub struct Options {
     /// image expands words with the image's variables, as BuildKit does. A stage whose image
     /// is not here leaves variables it cannot know unexpanded ([`Stage::env_known`]).
     pub base_env: BTreeMap<String, Vec<(String, String)>>,
+    /// The ONBUILD triggers of base images, by name as FROM gives it: they become the
+    /// stage's first steps, as BuildKit runs them.
+    pub base_onbuild: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Options {
@@ -41,6 +44,7 @@ impl Default for Options {
             build_platform: Platform::host(),
             target_platform: Platform::host(),
             base_env: BTreeMap::new(),
+            base_onbuild: BTreeMap::new(),
         }
     }
 }
@@ -63,6 +67,9 @@ pub struct Step {
     pub args: BTreeMap<String, String>,
     /// RUN's `--mount`s, typed and expanded (empty for other instructions).
     pub mounts: Vec<mount::Mount>,
+    /// An ONBUILD trigger of the stage's base image (its text), run right after FROM; its
+    /// locations point at that FROM.
+    pub trigger: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -224,7 +231,19 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
                 },
                 ..StageScope::default()
             };
+            let triggers = match &stage.base {
+                Base::Image(name) => opts.base_onbuild.get(name).cloned().unwrap_or_default(),
+                _ => Vec::new(),
+            };
             stages.push(stage);
+            let idx = stages.len() - 1;
+            for text in triggers {
+                let t = trigger(source, i, &text)?;
+                planner.step(&t, &mut stages[idx])?;
+                if let Some(step) = stages[idx].steps.last_mut() {
+                    step.trigger = Some(text);
+                }
+            }
         } else {
             let idx = stages.len() - 1;
             planner.step(i, &mut stages[idx])?;
@@ -599,10 +618,46 @@ impl Planner<'_> {
             instruction: out,
             args: scope.arg_values(),
             mounts,
+            trigger: None,
         });
         self.scope = scope;
         Ok(())
     }
+}
+
+/// An ONBUILD trigger of a base image, typed as its own one-line Dockerfile, with its
+/// locations moved to the `FROM` that brought it (the only place in this Dockerfile that
+/// says where it comes from). FROM, ONBUILD and MAINTAINER cannot be triggers.
+fn trigger(source: &Source, from: &Instruction, text: &str) -> Result<Instruction, Diagnostic> {
+    let at_from = |message: String| {
+        Diagnostic::error(message)
+            .at(source, from.node.keyword_span)
+            .with_note(format!("in the base image's ONBUILD trigger `{text}`"))
+    };
+    let own = Source::new("ONBUILD trigger", format!("{text}\n"));
+    let df = parser::parse(&own).map_err(|e| at_from(e.diagnostic(&own).message))?;
+    let [node] = df.nodes.as_slice() else {
+        return Err(at_from(format!(
+            "an ONBUILD trigger must be one instruction, this is {}",
+            df.nodes.len()
+        )));
+    };
+    let mut i = instruction::parse(node).map_err(|e| at_from(e.diagnostic(&own).message))?;
+    if matches!(
+        i.kind,
+        Kind::From(_) | Kind::Onbuild(_) | Kind::Maintainer(_)
+    ) {
+        return Err(at_from(format!(
+            "{} isn't allowed as an ONBUILD trigger",
+            i.node.keyword.to_uppercase()
+        )));
+    }
+    i.node.span = from.node.span;
+    i.node.keyword_span = from.node.keyword_span;
+    i.node.args_span = from.node.args_span;
+    i.node.start_line = from.node.start_line;
+    i.node.end_line = from.node.end_line;
+    Ok(i)
 }
 
 /// Expand the sources, destination and string flags of COPY or ADD.
