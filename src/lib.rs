@@ -17,6 +17,7 @@ pub mod oci;
 pub mod plan;
 pub mod progress;
 pub mod registry;
+pub mod rootpath;
 pub mod sandbox;
 pub mod snapshot;
 pub mod store;

@@ -285,7 +285,6 @@ struct MountPoint {
 /// the host's privileges here, create `/outside/...` on the host.
 fn prepare_mount_points(spec: &Spec) -> Result<Vec<MountPoint>, SandboxError> {
     use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
-    use std::collections::VecDeque;
     let err = |path: &str, source: std::io::Error| SandboxError::MountPoint {
         path: format!("{}/{path}", spec.rootfs.display()),
         source,
@@ -300,19 +299,9 @@ fn prepare_mount_points(spec: &Spec) -> Result<Vec<MountPoint>, SandboxError> {
     // Walk the target one name at a time, as the kernel resolves it in the root (symlinks
     // followed with the root as `/`, `..` stopping at the root), creating what is missing.
     let mut want = |target: &str, dir: bool| -> Result<(), SandboxError> {
-        let mut todo: VecDeque<String> = target.split('/').map(str::to_string).collect();
-        let mut real: Vec<String> = Vec::new();
-        let mut links = 0;
-        while let Some(name) = todo.pop_front() {
-            match name.as_str() {
-                "" | "." => continue,
-                ".." => {
-                    real.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            let at = real.join("/");
+        let mut walk = crate::rootpath::Walk::new(target);
+        while let Some(name) = walk.next_name() {
+            let at = walk.real();
             let parent = rustix::fs::openat2(
                 &root,
                 if at.is_empty() { "." } else { at.as_str() },
@@ -321,30 +310,17 @@ fn prepare_mount_points(spec: &Spec) -> Result<Vec<MountPoint>, SandboxError> {
                 ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
             )
             .map_err(|e| err(&at, e.into()))?;
-            let path = if at.is_empty() {
-                name.clone()
-            } else {
-                format!("{at}/{name}")
-            };
+            let path = walk.child(&name);
             match rustix::fs::statat(&parent, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
-                    links += 1;
-                    if links > 40 {
-                        return Err(err(&path, rustix::io::Errno::LOOP.into()));
-                    }
                     let link = rustix::fs::readlinkat(&parent, name.as_str(), Vec::new())
                         .map_err(|e| err(&path, e.into()))?;
-                    let link = link.to_string_lossy().into_owned();
-                    if link.starts_with('/') {
-                        real.clear();
-                    }
-                    for part in link.split('/').rev() {
-                        todo.push_front(part.to_string());
-                    }
+                    walk.follow(&link.to_string_lossy())
+                        .map_err(|_| err(&path, rustix::io::Errno::LOOP.into()))?;
                 }
-                Ok(_) => real.push(name),
+                Ok(_) => walk.push(name),
                 Err(rustix::io::Errno::NOENT) => {
-                    if todo.iter().all(|p| p.is_empty() || p == ".") && !dir {
+                    if walk.is_last() && !dir {
                         rustix::fs::openat(
                             &parent,
                             name.as_str(),
@@ -364,7 +340,7 @@ fn prepare_mount_points(spec: &Spec) -> Result<Vec<MountPoint>, SandboxError> {
                         parent,
                         name: name.clone(),
                     });
-                    real.push(name);
+                    walk.push(name);
                 }
                 Err(e) => return Err(err(&path, e.into())),
             }

@@ -12,7 +12,7 @@
 //! relative to the item, and a directory that is not itself selected is created only when
 //! something below it is (tonistiigi/fsutil `copy.go` `createParentDirs`). Must not write.
 
-use std::collections::VecDeque;
+use crate::rootpath;
 use std::fs::Metadata;
 
 use super::source::{Entry, View};
@@ -21,7 +21,7 @@ use crate::context::{EntryKind, Matcher, ParentMatches, clean};
 
 /// How many symlinks one path may pass through, as Linux's `MAXSYMLINKS` for a whole lookup
 /// is 40; continuity allows 255, and so does BuildKit's archive extraction.
-const MAX_LINKS: usize = 255;
+const MAX_LINKS: u32 = 255;
 
 /// One thing to copy.
 pub(super) struct Item {
@@ -234,22 +234,11 @@ pub(super) fn resolve(
     path: &str,
     follow_last: bool,
 ) -> Result<Option<(String, Metadata)>, CopyError> {
-    let mut todo: VecDeque<String> = path.split('/').map(str::to_string).collect();
-    let mut real: Vec<String> = Vec::new();
+    let mut walk = rootpath::Walk::new(path).with_max_links(MAX_LINKS);
     let mut last_meta: Option<Metadata> = None;
-    let mut links = 0;
-    while let Some(name) = todo.pop_front() {
-        match name.as_str() {
-            "" | "." => continue,
-            ".." => {
-                real.pop();
-                last_meta = None;
-                continue;
-            }
-            _ => {}
-        }
-        let candidate = join(&real.join("/"), &name);
-        let last = todo.iter().all(|c| c.is_empty() || c == ".");
+    while let Some(name) = walk.next_name() {
+        let candidate = walk.child(&name);
+        let last = walk.is_last();
         // Directories on the way exist for COPY when what lies below them does, so only
         // the last component, and each symlink followed, need the ignore-aware look-up.
         let meta = if last {
@@ -264,12 +253,6 @@ pub(super) fn resolve(
             if !last && view.is_context() && view.lstat(&candidate)?.is_none() {
                 return Ok(None);
             }
-            links += 1;
-            if links > MAX_LINKS {
-                return Err(CopyError::TooManySymlinks {
-                    path: format!("/{path}"),
-                });
-            }
             let target = view.read_link(&candidate)?;
             let target = target
                 .to_str()
@@ -277,22 +260,20 @@ pub(super) fn resolve(
                     path: view.host_path(&candidate),
                 })?
                 .to_string();
-            if target.starts_with('/') {
-                real.clear();
-            }
-            for part in target.split('/').rev() {
-                todo.push_front(part.to_string());
-            }
+            walk.follow(&target)
+                .map_err(|_| CopyError::TooManySymlinks {
+                    path: format!("/{path}"),
+                })?;
             last_meta = None;
             continue;
         }
         if !last && !meta.is_dir() {
             return Ok(None);
         }
-        real.push(name);
+        walk.push(name);
         last_meta = Some(meta);
     }
-    let real = real.join("/");
+    let real = walk.real();
     let meta = match last_meta {
         Some(meta) => meta,
         None => match view.lstat(&real)? {

@@ -10,7 +10,7 @@
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`: a path that changed into a symlink
 //! fails instead of being followed. Must not read sources.
 
-use std::collections::VecDeque;
+use crate::rootpath;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ use rustix::io::Errno;
 use super::CopyError;
 
 /// Symlinks one destination path may pass through (continuity allows 255).
-const MAX_LINKS: usize = 255;
+const MAX_LINKS: u32 = 255;
 
 /// Owner, permission bits and optional timestamps for directories COPY creates on its own.
 #[derive(Clone, Debug)]
@@ -138,28 +138,14 @@ impl Target {
         create: Option<&DirAttrs>,
         created: &mut Vec<String>,
     ) -> Result<Resolved, CopyError> {
-        let mut todo: VecDeque<String> = path.split('/').map(str::to_string).collect();
-        let mut real: Vec<String> = Vec::new();
-        let mut links = 0;
-        while let Some(name) = todo.pop_front() {
-            match name.as_str() {
-                "" | "." => continue,
-                ".." => {
-                    real.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            let here = real.join("/");
+        let mut walk = rootpath::Walk::new(path).with_max_links(MAX_LINKS);
+        while let Some(name) = walk.next_name() {
+            let here = walk.real();
             let dir = self.open_dir(&here)?;
-            let shown = self.show(&join(&here, &name));
-            let more = todo.iter().any(|c| !c.is_empty() && c != ".");
+            let shown = self.show(&walk.child(&name));
+            let more = !walk.is_last();
             match rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
-                    links += 1;
-                    if links > MAX_LINKS {
-                        return Err(CopyError::TooManySymlinks { path: shown });
-                    }
                     let target =
                         rustix::fs::readlinkat(&dir, name.as_str(), Vec::new()).map_err(|e| {
                             CopyError::StatDestination {
@@ -170,36 +156,23 @@ impl Target {
                     let target = target.to_str().map_err(|_| CopyError::NonUtf8Link {
                         path: PathBuf::from(&shown),
                     })?;
-                    if target.starts_with('/') {
-                        real.clear();
-                    }
-                    for part in target.split('/').rev() {
-                        todo.push_front(part.to_string());
-                    }
+                    walk.follow(target)
+                        .map_err(|_| CopyError::TooManySymlinks { path: shown })?;
                 }
                 Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-                    real.push(name);
+                    walk.push(name);
                 }
                 Ok(_) if more => return Err(CopyError::NotADirectory { path: shown }),
-                Ok(_) => real.push(name),
+                Ok(_) => walk.push(name),
                 Err(Errno::NOENT) => match create {
                     Some(attrs) => {
                         make_dir(&dir, &name, attrs, &shown)?;
-                        real.push(name);
-                        created.push(real.join("/"));
+                        walk.push(name);
+                        created.push(walk.real());
                     }
                     None => {
-                        real.push(name);
-                        for part in todo {
-                            match part.as_str() {
-                                "" | "." => {}
-                                ".." => {
-                                    real.pop();
-                                }
-                                _ => real.push(part),
-                            }
-                        }
-                        let real = real.join("/");
+                        walk.push(name);
+                        let real = walk.finish_lexically();
                         // A `..` in the tail can lead back to something that exists.
                         let stat = self.stat(&real)?;
                         return Ok(Resolved { real, stat });
@@ -213,7 +186,7 @@ impl Target {
                 }
             }
         }
-        let real = real.join("/");
+        let real = walk.real();
         let stat = self.stat(&real)?;
         Ok(Resolved { real, stat })
     }
