@@ -139,34 +139,18 @@ impl Snapshots {
             return Ok(dest);
         }
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let media = MediaType::parse(layer.media_type().as_ref());
-        let digest = descriptor_digest(layer).map_err(|e| SnapshotError::NotALayer {
-            digest: e.to_string(),
-            media_type: media.to_string(),
-        })?;
-        let compression = media
-            .layer_compression()
-            .ok_or_else(|| SnapshotError::NotALayer {
-                digest: digest.to_string(),
-                media_type: media.to_string(),
-            })?;
         let tmp = self.temp_dir(chain);
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        let blob = store
-            .blobs()
-            .open(&digest)
-            .map_err(|e| SnapshotError::Store(Box::new(e)))?;
-        let result = apply::apply(
+        let result = apply_layer(
+            store,
+            layer,
+            diff_id,
             &tmp,
-            std::io::BufReader::new(blob),
-            compression,
-            digest.as_str(),
             Whiteouts::Overlay { userxattr },
-            Some(diff_id),
         );
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&tmp);
-            return Err(SnapshotError::Apply(Box::new(e)));
+            return Err(e);
         }
         self.publish(&tmp, chain)
     }
@@ -186,21 +170,61 @@ impl Snapshots {
     /// is moved, never copied, so it must be on the state root's filesystem. When another
     /// process published the same chain first, theirs stays and `dir` is removed.
     pub fn publish(&self, dir: &Path, chain: &Digest) -> Result<PathBuf, SnapshotError> {
-        let io = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| SnapshotError::Io { path, source }
-        };
-        let dest = self.path(chain);
-        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        match std::fs::rename(dir, &dest) {
-            Ok(()) => Ok(dest),
-            // Theirs is as good: the same chain ID is the same content.
-            Err(_) if dest.is_dir() => {
-                let _ = std::fs::remove_dir_all(dir);
-                Ok(dest)
-            }
-            Err(e) => Err(io(&dest)(e)),
+        publish(dir, &self.dir, &self.path(chain))
+    }
+}
+
+/// Apply the stored `layer` (checked against `diff_id`) onto `dest`.
+pub(crate) fn apply_layer(
+    store: &Store,
+    layer: &Descriptor,
+    diff_id: &Digest,
+    dest: &Path,
+    whiteouts: Whiteouts,
+) -> Result<(), SnapshotError> {
+    let media = MediaType::parse(layer.media_type().as_ref());
+    let digest = descriptor_digest(layer).map_err(|e| SnapshotError::NotALayer {
+        digest: e.to_string(),
+        media_type: media.to_string(),
+    })?;
+    let compression = media
+        .layer_compression()
+        .ok_or_else(|| SnapshotError::NotALayer {
+            digest: digest.to_string(),
+            media_type: media.to_string(),
+        })?;
+    let blob = store
+        .blobs()
+        .open(&digest)
+        .map_err(|e| SnapshotError::Store(Box::new(e)))?;
+    apply::apply(
+        dest,
+        std::io::BufReader::new(blob),
+        compression,
+        digest.as_str(),
+        whiteouts,
+        Some(diff_id),
+    )
+    .map(|_| ())
+    .map_err(|e| SnapshotError::Apply(Box::new(e)))
+}
+
+/// Move the finished directory `dir` to `dest` (in `parent`, on the same filesystem).
+/// When another process published the same chain first, theirs stays (the same chain ID
+/// is the same content) and `dir` is removed.
+pub(crate) fn publish(dir: &Path, parent: &Path, dest: &Path) -> Result<PathBuf, SnapshotError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| SnapshotError::Io { path, source }
+    };
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    match std::fs::rename(dir, dest) {
+        Ok(()) => Ok(dest.to_path_buf()),
+        Err(_) if dest.is_dir() => {
+            let _ = std::fs::remove_dir_all(dir);
+            Ok(dest.to_path_buf())
         }
+        Err(e) => Err(io(dest)(e)),
     }
 }
 

@@ -8,11 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::apply::{self, Whiteouts};
-use super::{SnapshotError, chain_ids, native};
+use super::apply::Whiteouts;
+use super::{SnapshotError, apply_layer, chain_ids, native, publish};
 use crate::oci::digest::Digest;
-use crate::oci::manifest::{Descriptor, descriptor_digest};
-use crate::oci::media_type::MediaType;
+use crate::oci::manifest::Descriptor;
 use crate::store::{Image, Store};
 
 #[derive(Clone, Debug)]
@@ -70,17 +69,6 @@ impl Trees {
         if dest.is_dir() {
             return Ok(dest);
         }
-        let media = MediaType::parse(layer.media_type().as_ref());
-        let digest = descriptor_digest(layer).map_err(|e| SnapshotError::NotALayer {
-            digest: e.to_string(),
-            media_type: media.to_string(),
-        })?;
-        let compression = media
-            .layer_compression()
-            .ok_or_else(|| SnapshotError::NotALayer {
-                digest: digest.to_string(),
-                media_type: media.to_string(),
-            })?;
         let tmp = self
             .dir
             .join(format!("tmp-{}-{}", std::process::id(), chain.hex()));
@@ -100,19 +88,7 @@ impl Trees {
                     r
                 }
             };
-            let blob = store
-                .blobs()
-                .open(&digest)
-                .map_err(|e| SnapshotError::Store(Box::new(e)))?;
-            apply::apply(
-                &rootfs,
-                std::io::BufReader::new(blob),
-                compression,
-                digest.as_str(),
-                Whiteouts::Apply,
-                Some(diff_id),
-            )
-            .map_err(|e| SnapshotError::Apply(Box::new(e)))?;
+            apply_layer(store, layer, diff_id, &rootfs, Whiteouts::Apply)?;
             self.publish(&rootfs, chain)
         })();
         let _ = std::fs::remove_dir_all(&tmp);
@@ -122,16 +98,7 @@ impl Trees {
     /// Make `rootfs` (a step's committed root filesystem, on the state root's filesystem)
     /// the tree `chain`, by moving it. Another process's tree for the same chain wins.
     pub fn publish(&self, rootfs: &Path, chain: &Digest) -> Result<PathBuf, SnapshotError> {
-        let dest = self.path(chain);
-        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        match std::fs::rename(rootfs, &dest) {
-            Ok(()) => Ok(dest),
-            Err(_) if dest.is_dir() => {
-                let _ = std::fs::remove_dir_all(rootfs);
-                Ok(dest)
-            }
-            Err(e) => Err(io(&dest)(e)),
-        }
+        publish(rootfs, &self.dir, &self.path(chain))
     }
 
     /// Remove every tree; returns how many there were.
