@@ -1047,3 +1047,55 @@ fn onbuild_triggers_run_after_from_in_the_child() {
         "{stderr}"
     );
 }
+
+#[test]
+fn prune_waits_for_a_running_build() {
+    let Some(ctx) = Ctx::new(
+        "build-prune-wait",
+        "FROM base\nRUN echo started && sleep 2 && echo finished > /done.txt\n",
+    ) else {
+        return;
+    };
+    let mut build = Command::new(common::rbuild_bin())
+        .args(["build", "--progress=plain", "-t", "busy:1", "."])
+        .current_dir(&ctx.dir)
+        .env("RBUILD_ROOT", &ctx.root)
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = build.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if line.ends_with(" started") {
+                let _ = tx.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    assert!(rx.recv_timeout(std::time::Duration::from_secs(30)).is_ok());
+    // The build's step is running: prune must wait for it, then free what is unused.
+    let prune = ctx.rbuild(&["prune", "--grace", "0s"]);
+    let status = build.wait().unwrap();
+    let output = reader.join().unwrap();
+    assert!(status.success(), "{output}");
+    assert!(prune.status.success(), "{}", describe(&["prune"], &prune));
+    assert!(
+        String::from_utf8_lossy(&prune.stderr).contains("waiting for running builds"),
+        "{}",
+        describe(&["prune"], &prune)
+    );
+    // The tagged result survived the prune and is whole.
+    let out = ctx.home.join("fs");
+    ctx.build_ok(&["-o", &format!("type=local,dest={}", out.display())]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("done.txt")).unwrap(),
+        "finished\n"
+    );
+}

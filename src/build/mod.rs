@@ -30,6 +30,14 @@ use crate::sandbox::Network;
 use crate::sandbox::cgroup::Limits;
 use crate::sandbox::ssh::SshAgents;
 
+/// The lock that running builds hold shared and `rbuild prune` takes exclusive: a build
+/// uses snapshots, trees and blobs that no tag keeps alive yet (its base images' unpacked
+/// layers, its cache hits), which a prune would otherwise delete under it. It is not the
+/// store's lock, which a build takes exclusive for moments (tagging) while it runs.
+pub fn builds_lock(state_root: &std::path::Path) -> crate::store::StoreLock {
+    crate::store::StoreLock::new(state_root.join("builds.lock"))
+}
+
 /// Where a `--secret` comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretSource {

@@ -140,6 +140,8 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
     // base images' ENV, as BuildKit expands words with it.
     let first = rbuild::plan::plan(&source, &plan_opts)?;
     let store = image::open_store(root)?;
+    // Held until the outputs are written: a prune waits for this build.
+    let _running = build::builds_lock(root).shared()?;
     // Ctrl-C (and SIGTERM) stop the RUN in progress and unwind, unmounting as they go.
     ctrlc::set_handler(build::interrupt::interrupt).context("installing the Ctrl-C handler")?;
     let progress = mode.reporter();

@@ -332,6 +332,12 @@ pub fn prune_cmd(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
         return Ok(rbuild::sandbox::unshare::run_in_user_namespace(true)?);
     }
     let store = open_store(root)?;
+    // Builds use snapshots and blobs no tag keeps yet: wait for running ones to finish.
+    let _no_builds = rbuild::build::builds_lock(root)
+        .with_wait_hook(std::sync::Arc::new(|_| {
+            eprintln!("waiting for running builds to finish...")
+        }))
+        .exclusive()?;
     // The build cache first: its records are what keeps intermediate layers useful, and
     // cache mounts (`RUN --mount=type=cache`) go with it, as with `docker builder prune`.
     let records = rbuild::build::cache::BuildCache::new(root).clear()?;
