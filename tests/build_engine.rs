@@ -82,6 +82,42 @@ impl Ctx {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// Start `rbuild build ARGS .` in the background and wait (30 s at most) until a step
+    /// prints a line ending in ` started`; returns the build, whether that happened, and a
+    /// thread that collects the build's whole stderr.
+    fn build_until_started(
+        &self,
+        args: &[&str],
+    ) -> (std::process::Child, bool, std::thread::JoinHandle<String>) {
+        let mut child = Command::new(common::rbuild_bin())
+            .args(["build", "--progress=plain"])
+            .args(args)
+            .arg(".")
+            .current_dir(&self.dir)
+            .env("RBUILD_ROOT", &self.root)
+            .env("NO_COLOR", "1")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut seen = String::new();
+            for line in std::io::BufReader::new(stderr).lines() {
+                let line = line.unwrap();
+                if line.ends_with(" started") {
+                    let _ = tx.send(());
+                }
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+            seen
+        });
+        let started = rx.recv_timeout(std::time::Duration::from_secs(30)).is_ok();
+        (child, started, reader)
+    }
+
     fn inspect(&self, image: &str) -> serde_json::Value {
         let out = self.rbuild(&["inspect", image]);
         assert!(out.status.success(), "{}", describe(&["inspect"], &out));
@@ -514,31 +550,8 @@ fn ctrl_c_stops_the_run_unmounts_and_says_so() {
     let Some(ctx) = Ctx::new("build-sigint", "FROM base\nRUN echo started && sleep 60\n") else {
         return;
     };
-    let mut child = Command::new(common::rbuild_bin())
-        .args(["build", "--progress=plain", "-t", "sigint:1", "."])
-        .current_dir(&ctx.dir)
-        .env("RBUILD_ROOT", &ctx.root)
-        .env("NO_COLOR", "1")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // Wait until the step runs (its log line appears), then Ctrl-C.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut seen = String::new();
-        for line in std::io::BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            if line.ends_with(" started") {
-                let _ = tx.send(());
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        seen
-    });
-    let saw_start = rx.recv_timeout(std::time::Duration::from_secs(30)).is_ok();
+    let (mut child, saw_start, reader) = ctx.build_until_started(&["-t", "sigint:1"]);
     let started = std::time::Instant::now();
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
@@ -1056,30 +1069,8 @@ fn prune_waits_for_a_running_build() {
     ) else {
         return;
     };
-    let mut build = Command::new(common::rbuild_bin())
-        .args(["build", "--progress=plain", "-t", "busy:1", "."])
-        .current_dir(&ctx.dir)
-        .env("RBUILD_ROOT", &ctx.root)
-        .env("NO_COLOR", "1")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = build.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut seen = String::new();
-        for line in std::io::BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            if line.ends_with(" started") {
-                let _ = tx.send(());
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        seen
-    });
-    assert!(rx.recv_timeout(std::time::Duration::from_secs(30)).is_ok());
+    let (mut build, started, reader) = ctx.build_until_started(&["-t", "busy:1"]);
+    assert!(started, "the step never started");
     // The build's step is running: prune must wait for it, then free what is unused.
     let prune = ctx.rbuild(&["prune", "--grace", "0s"]);
     let status = build.wait().unwrap();
