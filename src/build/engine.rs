@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
+use super::base::Bases;
 use super::cache::{BuildCache, CacheKey, KeyHasher, LayerRecord, Record};
 use super::config::StageImage;
 use super::copy::{self, CopyOp, HashCache, SourceRoot};
+use super::fs::{StepFs, Tree};
 use super::remote::Remote;
 use super::{Options, run};
 use crate::context::Matcher;
@@ -20,18 +22,14 @@ use crate::oci::digest::Digest;
 use crate::oci::manifest::{Descriptor, descriptor, descriptor_digest};
 use crate::oci::media_type::MediaType;
 use crate::oci::platform::Platform;
-use crate::oci::reference::Reference;
 use crate::plan::{Base, Plan, Step};
 use crate::progress::{Event, Reporter};
-use crate::registry::client::Client;
 use crate::registry::config::RegistriesConf;
-use crate::registry::credentials::CredentialStore;
-use crate::registry::pull::{self, pull_name};
 use crate::snapshot::snapshotter::Kind as Snapshotter;
 use crate::snapshot::trees::Trees;
 use crate::snapshot::workdir::WorkDir;
-use crate::snapshot::{Snapshots, diff, native, overlay};
-use crate::store::{Image, Store, StoreError};
+use crate::snapshot::{Snapshots, overlay};
+use crate::store::{Store, StoreError};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -122,123 +120,26 @@ pub(super) struct State {
 }
 
 pub(super) struct Engine<'a> {
-    plan: &'a Plan,
-    source: &'a Source,
-    opts: &'a Options,
-    store: &'a Store,
-    progress: &'a dyn Reporter,
+    pub(super) plan: &'a Plan,
+    pub(super) source: &'a Source,
+    pub(super) opts: &'a Options,
+    pub(super) store: &'a Store,
+    pub(super) progress: &'a dyn Reporter,
     /// Overlay: a stage is a stack of layer snapshots; native: one full tree per state.
-    kind: Snapshotter,
-    snapshots: Snapshots,
-    trees: Trees,
-    cache: BuildCache,
-    hashes: Mutex<HashCache>,
-    ignore: Option<Matcher>,
+    pub(super) kind: Snapshotter,
+    pub(super) snapshots: Snapshots,
+    pub(super) trees: Trees,
+    pub(super) cache: BuildCache,
+    pub(super) hashes: Mutex<HashCache>,
+    pub(super) ignore: Option<Matcher>,
     /// registries.conf, read the first time a base image has to be pulled.
-    conf: OnceLock<RegistriesConf>,
-    next_id: AtomicUsize,
+    pub(super) conf: OnceLock<RegistriesConf>,
+    pub(super) next_id: AtomicUsize,
     /// Base images resolved before the build.
-    bases: Bases,
-    ran: AtomicUsize,
-    cached: AtomicUsize,
-    logs: PathBuf,
-}
-
-/// The base images of a plan's stages, resolved before the build (pulled where needed),
-/// so that their ENV can be given to the planner ([`Bases::env`]) and the build uses the
-/// very images the plan was made with.
-#[derive(Debug, Default)]
-pub struct Bases {
-    /// By (name as FROM gives it, platform).
-    images: BTreeMap<(String, String), Image>,
-    next_id: usize,
-}
-
-impl Bases {
-    /// Each base image's ENV by name, for [`crate::plan::Options::base_env`].
-    pub fn env(&self) -> BTreeMap<String, Vec<(String, String)>> {
-        let mut out = BTreeMap::new();
-        for ((name, _), image) in &self.images {
-            let env = image
-                .config
-                .config
-                .as_ref()
-                .map(|c| {
-                    c.env
-                        .iter()
-                        .map(|e| match e.split_once('=') {
-                            Some((k, v)) => (k.to_string(), v.to_string()),
-                            None => (e.clone(), String::new()),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.entry(name.clone()).or_insert(env);
-        }
-        out
-    }
-}
-
-impl Bases {
-    /// Each base image's ONBUILD triggers by name, for
-    /// [`crate::plan::Options::base_onbuild`].
-    pub fn onbuild(&self) -> BTreeMap<String, Vec<String>> {
-        let mut out = BTreeMap::new();
-        for ((name, _), image) in &self.images {
-            let triggers = image
-                .config
-                .config
-                .as_ref()
-                .map(|c| c.on_build.clone())
-                .unwrap_or_default();
-            if !triggers.is_empty() {
-                out.entry(name.clone()).or_insert(triggers);
-            }
-        }
-        out
-    }
-}
-
-/// Resolve the base images of the stages `plan` needs: from the store, or pulled.
-pub fn resolve_bases(
-    plan: &Plan,
-    source: &Source,
-    opts: &Options,
-    store: &Store,
-    progress: &dyn Reporter,
-) -> Result<Bases, BuildError> {
-    let engine = Engine::new(plan, source, opts, store, progress, Bases::default())?;
-    let mut images = BTreeMap::new();
-    for index in plan.needed_stages() {
-        let stage = &plan.stages[index];
-        let Base::Image(name) = &stage.base else {
-            continue;
-        };
-        let platform = stage
-            .platform
-            .clone()
-            .unwrap_or_else(|| opts.platform.clone());
-        let key = (name.clone(), platform.to_string());
-        if images.contains_key(&key) {
-            continue;
-        }
-        let id = engine.id();
-        progress.event(Event::Start {
-            id,
-            name: format!("[internal] load metadata for {name}"),
-        });
-        let started = Instant::now();
-        let image = engine.resolve_image(id, name, &platform, &stage.from)?;
-        progress.event(Event::Done {
-            id,
-            elapsed: started.elapsed(),
-        });
-        images.insert(key, image);
-    }
-    Ok(Bases {
-        images,
-        next_id: engine.next_id.load(Ordering::Relaxed),
-    })
+    pub(super) bases: Bases,
+    pub(super) ran: AtomicUsize,
+    pub(super) cached: AtomicUsize,
+    pub(super) logs: PathBuf,
 }
 
 /// Build the plan's target stage, with the base images [`resolve_bases`] found.
@@ -334,7 +235,7 @@ impl Engine<'_> {
 }
 
 impl<'a> Engine<'a> {
-    fn new(
+    pub(super) fn new(
         plan: &'a Plan,
         source: &'a Source,
         opts: &'a Options,
@@ -438,7 +339,7 @@ fn is_layer_step(kind: &Kind) -> bool {
 }
 
 impl Engine<'_> {
-    fn id(&self) -> usize {
+    pub(super) fn id(&self) -> usize {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -596,7 +497,7 @@ impl Engine<'_> {
     }
 
     /// `created` for history entries and the config: `SOURCE_DATE_EPOCH` when set, else now.
-    fn created(&self) -> Option<String> {
+    pub(super) fn created(&self) -> Option<String> {
         let secs = self.opts.source_date_epoch.unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -608,117 +509,6 @@ impl Engine<'_> {
             )
             .to_string(),
         )
-    }
-
-    fn base_image(
-        &self,
-        id: usize,
-        name: &str,
-        platform: &Platform,
-        from: &Instruction,
-    ) -> Result<State, BuildError> {
-        let resolve_err = |e: Box<dyn std::error::Error + Send + Sync>| BuildError::ResolveBase {
-            name: name.to_string(),
-            source: e,
-        };
-        let image = match self
-            .bases
-            .images
-            .get(&(name.to_string(), platform.to_string()))
-        {
-            Some(image) => image.clone(),
-            None => self.resolve_image(id, name, platform, from)?,
-        };
-        let lowers = match self.kind {
-            Snapshotter::Overlay => {
-                self.snapshots
-                    .ensure(self.store, &image, overlay::userxattr())?
-            }
-            Snapshotter::Native => self.trees.ensure(self.store, &image)?.into_iter().collect(),
-        };
-        let manifest_digest =
-            descriptor_digest(&image.descriptor).map_err(|e| resolve_err(Box::new(e)))?;
-        let diff_ids = image.config.rootfs.diff_ids.clone();
-        let clock = image.config.created.clone().or_else(|| self.created());
-        Ok(State {
-            clock,
-            key: KeyHasher::new("image", None)
-                .str("manifest", manifest_digest.as_str())
-                .finish(),
-            chain: crate::snapshot::chain_ids(&diff_ids).pop(),
-            layers: image.manifest.layers().to_vec(),
-            lowers,
-            image: StageImage::from_base(image.config),
-            platform: platform.clone(),
-        })
-    }
-
-    /// The image `name` for `platform`: from the store, or (missing there, or `--pull`)
-    /// from its registry.
-    fn resolve_image(
-        &self,
-        id: usize,
-        name: &str,
-        platform: &Platform,
-        from: &Instruction,
-    ) -> Result<Image, BuildError> {
-        let resolve_err = |e: Box<dyn std::error::Error + Send + Sync>| BuildError::ResolveBase {
-            name: name.to_string(),
-            source: e,
-        };
-        let reference = Reference::parse(name)
-            .map_err(|e| self.err_at(from, format!("invalid base image {name:?}: {e}")))?
-            .with_default_tag();
-        let local = if self.opts.pull {
-            None
-        } else {
-            match self.store.image(&reference, platform) {
-                Ok(image) => Some(image),
-                Err(StoreError::ImageNotFound { .. } | StoreError::NoMatchingPlatform { .. }) => {
-                    None
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        let image = match local {
-            Some(image) => image,
-            None => {
-                let conf = match self.conf.get() {
-                    Some(c) => c,
-                    None => {
-                        let loaded =
-                            RegistriesConf::load_default().map_err(|e| resolve_err(Box::new(e)))?;
-                        self.conf.get_or_init(|| loaded)
-                    }
-                };
-                let client = Client::new(Box::new(CredentialStore::from_env()));
-                let progress = self.progress;
-                let events = |r: &Reference, ev: pull::Event| {
-                    let message = match ev {
-                        pull::Event::Source {
-                            host, repository, ..
-                        } => format!("pulling {r} from {host}/{repository}"),
-                        pull::Event::Downloaded { digest, size } => {
-                            format!("{digest}: downloaded {size} bytes")
-                        }
-                        pull::Event::Cached { digest, .. } => format!("{digest}: present"),
-                        _ => return,
-                    };
-                    progress.event(Event::Status { id, message });
-                };
-                let (pulled, _) = pull_name(conf, &client, self.store, name, platform, &events)
-                    .map_err(|e| resolve_err(Box::new(e)))?;
-                self.store.image(&pulled, platform)?
-            }
-        };
-        let actual = image.config.platform();
-        if !platform.matches(&actual) {
-            return Err(self.err_at(
-                from,
-                format!("{name} is a {actual} image, which does not match the stage's platform {platform}"),
-            ));
-        }
-        Ok(image)
     }
 
     /// Run (or find in the cache) one layer step; returns whether it was cached.
@@ -1056,66 +846,6 @@ impl Engine<'_> {
     }
 }
 
-/// A step's root filesystem while it works: an overlay over the stage's snapshots, or a
-/// copy of the stage's tree.
-enum StepFs {
-    Overlay(overlay::Mounted),
-    Native(native::NativeSnapshot),
-}
-
-impl StepFs {
-    fn prepare(kind: Snapshotter, lowers: &[PathBuf], work: &Path) -> Result<StepFs, BuildError> {
-        let native_err = |e: native::NativeError| BuildError::Io {
-            what: "preparing the step's root filesystem".into(),
-            source: std::io::Error::other(e),
-        };
-        Ok(match kind {
-            Snapshotter::Overlay => StepFs::Overlay(overlay::prepare(lowers, work)?),
-            Snapshotter::Native => {
-                let lower = match lowers.first() {
-                    Some(t) => t.clone(),
-                    None => {
-                        let empty = work.join("empty");
-                        std::fs::create_dir_all(&empty).map_err(|source| BuildError::Io {
-                            what: format!("creating {}", empty.display()),
-                            source,
-                        })?;
-                        empty
-                    }
-                };
-                StepFs::Native(native::prepare(&lower, &work.join("native")).map_err(native_err)?)
-            }
-        })
-    }
-
-    fn root(&self) -> &Path {
-        match self {
-            StepFs::Overlay(m) => m.merged(),
-            StepFs::Native(n) => n.rootfs(),
-        }
-    }
-
-    /// End the step: the directory the layer's files are read from (overlay: the upper
-    /// directory; native: the step's whole tree) and what changed.
-    fn finish(self) -> Result<(PathBuf, Vec<crate::snapshot::change::Change>), BuildError> {
-        match self {
-            StepFs::Overlay(m) => {
-                let upper = m.upper().to_path_buf();
-                m.unmount()?;
-                let changes = diff::overlay_changes(&upper)?;
-                Ok((upper, changes))
-            }
-            StepFs::Native(n) => {
-                let changes = n.changes().map_err(|e| BuildError::Io {
-                    what: "comparing the step's root filesystem with its parent".into(),
-                    source: std::io::Error::other(e),
-                })?;
-                Ok((n.rootfs().to_path_buf(), changes))
-            }
-        }
-    }
-}
-
 /// What a layer step does in its overlay.
 enum Work {
     Mkdir(String),
@@ -1123,87 +853,6 @@ enum Work {
     Copy(Box<(CopyOp, Option<Tree>)>),
 }
 
-/// A tree a step reads from: another stage's or an image's root filesystem, mounted for
-/// reading (COPY --from, RUN --mount=from=) as an overlay with a throwaway upper directory
-/// (so writes through a `rw` bind mount are discarded); or ADD's downloads.
-pub(super) struct Tree {
-    _dir: WorkDir,
-    mounted: Option<overlay::Mounted>,
-    /// The tree when it is not an overlay (native snapshotter).
-    path: Option<PathBuf>,
-    key: Option<CacheKey>,
-}
-
-impl Tree {
-    /// Overlay: an overlay over `lowers` with a throwaway upper directory. Native: the
-    /// state's tree itself to read, or a copy of it to write into.
-    pub(super) fn open(
-        kind: Snapshotter,
-        state_root: &Path,
-        lowers: &[PathBuf],
-        key: Option<CacheKey>,
-        writable: bool,
-    ) -> Result<Tree, BuildError> {
-        let dir = WorkDir::create(state_root)?;
-        let (mounted, path) = match (kind, lowers.first()) {
-            (Snapshotter::Overlay, _) => (Some(overlay::prepare(lowers, dir.path())?), None),
-            (Snapshotter::Native, Some(tree)) if !writable => (None, Some(tree.clone())),
-            (Snapshotter::Native, Some(tree)) => {
-                let snap = native::prepare(tree, &dir.path().join("copy")).map_err(|e| {
-                    BuildError::Io {
-                        what: format!("copying {}", tree.display()),
-                        source: std::io::Error::other(e),
-                    }
-                })?;
-                (None, Some(snap.rootfs().to_path_buf()))
-            }
-            (Snapshotter::Native, None) => {
-                let empty = dir.path().join("empty");
-                std::fs::create_dir(&empty).map_err(|source| BuildError::Io {
-                    what: format!("creating {}", empty.display()),
-                    source,
-                })?;
-                (None, Some(empty))
-            }
-        };
-        Ok(Tree {
-            _dir: dir,
-            mounted,
-            path,
-            key,
-        })
-    }
-
-    /// A plain directory (removed with the tree).
-    fn files(dir: WorkDir) -> Tree {
-        Tree {
-            _dir: dir,
-            mounted: None,
-            path: None,
-            key: None,
-        }
-    }
-
-    pub(super) fn root(&self) -> &Path {
-        match (&self.mounted, &self.path) {
-            (Some(m), _) => m.merged(),
-            (None, Some(p)) => p,
-            (None, None) => self._dir.path(),
-        }
-    }
-
-    pub(super) fn key_bytes(&self) -> &[u8] {
-        self.key.as_ref().map_or(&[], |k| k.as_bytes())
-    }
-}
-
-impl std::fmt::Debug for Tree {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tree({})", self.root().display())
-    }
-}
-
-// Accessors the RUN module needs.
 impl Engine<'_> {
     /// A state's root filesystem to read (or, `writable`, to write into and discard).
     pub(super) fn tree(

@@ -5,7 +5,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::engine::{Built, Tree};
+use super::engine::Built;
+use super::fs::Tree;
 use super::output::{Kind, Output};
 use crate::export::save::{self, save_descriptors};
 use crate::export::{ExportError, Format};

@@ -9,11 +9,13 @@
 //! Every layer step has a [`cache`] key; a hit reuses the recorded layer without running
 //! anything. The engine never prints: it reports [`progress::Event`]s.
 
+mod base;
 pub mod cache;
 pub mod config;
 pub mod copy;
 mod engine;
 pub mod export;
+mod fs;
 pub mod interrupt;
 pub mod output;
 pub mod remote;
@@ -22,7 +24,8 @@ mod run;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use engine::{Bases, BuildError, Built, build, resolve_bases};
+pub use base::{Bases, resolve_bases};
+pub use engine::{BuildError, Built, build};
 
 use crate::layer::LayerOptions;
 use crate::oci::platform::Platform;
