@@ -206,8 +206,23 @@ impl Engine<'_> {
                 };
                 let client = Client::new(Box::new(CredentialStore::from_env()));
                 let progress = self.progress;
+                let sizes = std::sync::Mutex::new(BTreeMap::new());
                 let events = |r: &Reference, ev: pull::Event| {
                     let message = match ev {
+                        pull::Event::Started { digest, size } => {
+                            sizes.lock().expect("sizes").insert(digest.clone(), size);
+                            format!("{digest}: downloading {size} bytes")
+                        }
+                        pull::Event::Progress { digest, written } => {
+                            let total = sizes.lock().expect("sizes").get(&digest).copied();
+                            progress.event(Event::Bytes {
+                                id,
+                                what: digest.hex()[..12].to_string(),
+                                current: written,
+                                total: total.unwrap_or(written),
+                            });
+                            return;
+                        }
                         pull::Event::Source {
                             host, repository, ..
                         } => format!("pulling {r} from {host}/{repository}"),

@@ -48,6 +48,13 @@ pub enum Event {
         id: usize,
         message: String,
     },
+    /// Bytes of something being transferred (a layer being pulled), `current` of `total`.
+    Bytes {
+        id: usize,
+        what: String,
+        current: u64,
+        total: u64,
+    },
     Done {
         id: usize,
         #[serde(serialize_with = "seconds")]

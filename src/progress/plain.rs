@@ -39,6 +39,8 @@ impl<W: Write + Send> Reporter for Plain<W> {
                 writeln!(out, "#{id} {t:.3} {}", text.trim_end_matches(['\n', '\r']))
             }
             Event::Status { id, message } => writeln!(out, "#{id} {message}"),
+            // CI logs get the transfer's start and end as status lines, not every chunk.
+            Event::Bytes { .. } => Ok(()),
             Event::Done { id, elapsed } => {
                 writeln!(out, "#{id} DONE {:.1}s", elapsed.as_secs_f64())
             }

@@ -60,6 +60,20 @@ impl Reporter for Tty {
                     bar.set_message(format!("{name}: {message}"));
                 }
             }
+            Event::Bytes {
+                id,
+                what,
+                current,
+                total,
+            } => {
+                if let Some((bar, name)) = bars.get(&id) {
+                    bar.set_message(format!(
+                        "{name}: {what} {:.1}/{:.1} MB",
+                        current as f64 / 1e6,
+                        total as f64 / 1e6
+                    ));
+                }
+            }
             Event::Done { id, elapsed } => {
                 if let Some((bar, name)) = bars.remove(&id) {
                     bar.finish_and_clear();
