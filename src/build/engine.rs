@@ -42,11 +42,29 @@ pub enum BuildError {
         name: String,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The engine's own file work (reading the ignore file, the image's passwd, making a
+    /// directory for a mount).
     #[error("{what}: {source}")]
-    Io {
+    Files {
         what: String,
         source: std::io::Error,
     },
+    #[error("{}: {source}", path.display())]
+    Ignore {
+        path: PathBuf,
+        source: crate::context::PatternError,
+    },
+    /// The native snapshotter copying or comparing a step's root filesystem.
+    #[error("{what}: {source}")]
+    Native {
+        what: String,
+        source: crate::snapshot::native::NativeError,
+    },
+    /// Writing the image's config and manifest.
+    #[error("committing the image: {0}")]
+    Commit(#[from] crate::oci::manifest::ManifestError),
+    #[error("committing the image config: {0}")]
+    CommitConfig(#[from] crate::oci::config::ConfigError),
     #[error(transparent)]
     Store(#[from] Box<StoreError>),
     #[error("writing a layer: {0}")]
@@ -305,14 +323,11 @@ fn read_ignore(context: &Path, dockerfile: Option<&Path>) -> Result<Option<Match
                 }
                 return Matcher::new(&patterns)
                     .map(Some)
-                    .map_err(|e| BuildError::Io {
-                        what: format!("{}", path.display()),
-                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-                    });
+                    .map_err(|source| BuildError::Ignore { path, source });
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(source) => {
-                return Err(BuildError::Io {
+                return Err(BuildError::Files {
                     what: format!("reading {}", path.display()),
                     source,
                 });
@@ -720,7 +735,7 @@ impl Engine<'_> {
             let tree = self.tree(&state.lowers, None, false)?;
             let read = |p: &str| {
                 crate::sandbox::user::read_in_root(tree.root(), p).map_err(|source| {
-                    BuildError::Io {
+                    BuildError::Files {
                         what: format!("reading {p} of the image"),
                         source,
                     }
@@ -819,29 +834,19 @@ impl Engine<'_> {
     fn commit(&self, state: &State) -> Result<(Descriptor, Digest), BuildError> {
         let mut config = state.image.config.clone();
         config.created = state.clock.clone();
-        let config_bytes = config.to_canonical_json().map_err(|e| BuildError::Io {
-            what: "serialising the image config".into(),
-            source: std::io::Error::other(e),
-        })?;
+        let config_bytes = config.to_canonical_json()?;
         let config_desc = self.store.put_manifest(
             &config_bytes,
             &MediaType::parse(crate::oci::media_type::OCI_CONFIG),
         )?;
         let manifest =
             crate::oci::manifest::image_manifest(config_desc.clone(), state.layers.clone());
-        let bytes =
-            crate::oci::manifest::to_canonical_oci(&manifest).map_err(|e| BuildError::Io {
-                what: "serialising the image manifest".into(),
-                source: std::io::Error::other(e),
-            })?;
+        let bytes = crate::oci::manifest::to_canonical_oci(&manifest)?;
         let desc = self.store.put_manifest(
             &bytes,
             &MediaType::parse(crate::oci::media_type::OCI_MANIFEST),
         )?;
-        let config_digest = descriptor_digest(&config_desc).map_err(|e| BuildError::Io {
-            what: "config descriptor".into(),
-            source: std::io::Error::other(e),
-        })?;
+        let config_digest = descriptor_digest(&config_desc)?;
         Ok((desc, config_digest))
     }
 }

@@ -31,6 +31,16 @@ pub enum OutputError {
         dest: String,
         source: crate::layer::LayerError,
     },
+    #[error("writing {dest}: reading the root filesystem: {source}")]
+    Walk {
+        dest: String,
+        source: crate::snapshot::diff::DiffError,
+    },
+    #[error("writing {dest}: copying the root filesystem: {source}")]
+    Copy {
+        dest: String,
+        source: native::NativeError,
+    },
     #[error("{dest} exists and is not empty: type=local writes into a new or empty directory")]
     NotEmpty { dest: String },
 }
@@ -72,10 +82,11 @@ pub fn write(
         Kind::Tar => {
             let tree = Tree::open(built.snapshotter, state_root, &built.lowers, None, false)
                 .map_err(|e| OutputError::Mount(Box::new(e)))?;
-            let changes = diff::overlay_changes(tree.root()).map_err(|e| OutputError::Files {
-                dest: shown.clone(),
-                source: std::io::Error::other(e),
-            })?;
+            let changes =
+                diff::overlay_changes(tree.root()).map_err(|source| OutputError::Walk {
+                    dest: shown.clone(),
+                    source,
+                })?;
             let mut out = create()?;
             write_tar(tree.root(), &changes, &TarOptions::default(), &mut out).map_err(
                 |source| OutputError::Tar {
@@ -132,8 +143,11 @@ fn local(state_root: &Path, built: &Built, dest: &Path) -> Result<(), OutputErro
     } else {
         native::Owners::Keep
     };
-    let copied = native::prepare_with(tree.root(), &staging, owners)
-        .map_err(|e| io(std::io::Error::other(e)));
+    let copied =
+        native::prepare_with(tree.root(), &staging, owners).map_err(|source| OutputError::Copy {
+            dest: shown.clone(),
+            source,
+        });
     let result = copied.and_then(|snap| std::fs::rename(snap.rootfs(), dest).map_err(io));
     let _ = std::fs::remove_dir_all(&staging);
     result

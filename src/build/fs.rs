@@ -23,9 +23,9 @@ impl StepFs {
         lowers: &[PathBuf],
         work: &Path,
     ) -> Result<StepFs, BuildError> {
-        let native_err = |e: native::NativeError| BuildError::Io {
+        let native_err = |source| BuildError::Native {
             what: "preparing the step's root filesystem".into(),
-            source: std::io::Error::other(e),
+            source,
         };
         Ok(match kind {
             Snapshotter::Overlay => StepFs::Overlay(overlay::prepare(lowers, work)?),
@@ -34,7 +34,7 @@ impl StepFs {
                     Some(t) => t.clone(),
                     None => {
                         let empty = work.join("empty");
-                        std::fs::create_dir_all(&empty).map_err(|source| BuildError::Io {
+                        std::fs::create_dir_all(&empty).map_err(|source| BuildError::Files {
                             what: format!("creating {}", empty.display()),
                             source,
                         })?;
@@ -66,9 +66,9 @@ impl StepFs {
                 Ok((upper, changes))
             }
             StepFs::Native(n) => {
-                let changes = n.changes().map_err(|e| BuildError::Io {
+                let changes = n.changes().map_err(|source| BuildError::Native {
                     what: "comparing the step's root filesystem with its parent".into(),
-                    source: std::io::Error::other(e),
+                    source,
                 })?;
                 Ok((n.rootfs().to_path_buf(), changes))
             }
@@ -102,17 +102,17 @@ impl Tree {
             (Snapshotter::Overlay, _) => (Some(overlay::prepare(lowers, dir.path())?), None),
             (Snapshotter::Native, Some(tree)) if !writable => (None, Some(tree.clone())),
             (Snapshotter::Native, Some(tree)) => {
-                let snap = native::prepare(tree, &dir.path().join("copy")).map_err(|e| {
-                    BuildError::Io {
+                let snap = native::prepare(tree, &dir.path().join("copy")).map_err(|source| {
+                    BuildError::Native {
                         what: format!("copying {}", tree.display()),
-                        source: std::io::Error::other(e),
+                        source,
                     }
                 })?;
                 (None, Some(snap.rootfs().to_path_buf()))
             }
             (Snapshotter::Native, None) => {
                 let empty = dir.path().join("empty");
-                std::fs::create_dir(&empty).map_err(|source| BuildError::Io {
+                std::fs::create_dir(&empty).map_err(|source| BuildError::Files {
                     what: format!("creating {}", empty.display()),
                     source,
                 })?;

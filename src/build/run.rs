@@ -153,7 +153,7 @@ fn bind_source(
     // neither see ignored files nor write into the user's directory.
     let dir = WorkDir::create(&engine.opts().state_root)?;
     let files = dir.path().join("context");
-    std::fs::create_dir(&files).map_err(|source| BuildError::Io {
+    std::fs::create_dir(&files).map_err(|source| BuildError::Files {
         what: format!("creating {}", files.display()),
         source,
     })?;
@@ -182,7 +182,7 @@ pub(super) fn execute(
     log: &Path,
 ) -> Result<(), BuildError> {
     let instruction = &step.instruction;
-    let io = |what: String| move |source| BuildError::Io { what, source };
+    let io = |what: String| move |source| BuildError::Files { what, source };
     let user = resolve_user(engine, instruction, rootfs, &prepared.user)?;
     // Docker creates a missing working directory (BuildKit: owned by root).
     copy::mkdir_in_root(rootfs, &prepared.workdir, None)
@@ -382,7 +382,7 @@ fn resolve_user(
     spec: &str,
 ) -> Result<sandbox::user::User, BuildError> {
     let read = |p: &str| {
-        sandbox::user::read_in_root(rootfs, p).map_err(|source| BuildError::Io {
+        sandbox::user::read_in_root(rootfs, p).map_err(|source| BuildError::Files {
             what: format!("reading {p} of the image"),
             source,
         })
