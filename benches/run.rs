@@ -50,19 +50,9 @@ fn main() {
         let m = overlay::prepare(std::slice::from_ref(&lower), &dir).unwrap();
         let t1 = Instant::now();
         let spec = Spec {
-            rootfs: m.merged().to_path_buf(),
-            args: vec!["/bin/true".into()],
-            env: vec!["PATH=/bin".into()],
-            cwd: "/".into(),
-            uid: 0,
-            gid: 0,
-            groups: vec![0],
-            hostname: "rbuild".into(),
             network: Network::Host,
             binds: files.clone(),
-            tmpfs: Vec::new(),
-            limits: Default::default(),
-            external_idmap: false,
+            ..Spec::new(m.merged(), vec!["/bin/true".into()])
         };
         let status = spawn_with(&exe, &spec, Stdio::null(), Stdio::null())
             .unwrap()
@@ -120,19 +110,9 @@ fn big_write(exe: &Path, lower: &Path, files: &[rbuild::sandbox::Bind], dir: &Pa
     let t0 = Instant::now();
     let m = overlay::prepare(&[lower.to_path_buf()], dir).unwrap();
     let spec = Spec {
-        rootfs: m.merged().to_path_buf(),
-        args: vec!["/bin/sh".into(), "-c".into(), script],
-        env: vec!["PATH=/bin".into()],
-        cwd: "/".into(),
-        uid: 0,
-        gid: 0,
-        groups: vec![0],
-        hostname: "rbuild".into(),
         network: Network::Host,
         binds: files.to_vec(),
-        tmpfs: Vec::new(),
-        limits: Default::default(),
-        external_idmap: false,
+        ..Spec::new(m.merged(), vec!["/bin/sh".into(), "-c".into(), script])
     };
     let status = spawn_with(exe, &spec, Stdio::null(), Stdio::inherit())
         .unwrap()

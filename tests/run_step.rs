@@ -121,19 +121,11 @@ fn run_step_layer_rebuilds_the_tree_in_rbuild_and_umoci() {
         chown 1000:1000 /data/new.txt
         mkdir -p /app/deep && touch /app/deep/x";
     let spec = Spec {
-        rootfs: mounted.merged().to_path_buf(),
-        args: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        env: vec!["PATH=/bin".into()],
-        cwd: "/".into(),
-        uid: 0,
-        gid: 0,
-        groups: vec![0],
-        hostname: "rbuild".into(),
-        network: Network::None,
         binds: standard_files(&work.join("files"), "rbuild", Network::None).unwrap(),
-        tmpfs: Vec::new(),
-        limits: Default::default(),
-        external_idmap: false,
+        ..Spec::new(
+            mounted.merged(),
+            vec!["/bin/sh".into(), "-c".into(), script.into()],
+        )
     };
     let status = spawn_with(
         Path::new(env!("CARGO_BIN_EXE_rbuild")),

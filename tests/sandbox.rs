@@ -44,19 +44,14 @@ impl Box {
     fn spec(&self, script: &str, network: Network) -> Spec {
         let binds = standard_files(&self.dir.join("files"), "rbuild-test", network).unwrap();
         Spec {
-            rootfs: self.dir.join("rootfs"),
-            args: vec!["/bin/sh".into(), "-c".into(), script.into()],
             env: vec!["PATH=/bin".into(), "HOME=/root".into()],
-            cwd: "/".into(),
-            uid: 0,
-            gid: 0,
-            groups: vec![0],
             hostname: "rbuild-test".into(),
             network,
             binds,
-            tmpfs: Vec::new(),
-            limits: Default::default(),
-            external_idmap: false,
+            ..Spec::new(
+                self.dir.join("rootfs"),
+                vec!["/bin/sh".into(), "-c".into(), script.into()],
+            )
         }
     }
 

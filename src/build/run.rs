@@ -299,8 +299,6 @@ pub(super) fn execute(
     }
 
     let spec = Spec {
-        rootfs: rootfs.to_path_buf(),
-        args: prepared.args.clone(),
         env,
         cwd: prepared.workdir.clone(),
         uid: user.uid,
@@ -311,7 +309,7 @@ pub(super) fn execute(
         binds,
         tmpfs,
         limits: engine.opts().limits,
-        external_idmap: false,
+        ..Spec::new(rootfs, prepared.args.clone())
     };
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;

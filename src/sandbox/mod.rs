@@ -83,6 +83,29 @@ pub struct Spec {
     pub external_idmap: bool,
 }
 
+impl Spec {
+    /// `args` run in `rootfs` as root (0:0, groups [0]) in `/`, with `PATH=/bin`, hostname
+    /// `rbuild`, no network, no mounts and no limits; callers change what they need with
+    /// struct update syntax (`Spec { network, ..Spec::new(root, args) }`).
+    pub fn new(rootfs: impl Into<PathBuf>, args: Vec<String>) -> Spec {
+        Spec {
+            rootfs: rootfs.into(),
+            args,
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+            hostname: "rbuild".into(),
+            network: Network::None,
+            binds: Vec::new(),
+            tmpfs: Vec::new(),
+            limits: cgroup::Limits::default(),
+            external_idmap: false,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("starting the sandbox helper ({exe}): {source}")]
