@@ -1090,3 +1090,35 @@ fn prune_waits_for_a_running_build() {
         "finished\n"
     );
 }
+
+#[test]
+fn the_cache_tells_compressions_and_source_date_epochs_apart() {
+    let Some(ctx) = Ctx::new("build-cache-layers", "FROM base\nRUN echo x > /x\n") else {
+        return;
+    };
+    let media_types = |ctx: &Ctx| -> Vec<String> {
+        ctx.inspect("layers:1")["manifest"]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["mediaType"].as_str().unwrap().to_string())
+            .collect()
+    };
+    ctx.build_ok(&["-t", "layers:1"]);
+    assert!(media_types(&ctx).iter().all(|m| m.ends_with("+gzip")));
+    // Asking for zstd must not reuse the gzip layers from the cache.
+    let progress = ctx.build_ok(&["-t", "layers:1", "-o", "type=image,compression=zstd"]);
+    assert!(!progress.contains("CACHED"), "{progress}");
+    assert!(
+        media_types(&ctx).iter().all(|m| m.ends_with("+zstd")),
+        "{:?}",
+        media_types(&ctx)
+    );
+    // Nor a SOURCE_DATE_EPOCH build the layers of one without.
+    let out = ctx.rbuild_env(
+        &["build", "--progress=plain", "-t", "layers:1", "."],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("CACHED"));
+}

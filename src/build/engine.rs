@@ -538,6 +538,16 @@ impl Engine<'_> {
         let instruction = &step.instruction;
         let mut key = KeyHasher::new("step", Some(&state.key));
         key.str("platform", &state.platform.to_string());
+        // How the layer is written changes its bytes: a layer cached as gzip must not
+        // answer a zstd build, nor one without SOURCE_DATE_EPOCH a reproducible one.
+        let layer = &self.opts.layer;
+        key.str(
+            "layer",
+            &format!(
+                "{:?} {:?} {:?}",
+                layer.compression, layer.level, layer.source_date_epoch
+            ),
+        );
         let work: Work = match &instruction.kind {
             Kind::Workdir(_) => {
                 let dir = state.image.workdir();
