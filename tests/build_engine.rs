@@ -1122,3 +1122,33 @@ fn the_cache_tells_compressions_and_source_date_epochs_apart() {
     assert!(out.status.success(), "{out:?}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("CACHED"));
 }
+
+#[test]
+fn proxy_build_args_reach_run_but_not_the_cache_key_or_image() {
+    let Some(ctx) = Ctx::new(
+        "build-proxy",
+        "FROM base\nRUN echo \"$HTTP_PROXY $http_proxy\" > /proxy.txt\n",
+    ) else {
+        return;
+    };
+    let out = ctx.home.join("fs");
+    let dest = format!("type=local,dest={}", out.display());
+    ctx.build_ok(&["--build-arg", "HTTP_PROXY=http://proxy-a:3128", "-o", &dest]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("proxy.txt")).unwrap(),
+        "http://proxy-a:3128 http://proxy-a:3128\n"
+    );
+    let progress = ctx.build_ok(&[
+        "--build-arg",
+        "HTTP_PROXY=http://proxy-b:3128",
+        "-t",
+        "proxy:1",
+    ]);
+    assert_eq!(progress.matches(" CACHED").count(), 3, "{progress}");
+    let v = ctx.inspect("proxy:1");
+    let text = v["config"].to_string();
+    assert!(
+        !text.contains("proxy-a") && !text.contains("proxy-b"),
+        "{text}"
+    );
+}

@@ -552,6 +552,8 @@ impl Engine<'_> {
             Kind::Workdir(_) => {
                 let dir = state.image.workdir();
                 key.str("workdir", &dir);
+                // The directory is created owned by USER.
+                key.str("user", &state.image.user());
                 Work::Mkdir(dir)
             }
             Kind::Run(_) => {

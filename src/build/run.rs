@@ -50,7 +50,17 @@ impl Prepared {
     /// directory, network and mounts, and what bind mounts read.
     pub(super) fn key(&self, key: &mut KeyHasher) {
         key.str("args", &serde_json::to_string(&self.args).expect("strings"));
-        key.str("env", &serde_json::to_string(&self.env).expect("strings"));
+        // Proxy variables reach RUN but not the key: a build behind another proxy still
+        // hits the cache (BuildKit leaves them out too).
+        let env: Vec<&String> = self
+            .env
+            .iter()
+            .filter(|e| {
+                let name = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+                !crate::plan::scope::PROXY_ARGS.contains(&name)
+            })
+            .collect();
+        key.str("env", &serde_json::to_string(&env).expect("strings"));
         key.str("user", &self.user);
         key.str("workdir", &self.workdir);
         key.str("network", &format!("{:?}", self.network));
