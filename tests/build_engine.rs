@@ -1152,3 +1152,52 @@ fn proxy_build_args_reach_run_but_not_the_cache_key_or_image() {
         "{text}"
     );
 }
+
+#[test]
+fn push_sends_the_built_image_to_its_registry() {
+    if !tools_present(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let Some(ctx) = Ctx::new("build-push", "FROM base\nRUN echo pushed > /p.txt\n") else {
+        return;
+    };
+    let reg = common::registry::Registry::start(None);
+    let conf = common::mirror_conf(&ctx.home, "127.0.0.1:1", &[reg.addr.as_str()]);
+    let name = format!("{}/team/app:1", reg.addr);
+    let args = [
+        "build",
+        "--progress=plain",
+        "--push",
+        "-t",
+        name.as_str(),
+        ".",
+    ];
+    let out = ctx.rbuild_env(
+        &args,
+        &[
+            ("CONTAINERS_REGISTRIES_CONF", conf.to_str().unwrap()),
+            ("DOCKER_CONFIG", ctx.home.join("docker").to_str().unwrap()),
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&args, &out));
+    // The registry serves the very manifest the store holds.
+    let local = ctx.inspect(&name);
+    let raw = common::registry::skopeo_raw_manifest(&name, None);
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&raw)),
+        local["digest"].as_str().unwrap()
+    );
+    // And a second name through type=registry.
+    let other = format!("{}/team/other:2", reg.addr);
+    let spec = format!("type=registry,name={other}");
+    let args = ["build", "--progress=plain", "-o", spec.as_str(), "."];
+    let out = ctx.rbuild_env(
+        &args,
+        &[
+            ("CONTAINERS_REGISTRIES_CONF", conf.to_str().unwrap()),
+            ("DOCKER_CONFIG", ctx.home.join("docker").to_str().unwrap()),
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&args, &out));
+    assert_eq!(common::registry::skopeo_raw_manifest(&other, None), raw);
+}
