@@ -262,6 +262,16 @@ impl<'a> Engine<'a> {
         bases: Bases,
     ) -> Result<Engine<'a>, BuildError> {
         crate::snapshot::workdir::cleanup_stale(&opts.state_root)?;
+        // Snapshots written just before the machine went down may be incomplete.
+        crate::snapshot::journal::recover(&opts.state_root).map_err(|source| {
+            BuildError::Files {
+                what: format!(
+                    "checking {} for unsynced snapshots",
+                    opts.state_root.display()
+                ),
+                source,
+            }
+        })?;
         let detected = crate::snapshot::snapshotter::detect(&opts.state_root);
         let kind = opts.snapshotter.unwrap_or(detected);
         if kind == Snapshotter::Overlay && detected != Snapshotter::Overlay {

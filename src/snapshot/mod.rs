@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod change;
 pub mod diff;
+pub mod journal;
 pub mod native;
 pub mod overlay;
 pub mod snapshotter;
@@ -219,7 +220,12 @@ pub(crate) fn publish(dir: &Path, parent: &Path, dest: &Path) -> Result<PathBuf,
     };
     std::fs::create_dir_all(parent).map_err(io(parent))?;
     match std::fs::rename(dir, dest) {
-        Ok(()) => Ok(dest.to_path_buf()),
+        Ok(()) => {
+            if let Some(state_root) = parent.parent() {
+                journal::record(state_root, dest);
+            }
+            Ok(dest.to_path_buf())
+        }
         Err(_) if dest.is_dir() => {
             let _ = std::fs::remove_dir_all(dir);
             Ok(dest.to_path_buf())

@@ -18,6 +18,11 @@
 //!   verification that would tie the upper dir to these exact lower inodes
 //!   (section "Inode index").
 //! - `xino=off`: inode numbers are not composed with layer bits; we never rely on them.
+//! - `volatile` (Linux ≥ 5.10): no sync of the upper filesystem, above all none at unmount,
+//!   which would otherwise flush every dirty page of the state root's filesystem after each
+//!   step (0.14 s after unpacking a 150 MB base image here, and whatever else is being
+//!   written on the machine). A step's upper directory becomes a snapshot, a cache that
+//!   [`super::journal`] drops if the machine goes down before it reached the disk.
 //! - `userxattr` unless we are root of the initial user namespace: the `user.overlay.*`
 //!   namespace instead of `trusted.*`, required when mounting from inside a user namespace
 //!   (section "Permission model", "userxattr") — a rootless build's own namespace
@@ -240,6 +245,7 @@ fn flags_for(userxattr: bool) -> Vec<(&'static str, &'static str)> {
         ("metacopy", "off"),
         ("index", "off"),
         ("xino", "off"),
+        ("volatile", ""),
     ];
     if userxattr {
         out.push(("userxattr", ""));

@@ -1,0 +1,159 @@
+//! Snapshots and native trees are written without `fsync` (unpacked layers, and overlays
+//! mounted `volatile`, so that unmounting a step's overlay does not flush every dirty page of
+//! the filesystem): they are caches, made again from verified blobs whenever they are
+//! missing. What must not happen is a machine losing power before the kernel wrote one back,
+//! and a later build trusting the half-written directory.
+//!
+//! So each published directory is noted in `<state root>/unsynced` with the boot it was
+//! written in. [`recover`] (run before a build) removes every directory noted in another
+//! boot — the machine went down while it may still have been in memory only — and forgets
+//! the entries of this boot older than [`WRITEBACK`], by when the kernel has written them
+//! (`vm.dirty_expire_centisecs` is 30 s by default). A crash of rbuild alone loses nothing:
+//! the page cache survives it.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::fs::FlockOperation;
+
+/// How long after writing a directory its data is surely on disk.
+pub const WRITEBACK: Duration = Duration::from_secs(300);
+
+const FILE: &str = "unsynced";
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), if the kernel tells.
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn open_locked(state_root: &Path) -> std::io::Result<File> {
+    let f = File::options()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(state_root.join(FILE))?;
+    rustix::fs::flock(&f, FlockOperation::LockExclusive)?;
+    Ok(f)
+}
+
+/// Note that `dir` (below `state_root`) was just written and may not be on disk yet.
+/// Best effort: without a boot id, or when the note cannot be written, nothing is noted.
+pub fn record(state_root: &Path, dir: &Path) {
+    if let Some(boot) = boot_id() {
+        record_in(state_root, dir, &boot, now());
+    }
+}
+
+fn record_in(state_root: &Path, dir: &Path, boot: &str, at: u64) {
+    let Ok(rel) = dir.strip_prefix(state_root) else {
+        return;
+    };
+    if let Ok(mut f) = open_locked(state_root) {
+        let _ = writeln!(f, "{boot} {at} {}", rel.display());
+    }
+}
+
+/// Remove the directories noted in another boot; forget this boot's entries older than
+/// [`WRITEBACK`]. Returns how many directories were removed.
+pub fn recover(state_root: &Path) -> std::io::Result<usize> {
+    match boot_id() {
+        Some(boot) => recover_in(state_root, &boot, now()),
+        None => Ok(0),
+    }
+}
+
+fn recover_in(state_root: &Path, boot: &str, at: u64) -> std::io::Result<usize> {
+    if !state_root.join(FILE).exists() {
+        return Ok(0);
+    }
+    let mut f = open_locked(state_root)?;
+    let mut text = String::new();
+    f.read_to_string(&mut text)?;
+    let mut keep = String::new();
+    let mut removed = 0;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let (Some(b), Some(t), Some(rel)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        // Only directories this journal can name: no absolute paths, no `..`.
+        let rel_path = Path::new(rel);
+        if rel_path.is_absolute() || rel_path.components().any(|c| c.as_os_str() == "..") {
+            continue;
+        }
+        if b != boot {
+            match std::fs::remove_dir_all(state_root.join(rel_path)) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        } else if t
+            .parse::<u64>()
+            .map_or(true, |t| at.saturating_sub(t) < WRITEBACK.as_secs())
+        {
+            keep.push_str(line);
+            keep.push('\n');
+        }
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    f.write_all(keep.as_bytes())?;
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_boot_loses_its_unsynced_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        for name in ["snapshots/a", "snapshots/b", "trees/c", "snapshots/d"] {
+            std::fs::create_dir_all(root.join(name)).unwrap();
+            std::fs::write(root.join(name).join("f"), "x").unwrap();
+        }
+        record_in(root, &root.join("snapshots/a"), "old-boot", 1000);
+        record_in(root, &root.join("trees/c"), "old-boot", 1000);
+        record_in(root, &root.join("snapshots/b"), "this-boot", 5000);
+        record_in(root, &root.join("snapshots/d"), "this-boot", 1000);
+        // A path outside the root is never noted.
+        record_in(root, Path::new("/etc"), "old-boot", 1000);
+        assert_eq!(recover_in(root, "this-boot", 5100).unwrap(), 2);
+        assert!(!root.join("snapshots/a").exists() && !root.join("trees/c").exists());
+        assert!(root.join("snapshots/b").exists() && root.join("snapshots/d").exists());
+        // b is recent and stays noted; d is older than the writeback time and is forgotten.
+        let left = std::fs::read_to_string(root.join(FILE)).unwrap();
+        assert_eq!(left, "this-boot 5000 snapshots/b\n");
+        // Nothing to do in a later boot for what was forgotten.
+        assert_eq!(recover_in(root, "next-boot", 9000).unwrap(), 1);
+        assert!(root.join("snapshots/d").exists() && !root.join("snapshots/b").exists());
+    }
+
+    #[test]
+    fn hostile_entries_are_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(
+            root.join(FILE),
+            format!("b 1 ../outside\nb 1 {}\ngarbage\n", outside.display()),
+        )
+        .unwrap();
+        assert_eq!(recover_in(&root, "other", 10).unwrap(), 0);
+        assert!(outside.exists());
+    }
+}
