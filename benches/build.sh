@@ -111,14 +111,18 @@ sed '/^# *syntax=/d' "$REPO/testdata/flask-watchlist/Dockerfile" >"$W/Dockerfile
 # Per-tool scripts: TOOL-setup (once), TOOL-clean (before each cold run), TOOL-build and
 # TOOL-edit (before each edit run). A build's output goes to logs/TOOL.log.
 script() { local f=$W/bin/$1; shift; printf '#!/bin/sh\nset -e\n%s\n' "$*" >"$f"; chmod +x "$f"; }
+# Every prepare step ends with `sync`: the disk's writeback of one run (a cold build writes
+# hundreds of MB) must not slow the next, timed one down, whichever tool it is.
 for t in ${TOOLS//,/ }; do
-  script "$t-edit" "echo '# edited by benches/build.sh' >>'$W/ctx-$t/app.py'"
+  script "$t-edit" "echo '# edited by benches/build.sh' >>'$W/ctx-$t/app.py'
+sync"
 done
+script sync "sync"
 
 # rbuild: its own state root; cold = a new root holding only the pulled base image.
 RB_ENV="env CONTAINERS_REGISTRIES_CONF=$W/registries.conf RBUILD_ROOT=$W/rbuild-root NO_COLOR=1 HOME=$W"
 script rbuild-setup ":"
-script rbuild-clean "rm -rf '$W/rbuild-root'; $RB_ENV '$RBUILD' pull -q python:3.10-alpine >/dev/null"
+script rbuild-clean "rm -rf '$W/rbuild-root'; $RB_ENV '$RBUILD' pull -q python:3.10-alpine >/dev/null; sync"
 script rbuild-build "cd '$W/ctx-rbuild'; $RB_ENV '$RBUILD' build -t flask-watchlist:bench . >'$W/logs/rbuild.log' 2>&1"
 
 # Buildah: storage, containers.conf and cache-mount directory ($TMPDIR) of its own.
@@ -149,7 +153,8 @@ script buildah-setup "$BUILDAH_ENV buildah pull -q python:3.10-alpine >/dev/null
 script buildah-clean "$BUILDAH_ENV buildah rm --all >/dev/null
 $BUILDAH_ENV buildah rmi -f flask-watchlist:bench >/dev/null 2>&1 || true
 $BUILDAH_ENV buildah rmi --prune -f >/dev/null 2>&1 || true
-rm -rf '$W'/tmp/buildah-cache-*"
+rm -rf '$W'/tmp/buildah-cache-*
+sync"
 script buildah-build "cd '$W/ctx-buildah'; $BUILDAH_ENV buildah bud --layers --network host -t flask-watchlist:bench . >'$W/logs/buildah.log' 2>&1"
 
 # BuildKit: a dockerd of our own (see the header), stopped once its figures are taken.
@@ -186,7 +191,8 @@ stop_dockerd() {
 }
 script buildkit-setup "$DOCKER pull -q python:3.10-alpine >/dev/null"
 script buildkit-clean "$DOCKER rmi -f flask-watchlist:bench >/dev/null 2>&1 || true
-$DOCKER builder prune -af >/dev/null"
+$DOCKER builder prune -af >/dev/null
+sync"
 script buildkit-build "cd '$W/ctx-buildkit'; $DOCKER build --progress plain --network host -f '$W/Dockerfile.buildkit' -t flask-watchlist:bench . >'$W/logs/buildkit.log' 2>&1"
 
 # --- measuring ---
@@ -230,7 +236,7 @@ for t in ${TOOLS//,/ }; do
     na "$t" "the first build failed: $(why "$t")"
   else
     measure "$t" cold --prepare "$W/bin/$t-clean"
-    measure "$t" nochange --warmup 1
+    measure "$t" nochange --warmup 1 --prepare "$W/bin/sync"
     measure "$t" edit --warmup 1 --prepare "$W/bin/$t-edit"
   fi
   [ "$t" = buildkit ] && stop_dockerd
