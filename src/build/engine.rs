@@ -572,22 +572,28 @@ impl Engine<'_> {
                 Work::Run(Box::new(prepared))
             }
             Kind::Copy(_) | Kind::Add(_) => {
-                let (op, from) = self.copy_op(step, state, done)?;
-                let root = match &from {
-                    Some(tree) => SourceRoot::Tree(tree.root()),
-                    None => SourceRoot::Context {
+                let work = self.copy_op(step, state, done)?;
+                key.str("copy", &format!("{:?}", work.op));
+                key.str("chown", work.chown.as_deref().unwrap_or(""));
+                // Files are hashed only where nothing else names them: a stage's or an
+                // image's key already says what its tree holds.
+                let hashed = match &work.from {
+                    CopyFrom::Context => Some(SourceRoot::Context {
                         dir: &self.opts.context,
                         ignore: self.ignore.as_ref(),
-                    },
+                    }),
+                    CopyFrom::Files(tree) => Some(SourceRoot::Tree(tree.root())),
+                    CopyFrom::State(from) => {
+                        key.field("from", from.key.as_bytes());
+                        None
+                    }
                 };
-                let inputs = copy::inputs_digest(&root, &op, &mut self.hashes())
-                    .map_err(|e| self.err_at(instruction, e.to_string()))?;
-                key.str("copy", &format!("{op:?}"));
-                key.field("inputs", inputs.as_bytes());
-                if let Some(tree) = &from {
-                    key.field("from", tree.key_bytes());
+                if let Some(root) = hashed {
+                    let inputs = copy::inputs_digest(&root, &work.op, &mut self.hashes())
+                        .map_err(|e| self.err_at(instruction, e.to_string()))?;
+                    key.field("inputs", inputs.as_bytes());
                 }
-                Work::Copy(Box::new((op, from)))
+                Work::Copy(Box::new(work))
             }
             _ => unreachable!("only layer steps come here"),
         };
@@ -715,10 +721,21 @@ impl Engine<'_> {
                 run::execute(self, id, step, &prepared, &merged, dir.path(), &log)?
             }
             Work::Copy(boxed) => {
-                let (op, from) = *boxed;
-                let root = match &from {
-                    Some(tree) => SourceRoot::Tree(tree.root()),
-                    None => SourceRoot::Context {
+                let CopyWork {
+                    mut op,
+                    chown,
+                    from,
+                } = *boxed;
+                if let Some(spec) = &chown {
+                    op.owner = Some(run::chown_ids(self, &step.instruction, &merged, spec)?);
+                }
+                let mounted = match &from {
+                    CopyFrom::State(state_ref) => Some(state_ref.open(self, false)?),
+                    _ => None,
+                };
+                let root = match (&from, &mounted) {
+                    (CopyFrom::Files(tree), _) | (_, Some(tree)) => SourceRoot::Tree(tree.root()),
+                    _ => SourceRoot::Context {
                         dir: &self.opts.context,
                         ignore: self.ignore.as_ref(),
                     },
@@ -745,48 +762,34 @@ impl Engine<'_> {
         Ok(Some(record))
     }
 
-    /// COPY/ADD's operation, and the stage or image tree it copies from.
+    /// COPY/ADD's operation and where it copies from. `--chown` is resolved when the step
+    /// runs, against the passwd and group files it then sees; the key has it as written
+    /// (with the stage's key, which names those files).
     fn copy_op(
         &self,
         step: &Step,
         state: &State,
         done: &BTreeMap<usize, State>,
-    ) -> Result<(CopyOp, Option<Tree>), BuildError> {
+    ) -> Result<CopyWork, BuildError> {
         let instruction = &step.instruction;
-        let passwd = || -> Result<(String, String), BuildError> {
-            let tree = self.tree(&state.lowers, None, false)?;
-            let read = |p: &str| {
-                crate::sandbox::user::read_in_root(tree.root(), p).map_err(|source| {
-                    BuildError::Files {
-                        what: format!("reading {p} of the image"),
-                        source,
-                    }
-                })
-            };
-            Ok((read("/etc/passwd")?, read("/etc/group")?))
-        };
-        // `--chown`, resolved against the image's own passwd and group files.
-        let owner = |chown: Option<&str>| -> Result<Option<(u32, u32)>, BuildError> {
-            let Some(spec) = chown else { return Ok(None) };
-            let (passwd, group) = passwd()?;
-            copy::resolve_chown(spec, &passwd, &group)
-                .map(Some)
-                .map_err(|e| self.err_at(instruction, e.to_string()))
-        };
-        let (op, from) = match &instruction.kind {
+        let work = match &instruction.kind {
             Kind::Copy(c) => {
                 let from = match &c.from {
-                    None => None,
-                    Some(name) => Some(self.tree_from(name, state, done, instruction, false)?),
+                    None => CopyFrom::Context,
+                    Some(name) => {
+                        CopyFrom::State(self.state_from(name, state, done, instruction)?)
+                    }
                 };
-                let owner = owner(c.chown.as_deref())?;
-                let op = CopyOp::for_copy(c, &state.image.workdir(), owner)
+                let op = CopyOp::for_copy(c, &state.image.workdir(), None)
                     .map_err(|e| self.err_at(instruction, e.to_string()))?;
-                (op, from)
+                CopyWork {
+                    op,
+                    chown: c.chown.clone(),
+                    from,
+                }
             }
             Kind::Add(a) => {
-                let owner = owner(a.chown.as_deref())?;
-                let mut op = CopyOp::for_add(a, &state.image.workdir(), owner)
+                let mut op = CopyOp::for_add(a, &state.image.workdir(), None)
                     .map_err(|e| self.err_at(instruction, e.to_string()))?;
                 let remotes: Vec<Option<Remote>> = a
                     .paths
@@ -794,8 +797,13 @@ impl Engine<'_> {
                     .iter()
                     .map(|s| Remote::parse(&s.value))
                     .collect();
+                let chown = a.chown.clone();
                 if remotes.iter().all(Option::is_none) {
-                    (op, None)
+                    CopyWork {
+                        op,
+                        chown,
+                        from: CopyFrom::Context,
+                    }
                 } else if remotes.iter().any(Option::is_none) {
                     return Err(self.err_at(
                         instruction,
@@ -820,23 +828,28 @@ impl Engine<'_> {
                     op.checksum = None;
                     // Remote archives are not unpacked unless --unpack=true (BuildKit).
                     op.unpack_archives = a.unpack.unwrap_or(false);
-                    (op, Some(Tree::files(dir)))
+                    CopyWork {
+                        op,
+                        chown,
+                        from: CopyFrom::Files(Tree::files(dir)),
+                    }
                 }
             }
             _ => unreachable!("copy_op takes COPY or ADD"),
         };
-        Ok((op, from))
+        Ok(work)
     }
 
-    /// The tree `COPY --from=NAME` reads: an earlier stage, or an image.
-    pub(super) fn tree_from(
+    /// What `COPY --from=NAME` or `RUN --mount=from=NAME` reads: an earlier stage, or an
+    /// image (resolved and unpacked). Nothing is mounted: the key of the stage or image
+    /// says what the tree holds, and [`StateRef::open`] mounts it when a step runs.
+    pub(super) fn state_from(
         &self,
         name: &str,
         state: &State,
         done: &BTreeMap<usize, State>,
         instruction: &Instruction,
-        writable: bool,
-    ) -> Result<Tree, BuildError> {
+    ) -> Result<StateRef, BuildError> {
         if let Some(index) = self.plan.stage_index(name) {
             let Some(stage) = done.get(&index) else {
                 return Err(self.err_at(
@@ -844,11 +857,17 @@ impl Engine<'_> {
                     format!("stage {name:?} is not built before this step (a stage can only copy from earlier stages)"),
                 ));
             };
-            return self.tree(&stage.lowers, Some(stage.key), writable);
+            return Ok(StateRef {
+                lowers: stage.lowers.clone(),
+                key: stage.key,
+            });
         }
         let id = self.id();
         let image = self.base_image(id, name, &state.platform, instruction)?;
-        self.tree(&image.lowers, Some(image.key), writable)
+        Ok(StateRef {
+            lowers: image.lowers,
+            key: image.key,
+        })
     }
 
     /// Store the stage's config and manifest; returns the manifest's descriptor and the
@@ -873,22 +892,48 @@ impl Engine<'_> {
     }
 }
 
+/// A COPY or ADD to do: the operation (owner not resolved yet), its `--chown` as written,
+/// and where it reads from.
+struct CopyWork {
+    op: CopyOp,
+    chown: Option<String>,
+    from: CopyFrom,
+}
+
+/// Another state's root filesystem, by its snapshots and its cache key (which names what
+/// it holds), mounted only when a step that reads it runs.
+pub(super) struct StateRef {
+    lowers: Vec<PathBuf>,
+    pub(super) key: CacheKey,
+}
+
+impl StateRef {
+    /// Mount it to read (or, `writable`, to write into and discard).
+    pub(super) fn open(&self, engine: &Engine<'_>, writable: bool) -> Result<Tree, BuildError> {
+        engine.tree(&self.lowers, writable)
+    }
+}
+
+/// Where COPY/ADD read from.
+enum CopyFrom {
+    Context,
+    /// `--from=` a stage or image.
+    State(StateRef),
+    /// ADD's downloads.
+    Files(Tree),
+}
+
 /// What a layer step does in its overlay.
 enum Work {
     Mkdir(String),
     Run(Box<run::Prepared>),
-    Copy(Box<(CopyOp, Option<Tree>)>),
+    Copy(Box<CopyWork>),
 }
 
 impl Engine<'_> {
     /// A state's root filesystem to read (or, `writable`, to write into and discard).
-    pub(super) fn tree(
-        &self,
-        lowers: &[PathBuf],
-        key: Option<CacheKey>,
-        writable: bool,
-    ) -> Result<Tree, BuildError> {
-        Tree::open(self.kind, &self.opts.state_root, lowers, key, writable)
+    pub(super) fn tree(&self, lowers: &[PathBuf], writable: bool) -> Result<Tree, BuildError> {
+        Tree::open(self.kind, &self.opts.state_root, lowers, writable)
     }
     pub(super) fn opts(&self) -> &Options {
         self.opts

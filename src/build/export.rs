@@ -80,7 +80,7 @@ pub fn write(
         Kind::Oci { tar: true } => save(Format::OciArchive, save::Output::Stream(create()?)),
         Kind::Docker => save(Format::DockerArchive, save::Output::Stream(create()?)),
         Kind::Tar => {
-            let tree = Tree::open(built.snapshotter, state_root, &built.lowers, None, false)
+            let tree = Tree::open(built.snapshotter, state_root, &built.lowers, false)
                 .map_err(|e| OutputError::Mount(Box::new(e)))?;
             let changes =
                 diff::overlay_changes(tree.root()).map_err(|source| OutputError::Walk {
@@ -125,7 +125,7 @@ fn local(state_root: &Path, built: &Built, dest: &Path) -> Result<(), OutputErro
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
-    let tree = Tree::open(built.snapshotter, state_root, &built.lowers, None, false)
+    let tree = Tree::open(built.snapshotter, state_root, &built.lowers, false)
         .map_err(|e| OutputError::Mount(Box::new(e)))?;
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

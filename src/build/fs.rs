@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use super::cache::CacheKey;
 use super::engine::BuildError;
 use crate::snapshot::snapshotter::Kind as Snapshotter;
 use crate::snapshot::workdir::WorkDir;
@@ -84,7 +83,6 @@ pub(super) struct Tree {
     mounted: Option<overlay::Mounted>,
     /// The tree when it is not an overlay (native snapshotter).
     path: Option<PathBuf>,
-    key: Option<CacheKey>,
 }
 
 impl Tree {
@@ -94,7 +92,6 @@ impl Tree {
         kind: Snapshotter,
         state_root: &Path,
         lowers: &[PathBuf],
-        key: Option<CacheKey>,
         writable: bool,
     ) -> Result<Tree, BuildError> {
         let dir = WorkDir::create(state_root)?;
@@ -123,7 +120,6 @@ impl Tree {
             _dir: dir,
             mounted,
             path,
-            key,
         })
     }
 
@@ -133,7 +129,6 @@ impl Tree {
             _dir: dir,
             mounted: None,
             path: None,
-            key: None,
         }
     }
 
@@ -143,10 +138,6 @@ impl Tree {
             (None, Some(p)) => p,
             (None, None) => self._dir.path(),
         }
-    }
-
-    pub(super) fn key_bytes(&self) -> &[u8] {
-        self.key.as_ref().map_or(&[], |k| k.as_bytes())
     }
 }
 

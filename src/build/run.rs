@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use super::SecretSource;
 use super::cache::KeyHasher;
 use super::copy::{self, CopyOp, SourceRoot};
-use super::engine::{BuildError, Engine, State};
+use super::engine::{BuildError, Engine, State, StateRef};
 use super::fs::Tree;
 use crate::diag::Diagnostic;
 use crate::dockerfile::instruction::{self, Kind};
@@ -34,15 +34,15 @@ pub(super) struct Prepared {
     workdir: String,
     network: Network,
     mounts: Vec<Mount>,
-    /// Per mount: the tree a bind mount reads (a stage, an image or a filtered copy of the
-    /// context), kept mounted until the run ends.
+    /// Per mount: what a bind mount reads (a stage or image, or the context), as the key
+    /// knows it; the tree is mounted, or the context copied, only when the step runs.
     sources: Vec<Option<BindSource>>,
 }
 
 enum BindSource {
-    Tree(Tree),
-    /// A copy of the context's (filtered) files, and their content hash.
-    Context(WorkDir, [u8; 32]),
+    State(StateRef),
+    /// The context's `source=` (`.dockerignore` applied), and its content hash.
+    Context(Box<CopyOp>, [u8; 32]),
 }
 
 impl Prepared {
@@ -67,8 +67,8 @@ impl Prepared {
         for (m, src) in self.mounts.iter().zip(&self.sources) {
             key.str("mount", &format!("{m:?}"));
             match src {
-                Some(BindSource::Tree(t)) => {
-                    key.field("mount-from", t.key_bytes());
+                Some(BindSource::State(from)) => {
+                    key.field("mount-from", from.key.as_bytes());
                 }
                 Some(BindSource::Context(_, h)) => {
                     key.field("mount-context", h);
@@ -149,35 +149,72 @@ fn bind_source(
     instruction: &instruction::Instruction,
 ) -> Result<BindSource, BuildError> {
     if let Some(from) = &m.from {
-        // A read-write bind gets a copy (native) or an overlay (whose upper is thrown
-        // away): its writes never reach the stage it reads.
-        return Ok(BindSource::Tree(engine.tree_from(
+        return Ok(BindSource::State(engine.state_from(
             from,
             state,
             done,
             instruction,
-            !m.readonly,
         )?));
     }
-    // The context as COPY sees it (.dockerignore applied), copied so that the step can
-    // neither see ignored files nor write into the user's directory.
-    let dir = WorkDir::create(&engine.opts().state_root)?;
-    let files = dir.path().join("context");
-    std::fs::create_dir(&files).map_err(|source| BuildError::Files {
-        what: format!("creating {}", files.display()),
-        source,
-    })?;
     let op = CopyOp::contents_of(m.source.as_deref().unwrap_or("."));
-    let ignore = engine.ignore().cloned();
-    let context = engine.opts().context.clone();
     let root = SourceRoot::Context {
-        dir: &context,
-        ignore: ignore.as_ref(),
+        dir: &engine.opts().context,
+        ignore: engine.ignore(),
     };
     let digest = copy::inputs_digest(&root, &op, &mut engine.hashes())
         .map_err(|e| engine.err_at(instruction, e.to_string()))?;
-    copy::copy(&root, &files, &op).map_err(|e| engine.err_at(instruction, e.to_string()))?;
-    Ok(BindSource::Context(dir, *digest.as_bytes()))
+    Ok(BindSource::Context(Box::new(op), *digest.as_bytes()))
+}
+
+/// Make a bind mount's source: mount the stage or image it reads (a read-write bind gets
+/// a copy or an overlay whose upper is thrown away, so its writes never reach the stage),
+/// or copy the context's files (so the step can neither see ignored files nor write into
+/// the user's directory). Returns the directory and what keeps it alive.
+fn bind_dir(
+    engine: &Engine<'_>,
+    src: &BindSource,
+    m: &Mount,
+    instruction: &instruction::Instruction,
+) -> Result<(PathBuf, BindHold), BuildError> {
+    match src {
+        BindSource::State(from) => {
+            let tree = from.open(engine, !m.readonly)?;
+            Ok((
+                tree.root().to_path_buf(),
+                BindHold {
+                    _tree: Some(tree),
+                    _dir: None,
+                },
+            ))
+        }
+        BindSource::Context(op, _) => {
+            let dir = WorkDir::create(&engine.opts().state_root)?;
+            let files = dir.path().join("context");
+            std::fs::create_dir(&files).map_err(|source| BuildError::Files {
+                what: format!("creating {}", files.display()),
+                source,
+            })?;
+            let root = SourceRoot::Context {
+                dir: &engine.opts().context,
+                ignore: engine.ignore(),
+            };
+            copy::copy(&root, &files, op).map_err(|e| engine.err_at(instruction, e.to_string()))?;
+            Ok((
+                files,
+                BindHold {
+                    _tree: None,
+                    _dir: Some(dir),
+                },
+            ))
+        }
+    }
+}
+
+/// What keeps a bind mount's source alive until the run ends (dropping it unmounts the
+/// tree or removes the copy).
+struct BindHold {
+    _tree: Option<Tree>,
+    _dir: Option<WorkDir>,
 }
 
 /// Run the prepared step in `rootfs` (the step's overlay); its output goes to the progress
@@ -207,16 +244,15 @@ pub(super) fn execute(
     let mut tmpfs = Vec::new();
     let mut leases = Vec::new();
     let mut proxies = Vec::new();
+    let mut holds = Vec::new();
     let caches = CacheMounts::new(&engine.opts().state_root);
     for (n, (m, src)) in prepared.mounts.iter().zip(&prepared.sources).enumerate() {
         let owner = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
         match m.kind {
             MountType::Bind => {
-                let base = match src {
-                    Some(BindSource::Tree(t)) => t.root().to_path_buf(),
-                    Some(BindSource::Context(d, _)) => d.path().join("context"),
-                    None => unreachable!("bind mounts have a source"),
-                };
+                let src = src.as_ref().expect("bind mounts have a source");
+                let (base, hold) = bind_dir(engine, src, m, instruction)?;
+                holds.push(hold);
                 let source = match (&m.from, &m.source) {
                     (Some(_), Some(s)) => {
                         resolve_in(&base, s).map_err(|e| engine.err_at(instruction, e))?
@@ -348,6 +384,7 @@ pub(super) fn execute(
         .wait()
         .map_err(|e| engine.err_at(instruction, e.to_string()))?;
     drop(registered);
+    drop(holds);
     drop(proxies);
     drop(leases);
     if super::interrupt::interrupted() {
@@ -382,6 +419,17 @@ pub(super) fn execute(
     Err(BuildError::Step(Box::new(d)))
 }
 
+/// The image's own `/etc/passwd` and `/etc/group` in `rootfs`.
+fn passwd_and_group(rootfs: &Path) -> Result<(String, String), BuildError> {
+    let read = |p: &str| {
+        sandbox::user::read_in_root(rootfs, p).map_err(|source| BuildError::Files {
+            what: format!("reading {p} of the image"),
+            source,
+        })
+    };
+    Ok((read("/etc/passwd")?, read("/etc/group")?))
+}
+
 /// USER resolved against the image's own `/etc/passwd` and `/etc/group`.
 fn resolve_user(
     engine: &Engine<'_>,
@@ -389,13 +437,20 @@ fn resolve_user(
     rootfs: &Path,
     spec: &str,
 ) -> Result<sandbox::user::User, BuildError> {
-    let read = |p: &str| {
-        sandbox::user::read_in_root(rootfs, p).map_err(|source| BuildError::Files {
-            what: format!("reading {p} of the image"),
-            source,
-        })
-    };
-    sandbox::user::resolve(spec, &read("/etc/passwd")?, &read("/etc/group")?)
+    let (passwd, group) = passwd_and_group(rootfs)?;
+    sandbox::user::resolve(spec, &passwd, &group)
+        .map_err(|e| engine.err_at(instruction, e.to_string()))
+}
+
+/// `--chown` of COPY/ADD (BuildKit's rules, not USER's) resolved in `rootfs`.
+pub(super) fn chown_ids(
+    engine: &Engine<'_>,
+    instruction: &instruction::Instruction,
+    rootfs: &Path,
+    spec: &str,
+) -> Result<(u32, u32), BuildError> {
+    let (passwd, group) = passwd_and_group(rootfs)?;
+    copy::resolve_chown(spec, &passwd, &group)
         .map_err(|e| engine.err_at(instruction, e.to_string()))
 }
 
