@@ -1201,3 +1201,22 @@ fn push_sends_the_built_image_to_its_registry() {
     assert!(out.status.success(), "{}", describe(&args, &out));
     assert_eq!(common::registry::skopeo_raw_manifest(&other, None), raw);
 }
+
+#[test]
+fn each_name_is_tagged_once() {
+    let Some(ctx) = Ctx::new("build-names", "FROM base\n") else {
+        return;
+    };
+    // `-o type=image` without name= takes the -t names: they must not be tagged twice.
+    let progress = ctx.build_ok(&["-t", "a:1", "-t", "b:1", "-o", "type=image"]);
+    assert_eq!(
+        progress.matches("naming to docker.io/library/a:1").count(),
+        1,
+        "{progress}"
+    );
+    assert_eq!(
+        progress.matches("naming to docker.io/library/b:1").count(),
+        1,
+        "{progress}"
+    );
+}

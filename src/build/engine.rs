@@ -94,16 +94,6 @@ impl From<StoreError> for BuildError {
     }
 }
 
-impl BuildError {
-    /// The Dockerfile diagnostic, when the error has a location.
-    pub fn diagnostic(&self) -> Option<&Diagnostic> {
-        match self {
-            BuildError::Step(d) => Some(d),
-            _ => None,
-        }
-    }
-}
-
 /// What a build produced: the target stage's image, stored (untagged) in the store.
 #[derive(Debug)]
 pub struct Built {
@@ -169,6 +159,16 @@ pub fn build(
     progress: &dyn Reporter,
     bases: Bases,
 ) -> Result<Built, BuildError> {
+    // Before any step mounts anything: what a killed run left mounted goes, and so do
+    // snapshots that the machine went down before writing.
+    crate::snapshot::workdir::cleanup_stale(&opts.state_root)?;
+    crate::snapshot::journal::recover(&opts.state_root).map_err(|source| BuildError::Files {
+        what: format!(
+            "checking {} for unsynced snapshots",
+            opts.state_root.display()
+        ),
+        source,
+    })?;
     let engine = Engine::new(plan, source, opts, store, progress, bases)?;
     let kind = engine.kind;
     let mut done = engine.schedule()?;
@@ -261,17 +261,6 @@ impl<'a> Engine<'a> {
         progress: &'a dyn Reporter,
         bases: Bases,
     ) -> Result<Engine<'a>, BuildError> {
-        crate::snapshot::workdir::cleanup_stale(&opts.state_root)?;
-        // Snapshots written just before the machine went down may be incomplete.
-        crate::snapshot::journal::recover(&opts.state_root).map_err(|source| {
-            BuildError::Files {
-                what: format!(
-                    "checking {} for unsynced snapshots",
-                    opts.state_root.display()
-                ),
-                source,
-            }
-        })?;
         let detected = crate::snapshot::snapshotter::detect(&opts.state_root);
         let kind = opts.snapshotter.unwrap_or(detected);
         if kind == Snapshotter::Overlay && detected != Snapshotter::Overlay {

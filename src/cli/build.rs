@@ -198,12 +198,19 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
                 if these.is_empty() {
                     bail!("--push needs a name: pass -t NAME");
                 }
-                push.extend(these.iter().cloned());
+                for n in &these {
+                    if !push.contains(n) {
+                        push.push(n.clone());
+                    }
+                }
             }
-            names.extend(these);
+            for n in these {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
         }
     }
-    names.dedup();
     for name in &names {
         let v = vertex(format!("naming to {name}"));
         store.tag(name, built.manifest.clone())?;

@@ -134,16 +134,6 @@ impl<W: Write + Send> Reporter for Json<W> {
     }
 }
 
-/// Keeps every event (tests, and callers that render after the fact).
-#[derive(Default)]
-pub struct Recorder(pub Mutex<Vec<Event>>);
-
-impl Reporter for Recorder {
-    fn event(&self, event: Event) {
-        self.0.lock().expect("recorder").push(event);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,7 +47,8 @@ fn open_locked(state_root: &Path) -> std::io::Result<File> {
     Ok(f)
 }
 
-/// Note that `dir` (below `state_root`) was just written and may not be on disk yet.
+/// Note that `dir` (below `state_root`) is about to be published and may not be on disk yet.
+/// The note itself is synced, so it is on disk before the directory's name is.
 /// Best effort: without a boot id, or when the note cannot be written, nothing is noted.
 pub fn record(state_root: &Path, dir: &Path) {
     if let Some(boot) = boot_id() {
@@ -60,7 +61,7 @@ fn record_in(state_root: &Path, dir: &Path, boot: &str, at: u64) {
         return;
     };
     if let Ok(mut f) = open_locked(state_root) {
-        let _ = writeln!(f, "{boot} {at} {}", rel.display());
+        let _ = writeln!(f, "{boot} {at} {}", rel.display()).and_then(|_| f.sync_data());
     }
 }
 
@@ -106,9 +107,11 @@ fn recover_in(state_root: &Path, boot: &str, at: u64) -> std::io::Result<usize> 
             keep.push('\n');
         }
     }
-    f.set_len(0)?;
-    f.rewind()?;
-    f.write_all(keep.as_bytes())?;
+    if keep != text {
+        f.set_len(0)?;
+        f.rewind()?;
+        f.write_all(keep.as_bytes())?;
+    }
     Ok(removed)
 }
 

@@ -219,13 +219,13 @@ pub(crate) fn publish(dir: &Path, parent: &Path, dest: &Path) -> Result<PathBuf,
         move |source| SnapshotError::Io { path, source }
     };
     std::fs::create_dir_all(parent).map_err(io(parent))?;
+    // Noted (and the note on disk) before the name appears: a power cut can then never
+    // leave a published directory that the journal does not know about.
+    if let Some(state_root) = parent.parent() {
+        journal::record(state_root, dest);
+    }
     match std::fs::rename(dir, dest) {
-        Ok(()) => {
-            if let Some(state_root) = parent.parent() {
-                journal::record(state_root, dest);
-            }
-            Ok(dest.to_path_buf())
-        }
+        Ok(()) => Ok(dest.to_path_buf()),
         Err(_) if dest.is_dir() => {
             let _ = std::fs::remove_dir_all(dir);
             Ok(dest.to_path_buf())
