@@ -1220,3 +1220,24 @@ fn each_name_is_tagged_once() {
         "{progress}"
     );
 }
+
+#[test]
+fn quiet_prints_only_the_image_id() {
+    let Some(ctx) = Ctx::new("build-quiet", "FROM base\nRUN echo noisy\n") else {
+        return;
+    };
+    for flag in ["-q", "--progress=quiet"] {
+        let out = ctx.rbuild(&["build", flag, "."]);
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let id = stdout.trim();
+        assert!(
+            id.starts_with("sha256:") && id.len() == 71 && !stdout.contains("noisy"),
+            "{flag}: {stdout:?}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("noisy"),
+            "{flag}"
+        );
+    }
+}

@@ -232,14 +232,22 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
     }
     for name in &push {
         let v = vertex(format!("pushing {name}"));
-        image::push_image(&store, name, name, None)?;
+        let id = v.0;
+        let say = |message: String| {
+            progress.event(Event::Status {
+                id,
+                message: message.trim_start().to_string(),
+            })
+        };
+        image::push_image(&store, name, name, None, &say)?;
         done(progress.as_ref(), v);
     }
     drop(progress);
     let image_id = format!("sha256:{}", built.config_digest.hex());
-    if args.quiet {
+    // `-q` and `--progress=quiet` are the same (buildx): only the image ID, on stdout.
+    if mode == Mode::Quiet {
         println!("{image_id}");
-    } else if mode != Mode::Quiet {
+    } else {
         eprintln!(
             "built {image_id} in {:.1}s ({} step(s) run, {} cached){}",
             started.elapsed().as_secs_f64(),

@@ -43,18 +43,22 @@ pub fn push_cmd(root: &Path, args: PushArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let image = local_name(&args.image)?;
     let dest = local_name(args.dest.as_deref().unwrap_or(&args.image))?;
-    let digest = push_image(&store, &image, &dest, args.platform.as_deref())?;
+    let digest = push_image(&store, &image, &dest, args.platform.as_deref(), &|line| {
+        eprintln!("{line}")
+    })?;
     println!("{dest}@{digest}");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Push the local `image` to `dest`, saying what happens on stderr; returns the manifest's
+/// Push the local `image` to `dest`, saying what happens through `say` (stderr for
+/// `rbuild push`, the build's progress for `rbuild build --push`); returns the manifest's
 /// digest in the registry.
 pub(super) fn push_image(
     store: &Store,
     image: &Reference,
     dest: &Reference,
     platform: Option<&str>,
+    say: &dyn Fn(String),
 ) -> anyhow::Result<Digest> {
     let platform = platform_or_host(platform)?;
     let conf = RegistriesConf::load_default()?;
@@ -62,11 +66,11 @@ pub(super) fn push_image(
     let origin = Origin::new(endpoint.api_host(), endpoint.insecure());
     let client = Client::new(Box::new(CredentialStore::from_env()));
     let tag = dest.manifest_reference().to_string();
-    eprintln!(
+    say(format!(
         "pushing {image} to {}/{}",
         endpoint.host(),
         endpoint.repository()
-    );
+    ));
     let dest_spec = push::Destination {
         origin: &origin,
         repository: endpoint.repository(),
@@ -85,17 +89,19 @@ pub(super) fn push_image(
                     rbuild::registry::client::PushedBlob::Mounted => "mounted",
                     rbuild::registry::client::PushedBlob::Uploaded => "uploaded",
                 };
-                eprintln!("  {}: {what} ({})", short(&digest), human_size(size));
+                say(format!(
+                    "  {}: {what} ({})",
+                    short(&digest),
+                    human_size(size)
+                ));
             }
-            push::Event::SinglePlatform { platform } => {
-                eprintln!(
-                    "  only {platform} of this multi-platform image is local: pushing that platform's manifest"
-                )
-            }
+            push::Event::SinglePlatform { platform } => say(format!(
+                "  only {platform} of this multi-platform image is local: pushing that platform's manifest"
+            )),
             push::Event::Manifest { .. } => {}
         },
     )?;
-    eprintln!("{tag}: digest: {digest}");
+    say(format!("{tag}: digest: {digest}"));
     Ok(digest)
 }
 
