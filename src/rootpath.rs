@@ -12,6 +12,10 @@ use std::collections::VecDeque;
 /// Linux's `MAXSYMLINKS`: how many symlinks one resolution may follow.
 pub const MAX_LINKS: u32 = 40;
 
+/// The limit of fsutil and continuity, which BuildKit's COPY (source and destination side)
+/// and archive extraction follow.
+pub const FSUTIL_MAX_LINKS: u32 = 255;
+
 /// Where a resolution is: the names still to resolve, and the real path so far (each
 /// component an existing non-symlink, relative to the root).
 #[derive(Clone, Debug)]

@@ -47,9 +47,9 @@ impl Bases {
                 .map(|c| {
                     c.env
                         .iter()
-                        .map(|e| match e.split_once('=') {
-                            Some((k, v)) => (k.to_string(), v.to_string()),
-                            None => (e.clone(), String::new()),
+                        .map(|e| {
+                            let (k, v) = super::config::key_value(e);
+                            (k.to_string(), v.to_string())
                         })
                         .collect()
                 })

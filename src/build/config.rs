@@ -550,7 +550,7 @@ impl Env for StageImage {
 }
 
 /// `KEY=value` → (`KEY`, `value`); no `=` means an empty value.
-fn key_value(entry: &str) -> (&str, &str) {
+pub(crate) fn key_value(entry: &str) -> (&str, &str) {
     entry.split_once('=').unwrap_or((entry, ""))
 }
 

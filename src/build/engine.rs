@@ -640,10 +640,7 @@ impl Engine<'_> {
                 .push_history(created_by, true, state.clock.clone());
             return Ok(());
         };
-        let chain = match &state.chain {
-            None => layer.diff_id.clone(),
-            Some(prev) => Digest::sha256(format!("{prev} {}", layer.diff_id).as_bytes()),
-        };
+        let chain = crate::snapshot::next_chain_id(state.chain.as_ref(), &layer.diff_id);
         let desc = descriptor(
             &MediaType::parse(&layer.media_type),
             &layer.digest,

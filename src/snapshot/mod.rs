@@ -102,19 +102,9 @@ impl Snapshots {
         image: &Image,
         userxattr: bool,
     ) -> Result<Vec<PathBuf>, SnapshotError> {
-        let diff_ids = &image.config.rootfs.diff_ids;
-        let layers = image.manifest.layers();
-        if diff_ids.len() != layers.len() {
-            return Err(SnapshotError::LayerCount {
-                diff_ids: diff_ids.len(),
-                layers: layers.len(),
-            });
-        }
-        layers
-            .iter()
-            .zip(diff_ids)
-            .zip(chain_ids(diff_ids))
-            .map(|((layer, diff_id), chain)| {
+        layer_stack(image)?
+            .into_iter()
+            .map(|(layer, diff_id, chain)| {
                 self.ensure_layer(store, layer, diff_id, &chain, userxattr)
             })
             .collect()
@@ -159,11 +149,7 @@ impl Snapshots {
     /// A fresh directory to build snapshot `chain` in, before [`Snapshots::publish`]
     /// (named so that a prune spares it while this process lives).
     pub fn temp_dir(&self, chain: &Digest) -> PathBuf {
-        let tmp = self
-            .dir
-            .join(format!("tmp-{}-{}", std::process::id(), chain.hex()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        tmp
+        temp_in(&self.dir, chain)
     }
 
     /// Make `dir` (a layer in overlay form: whiteouts as 0:0 character devices, opaque
@@ -239,13 +225,45 @@ pub(crate) fn publish(dir: &Path, parent: &Path, dest: &Path) -> Result<PathBuf,
 pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
     for d in diff_ids {
-        let next = match out.last() {
-            None => d.clone(),
-            Some(prev) => Digest::sha256(format!("{prev} {d}").as_bytes()),
-        };
+        let next = next_chain_id(out.last(), d);
         out.push(next);
     }
     out
+}
+
+/// The chain ID of a layer `diff_id` stacked on the chain `prev` (none: the first layer).
+pub fn next_chain_id(prev: Option<&Digest>, diff_id: &Digest) -> Digest {
+    match prev {
+        None => diff_id.clone(),
+        Some(prev) => Digest::sha256(format!("{prev} {diff_id}").as_bytes()),
+    }
+}
+
+/// An image's layers with their diff IDs and chain IDs, lowest first; the config must list
+/// one diff ID per layer.
+fn layer_stack(image: &Image) -> Result<Vec<(&Descriptor, &Digest, Digest)>, SnapshotError> {
+    let diff_ids = &image.config.rootfs.diff_ids;
+    let layers = image.manifest.layers();
+    if diff_ids.len() != layers.len() {
+        return Err(SnapshotError::LayerCount {
+            diff_ids: diff_ids.len(),
+            layers: layers.len(),
+        });
+    }
+    Ok(layers
+        .iter()
+        .zip(diff_ids)
+        .zip(chain_ids(diff_ids))
+        .map(|((l, d), c)| (l, d, c))
+        .collect())
+}
+
+/// A fresh directory in `dir` to build the snapshot or tree `chain` in, named so that a
+/// prune spares it while this process lives (`tmp-<pid>-…`).
+fn temp_in(dir: &Path, chain: &Digest) -> PathBuf {
+    let tmp = dir.join(format!("tmp-{}-{}", std::process::id(), chain.hex()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    tmp
 }
 
 /// Bytes of regular files under `path`, symlinks not followed.

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use super::apply::Whiteouts;
-use super::{SnapshotError, apply_layer, chain_ids, native, publish};
+use super::{SnapshotError, apply_layer, layer_stack, native, publish, temp_in};
 use crate::oci::digest::Digest;
 use crate::oci::manifest::Descriptor;
 use crate::store::{Image, Store};
@@ -40,16 +40,8 @@ impl Trees {
     /// The tree of `image` (none for an image without layers), made from its layers where
     /// missing.
     pub fn ensure(&self, store: &Store, image: &Image) -> Result<Option<PathBuf>, SnapshotError> {
-        let diff_ids = &image.config.rootfs.diff_ids;
-        let layers = image.manifest.layers();
-        if diff_ids.len() != layers.len() {
-            return Err(SnapshotError::LayerCount {
-                diff_ids: diff_ids.len(),
-                layers: layers.len(),
-            });
-        }
         let mut tree = None;
-        for ((layer, diff_id), chain) in layers.iter().zip(diff_ids).zip(chain_ids(diff_ids)) {
+        for (layer, diff_id, chain) in layer_stack(image)? {
             tree = Some(self.ensure_layer(store, tree.as_deref(), layer, diff_id, &chain)?);
         }
         Ok(tree)
@@ -69,10 +61,7 @@ impl Trees {
         if dest.is_dir() {
             return Ok(dest);
         }
-        let tmp = self
-            .dir
-            .join(format!("tmp-{}-{}", std::process::id(), chain.hex()));
-        let _ = std::fs::remove_dir_all(&tmp);
+        let tmp = temp_in(&self.dir, chain);
         let result = (|| {
             let rootfs = match parent {
                 Some(p) => native::prepare(p, &tmp)

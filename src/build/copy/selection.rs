@@ -19,10 +19,6 @@ use super::source::{Entry, View};
 use super::{CopyError, CopyOp, OpKind, wildcard};
 use crate::context::{EntryKind, Matcher, ParentMatches, clean};
 
-/// How many symlinks one path may pass through, as Linux's `MAXSYMLINKS` for a whole lookup
-/// is 40; continuity allows 255, and so does BuildKit's archive extraction.
-const MAX_LINKS: u32 = 255;
-
 /// One thing to copy.
 pub(super) struct Item {
     /// The source as written, for messages.
@@ -234,7 +230,7 @@ pub(super) fn resolve(
     path: &str,
     follow_last: bool,
 ) -> Result<Option<(String, Metadata)>, CopyError> {
-    let mut walk = rootpath::Walk::new(path).with_max_links(MAX_LINKS);
+    let mut walk = rootpath::Walk::new(path).with_max_links(rootpath::FSUTIL_MAX_LINKS);
     let mut last_meta: Option<Metadata> = None;
     while let Some(name) = walk.next_name() {
         let candidate = walk.child(&name);

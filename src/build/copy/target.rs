@@ -19,9 +19,6 @@ use rustix::io::Errno;
 
 use super::CopyError;
 
-/// Symlinks one destination path may pass through (continuity allows 255).
-const MAX_LINKS: u32 = 255;
-
 /// Owner, permission bits and optional timestamps for directories COPY creates on its own.
 #[derive(Clone, Debug)]
 pub(super) struct DirAttrs {
@@ -138,7 +135,7 @@ impl Target {
         create: Option<&DirAttrs>,
         created: &mut Vec<String>,
     ) -> Result<Resolved, CopyError> {
-        let mut walk = rootpath::Walk::new(path).with_max_links(MAX_LINKS);
+        let mut walk = rootpath::Walk::new(path).with_max_links(rootpath::FSUTIL_MAX_LINKS);
         while let Some(name) = walk.next_name() {
             let here = walk.real();
             let dir = self.open_dir(&here)?;
