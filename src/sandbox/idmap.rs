@@ -88,6 +88,19 @@ pub fn mapping_for_user() -> Result<Mapping, NoRanges> {
     Ok((args(uid, sub_u), args(gid, sub_g)))
 }
 
+/// Map the calling process's new user namespace to itself alone: root inside is `uid`:`gid`
+/// outside. Needs no privilege; `setgroups` must be denied first (user_namespaces(7),
+/// "Interaction with system calls that change process UIDs or GIDs"). On failure, the
+/// `/proc/self` file that could not be written.
+pub fn map_self_alone(uid: u32, gid: u32) -> Result<(), (&'static str, std::io::Error)> {
+    let write = |file: &'static str, text: String| {
+        std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| (file, e))
+    };
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("0 {uid} 1"))?;
+    write("gid_map", format!("0 {gid} 1"))
+}
+
 /// Apply `mapping` to process `pid` once it has its own user namespace (a sandbox helper,
 /// or the rootless build's process: both unshare it first thing after they start).
 pub fn apply(pid: u32, mapping: &Mapping) -> Result<(), String> {

@@ -83,13 +83,8 @@ fn helper() -> Result<u8, String> {
     }
     if rootless && !spec.external_idmap {
         // One mapping: the user is root inside; without ranges only uid/gid 0 exist.
-        let write = |file: &str, text: String| {
-            std::fs::write(format!("/proc/self/{file}"), text)
-                .map_err(|e| format!("writing /proc/self/{file}: {e}"))
-        };
-        write("setgroups", "deny".into())?;
-        write("uid_map", format!("0 {uid} 1"))?;
-        write("gid_map", format!("0 {gid} 1"))?;
+        super::idmap::map_self_alone(uid, gid)
+            .map_err(|(file, e)| format!("writing /proc/self/{file}: {e}"))?;
     }
     let exe = std::env::current_exe().map_err(|e| format!("locating rbuild: {e}"))?;
     let mut child = Command::new(exe)

@@ -235,17 +235,10 @@ pub fn enter(args: Vec<OsString>) -> Result<Vec<OsString>, UnshareError> {
     Ok(rest)
 }
 
-/// A single mapping written by the process itself, which needs no privilege: root inside
-/// is the user; `setgroups` must be denied first (user_namespaces(7), "Interaction with
-/// system calls that change process UIDs or GIDs").
+/// A single mapping written by the process itself: root inside is the user.
 fn map_root_alone(uid: u32, gid: u32) -> Result<(), UnshareError> {
-    let write = |file: &'static str, text: String| {
-        std::fs::write(format!("/proc/self/{file}"), text)
-            .map_err(|source| UnshareError::MapSelf { file, source })
-    };
-    write("setgroups", "deny".into())?;
-    write("uid_map", format!("0 {uid} 1"))?;
-    write("gid_map", format!("0 {gid} 1"))
+    super::idmap::map_self_alone(uid, gid)
+        .map_err(|(file, source)| UnshareError::MapSelf { file, source })
 }
 
 #[cfg(test)]
