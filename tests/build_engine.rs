@@ -1241,3 +1241,23 @@ fn quiet_prints_only_the_image_id() {
         );
     }
 }
+
+#[test]
+fn source_date_epoch_sets_the_times_of_copied_files() {
+    let Some(ctx) = Ctx::new("build-sde-copy", "FROM base\nCOPY input.txt /in/\n") else {
+        return;
+    };
+    ctx.write("input.txt", "x\n");
+    let out = ctx.home.join("fs");
+    let dest = format!("type=local,dest={}", out.display());
+    let o = ctx.rbuild_env(
+        &["build", "--progress=plain", "-o", dest.as_str(), "."],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    );
+    assert!(o.status.success(), "{o:?}");
+    use std::os::unix::fs::MetadataExt;
+    for p in ["in/input.txt", "in"] {
+        let m = std::fs::metadata(out.join(p)).unwrap();
+        assert_eq!(m.mtime(), 1_700_000_000, "{p}");
+    }
+}

@@ -758,7 +758,13 @@ impl Engine<'_> {
         done: &BTreeMap<usize, State>,
     ) -> Result<CopyWork, BuildError> {
         let instruction = &step.instruction;
-        let work = match &instruction.kind {
+        // With SOURCE_DATE_EPOCH, what COPY/ADD write carries that time in the snapshot as
+        // in the layer (which clamps every mtime to it anyway).
+        let timestamp = self.opts.source_date_epoch.map(|secs| copy::Timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        });
+        let mut work = match &instruction.kind {
             Kind::Copy(c) => {
                 let from = match &c.from {
                     None => CopyFrom::Context,
@@ -823,6 +829,7 @@ impl Engine<'_> {
             }
             _ => unreachable!("copy_op takes COPY or ADD"),
         };
+        work.op.timestamp = timestamp;
         Ok(work)
     }
 
