@@ -349,6 +349,21 @@ impl fmt::Display for Diagnostic {
 
 impl std::error::Error for Diagnostic {}
 
+/// An error with its causes on one line, `message: cause: cause`, for the places that must
+/// fold a chain into one string (a diagnostic's message, a progress event). Error messages
+/// never print their own source, so nothing is said twice; the CLI renders a chain it
+/// receives whole as `Caused by:` lines instead.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

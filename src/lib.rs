@@ -6,11 +6,11 @@
 
 #![deny(unsafe_code)]
 
-pub mod build;
+pub mod archive;
 pub mod context;
 pub mod diag;
 pub mod dockerfile;
-pub mod export;
+pub mod engine;
 pub mod gc;
 pub mod layer;
 pub mod oci;

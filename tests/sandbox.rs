@@ -269,7 +269,7 @@ fn missing_command_is_127() {
 #[test]
 fn cache_mount_persists_and_secret_never_reaches_the_rootfs() {
     use rbuild::sandbox::Bind;
-    use rbuild::sandbox::cache::{CacheMounts, Sharing, write_secret};
+    use rbuild::sandbox::cache_mount::{CacheMounts, Sharing, write_secret};
     let b = Box::new("mounts");
     let caches = CacheMounts::new(&b.dir.join("state"));
     let secret = write_secret(&b.dir.join("run"), "token", b"s3cret", 0o400, (0, 0)).unwrap();

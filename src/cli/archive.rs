@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rbuild::export::{self, Format};
+use rbuild::archive::{self, Format};
 
 use super::args::{LoadArgs, SaveArgs, SaveFormat};
 use super::image::{local_name, open_store, platform_or_host};
@@ -31,19 +31,19 @@ pub fn save_cmd(root: &Path, args: SaveArgs) -> anyhow::Result<ExitCode> {
     };
     match (format, &args.output) {
         (Format::OciDir, None) => anyhow::bail!("--format oci-dir needs -o DIRECTORY"),
-        (Format::OciDir, Some(dir)) => export::save::save(
+        (Format::OciDir, Some(dir)) => archive::save::save(
             &store,
             &images,
             platform,
             format,
-            export::save::Output::Dir(dir),
+            archive::save::Output::Dir(dir),
         )?,
         (_, Some(file)) => {
             let tmp = file.with_extension("partial");
             let f = std::fs::File::create(&tmp)
                 .with_context(|| format!("creating {}", tmp.display()))?;
-            let out = export::save::Output::Stream(Box::new(std::io::BufWriter::new(f)));
-            export::save::save(&store, &images, platform, format, out)?;
+            let out = archive::save::Output::Stream(Box::new(std::io::BufWriter::new(f)));
+            archive::save::save(&store, &images, platform, format, out)?;
             std::fs::rename(&tmp, file)
                 .with_context(|| format!("renaming {} to {}", tmp.display(), file.display()))?;
         }
@@ -53,10 +53,10 @@ pub fn save_cmd(root: &Path, args: SaveArgs) -> anyhow::Result<ExitCode> {
                     "refusing to write an archive to a terminal: pass -o FILE or redirect standard output"
                 );
             }
-            let out = export::save::Output::Stream(Box::new(std::io::BufWriter::new(
+            let out = archive::save::Output::Stream(Box::new(std::io::BufWriter::new(
                 std::io::stdout().lock(),
             )));
-            export::save::save(&store, &images, platform, format, out)?;
+            archive::save::save(&store, &images, platform, format, out)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -68,9 +68,9 @@ pub fn load_cmd(root: &Path, args: LoadArgs) -> anyhow::Result<ExitCode> {
         Some(file) => {
             let f =
                 std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-            export::load::load(&store, std::io::BufReader::new(f))?
+            archive::load::load(&store, std::io::BufReader::new(f))?
         }
-        None => export::load::load(&store, std::io::stdin().lock())?,
+        None => archive::load::load(&store, std::io::stdin().lock())?,
     };
     if tagged.is_empty() {
         anyhow::bail!("the archive names no image to tag");

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use rbuild::build::output::{Kind, Output};
-use rbuild::build::{self, Options, SecretSource};
 use rbuild::diag::Diagnostic;
+use rbuild::engine::output::{Kind, Output};
+use rbuild::engine::{self, Options, SecretSource};
 use rbuild::layer::LayerOptions;
 use rbuild::oci::reference::Reference;
 use rbuild::progress::{Event, Mode, Reporter};
@@ -141,19 +141,19 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
     let first = rbuild::plan::plan(&source, &plan_opts)?;
     let store = image::open_store(root)?;
     // Held until the outputs are written: a prune waits for this build.
-    let _running = build::builds_lock(root).shared()?;
+    let _running = engine::builds_lock(root).shared()?;
     // Ctrl-C (and SIGTERM) stop the RUN in progress and unwind, unmounting as they go.
-    ctrlc::set_handler(build::interrupt::interrupt).context("installing the Ctrl-C handler")?;
+    ctrlc::set_handler(engine::interrupt::interrupt).context("installing the Ctrl-C handler")?;
     let progress = mode.reporter();
     let started = Instant::now();
-    let failed = |e: build::BuildError| -> anyhow::Error {
+    let failed = |e: engine::BuildError| -> anyhow::Error {
         match e {
-            build::BuildError::Step(d) => BuildFailed(*d).into(),
+            engine::BuildError::Step(d) => BuildFailed(*d).into(),
             other => other.into(),
         }
     };
     let bases =
-        build::resolve_bases(&first, &source, &opts, &store, progress.as_ref()).map_err(failed)?;
+        engine::resolve_bases(&first, &source, &opts, &store, progress.as_ref()).map_err(failed)?;
     plan_opts.base_env = bases.env();
     plan_opts.base_onbuild = bases.onbuild();
     let plan = rbuild::plan::plan(&source, &plan_opts)?;
@@ -167,7 +167,7 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
         eprintln!("{w}");
     }
     let built =
-        build::build(&plan, &source, &opts, &store, progress.as_ref(), bases).map_err(failed)?;
+        engine::build(&plan, &source, &opts, &store, progress.as_ref(), bases).map_err(failed)?;
     let mut id = built.next_id - 1;
     let mut vertex = |name: String| {
         id += 1;
@@ -227,7 +227,7 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
                 .unwrap_or(std::path::Path::new("-"))
                 .display()
         ));
-        build::export::write(&store, root, &built, o, names.first())?;
+        engine::output::write::write(&store, root, &built, o, names.first())?;
         done(progress.as_ref(), v);
     }
     for name in &push {

@@ -11,9 +11,9 @@ use rbuild::oci::digest::Digest;
 use rbuild::oci::manifest::descriptor_digest;
 use rbuild::oci::platform::Platform;
 use rbuild::registry::client::{Client, Origin};
-use rbuild::registry::config::RegistriesConf;
 use rbuild::registry::credentials::CredentialStore;
 use rbuild::registry::pull::{Event, pull_name};
+use rbuild::registry::registries_conf::RegistriesConf;
 use rbuild::store::Store;
 
 use rbuild::oci::reference::Reference;
@@ -339,15 +339,15 @@ pub fn prune_cmd(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
     }
     let store = open_store(root)?;
     // Builds use snapshots and blobs no tag keeps yet: wait for running ones to finish.
-    let _no_builds = rbuild::build::builds_lock(root)
+    let _no_builds = rbuild::engine::builds_lock(root)
         .with_wait_hook(std::sync::Arc::new(|_| {
             eprintln!("waiting for running builds to finish...")
         }))
         .exclusive()?;
     // The build cache first: its records are what keeps intermediate layers useful, and
     // cache mounts (`RUN --mount=type=cache`) go with it, as with `docker builder prune`.
-    let records = rbuild::build::cache::BuildCache::new(root).clear()?;
-    rbuild::sandbox::cache::CacheMounts::new(root)
+    let records = rbuild::engine::cache::BuildCache::new(root).clear()?;
+    rbuild::sandbox::cache_mount::CacheMounts::new(root)
         .clear()
         .with_context(|| format!("removing cache mounts under {}", root.display()))?;
     if records > 0 {

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use rbuild::oci::reference::Reference;
 use rbuild::registry::client::{Client, Origin, RegistryError, Static};
-use rbuild::registry::config::RegistriesConf;
 use rbuild::registry::credentials::{CredentialStore, StoredIn};
+use rbuild::registry::registries_conf::RegistriesConf;
 
 use super::args::{LoginArgs, LogoutArgs};
 

@@ -1,7 +1,7 @@
 //! The OCI and Docker image model: platforms, digests, image references, media types, the
 //! image config, canonical JSON and manifests. Pure values and parsers: nothing here touches
 //! the network or the filesystem (the digesting adapters wrap any `Read`/`Write` they are
-//! given); fetching, storing and exporting live in `registry`, `store` and `export`.
+//! given); fetching, storing and exporting live in `registry`, `store` and `archive`.
 
 pub mod canonical;
 pub mod config;

@@ -6,11 +6,11 @@
 //!
 //! `config` and `credentials` never open a network connection; the client calls them, never
 //! the reverse. The one mapping from a registry name to the host that serves its API (Docker
-//! Hub's `docker.io` → `registry-1.docker.io`) is [`config::api_host`].
+//! Hub's `docker.io` → `registry-1.docker.io`) is [`registries_conf::api_host`].
 
 pub mod auth;
 pub mod client;
-pub mod config;
 pub mod credentials;
 pub mod pull;
 pub mod push;
+pub mod registries_conf;

@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 
 use super::client::{Client, Origin, RegistryError};
-use super::config::{ConfigError, RegistriesConf};
+use super::registries_conf::{ConfigError, RegistriesConf};
 use crate::oci::digest::{Digest, DigestAndSize};
 use crate::oci::manifest::{
     Descriptor, Manifest, ManifestError, descriptor_digest, parse_manifest_any, select_manifest,

@@ -15,7 +15,7 @@
 //! RUN does. Both helper processes die with their parent (`PR_SET_PDEATHSIG`), so killing
 //! the helper kills the whole pid namespace.
 
-pub mod cache;
+pub mod cache_mount;
 pub mod cgroup;
 pub mod idmap;
 mod init;

@@ -5,11 +5,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::engine::Built;
-use super::fs::Tree;
-use super::output::{Kind, Output};
-use crate::export::save::{self, save_descriptors};
-use crate::export::{ExportError, Format};
+use super::spec::{Kind, Output};
+use crate::archive::save::{self, save_descriptors};
+use crate::archive::{ExportError, Format};
+use crate::engine::engine::Built;
+use crate::engine::fs::Tree;
 use crate::layer::{TarOptions, write_tar};
 use crate::oci::reference::Reference;
 use crate::snapshot::{diff, native};
@@ -20,7 +20,7 @@ pub enum OutputError {
     #[error("writing {dest}: {source}")]
     Save { dest: String, source: ExportError },
     #[error("mounting the result's root filesystem: {0}")]
-    Mount(Box<super::engine::BuildError>),
+    Mount(Box<crate::engine::engine::BuildError>),
     #[error("writing {dest}: {source}")]
     Files {
         dest: String,

@@ -18,7 +18,7 @@ use crate::dockerfile::instruction::{self, Kind};
 use crate::dockerfile::mount::{Mount, MountType};
 use crate::plan::Step;
 use crate::progress::{Event, Stream};
-use crate::sandbox::cache::{CacheMounts, write_secret};
+use crate::sandbox::cache_mount::{CacheMounts, write_secret};
 use crate::sandbox::ssh::AgentProxy;
 use crate::sandbox::{self, Bind, Network, Spec};
 use crate::snapshot::workdir::WorkDir;

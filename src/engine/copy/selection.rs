@@ -381,9 +381,9 @@ pub(super) fn walk_item(
 #[cfg(test)]
 mod tests {
     use super::{Event, What, is_git, select, walk_item};
-    use crate::build::copy::source::{View, tests::make};
-    use crate::build::copy::{CopyError, CopyOp, OpKind, SourceRoot};
     use crate::context::Matcher;
+    use crate::engine::copy::source::{View, tests::make};
+    use crate::engine::copy::{CopyError, CopyOp, OpKind, SourceRoot};
 
     /// Items selected by `sources` from a fresh tree, as `name=real` strings.
     fn selected(tree: &[&str], sources: &[&str], parents: bool) -> Result<Vec<String>, String> {

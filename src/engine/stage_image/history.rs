@@ -6,7 +6,7 @@
 //! they are re-stated here byte for byte: `docker history` shows them, and tools that turn
 //! history back into a Dockerfile parse them.
 //!
-//! Owns: formatting only. What a step does to the config is `config.rs`'s business.
+//! Owns: formatting only. What a step does to the config is `stage_image.rs`'s business.
 
 use std::collections::BTreeSet;
 

@@ -226,8 +226,8 @@ fn literal(rel: &str) -> String {
 #[cfg(test)]
 pub(super) mod tests {
     use super::{View, literal};
-    use crate::build::copy::SourceRoot;
     use crate::context::{Matcher, read_ignore_file};
+    use crate::engine::copy::SourceRoot;
 
     /// Make `tree` under `dir`: `name/` is a directory, `a -> b` a symlink, else a file.
     pub(crate) fn make(dir: &std::path::Path, tree: &[&str]) {

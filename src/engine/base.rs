@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use super::Options;
 use super::cache::KeyHasher;
-use super::config::StageImage;
 use super::engine::{BuildError, Engine, State};
+use super::stage_image::StageImage;
 use crate::diag::Source;
 use crate::dockerfile::instruction::Instruction;
 use crate::oci::manifest::descriptor_digest;
@@ -18,9 +18,9 @@ use crate::oci::reference::Reference;
 use crate::plan::{Base, Plan};
 use crate::progress::{Event, Reporter};
 use crate::registry::client::Client;
-use crate::registry::config::RegistriesConf;
 use crate::registry::credentials::CredentialStore;
 use crate::registry::pull::{self, pull_name};
+use crate::registry::registries_conf::RegistriesConf;
 use crate::snapshot::overlay;
 use crate::snapshot::snapshotter::Kind as Snapshotter;
 use crate::store::{Image, Store, StoreError};
@@ -48,7 +48,7 @@ impl Bases {
                     c.env
                         .iter()
                         .map(|e| {
-                            let (k, v) = super::config::key_value(e);
+                            let (k, v) = super::stage_image::key_value(e);
                             (k.to_string(), v.to_string())
                         })
                         .collect()

@@ -4,7 +4,7 @@
 //! `updateWithConfigurationFrom`).
 //!
 //! Owns: [`ConfigSources`] (the injectable set of paths), reading them, and the drop-in merge
-//! rules. Must not interpret a file's contents (`file.rs`) or answer lookups (`config.rs`).
+//! rules. Must not interpret a file's contents (`file.rs`) or answer lookups (`registries_conf.rs`).
 //!
 //! The order, as the man pages give it:
 //! 1. `$CONTAINERS_REGISTRIES_CONF` set: that file only, and it must exist. (c/image still
@@ -168,7 +168,7 @@ impl RegistriesConf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::config::ShortNameMode;
+    use crate::registry::registries_conf::ShortNameMode;
     use std::fs;
 
     fn write(path: &Path, text: &str) {

@@ -11,15 +11,14 @@
 
 mod base;
 pub mod cache;
-pub mod config;
 pub mod copy;
 mod engine;
-pub mod export;
 mod fs;
 pub mod interrupt;
 pub mod output;
 pub mod remote;
 mod run;
+pub mod stage_image;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
