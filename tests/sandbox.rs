@@ -424,8 +424,9 @@ fn tmpfs_mount_is_sized_and_leaves_nothing_behind() {
 /// relay lists the key, and inside the step the relay is a socket at the mount's target.
 #[test]
 fn ssh_agent_is_forwarded_through_a_relay_socket() {
+    use rbuild::engine::ssh::SshAgents;
     use rbuild::sandbox::Bind;
-    use rbuild::sandbox::ssh::{AgentProxy, SshAgents};
+    use rbuild::sandbox::ssh::AgentProxy;
     use std::process::Command;
     let have = |t: &str| {
         Command::new("sh")

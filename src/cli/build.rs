@@ -1,5 +1,6 @@
-//! `rbuild build`: read and plan the Dockerfile, run the build, then write the outputs:
-//! tags in the local store (the default, and `type=image`), pushes, archives and files.
+//! `rbuild build`: turn the flags into a [`Request`], run it with the engine's
+//! [`Builder`], and render what happened: lint findings before the build, the progress
+//! while it runs, the image ID and names after.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -8,13 +9,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use rbuild::diag::Diagnostic;
 use rbuild::engine::output::{Kind, Output};
-use rbuild::engine::{self, Options, SecretSource};
-use rbuild::layer::LayerOptions;
-use rbuild::oci::reference::Reference;
-use rbuild::progress::{Event, Mode, Reporter};
+use rbuild::engine::ssh::SshAgents;
+use rbuild::engine::{self, BuildError, Builder, Request, SecretSource};
+use rbuild::progress::Mode;
 use rbuild::sandbox::Network;
 use rbuild::sandbox::cgroup::Limits;
-use rbuild::sandbox::ssh::SshAgents;
 
 use super::args::BuildArgs;
 use super::{color_stderr, frontend, image};
@@ -32,13 +31,73 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
         let quiet = args.quiet || args.progress == "quiet";
         return Ok(rbuild::sandbox::unshare::run_in_user_namespace(quiet)?);
     }
-    if !args.context.is_dir() {
-        bail!(
-            "build context {} is not a directory",
-            args.context.display()
+    let mode = if args.quiet {
+        Mode::Quiet
+    } else {
+        Mode::parse(&args.progress).with_context(|| {
+            format!(
+                "invalid --progress {:?}: expected auto, tty, plain, rawjson or quiet",
+                args.progress
+            )
+        })?
+    };
+    let request = request(&args, root)?;
+    let builder = Builder::new(request).map_err(failed)?;
+    // Ctrl-C (and SIGTERM) stop the RUN in progress and unwind, unmounting as they go.
+    ctrlc::set_handler(engine::interrupt::interrupt).context("installing the Ctrl-C handler")?;
+    let progress = mode.reporter();
+    let started = Instant::now();
+    let planned = builder.plan(progress.as_ref()).map_err(failed)?;
+    for d in &planned.plan().lints {
+        eprintln!("{}", d.render(color_stderr()));
+    }
+    if let Some(w) = frontend::unused_build_args_warning(planned.plan()) {
+        eprintln!("{w}");
+    }
+    let outcome = planned.build(progress.as_ref()).map_err(failed)?;
+    drop(progress);
+    let image_id = format!("sha256:{}", outcome.image_id.hex());
+    // `-q` and `--progress=quiet` are the same (buildx): only the image ID, on stdout.
+    if mode == Mode::Quiet {
+        println!("{image_id}");
+    } else {
+        eprintln!(
+            "built {image_id} in {:.1}s ({} step(s) run, {} cached){}",
+            started.elapsed().as_secs_f64(),
+            outcome.ran,
+            outcome.cached,
+            if outcome.tagged.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", tagged {}",
+                    outcome
+                        .tagged
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
         );
     }
-    // Bad tags and options fail before any work, as docker build's do.
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A build error for the CLI: a step's diagnostic fails the build (exit 1), a Dockerfile
+/// that cannot be built is a diagnostic (exit 2), anything else an error with its causes.
+fn failed(e: BuildError) -> anyhow::Error {
+    match e {
+        BuildError::Step(d) => BuildFailed(*d).into(),
+        BuildError::Dockerfile(d) => (*d).into(),
+        other => other.into(),
+    }
+}
+
+/// The flags as a build request. Bad tags and options fail before any work, as docker
+/// build's do.
+fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> {
+    engine::check_context(&args.context)?;
     let mut tags = Vec::new();
     for tag in &args.tags {
         tags.push(image::local_name(tag).with_context(|| format!("-t {tag}"))?);
@@ -57,27 +116,6 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
             compression_level: None,
         });
     }
-    let mode = if args.quiet {
-        Mode::Quiet
-    } else {
-        Mode::parse(&args.progress).with_context(|| {
-            format!(
-                "invalid --progress {:?}: expected auto, tty, plain, rawjson or quiet",
-                args.progress
-            )
-        })?
-    };
-    let compression = {
-        let mut chosen = outputs.iter().filter_map(|o| o.compression);
-        let first = chosen.next();
-        if chosen.any(|c| Some(c) != first) {
-            bail!(
-                "outputs ask for different compressions; rbuild writes one set of layers per build"
-            );
-        }
-        first
-    };
-    let level = outputs.iter().find_map(|o| o.compression_level);
     // SOURCE_DATE_EPOCH (reproducible-builds.org): history and config times, and every
     // mtime in the layers this build writes, clamped to it.
     let source_date_epoch: Option<i64> = match std::env::var("SOURCE_DATE_EPOCH") {
@@ -87,187 +125,50 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
         ),
         _ => None,
     };
-    let opts = Options {
-        state_root: root.to_path_buf(),
-        context: args.context.clone(),
-        dockerfile: Some(frontend::dockerfile_path(
-            args.frontend.file.as_deref(),
-            &args.context,
-        ))
-        .filter(|f| f.as_os_str() != "-"),
+    let network = match args.network.as_str() {
+        "default" | "host" => Network::Host,
+        "none" => Network::None,
+        other => bail!("invalid --network {other:?}: expected default, host or none"),
+    };
+    let limits = Limits {
+        memory: args
+            .memory
+            .as_deref()
+            .map(rbuild::dockerfile::units::parse_ram_size)
+            .transpose()
+            .context("invalid --memory")?,
+        cpus: args.cpus,
+        pids: args.pids_limit,
+    };
+    let snapshotter = args
+        .snapshotter
+        .as_deref()
+        .map(rbuild::snapshot::snapshotter::Kind::parse)
+        .transpose()?;
+    let secrets = secrets(&args.secret)?;
+    let ssh = SshAgents::parse(&args.ssh, std::env::var_os("SSH_AUTH_SOCK"))?;
+    let (source, mut plan) = frontend::load(&args.frontend, &args.context)?;
+    plan.build_platform = rbuild::oci::platform::Platform::host();
+    let dockerfile_path = Some(frontend::dockerfile_path(
+        args.frontend.file.as_deref(),
+        &args.context,
+    ))
+    .filter(|f| f.as_os_str() != "-");
+    Ok(Request {
+        dockerfile_path,
+        plan,
         no_cache: args.no_cache,
         pull: args.pull,
-        network: match args.network.as_str() {
-            "default" | "host" => Network::Host,
-            "none" => Network::None,
-            other => bail!("invalid --network {other:?}: expected default, host or none"),
-        },
-        secrets: secrets(&args.secret)?,
-        ssh: SshAgents::parse(&args.ssh, std::env::var_os("SSH_AUTH_SOCK"))?,
-        limits: Limits {
-            memory: args
-                .memory
-                .as_deref()
-                .map(rbuild::dockerfile::units::parse_ram_size)
-                .transpose()
-                .context("invalid --memory")?,
-            cpus: args.cpus,
-            pids: args.pids_limit,
-        },
-        layer: LayerOptions {
-            compression: compression.unwrap_or(LayerOptions::default().compression),
-            level,
-            source_date_epoch,
-            ..LayerOptions::default()
-        },
+        network,
+        secrets,
+        ssh,
+        limits,
         source_date_epoch,
-        platform: rbuild::oci::platform::Platform::host(),
-        snapshotter: args
-            .snapshotter
-            .as_deref()
-            .map(rbuild::snapshot::snapshotter::Kind::parse)
-            .transpose()?,
-    };
-
-    let (source, mut plan_opts) = frontend::load(&args.frontend, &args.context)?;
-    let opts = Options {
-        platform: plan_opts.target_platform.clone(),
-        ..opts
-    };
-    plan_opts.build_platform = rbuild::oci::platform::Platform::host();
-    // A first plan finds the stages and their base images (and stops a Dockerfile that
-    // cannot be built before anything is pulled); the plan that builds then knows the
-    // base images' ENV, as BuildKit expands words with it.
-    let first = rbuild::plan::plan(&source, &plan_opts)?;
-    let store = image::open_store(root)?;
-    // Held until the outputs are written: a prune waits for this build.
-    let _running = engine::builds_lock(root).shared()?;
-    // Ctrl-C (and SIGTERM) stop the RUN in progress and unwind, unmounting as they go.
-    ctrlc::set_handler(engine::interrupt::interrupt).context("installing the Ctrl-C handler")?;
-    let progress = mode.reporter();
-    let started = Instant::now();
-    let failed = |e: engine::BuildError| -> anyhow::Error {
-        match e {
-            engine::BuildError::Step(d) => BuildFailed(*d).into(),
-            other => other.into(),
-        }
-    };
-    let bases =
-        engine::resolve_bases(&first, &source, &opts, &store, progress.as_ref()).map_err(failed)?;
-    plan_opts.base_env = bases.env();
-    plan_opts.base_onbuild = bases.onbuild();
-    let plan = rbuild::plan::plan(&source, &plan_opts)?;
-    for d in &plan.lints {
-        eprintln!("{}", d.render(color_stderr()));
-    }
-    if plan.lint_failed() {
-        bail!("lint errors (# check=error=true): the build did not start");
-    }
-    if let Some(w) = frontend::unused_build_args_warning(&plan) {
-        eprintln!("{w}");
-    }
-    let built =
-        engine::build(&plan, &source, &opts, &store, progress.as_ref(), bases).map_err(failed)?;
-    let mut id = built.next_id - 1;
-    let mut vertex = |name: String| {
-        id += 1;
-        progress.event(Event::Start { id, name });
-        let t = Instant::now();
-        (id, t)
-    };
-    let done = |progress: &dyn Reporter, (id, t): (usize, Instant)| {
-        progress.event(Event::Done {
-            id,
-            elapsed: t.elapsed(),
-        })
-    };
-
-    // Tags: -t names, and type=image names.
-    let mut names: Vec<Reference> = tags.clone();
-    let mut push: Vec<Reference> = Vec::new();
-    for o in &outputs {
-        if let Kind::Image { push: p } = o.kind {
-            let mut these = Vec::new();
-            for n in &o.names {
-                these.push(image::local_name(n).with_context(|| format!("-o name={n}"))?);
-            }
-            if these.is_empty() {
-                these = tags.clone();
-            }
-            if p {
-                if these.is_empty() {
-                    bail!("--push needs a name: pass -t NAME");
-                }
-                for n in &these {
-                    if !push.contains(n) {
-                        push.push(n.clone());
-                    }
-                }
-            }
-            for n in these {
-                if !names.contains(&n) {
-                    names.push(n);
-                }
-            }
-        }
-    }
-    for name in &names {
-        let v = vertex(format!("naming to {name}"));
-        store.tag(name, built.manifest.clone())?;
-        done(progress.as_ref(), v);
-    }
-    for o in outputs
-        .iter()
-        .filter(|o| !matches!(o.kind, Kind::Image { .. }))
-    {
-        let v = vertex(format!(
-            "exporting to {}",
-            o.dest
-                .as_deref()
-                .unwrap_or(std::path::Path::new("-"))
-                .display()
-        ));
-        engine::output::write::write(&store, root, &built, o, names.first())?;
-        done(progress.as_ref(), v);
-    }
-    for name in &push {
-        let v = vertex(format!("pushing {name}"));
-        let id = v.0;
-        let say = |message: String| {
-            progress.event(Event::Status {
-                id,
-                message: message.trim_start().to_string(),
-            })
-        };
-        image::push_image(&store, name, name, None, &say)?;
-        done(progress.as_ref(), v);
-    }
-    drop(progress);
-    let image_id = format!("sha256:{}", built.config_digest.hex());
-    // `-q` and `--progress=quiet` are the same (buildx): only the image ID, on stdout.
-    if mode == Mode::Quiet {
-        println!("{image_id}");
-    } else {
-        eprintln!(
-            "built {image_id} in {:.1}s ({} step(s) run, {} cached){}",
-            started.elapsed().as_secs_f64(),
-            built.ran,
-            built.cached,
-            if names.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", tagged {}",
-                    names
-                        .iter()
-                        .map(|n| n.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+        snapshotter,
+        tags,
+        outputs,
+        ..Request::new(root.to_path_buf(), args.context.clone(), source)
+    })
 }
 
 /// `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`, as buildx reads it; a bare

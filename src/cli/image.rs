@@ -10,14 +10,14 @@ use anyhow::Context;
 use rbuild::oci::digest::Digest;
 use rbuild::oci::manifest::descriptor_digest;
 use rbuild::oci::platform::Platform;
-use rbuild::registry::client::{Client, Origin};
+use rbuild::progress::human_size;
+use rbuild::registry::client::Client;
 use rbuild::registry::credentials::CredentialStore;
 use rbuild::registry::pull::{Event, pull_name};
 use rbuild::registry::registries_conf::RegistriesConf;
 use rbuild::store::Store;
 
 use rbuild::oci::reference::Reference;
-use rbuild::registry::push::{self, push};
 
 use super::args::{ImagesArgs, InspectArgs, PruneArgs, PullArgs, PushArgs, RmiArgs, TagArgs};
 
@@ -43,66 +43,13 @@ pub fn push_cmd(root: &Path, args: PushArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let image = local_name(&args.image)?;
     let dest = local_name(args.dest.as_deref().unwrap_or(&args.image))?;
-    let digest = push_image(&store, &image, &dest, args.platform.as_deref(), &|line| {
-        eprintln!("{line}")
-    })?;
+    let platform = platform_or_host(args.platform.as_deref())?;
+    let digest =
+        rbuild::registry::publish::push_by_name(&store, &image, &dest, &platform, &|line| {
+            eprintln!("{line}")
+        })?;
     println!("{dest}@{digest}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Push the local `image` to `dest`, saying what happens through `say` (stderr for
-/// `rbuild push`, the build's progress for `rbuild build --push`); returns the manifest's
-/// digest in the registry.
-pub(super) fn push_image(
-    store: &Store,
-    image: &Reference,
-    dest: &Reference,
-    platform: Option<&str>,
-    say: &dyn Fn(String),
-) -> anyhow::Result<Digest> {
-    let platform = platform_or_host(platform)?;
-    let conf = RegistriesConf::load_default()?;
-    let endpoint = conf.push_endpoint(dest)?;
-    let origin = Origin::new(endpoint.api_host(), endpoint.insecure());
-    let client = Client::new(Box::new(CredentialStore::from_env()));
-    let tag = dest.manifest_reference().to_string();
-    say(format!(
-        "pushing {image} to {}/{}",
-        endpoint.host(),
-        endpoint.repository()
-    ));
-    let dest_spec = push::Destination {
-        origin: &origin,
-        repository: endpoint.repository(),
-        tag: &tag,
-    };
-    let digest = push(
-        &client,
-        store,
-        image,
-        dest_spec,
-        &platform,
-        &|ev| match ev {
-            push::Event::Blob { digest, size, how } => {
-                let what = match how {
-                    rbuild::registry::client::PushedBlob::Existed => "already there",
-                    rbuild::registry::client::PushedBlob::Mounted => "mounted",
-                    rbuild::registry::client::PushedBlob::Uploaded => "uploaded",
-                };
-                say(format!(
-                    "  {}: {what} ({})",
-                    short(&digest),
-                    human_size(size)
-                ));
-            }
-            push::Event::SinglePlatform { platform } => say(format!(
-                "  only {platform} of this multi-platform image is local: pushing that platform's manifest"
-            )),
-            push::Event::Manifest { .. } => {}
-        },
-    )?;
-    say(format!("{tag}: digest: {digest}"));
-    Ok(digest)
 }
 
 pub fn tag_cmd(root: &Path, args: TagArgs) -> anyhow::Result<ExitCode> {
@@ -201,28 +148,6 @@ impl Bars {
             _ => false,
         }
     }
-}
-
-/// go-units `HumanSize`: SI units, `%.4g` (four significant digits, no trailing zeros).
-fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    let int_digits = if v < 1.0 {
-        1
-    } else {
-        v.log10().floor() as usize + 1
-    };
-    let decimals = 4usize.saturating_sub(int_digits);
-    let mut s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{s}{}", units[i])
 }
 
 pub fn pull_cmd(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
@@ -413,14 +338,6 @@ fn ago(created: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_like_docker() {
-        assert_eq!(human_size(1_036_575), "1.037MB");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(54_500_000), "54.5MB");
-        assert_eq!(human_size(1_000), "1kB");
-    }
 
     #[test]
     fn ages() {

@@ -4,25 +4,46 @@
 
 use std::path::{Path, PathBuf};
 
-use super::engine::BuildError;
 use crate::snapshot::snapshotter::Kind as Snapshotter;
 use crate::snapshot::workdir::WorkDir;
 use crate::snapshot::{diff, native, overlay};
 
+/// Why a step's filesystem, or a tree to read, could not be made or finished.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error(transparent)]
+    Overlay(#[from] overlay::OverlayError),
+    #[error(transparent)]
+    Diff(#[from] diff::DiffError),
+    #[error(transparent)]
+    WorkDir(#[from] crate::snapshot::workdir::WorkDirError),
+    /// The native snapshotter copying or comparing a root filesystem.
+    #[error("{what}")]
+    Native {
+        what: String,
+        source: native::NativeError,
+    },
+    #[error("{what}")]
+    Files {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
 /// A step's root filesystem while it works: an overlay over the stage's snapshots, or a
 /// copy of the stage's tree.
-pub(super) enum StepFs {
+pub(crate) enum StepFs {
     Overlay(overlay::Mounted),
     Native(native::NativeSnapshot),
 }
 
 impl StepFs {
-    pub(super) fn prepare(
+    pub(crate) fn prepare(
         kind: Snapshotter,
         lowers: &[PathBuf],
         work: &Path,
-    ) -> Result<StepFs, BuildError> {
-        let native_err = |source| BuildError::Native {
+    ) -> Result<StepFs, FsError> {
+        let native_err = |source| FsError::Native {
             what: "preparing the step's root filesystem".into(),
             source,
         };
@@ -33,7 +54,7 @@ impl StepFs {
                     Some(t) => t.clone(),
                     None => {
                         let empty = work.join("empty");
-                        std::fs::create_dir_all(&empty).map_err(|source| BuildError::Files {
+                        std::fs::create_dir_all(&empty).map_err(|source| FsError::Files {
                             what: format!("creating {}", empty.display()),
                             source,
                         })?;
@@ -45,7 +66,7 @@ impl StepFs {
         })
     }
 
-    pub(super) fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         match self {
             StepFs::Overlay(m) => m.merged(),
             StepFs::Native(n) => n.rootfs(),
@@ -54,9 +75,7 @@ impl StepFs {
 
     /// End the step: the directory the layer's files are read from (overlay: the upper
     /// directory; native: the step's whole tree) and what changed.
-    pub(super) fn finish(
-        self,
-    ) -> Result<(PathBuf, Vec<crate::snapshot::change::Change>), BuildError> {
+    pub(crate) fn finish(self) -> Result<(PathBuf, Vec<crate::snapshot::change::Change>), FsError> {
         match self {
             StepFs::Overlay(m) => {
                 let upper = m.upper().to_path_buf();
@@ -65,7 +84,7 @@ impl StepFs {
                 Ok((upper, changes))
             }
             StepFs::Native(n) => {
-                let changes = n.changes().map_err(|source| BuildError::Native {
+                let changes = n.changes().map_err(|source| FsError::Native {
                     what: "comparing the step's root filesystem with its parent".into(),
                     source,
                 })?;
@@ -78,7 +97,7 @@ impl StepFs {
 /// A tree a step reads from: another stage's or an image's root filesystem, mounted for
 /// reading (COPY --from, RUN --mount=from=) as an overlay with a throwaway upper directory
 /// (so writes through a `rw` bind mount are discarded); or ADD's downloads.
-pub(super) struct Tree {
+pub(crate) struct Tree {
     _dir: WorkDir,
     mounted: Option<overlay::Mounted>,
     /// The tree when it is not an overlay (native snapshotter).
@@ -88,19 +107,19 @@ pub(super) struct Tree {
 impl Tree {
     /// Overlay: an overlay over `lowers` with a throwaway upper directory. Native: the
     /// state's tree itself to read, or a copy of it to write into.
-    pub(super) fn open(
+    pub(crate) fn open(
         kind: Snapshotter,
         state_root: &Path,
         lowers: &[PathBuf],
         writable: bool,
-    ) -> Result<Tree, BuildError> {
+    ) -> Result<Tree, FsError> {
         let dir = WorkDir::create(state_root)?;
         let (mounted, path) = match (kind, lowers.first()) {
             (Snapshotter::Overlay, _) => (Some(overlay::prepare(lowers, dir.path())?), None),
             (Snapshotter::Native, Some(tree)) if !writable => (None, Some(tree.clone())),
             (Snapshotter::Native, Some(tree)) => {
                 let snap = native::prepare(tree, &dir.path().join("copy")).map_err(|source| {
-                    BuildError::Native {
+                    FsError::Native {
                         what: format!("copying {}", tree.display()),
                         source,
                     }
@@ -109,7 +128,7 @@ impl Tree {
             }
             (Snapshotter::Native, None) => {
                 let empty = dir.path().join("empty");
-                std::fs::create_dir(&empty).map_err(|source| BuildError::Files {
+                std::fs::create_dir(&empty).map_err(|source| FsError::Files {
                     what: format!("creating {}", empty.display()),
                     source,
                 })?;
@@ -124,7 +143,7 @@ impl Tree {
     }
 
     /// A plain directory (removed with the tree).
-    pub(super) fn files(dir: WorkDir) -> Tree {
+    pub(crate) fn files(dir: WorkDir) -> Tree {
         Tree {
             _dir: dir,
             mounted: None,
@@ -132,7 +151,7 @@ impl Tree {
         }
     }
 
-    pub(super) fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         match (&self.mounted, &self.path) {
             (Some(m), _) => m.merged(),
             (None, Some(p)) => p,
@@ -146,5 +165,3 @@ impl std::fmt::Debug for Tree {
         write!(f, "Tree({})", self.root().display())
     }
 }
-
-// Accessors the RUN module needs.

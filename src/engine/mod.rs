@@ -1,75 +1,45 @@
-//! The build engine: runs a [`Plan`](crate::plan::Plan) and produces images. Each stage the
-//! target needs is built in dependency order from its base (scratch, an image from the
-//! store or a registry, or an earlier stage); each RUN, COPY, ADD and WORKDIR step mounts
-//! an overlay over the stage's snapshots, does its work in it (RUN in the sandbox), and
-//! turns the overlay's upper directory into a layer in one streaming pass. That same upper
-//! directory then becomes the step's snapshot, so a layer is never unpacked again on the
-//! machine that built it. Metadata steps change only the image config ([`config`]).
+//! The build engine: runs a Dockerfile's plan and produces images. [`Builder`] owns a
+//! whole build from a [`Request`]: plan, resolve base images, schedule stages, run steps,
+//! tag, write outputs, push, report progress.
+//!
+//! Each stage the target needs is built in dependency order from its base (scratch, an
+//! image from the store or a registry, or an earlier stage) (`scheduler`, `stage`). Each
+//! RUN, COPY, ADD and WORKDIR step (`step/`, one module per kind, each with its cache key
+//! and its work) mounts an overlay over the stage's snapshots, does its work in it (RUN in
+//! the sandbox), and turns the overlay's upper directory into a layer in one streaming
+//! pass (`commit`). That same upper directory then becomes the step's snapshot, so a layer
+//! is never unpacked again on the machine that built it. Metadata steps change only the
+//! image config (`stage_image`).
 //!
 //! Every layer step has a [`cache`] key; a hit reuses the recorded layer without running
-//! anything. The engine never prints: it reports [`progress::Event`]s.
+//! anything. The engine never prints: it reports [`crate::progress::Event`]s.
+//!
+//! Files import their siblings directly, never through this module, and no two import
+//! each other (tests/architecture.rs checks it).
 
-mod base;
+mod bases;
+mod builder;
+mod built;
 pub mod cache;
+mod commit;
 pub mod copy;
-mod engine;
+mod error;
 mod fs;
 pub mod interrupt;
 pub mod output;
 pub mod remote;
-mod run;
+mod request;
+mod resolve;
+mod scheduler;
+mod session;
+mod settings;
+pub mod ssh;
+mod stage;
 pub mod stage_image;
+mod state;
+mod step;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-pub use base::{Bases, resolve_bases};
-pub use engine::{BuildError, Built, build};
-
-use crate::layer::LayerOptions;
-use crate::oci::platform::Platform;
-use crate::sandbox::Network;
-use crate::sandbox::cgroup::Limits;
-use crate::sandbox::ssh::SshAgents;
-
-/// The lock that running builds hold shared and `rbuild prune` takes exclusive: a build
-/// uses snapshots, trees and blobs that no tag keeps alive yet (its base images' unpacked
-/// layers, its cache hits), which a prune would otherwise delete under it. It is not the
-/// store's lock, which a build takes exclusive for moments (tagging) while it runs.
-pub fn builds_lock(state_root: &std::path::Path) -> crate::store::StoreLock {
-    crate::store::StoreLock::new(state_root.join("builds.lock"))
-}
-
-/// Where a `--secret` comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SecretSource {
-    File(PathBuf),
-    /// The value of this environment variable of the rbuild process.
-    Env(String),
-}
-
-/// Everything a build needs besides the plan.
-pub struct Options {
-    /// The state root: store, snapshots, cache, logs.
-    pub state_root: PathBuf,
-    /// The context directory.
-    pub context: PathBuf,
-    /// The Dockerfile's path, for `<Dockerfile>.dockerignore`.
-    pub dockerfile: Option<PathBuf>,
-    pub no_cache: bool,
-    /// Pull base images even when the store has them.
-    pub pull: bool,
-    /// RUN's network unless the step says otherwise.
-    pub network: Network,
-    pub secrets: BTreeMap<String, SecretSource>,
-    pub ssh: SshAgents,
-    pub limits: Limits,
-    /// Compression and threads of the layers this build writes.
-    pub layer: LayerOptions,
-    /// `SOURCE_DATE_EPOCH`: image `created` times and layer mtimes clamped to it.
-    pub source_date_epoch: Option<i64>,
-    /// Platform of stages whose FROM does not say.
-    pub platform: Platform,
-    /// `--snapshotter`: overlay or native; none chooses (overlay where it works).
-    pub snapshotter: Option<crate::snapshot::snapshotter::Kind>,
-}
+pub use builder::{Builder, Outcome, Planned, builds_lock, check_context};
+pub use error::BuildError;
+pub use request::Request;
+pub use settings::SecretSource;

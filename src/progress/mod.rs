@@ -4,6 +4,7 @@
 //! The engine only sends [`Event`]s; it never prints.
 
 mod plain;
+mod size;
 mod tty;
 
 use std::io::Write;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use plain::Plain;
+pub use size::human_size;
 pub use tty::Tty;
 
 /// Which output a RUN line came from.

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod client;
 pub mod credentials;
+pub mod publish;
 pub mod pull;
 pub mod push;
 pub mod registries_conf;

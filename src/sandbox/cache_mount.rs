@@ -11,8 +11,16 @@ use rustix::fs::FlockOperation;
 
 use crate::oci::digest::Digest;
 
-/// The `sharing=` of `RUN --mount=type=cache`, as the front end parses it.
-pub use crate::dockerfile::mount::Sharing;
+/// How users of one cache directory share it at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// Everyone uses the same directory at once.
+    Shared,
+    /// A user that finds the directory busy gets a fresh one of its own.
+    Private,
+    /// One user at a time; others wait.
+    Locked,
+}
 
 /// A cache directory in use; the lock (if any) is released on drop.
 #[derive(Debug)]

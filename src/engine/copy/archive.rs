@@ -19,8 +19,9 @@ use std::io::{self, BufRead, BufReader, Read};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
+use super::error::CopyError;
+use super::op::CopyStats;
 use super::target::{self, DirAttrs, Target};
-use super::{CopyError, CopyStats};
 
 /// Whether `file` is a (possibly compressed) tar archive.
 pub(super) fn is_archive(file: File) -> bool {

@@ -18,10 +18,12 @@ use std::os::unix::fs::MetadataExt;
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 
+use super::archive;
+use super::error::CopyError;
+use super::op::{CopyOp, CopyStats};
 use super::selection::{Event, Item, What, walk_item};
 use super::source::{Entry, View};
 use super::target::{self, DirAttrs, Target};
-use super::{CopyError, CopyOp, CopyStats, archive};
 use crate::context::{EntryKind, Matcher};
 
 /// Where a COPY writes: the destination as a container path, and whether it names a

@@ -24,7 +24,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::CopyError;
+use super::error::CopyError;
 use super::selection::{Event, Item, What, walk_item};
 use super::source::View;
 use crate::context::{EntryKind, Matcher};

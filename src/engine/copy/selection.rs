@@ -15,8 +15,10 @@
 use crate::rootpath;
 use std::fs::Metadata;
 
+use super::error::CopyError;
+use super::op::{CopyOp, OpKind};
 use super::source::{Entry, View};
-use super::{CopyError, CopyOp, OpKind, wildcard};
+use super::wildcard;
 use crate::context::{EntryKind, Matcher, ParentMatches, clean};
 
 /// One thing to copy.

@@ -15,7 +15,8 @@ use std::path::PathBuf;
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
-use super::{CopyError, SourceRoot};
+use super::error::CopyError;
+use super::op::SourceRoot;
 use crate::context::{EntryKind, Filter, Matcher, Walk};
 
 /// One entry below a source item: its path relative to the item (`a/b`), what it is, and its

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Stat, Timestamps, Uid};
 use rustix::io::Errno;
 
-use super::CopyError;
+use super::error::CopyError;
 
 /// Owner, permission bits and optional timestamps for directories COPY creates on its own.
 #[derive(Clone, Debug)]

@@ -4,4 +4,5 @@
 pub mod spec;
 pub mod write;
 
-pub use spec::{Kind, Output, OutputError};
+pub use spec::{Kind, Output, OutputSpecError};
+pub use write::OutputError;

@@ -36,15 +36,15 @@ pub struct Output {
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid output {spec:?}: {message}")]
-pub struct OutputError {
+pub struct OutputSpecError {
     pub spec: String,
     pub message: String,
 }
 
 impl Output {
     /// Parse one `-o` value.
-    pub fn parse(spec: &str) -> Result<Output, OutputError> {
-        let fail = |message: String| OutputError {
+    pub fn parse(spec: &str) -> Result<Output, OutputSpecError> {
+        let fail = |message: String| OutputSpecError {
             spec: spec.to_string(),
             message,
         };

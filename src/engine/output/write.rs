@@ -8,8 +8,8 @@ use std::path::Path;
 use super::spec::{Kind, Output};
 use crate::archive::save::{self, save_descriptors};
 use crate::archive::{ExportError, Format};
-use crate::engine::engine::Built;
-use crate::engine::fs::Tree;
+use crate::engine::built::Built;
+use crate::engine::fs::{FsError, Tree};
 use crate::layer::{TarOptions, write_tar};
 use crate::oci::reference::Reference;
 use crate::snapshot::{diff, native};
@@ -20,7 +20,7 @@ pub enum OutputError {
     #[error("writing {dest}: {source}")]
     Save { dest: String, source: ExportError },
     #[error("mounting the result's root filesystem: {0}")]
-    Mount(Box<crate::engine::engine::BuildError>),
+    Mount(Box<FsError>),
     #[error("writing {dest}: {source}")]
     Files {
         dest: String,
@@ -47,7 +47,7 @@ pub enum OutputError {
 
 /// Write one file-kind output (every kind but `image`) of `built`. `name` is recorded in
 /// archives (RepoTags, ref.name) when the build has one.
-pub fn write(
+pub(crate) fn write(
     store: &Store,
     state_root: &Path,
     built: &Built,

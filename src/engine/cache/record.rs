@@ -1,71 +1,12 @@
-//! The build cache: what a step produced, found again by a key that names everything the
-//! result depends on. A key is a blake3 hash chained from the stage's base (an image's
-//! manifest digest, `scratch` and the platform, or another stage's last key) through each
-//! step: the step's canonical form after expansion, the image config it runs under (ENV,
-//! USER, WORKDIR, SHELL), the build args it sees, and for COPY/ADD a content hash of its
-//! inputs. Never a mtime, never a secret's value. Records live under
-//! `<state root>/cache/steps/<key hex>.json`; `rbuild prune` removes them.
+//! The step records: what a cached step produced (its layer, when it ran), one JSON file
+//! per key under `<state root>/cache/steps/`. Must not compute keys (`key.rs` does).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::key::CacheKey;
 use crate::oci::digest::Digest;
-
-/// A step's cache key. Only [`KeyHasher`] makes one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CacheKey([u8; 32]);
-
-impl CacheKey {
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-impl std::fmt::Display for CacheKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.hex())
-    }
-}
-
-/// Builds a [`CacheKey`] from labelled fields. Each field is written as its label, its
-/// length and its bytes, so no two different field lists hash alike (`"ab","c"` vs
-/// `"a","bc"`).
-pub struct KeyHasher(blake3::Hasher);
-
-impl KeyHasher {
-    /// A key derived from `parent` (none for a stage's base).
-    pub fn new(domain: &str, parent: Option<&CacheKey>) -> KeyHasher {
-        let mut h = blake3::Hasher::new();
-        h.update(b"rbuild-cache-v1\0");
-        let mut k = KeyHasher(h);
-        k.field("domain", domain.as_bytes());
-        if let Some(p) = parent {
-            k.field("parent", &p.0);
-        }
-        k
-    }
-
-    pub fn field(&mut self, label: &str, value: &[u8]) -> &mut KeyHasher {
-        for part in [label.as_bytes(), value] {
-            self.0.update(&(part.len() as u64).to_le_bytes());
-            self.0.update(part);
-        }
-        self
-    }
-
-    pub fn str(&mut self, label: &str, value: &str) -> &mut KeyHasher {
-        self.field(label, value.as_bytes())
-    }
-
-    pub fn finish(&self) -> CacheKey {
-        CacheKey(*self.0.finalize().as_bytes())
-    }
-}
 
 /// What a cached step produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,30 +102,11 @@ mod tests {
     use super::*;
 
     fn key(fields: &[(&str, &str)]) -> CacheKey {
-        let mut h = KeyHasher::new("test", None);
+        let mut k = crate::engine::cache::KeyEncoder::new("test", None);
         for (l, v) in fields {
-            h.str(l, v);
+            k.str(l, v);
         }
-        h.finish()
-    }
-
-    #[test]
-    fn fields_are_framed() {
-        assert_ne!(key(&[("a", "bc")]), key(&[("ab", "c")]));
-        assert_ne!(
-            key(&[("x", "ab"), ("y", "c")]),
-            key(&[("x", "a"), ("y", "bc")])
-        );
-        assert_eq!(key(&[("x", "1")]), key(&[("x", "1")]));
-    }
-
-    #[test]
-    fn parent_changes_the_key() {
-        let p = key(&[("x", "1")]);
-        let a = KeyHasher::new("step", Some(&p)).finish();
-        let b = KeyHasher::new("step", None).finish();
-        assert_ne!(a, b);
-        assert_eq!(a.hex().len(), 64);
+        k.finish()
     }
 
     #[test]

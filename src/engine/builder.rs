@@ -1,0 +1,318 @@
+//! A whole build from a [`Request`]: plan the Dockerfile, resolve its base images (pulled
+//! where needed), plan again knowing their ENV and ONBUILD triggers, build the stages,
+//! then tag, write the `-o` outputs and push. Two phases, so that a caller can show the
+//! plan's lint findings before anything runs: [`Builder::plan`], then [`Planned::build`].
+//!
+//! Must not print: everything it has to say goes to the [`Reporter`] or into the result.
+
+use std::time::Instant;
+
+use super::bases::Bases;
+use super::built::Built;
+use super::commit::commit_image;
+use super::error::BuildError;
+use super::output::{Kind, Output};
+use super::request::Request;
+use super::resolve::resolve_bases;
+use super::scheduler::schedule;
+use super::session::Session;
+use super::settings::Settings;
+use crate::diag::Source;
+use crate::layer::LayerOptions;
+use crate::oci::digest::Digest;
+use crate::oci::manifest::Descriptor;
+use crate::oci::platform::Platform;
+use crate::oci::reference::Reference;
+use crate::plan::Plan;
+use crate::progress::{Event, Reporter};
+use crate::store::{LockGuard, Store};
+
+/// The lock that running builds hold shared and `rbuild prune` takes exclusive: a build
+/// uses snapshots, trees and blobs that no tag keeps alive yet (its base images' unpacked
+/// layers, its cache hits), which a prune would otherwise delete under it. It is not the
+/// store's lock, which a build takes exclusive for moments (tagging) while it runs.
+pub fn builds_lock(state_root: &std::path::Path) -> crate::store::StoreLock {
+    crate::store::StoreLock::new(state_root.join("builds.lock"))
+}
+
+/// The build context must be a directory; checked first, before the Dockerfile in it is
+/// looked for.
+pub fn check_context(context: &std::path::Path) -> Result<(), BuildError> {
+    if context.is_dir() {
+        return Ok(());
+    }
+    Err(BuildError::Request(format!(
+        "build context {} is not a directory",
+        context.display()
+    )))
+}
+
+/// A checked request, ready to plan.
+#[derive(Debug)]
+pub struct Builder {
+    source: Source,
+    plan_options: crate::plan::Options,
+    settings: Settings,
+    /// Names to tag the result with: `-t`, and `type=image` outputs' `name=`.
+    names: Vec<Reference>,
+    /// Names to push.
+    push: Vec<Reference>,
+    /// Outputs other than tags.
+    files: Vec<Output>,
+}
+
+/// What a build produced and where it went.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The image ID: the config's digest.
+    pub image_id: Digest,
+    /// The image manifest in the store.
+    pub manifest: Descriptor,
+    /// The names it was tagged with.
+    pub tagged: Vec<Reference>,
+    /// The names it was pushed to, with the manifest's digest in the registry.
+    pub pushed: Vec<(Reference, Digest)>,
+    /// Steps run, and steps taken from the cache.
+    pub ran: usize,
+    pub cached: usize,
+}
+
+impl Builder {
+    /// Check `request` before any work, as docker build does: the context is a directory,
+    /// outputs agree on compression, pushes have names.
+    pub fn new(request: Request) -> Result<Builder, BuildError> {
+        check_context(&request.context)?;
+        let compression = {
+            let mut chosen = request.outputs.iter().filter_map(|o| o.compression);
+            let first = chosen.next();
+            if chosen.any(|c| Some(c) != first) {
+                return Err(BuildError::Request(
+                    "outputs ask for different compressions; rbuild writes one set of layers per build".into(),
+                ));
+            }
+            first
+        };
+        let level = request.outputs.iter().find_map(|o| o.compression_level);
+        let mut names: Vec<Reference> = request.tags.clone();
+        let mut push: Vec<Reference> = Vec::new();
+        for o in &request.outputs {
+            let Kind::Image { push: pushes } = o.kind else {
+                continue;
+            };
+            let mut these = Vec::new();
+            for n in &o.names {
+                these.push(
+                    Reference::parse(n)
+                        .map_err(|e| {
+                            BuildError::Request(format!(
+                                "-o name={n}: invalid image name: {}",
+                                crate::diag::chain(&e)
+                            ))
+                        })?
+                        .with_default_tag(),
+                );
+            }
+            if these.is_empty() {
+                these = request.tags.clone();
+            }
+            if pushes {
+                if these.is_empty() {
+                    return Err(BuildError::Request(
+                        "--push needs a name: pass -t NAME".into(),
+                    ));
+                }
+                for n in &these {
+                    if !push.contains(n) {
+                        push.push(n.clone());
+                    }
+                }
+            }
+            for n in these {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        let files = request
+            .outputs
+            .iter()
+            .filter(|o| !matches!(o.kind, Kind::Image { .. }))
+            .cloned()
+            .collect();
+        let settings = Settings {
+            state_root: request.state_root,
+            context: request.context,
+            dockerfile: request.dockerfile_path,
+            no_cache: request.no_cache,
+            pull: request.pull,
+            network: request.network,
+            secrets: request.secrets,
+            ssh: request.ssh,
+            limits: request.limits,
+            layer: LayerOptions {
+                compression: compression.unwrap_or(LayerOptions::default().compression),
+                level,
+                source_date_epoch: request.source_date_epoch,
+                ..LayerOptions::default()
+            },
+            source_date_epoch: request.source_date_epoch,
+            platform: request.plan.target_platform.clone(),
+            snapshotter: request.snapshotter,
+        };
+        Ok(Builder {
+            source: request.dockerfile,
+            plan_options: request.plan,
+            settings,
+            names,
+            push,
+            files,
+        })
+    }
+
+    /// Plan the build. A first plan finds the stages and their base images (and stops a
+    /// Dockerfile that cannot be built before anything is pulled); the base images are
+    /// resolved; the plan that builds then knows their ENV, as BuildKit expands words with
+    /// it, and their ONBUILD triggers. Holds the builds lock from here on: a prune waits.
+    pub fn plan(self, progress: &dyn Reporter) -> Result<Planned, BuildError> {
+        let first = crate::plan::plan(&self.source, &self.plan_options)
+            .map_err(|d| BuildError::Dockerfile(Box::new(d)))?;
+        let root = &self.settings.state_root;
+        let store = Store::open(root).map_err(|source| BuildError::OpenStore {
+            root: root.clone(),
+            source: Box::new(source),
+        })?;
+        let running = builds_lock(root).shared()?;
+        let bases = {
+            let session = Session::new(
+                &first,
+                &self.source,
+                &self.settings,
+                &store,
+                progress,
+                Bases::default(),
+            )?;
+            resolve_bases(&session)?
+        };
+        let mut options = self.plan_options.clone();
+        options.base_env = bases.env();
+        options.base_onbuild = bases.onbuild();
+        let plan = crate::plan::plan(&self.source, &options)
+            .map_err(|d| BuildError::Dockerfile(Box::new(d)))?;
+        Ok(Planned {
+            builder: self,
+            plan,
+            store,
+            bases,
+            _running: running,
+        })
+    }
+}
+
+/// A planned build: the plan (its lint findings and unused build args are the caller's to
+/// show), the base images it was made with, and the store.
+pub struct Planned {
+    builder: Builder,
+    plan: Plan,
+    store: Store,
+    bases: Bases,
+    _running: LockGuard,
+}
+
+impl Planned {
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Build the target stage, then tag, write and push the result.
+    pub fn build(self, progress: &dyn Reporter) -> Result<Outcome, BuildError> {
+        if self.plan.lint_failed() {
+            return Err(BuildError::LintFailed);
+        }
+        let Planned {
+            builder,
+            plan,
+            store,
+            bases,
+            _running,
+        } = self;
+        let settings = &builder.settings;
+        let root = &settings.state_root;
+        // Before any step mounts anything: what a killed run left mounted goes, and so do
+        // snapshots that the machine went down before writing.
+        crate::snapshot::workdir::cleanup_stale(root)?;
+        crate::snapshot::journal::recover(root).map_err(|source| BuildError::Files {
+            what: format!("checking {} for unsynced snapshots", root.display()),
+            source,
+        })?;
+        let session = Session::new(&plan, &builder.source, settings, &store, progress, bases)?;
+        let mut done = schedule(&session)?;
+        // Saving the context hashes is an optimisation for the next build.
+        let _ = session.hashes().save();
+        let state = done
+            .remove(&plan.target)
+            .expect("the target stage was built");
+        let (manifest, config_digest) = commit_image(&session, &state)?;
+        let built = Built {
+            manifest,
+            config_digest,
+            lowers: state.lowers,
+            snapshotter: session.snapshotter(),
+        };
+        let (ran, cached) = session.counts();
+        let vertex = |name: String| {
+            let id = session.id();
+            progress.event(Event::Start { id, name });
+            (id, Instant::now())
+        };
+        let done = |(id, t): (usize, Instant)| {
+            progress.event(Event::Done {
+                id,
+                elapsed: t.elapsed(),
+            })
+        };
+        for name in &builder.names {
+            let v = vertex(format!("naming to {name}"));
+            store.tag(name, built.manifest.clone())?;
+            done(v);
+        }
+        for o in &builder.files {
+            let v = vertex(format!(
+                "exporting to {}",
+                o.dest
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("-"))
+                    .display()
+            ));
+            super::output::write::write(&store, root, &built, o, builder.names.first())?;
+            done(v);
+        }
+        let mut pushed = Vec::new();
+        for name in &builder.push {
+            let v = vertex(format!("pushing {name}"));
+            let id = v.0;
+            let say = |message: String| {
+                progress.event(Event::Status {
+                    id,
+                    message: message.trim_start().to_string(),
+                })
+            };
+            let digest = crate::registry::publish::push_by_name(
+                &store,
+                name,
+                name,
+                &Platform::host(),
+                &say,
+            )?;
+            pushed.push((name.clone(), digest));
+            done(v);
+        }
+        Ok(Outcome {
+            image_id: built.config_digest,
+            manifest: built.manifest,
+            tagged: builder.names,
+            pushed,
+            ran,
+            cached,
+        })
+    }
+}

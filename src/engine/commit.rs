@@ -1,0 +1,121 @@
+//! A step's result joins its stage: the layer (written from what the step changed, or
+//! taken from the cache) and its snapshot go on the stage's state, with its history entry
+//! ([`add_layer`]); and the finished stage becomes an image in the store ([`commit_image`]).
+
+use std::path::{Path, PathBuf};
+
+use super::cache::LayerRecord;
+use super::error::BuildError;
+use super::session::Session;
+use super::state::State;
+use crate::layer::write_layer;
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{Descriptor, descriptor, descriptor_digest};
+use crate::oci::media_type::MediaType;
+use crate::snapshot::change::Change;
+use crate::snapshot::overlay;
+use crate::snapshot::snapshotter::Kind as Snapshotter;
+
+/// Write the layer of what a step changed (`changes`, read from `upper`) into the store.
+pub(crate) fn write(
+    session: &Session<'_>,
+    upper: &Path,
+    changes: &[Change],
+) -> Result<LayerRecord, BuildError> {
+    let options = &session.settings().layer;
+    let mut writer = session.store().blobs().writer()?;
+    let digests = write_layer(upper, changes, options, &mut writer)?;
+    writer.commit(&digests.digest)?;
+    Ok(LayerRecord {
+        media_type: MediaType::oci_layer(options.compression).to_string(),
+        digest: digests.digest,
+        size: digests.size,
+        diff_id: digests.diff_id,
+    })
+}
+
+/// Add a step's result to the stage: its layer, if it made one (its snapshot published
+/// from `upper`, or unpacked from the store for a cached step), and its history entry.
+pub(crate) fn add_layer(
+    session: &Session<'_>,
+    state: &mut State,
+    created_by: &str,
+    layer: Option<&LayerRecord>,
+    upper: Option<&Path>,
+) -> Result<(), BuildError> {
+    let created_by = created_by.to_string();
+    let Some(layer) = layer else {
+        state
+            .image
+            .push_history(created_by, true, state.clock.clone());
+        return Ok(());
+    };
+    let chain = crate::snapshot::next_chain_id(state.chain.as_ref(), &layer.diff_id);
+    let desc = descriptor(
+        &MediaType::parse(&layer.media_type),
+        &layer.digest,
+        layer.size,
+    );
+    let store = session.store();
+    match session.snapshotter() {
+        Snapshotter::Overlay => {
+            let snapshots = session.snapshots();
+            let dir = match upper {
+                Some(upper) => snapshots.publish(upper, &chain)?,
+                None => snapshots.ensure_layer(
+                    store,
+                    &desc,
+                    &layer.diff_id,
+                    &chain,
+                    overlay::userxattr(),
+                )?,
+            };
+            state.lowers.push(dir);
+        }
+        Snapshotter::Native => {
+            let trees = session.trees();
+            let tree = match upper {
+                Some(rootfs) => trees.publish(rootfs, &chain)?,
+                None => trees.ensure_layer(
+                    store,
+                    state.lowers.first().map(PathBuf::as_path),
+                    &desc,
+                    &layer.diff_id,
+                    &chain,
+                )?,
+            };
+            state.lowers = vec![tree];
+        }
+    }
+    state.layers.push(desc);
+    state.chain = Some(chain);
+    state.image.push_layer(layer.diff_id.clone());
+    state
+        .image
+        .push_history(created_by, false, state.clock.clone());
+    Ok(())
+}
+
+/// Store the stage's config and manifest; returns the manifest's descriptor and the
+/// config's digest.
+pub(crate) fn commit_image(
+    session: &Session<'_>,
+    state: &State,
+) -> Result<(Descriptor, Digest), BuildError> {
+    let store = session.store();
+    let mut config = state.image.config.clone();
+    config.created = state.clock.clone();
+    let config_bytes = config.to_canonical_json()?;
+    let config_desc = store.put_manifest(
+        &config_bytes,
+        &MediaType::parse(crate::oci::media_type::OCI_CONFIG),
+    )?;
+    let manifest = crate::oci::manifest::image_manifest(config_desc.clone(), state.layers.clone());
+    let bytes = crate::oci::manifest::to_canonical_oci(&manifest)?;
+    let desc = store.put_manifest(
+        &bytes,
+        &MediaType::parse(crate::oci::media_type::OCI_MANIFEST),
+    )?;
+    let config_digest = descriptor_digest(&config_desc)?;
+    Ok((desc, config_digest))
+}

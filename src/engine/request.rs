@@ -1,0 +1,79 @@
+//! What a user asks of a build, as plain values ([`Request`]): the Dockerfile, the context,
+//! the planner's options, how steps run, and where the result goes. The CLI turns flags
+//! into one; a library user fills one in.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::output::Output;
+use super::settings::SecretSource;
+use super::ssh::SshAgents;
+use crate::diag::Source;
+use crate::oci::platform::Platform;
+use crate::oci::reference::Reference;
+use crate::sandbox::Network;
+use crate::sandbox::cgroup::Limits;
+use crate::snapshot::snapshotter::Kind as Snapshotter;
+
+#[derive(Debug)]
+pub struct Request {
+    /// The state root: store, snapshots, cache, logs.
+    pub state_root: PathBuf,
+    /// The context directory.
+    pub context: PathBuf,
+    /// The Dockerfile's text, named for diagnostics.
+    pub dockerfile: Source,
+    /// Where the Dockerfile was read from, for `<Dockerfile>.dockerignore`; none for
+    /// standard input.
+    pub dockerfile_path: Option<PathBuf>,
+    /// Build args, target stage and platforms.
+    pub plan: crate::plan::Options,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--pull`: pull base images even when the store has them.
+    pub pull: bool,
+    /// RUN's network unless a step says otherwise.
+    pub network: Network,
+    pub secrets: BTreeMap<String, SecretSource>,
+    pub ssh: SshAgents,
+    pub limits: Limits,
+    /// `SOURCE_DATE_EPOCH`: image `created` times and layer mtimes clamped to it.
+    pub source_date_epoch: Option<i64>,
+    /// `--snapshotter`; none chooses (overlay where it works).
+    pub snapshotter: Option<Snapshotter>,
+    /// `-t`: names the result is tagged with in the store.
+    pub tags: Vec<Reference>,
+    /// `-o`; `--push` is an image output that pushes.
+    pub outputs: Vec<Output>,
+}
+
+impl Request {
+    /// A build of `dockerfile` in `context`, for this machine's platform, with every other
+    /// option at its default: the host's network, no outputs beyond the store.
+    pub fn new(state_root: PathBuf, context: PathBuf, dockerfile: Source) -> Request {
+        Request {
+            state_root,
+            context,
+            dockerfile,
+            dockerfile_path: None,
+            plan: crate::plan::Options {
+                build_args: BTreeMap::new(),
+                target: None,
+                build_platform: Platform::host(),
+                target_platform: Platform::host(),
+                base_env: BTreeMap::new(),
+                base_onbuild: BTreeMap::new(),
+            },
+            no_cache: false,
+            pull: false,
+            network: Network::Host,
+            secrets: BTreeMap::new(),
+            ssh: SshAgents::default(),
+            limits: Limits::default(),
+            source_date_epoch: None,
+            snapshotter: None,
+            tags: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+}

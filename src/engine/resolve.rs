@@ -1,0 +1,218 @@
+//! Images a build reads: resolved before the final plan (from the store, or pulled) so the
+//! planner can expand words with their ENV and run their ONBUILD triggers
+//! ([`resolve_bases`]); turned into a stage's first state ([`base_state`]); and what
+//! `COPY --from` or `RUN --mount=from=` names, a stage or an image ([`state_from`]).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::bases::Bases;
+use super::cache::KeyEncoder;
+use super::error::BuildError;
+use super::session::Session;
+use super::stage_image::StageImage;
+use super::state::{State, StateRef};
+use crate::dockerfile::instruction::Instruction;
+use crate::oci::manifest::descriptor_digest;
+use crate::oci::platform::Platform;
+use crate::oci::reference::Reference;
+use crate::plan::Base;
+use crate::progress::Event;
+use crate::registry::client::Client;
+use crate::registry::credentials::CredentialStore;
+use crate::registry::pull::{self, pull_name};
+use crate::snapshot::overlay;
+use crate::snapshot::snapshotter::Kind as Snapshotter;
+use crate::store::{Image, StoreError};
+
+/// Resolve the base images of the stages `plan` needs: from the store, or pulled.
+pub(crate) fn resolve_bases(session: &Session<'_>) -> Result<Bases, BuildError> {
+    let plan = session.plan();
+    let progress = session.progress();
+    let mut images = BTreeMap::new();
+    for index in plan.needed_stages() {
+        let stage = &plan.stages[index];
+        let Base::Image(name) = &stage.base else {
+            continue;
+        };
+        let platform = stage
+            .platform
+            .clone()
+            .unwrap_or_else(|| session.settings().platform.clone());
+        let key = (name.clone(), platform.to_string());
+        if images.contains_key(&key) {
+            continue;
+        }
+        let id = session.id();
+        progress.event(Event::Start {
+            id,
+            name: format!("[internal] load metadata for {name}"),
+        });
+        let started = Instant::now();
+        let image = resolve_image(session, id, name, &platform, &stage.from)?;
+        progress.event(Event::Done {
+            id,
+            elapsed: started.elapsed(),
+        });
+        images.insert(key, image);
+    }
+    Ok(Bases {
+        images,
+        next_id: session.next_id(),
+    })
+}
+
+/// A stage's first state: the image `name` for `platform` (resolved before the build, or
+/// now), unpacked into snapshots.
+pub(crate) fn base_state(
+    session: &Session<'_>,
+    id: usize,
+    name: &str,
+    platform: &Platform,
+    from: &Instruction,
+) -> Result<State, BuildError> {
+    let resolve_err = |e: Box<dyn std::error::Error + Send + Sync>| BuildError::ResolveBase {
+        name: name.to_string(),
+        source: e,
+    };
+    let image = match session.bases().get(name, &platform.to_string()) {
+        Some(image) => image.clone(),
+        None => resolve_image(session, id, name, platform, from)?,
+    };
+    let store = session.store();
+    let lowers = match session.snapshotter() {
+        Snapshotter::Overlay => session
+            .snapshots()
+            .ensure(store, &image, overlay::userxattr())?,
+        Snapshotter::Native => session.trees().ensure(store, &image)?.into_iter().collect(),
+    };
+    let manifest_digest =
+        descriptor_digest(&image.descriptor).map_err(|e| resolve_err(Box::new(e)))?;
+    let diff_ids = image.config.rootfs.diff_ids.clone();
+    let clock = image.config.created.clone().or_else(|| session.created());
+    Ok(State {
+        clock,
+        key: KeyEncoder::new("image", None)
+            .str("manifest", manifest_digest.as_str())
+            .finish(),
+        chain: crate::snapshot::chain_ids(&diff_ids).pop(),
+        layers: image.manifest.layers().to_vec(),
+        lowers,
+        image: StageImage::from_base(image.config),
+        platform: platform.clone(),
+    })
+}
+
+/// The image `name` for `platform`: from the store, or (missing there, or `--pull`) from
+/// its registry.
+pub(crate) fn resolve_image(
+    session: &Session<'_>,
+    id: usize,
+    name: &str,
+    platform: &Platform,
+    from: &Instruction,
+) -> Result<Image, BuildError> {
+    let resolve_err = |e: Box<dyn std::error::Error + Send + Sync>| BuildError::ResolveBase {
+        name: name.to_string(),
+        source: e,
+    };
+    let reference = Reference::parse(name)
+        .map_err(|e| {
+            session.err_at(
+                from,
+                format!("invalid base image {name:?}: {}", crate::diag::chain(&e)),
+            )
+        })?
+        .with_default_tag();
+    let store = session.store();
+    let local = if session.settings().pull {
+        None
+    } else {
+        match store.image(&reference, platform) {
+            Ok(image) => Some(image),
+            Err(StoreError::ImageNotFound { .. } | StoreError::NoMatchingPlatform { .. }) => None,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let image = match local {
+        Some(image) => image,
+        None => {
+            let conf = session
+                .registries_conf()
+                .map_err(|e| resolve_err(Box::new(e)))?;
+            let client = Client::new(Box::new(CredentialStore::from_env()));
+            let progress = session.progress();
+            let sizes = std::sync::Mutex::new(BTreeMap::new());
+            let events = |r: &Reference, ev: pull::Event| {
+                let message = match ev {
+                    pull::Event::Started { digest, size } => {
+                        sizes.lock().expect("sizes").insert(digest.clone(), size);
+                        format!("{digest}: downloading {size} bytes")
+                    }
+                    pull::Event::Progress { digest, written } => {
+                        let total = sizes.lock().expect("sizes").get(&digest).copied();
+                        progress.event(Event::Bytes {
+                            id,
+                            what: digest.hex()[..12].to_string(),
+                            current: written,
+                            total: total.unwrap_or(written),
+                        });
+                        return;
+                    }
+                    pull::Event::Source {
+                        host, repository, ..
+                    } => format!("pulling {r} from {host}/{repository}"),
+                    pull::Event::Downloaded { digest, size } => {
+                        format!("{digest}: downloaded {size} bytes")
+                    }
+                    pull::Event::Cached { digest, .. } => format!("{digest}: present"),
+                    _ => return,
+                };
+                progress.event(Event::Status { id, message });
+            };
+            let (pulled, _) = pull_name(conf, &client, store, name, platform, &events)
+                .map_err(|e| resolve_err(Box::new(e)))?;
+            store.image(&pulled, platform)?
+        }
+    };
+    let actual = image.config.platform();
+    if !platform.matches(&actual) {
+        return Err(session.err_at(
+            from,
+            format!(
+                "{name} is a {actual} image, which does not match the stage's platform {platform}"
+            ),
+        ));
+    }
+    Ok(image)
+}
+
+/// What `COPY --from=NAME` or `RUN --mount=from=NAME` reads: an earlier stage, or an image
+/// (resolved and unpacked). Nothing is mounted: the key of the stage or image says what the
+/// tree holds, and [`StateRef::open`] mounts it when a step runs.
+pub(crate) fn state_from(
+    session: &Session<'_>,
+    name: &str,
+    state: &State,
+    done: &BTreeMap<usize, State>,
+    instruction: &Instruction,
+) -> Result<StateRef, BuildError> {
+    if let Some(index) = session.plan().stage_index(name) {
+        let Some(stage) = done.get(&index) else {
+            return Err(session.err_at(
+                instruction,
+                format!("stage {name:?} is not built before this step (a stage can only copy from earlier stages)"),
+            ));
+        };
+        return Ok(StateRef {
+            lowers: stage.lowers.clone(),
+            key: stage.key,
+        });
+    }
+    let id = session.id();
+    let image = base_state(session, id, name, &state.platform, instruction)?;
+    Ok(StateRef {
+        lowers: image.lowers,
+        key: image.key,
+    })
+}

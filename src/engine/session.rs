@@ -1,0 +1,276 @@
+//! One build's shared resources and the few services every step uses: the plan and its
+//! source (for diagnostics), the settings, the store, the progress, the snapshotter, the
+//! build cache, the context's ignore matcher and content hashes, progress vertex numbers
+//! and history times. Steps reach these through methods, never through fields. Must not
+//! know what any step kind does.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use super::bases::Bases;
+use super::cache::BuildCache;
+use super::copy::HashCache;
+use super::error::BuildError;
+use super::fs::Tree;
+use super::settings::Settings;
+use super::state::StateRef;
+use crate::context::Matcher;
+use crate::diag::{Diagnostic, Source};
+use crate::dockerfile::instruction::Instruction;
+use crate::plan::Plan;
+use crate::progress::Reporter;
+use crate::registry::registries_conf::{ConfigError, RegistriesConf};
+use crate::snapshot::Snapshots;
+use crate::snapshot::snapshotter::Kind as Snapshotter;
+use crate::snapshot::trees::Trees;
+use crate::store::Store;
+
+pub(crate) struct Session<'a> {
+    plan: &'a Plan,
+    source: &'a Source,
+    settings: &'a Settings,
+    store: &'a Store,
+    progress: &'a dyn Reporter,
+    /// Overlay: a stage is a stack of layer snapshots; native: one full tree per state.
+    kind: Snapshotter,
+    snapshots: Snapshots,
+    trees: Trees,
+    cache: BuildCache,
+    hashes: Mutex<HashCache>,
+    ignore: Option<Matcher>,
+    /// registries.conf, read the first time a base image has to be pulled.
+    conf: OnceLock<RegistriesConf>,
+    next_id: AtomicUsize,
+    /// Base images resolved before the build.
+    bases: Bases,
+    ran: AtomicUsize,
+    cached: AtomicUsize,
+    logs: PathBuf,
+}
+
+impl<'a> Session<'a> {
+    pub(crate) fn new(
+        plan: &'a Plan,
+        source: &'a Source,
+        settings: &'a Settings,
+        store: &'a Store,
+        progress: &'a dyn Reporter,
+        bases: Bases,
+    ) -> Result<Session<'a>, BuildError> {
+        let root = &settings.state_root;
+        let detected = crate::snapshot::snapshotter::detect(root);
+        let kind = settings.snapshotter.unwrap_or(detected);
+        if kind == Snapshotter::Overlay && detected != Snapshotter::Overlay {
+            return Err(BuildError::NoOverlay {
+                root: root.display().to_string(),
+                userns: crate::sys::userns::in_user_namespace(),
+            });
+        }
+        let ignore = read_ignore(&settings.context, settings.dockerfile.as_deref())?;
+        let logs = root.join("logs").join(format!(
+            "{}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            std::process::id()
+        ));
+        Ok(Session {
+            plan,
+            source,
+            settings,
+            store,
+            progress,
+            kind,
+            snapshots: Snapshots::new(root),
+            trees: Trees::new(root),
+            cache: BuildCache::new(root),
+            hashes: Mutex::new(
+                HashCache::load(&root.join("cache").join("context-hashes"))
+                    .unwrap_or_else(|_| HashCache::in_memory()),
+            ),
+            ignore,
+            conf: OnceLock::new(),
+            next_id: AtomicUsize::new(bases.next_id.max(1)),
+            bases,
+            ran: AtomicUsize::new(0),
+            cached: AtomicUsize::new(0),
+            logs,
+        })
+    }
+
+    pub(crate) fn plan(&self) -> &'a Plan {
+        self.plan
+    }
+    pub(crate) fn source(&self) -> &'a Source {
+        self.source
+    }
+    pub(crate) fn settings(&self) -> &'a Settings {
+        self.settings
+    }
+    pub(crate) fn store(&self) -> &'a Store {
+        self.store
+    }
+    pub(crate) fn progress(&self) -> &'a dyn Reporter {
+        self.progress
+    }
+    pub(crate) fn snapshotter(&self) -> Snapshotter {
+        self.kind
+    }
+    pub(crate) fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
+    }
+    pub(crate) fn trees(&self) -> &Trees {
+        &self.trees
+    }
+    pub(crate) fn cache(&self) -> &BuildCache {
+        &self.cache
+    }
+    pub(crate) fn bases(&self) -> &Bases {
+        &self.bases
+    }
+    pub(crate) fn ignore(&self) -> Option<&Matcher> {
+        self.ignore.as_ref()
+    }
+    pub(crate) fn hashes(&self) -> std::sync::MutexGuard<'_, HashCache> {
+        self.hashes.lock().expect("hash cache")
+    }
+    /// Where a step's whole output is kept.
+    pub(crate) fn log_path(&self, id: usize) -> PathBuf {
+        self.logs.join(format!("step-{id}.log"))
+    }
+
+    /// registries.conf, read once per build.
+    pub(crate) fn registries_conf(&self) -> Result<&RegistriesConf, ConfigError> {
+        if let Some(c) = self.conf.get() {
+            return Ok(c);
+        }
+        let loaded = RegistriesConf::load_default()?;
+        Ok(self.conf.get_or_init(|| loaded))
+    }
+
+    /// A new progress vertex number.
+    pub(crate) fn id(&self) -> usize {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+    pub(crate) fn next_id(&self) -> usize {
+        self.next_id.load(Ordering::Relaxed)
+    }
+
+    /// Count a step that ran, or (`cached`) one taken from the cache.
+    pub(crate) fn count(&self, cached: bool) {
+        let n = if cached { &self.cached } else { &self.ran };
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Steps run, and steps taken from the cache.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (
+            self.ran.load(Ordering::Relaxed),
+            self.cached.load(Ordering::Relaxed),
+        )
+    }
+
+    /// `created` for history entries and the config: `SOURCE_DATE_EPOCH` when set, else now.
+    pub(crate) fn created(&self) -> Option<String> {
+        let secs = self.settings.source_date_epoch.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        });
+        Some(
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
+            )
+            .to_string(),
+        )
+    }
+
+    /// A step's failure at its instruction.
+    pub(crate) fn err_at(&self, i: &Instruction, message: impl Into<String>) -> BuildError {
+        BuildError::Step(Box::new(
+            Diagnostic::error(message).at(self.source, i.node.keyword_span),
+        ))
+    }
+
+    /// A step's failure at its instruction, with its causes folded into the message.
+    pub(crate) fn fail_at(
+        &self,
+        i: &Instruction,
+        err: &(dyn std::error::Error + 'static),
+    ) -> BuildError {
+        self.err_at(i, crate::diag::chain(err))
+    }
+
+    pub(crate) fn err_hint(
+        &self,
+        i: &Instruction,
+        message: impl Into<String>,
+        hint: &str,
+    ) -> BuildError {
+        BuildError::Step(Box::new(
+            Diagnostic::error(message)
+                .at(self.source, i.node.keyword_span)
+                .with_hint(hint),
+        ))
+    }
+
+    /// The instruction as written, one line (continuations joined), for step names.
+    pub(crate) fn text_of(&self, i: &Instruction) -> String {
+        let words: Vec<&str> = i.node.original.split_whitespace().collect();
+        let mut s = words.join(" ");
+        if s.len() > 120 {
+            let cut = (0..=117)
+                .rev()
+                .find(|i| s.is_char_boundary(*i))
+                .unwrap_or(0);
+            s.truncate(cut);
+            s.push_str("...");
+        }
+        s
+    }
+
+    /// Mount another state's root filesystem to read (or, `writable`, to write into and
+    /// discard).
+    pub(crate) fn open(&self, state: &StateRef, writable: bool) -> Result<Tree, BuildError> {
+        Ok(Tree::open(
+            self.kind,
+            &self.settings.state_root,
+            &state.lowers,
+            writable,
+        )?)
+    }
+}
+
+/// The context's ignore matcher: `<Dockerfile>.dockerignore` beside the Dockerfile wins
+/// over the context's `.dockerignore`; none when neither exists or it has no patterns.
+fn read_ignore(context: &Path, dockerfile: Option<&Path>) -> Result<Option<Matcher>, BuildError> {
+    let specific = dockerfile.map(|d| {
+        let mut name = d.file_name().unwrap_or_default().to_os_string();
+        name.push(".dockerignore");
+        d.with_file_name(name)
+    });
+    for path in specific
+        .into_iter()
+        .chain(std::iter::once(context.join(".dockerignore")))
+    {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let patterns = crate::context::read_ignore_file(&text);
+                if patterns.is_empty() {
+                    return Ok(None);
+                }
+                return Matcher::new(&patterns)
+                    .map(Some)
+                    .map_err(|source| BuildError::Ignore { path, source });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(BuildError::Files {
+                    what: format!("reading {}", path.display()),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(None)
+}

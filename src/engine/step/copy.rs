@@ -1,0 +1,300 @@
+//! COPY and ADD as steps: where they read from (the context, another stage or image, or
+//! ADD's downloads), their key (the operation as written, and what the sources hold) and
+//! their work (the copy into the step's filesystem, `--chown` resolved there). The
+//! filesystem half is `engine::copy`'s.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::work::{Cx, LayerStep};
+use crate::dockerfile::instruction::{self, Instruction};
+use crate::engine::cache::KeyEncoder;
+use crate::engine::copy::{self, CopyOp, OpKind, SourceRoot};
+use crate::engine::error::BuildError;
+use crate::engine::fs::Tree;
+use crate::engine::remote::Remote;
+use crate::engine::resolve::state_from;
+use crate::engine::session::Session;
+use crate::engine::state::{State, StateRef};
+use crate::plan::Step;
+use crate::snapshot::workdir::WorkDir;
+
+/// A COPY or ADD to do: the operation (owner not resolved yet), its `--chown` as written,
+/// where it reads from, and the digest of what it reads there when no key names it.
+pub(crate) struct CopyStep {
+    op: CopyOp,
+    chown: Option<String>,
+    from: CopyFrom,
+    inputs: Option<blake3::Hash>,
+}
+
+/// Where COPY/ADD read from.
+enum CopyFrom {
+    Context,
+    /// `--from=` a stage or image.
+    State(StateRef),
+    /// ADD's downloads.
+    Files(Tree),
+}
+
+/// With SOURCE_DATE_EPOCH, what COPY/ADD write carries that time in the snapshot as in the
+/// layer (which clamps every mtime to it anyway).
+fn timestamp(session: &Session<'_>) -> Option<copy::Timespec> {
+    session
+        .settings()
+        .source_date_epoch
+        .map(|secs| copy::Timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        })
+}
+
+pub(crate) fn prepare_copy(
+    session: &Session<'_>,
+    c: &instruction::Copy,
+    step: &Step,
+    state: &State,
+    done: &BTreeMap<usize, State>,
+) -> Result<CopyStep, BuildError> {
+    let instruction = &step.instruction;
+    let from = match &c.from {
+        None => CopyFrom::Context,
+        Some(name) => CopyFrom::State(state_from(session, name, state, done, instruction)?),
+    };
+    let mut op = CopyOp::for_copy(c, &state.image.workdir(), None)
+        .map_err(|e| session.fail_at(instruction, &e))?;
+    op.timestamp = timestamp(session);
+    CopyStep::new(session, instruction, op, c.chown.clone(), from)
+}
+
+pub(crate) fn prepare_add(
+    session: &Session<'_>,
+    a: &instruction::Add,
+    step: &Step,
+    state: &State,
+) -> Result<CopyStep, BuildError> {
+    let instruction = &step.instruction;
+    let mut op = CopyOp::for_add(a, &state.image.workdir(), None)
+        .map_err(|e| session.fail_at(instruction, &e))?;
+    op.timestamp = timestamp(session);
+    let remotes: Vec<Option<Remote>> = a
+        .paths
+        .sources
+        .iter()
+        .map(|s| Remote::parse(&s.value))
+        .collect();
+    let chown = a.chown.clone();
+    if remotes.iter().all(Option::is_none) {
+        return CopyStep::new(session, instruction, op, chown, CopyFrom::Context);
+    }
+    if remotes.iter().any(Option::is_none) {
+        return Err(session.err_at(
+            instruction,
+            "ADD of URLs together with local files in one instruction is not supported yet: split it into two ADDs",
+        ));
+    }
+    // Fetched before the cache lookup: what was downloaded is what the key hashes (a
+    // changed file at the same URL is a cache miss).
+    let dir = WorkDir::create(&session.settings().state_root)?;
+    let mut sources = Vec::new();
+    for (n, remote) in remotes.iter().flatten().enumerate() {
+        let rel = remote
+            .fetch(
+                &dir.path().join(n.to_string()),
+                a.checksum.as_deref(),
+                a.keep_git_dir,
+            )
+            .map_err(|e| session.fail_at(instruction, &e))?;
+        sources.push(format!("/{n}/{rel}"));
+    }
+    op.sources = sources;
+    op.checksum = None;
+    // Remote archives are not unpacked unless --unpack=true (BuildKit).
+    op.unpack_archives = a.unpack.unwrap_or(false);
+    CopyStep::new(
+        session,
+        instruction,
+        op,
+        chown,
+        CopyFrom::Files(Tree::files(dir)),
+    )
+}
+
+impl CopyStep {
+    /// Hash the sources where nothing else names them: a stage's or an image's key already
+    /// says what its tree holds.
+    fn new(
+        session: &Session<'_>,
+        instruction: &Instruction,
+        op: CopyOp,
+        chown: Option<String>,
+        from: CopyFrom,
+    ) -> Result<CopyStep, BuildError> {
+        let root = match &from {
+            CopyFrom::Context => Some(SourceRoot::Context {
+                dir: &session.settings().context,
+                ignore: session.ignore(),
+            }),
+            CopyFrom::Files(tree) => Some(SourceRoot::Tree(tree.root())),
+            CopyFrom::State(_) => None,
+        };
+        let inputs = match root {
+            Some(root) => Some(
+                copy::inputs_digest(&root, &op, &mut session.hashes())
+                    .map_err(|e| session.fail_at(instruction, &e))?,
+            ),
+            None => None,
+        };
+        Ok(CopyStep {
+            op,
+            chown,
+            from,
+            inputs,
+        })
+    }
+}
+
+/// The operation's fields that decide what is written. `--link` is left out (it changes
+/// nothing in the copy or its layer), and so is the owner, which `chown` says as written.
+fn key_op(key: &mut KeyEncoder, op: &CopyOp) {
+    key.str(
+        "step",
+        match op.kind {
+            OpKind::Copy => "copy",
+            OpKind::Add => "add",
+        },
+    );
+    key.strs("sources", &op.sources);
+    key.nested("inline", |l| {
+        for i in &op.inline {
+            l.nested("item", |f| {
+                f.str("path", &i.path);
+                f.str("data", &i.data);
+                f.bool("expand", i.expand);
+            });
+        }
+    });
+    key.str("dest", &op.dest);
+    key.str("workdir", &op.workdir);
+    key.opt_str("chmod", op.chmod.as_ref().map(|c| c.as_str()));
+    key.strs("exclude", &op.exclude);
+    key.bool("parents", op.parents);
+    key.bool("unpack", op.unpack_archives);
+    key.opt_str("checksum", op.checksum.as_deref());
+    key.opt_i64("timestamp", op.timestamp.map(|t| t.tv_sec));
+}
+
+impl LayerStep for CopyStep {
+    fn key(&self, key: &mut KeyEncoder) {
+        key_op(key, &self.op);
+        key.opt_str("chown", self.chown.as_deref());
+        if let CopyFrom::State(from) = &self.from {
+            key.bytes("from", from.key.as_bytes());
+        }
+        if let Some(inputs) = &self.inputs {
+            key.bytes("inputs", inputs.as_bytes());
+        }
+    }
+
+    fn execute(self: Box<Self>, cx: &Cx<'_, '_>, root: &Path) -> Result<(), BuildError> {
+        let session = cx.session;
+        let instruction = &cx.step.instruction;
+        let CopyStep {
+            mut op,
+            chown,
+            from,
+            ..
+        } = *self;
+        // `--chown` is resolved against the passwd and group files the step sees now; the
+        // key has it as written, with the stage's key, which names those files.
+        if let Some(spec) = &chown {
+            op.owner = Some(super::user::chown_ids(session, instruction, root, spec)?);
+        }
+        let mounted = match &from {
+            CopyFrom::State(state_ref) => Some(session.open(state_ref, false)?),
+            _ => None,
+        };
+        let source = match (&from, &mounted) {
+            (CopyFrom::Files(tree), _) | (_, Some(tree)) => SourceRoot::Tree(tree.root()),
+            _ => SourceRoot::Context {
+                dir: &session.settings().context,
+                ignore: session.ignore(),
+            },
+        };
+        copy::copy(&source, root, &op).map_err(|e| session.fail_at(instruction, &e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::instruction::InlineSource;
+
+    /// The key bytes of representative COPY and ADD steps, pinned: changing them is a
+    /// decision (docs/build.md, "Cache keys").
+    #[test]
+    fn keys_are_pinned() {
+        let mut op = CopyOp::new(OpKind::Copy, "app/");
+        op.sources = vec!["src".into(), "*.txt".into()];
+        op.workdir = "/srv".into();
+        op.chmod = Some(copy::Chmod::parse("u=rwX,go=rX").unwrap());
+        op.exclude = vec!["*.pyc".into()];
+        let step = CopyStep {
+            op,
+            chown: Some("app:app".into()),
+            from: CopyFrom::Context,
+            inputs: Some(blake3::hash(b"inputs")),
+        };
+        let mut key = KeyEncoder::new("step", None);
+        step.key(&mut key);
+        assert_eq!(
+            key.finish().hex(),
+            "7e165c604e6fa0f893706c12892c0e81f125eecd6c3f1c978ed06878e00ea9e8"
+        );
+
+        let mut op = CopyOp::new(OpKind::Add, "/etc/motd");
+        op.inline = vec![InlineSource {
+            path: "motd".into(),
+            data: "hello $NAME\n".into(),
+            expand: true,
+        }];
+        op.checksum = Some("sha256:00".into());
+        op.timestamp = Some(copy::Timespec {
+            tv_sec: 1_700_000_000,
+            tv_nsec: 0,
+        });
+        let step = CopyStep {
+            op,
+            chown: None,
+            from: CopyFrom::Context,
+            inputs: None,
+        };
+        let mut key = KeyEncoder::new("step", None);
+        step.key(&mut key);
+        assert_eq!(
+            key.finish().hex(),
+            "c3fe84d57ca8f2be592c334082bb666dcd6c3834a6dc066b1e3eaef2adb8764a"
+        );
+    }
+
+    /// What does not change the result stays out of the key.
+    #[test]
+    fn link_is_not_in_the_key() {
+        let key = |link: bool| {
+            let mut op = CopyOp::new(OpKind::Copy, ".");
+            op.sources = vec!["a".into()];
+            op.link = link;
+            let step = CopyStep {
+                op,
+                chown: None,
+                from: CopyFrom::Context,
+                inputs: None,
+            };
+            let mut key = KeyEncoder::new("step", None);
+            step.key(&mut key);
+            key.finish()
+        };
+        assert_eq!(key(true), key(false));
+    }
+}

@@ -1,0 +1,379 @@
+//! RUN: the command, environment, user and mounts a step runs with ([`prepare`], which is
+//! also what its key is made of), and running it in the sandbox over the step's
+//! filesystem, its output streamed to the progress and kept whole in a log.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Mutex;
+
+use super::mounts::{BindSource, Mounts, bind_source};
+use super::work::{Cx, LayerStep};
+use crate::diag::Diagnostic;
+use crate::dockerfile::instruction;
+use crate::dockerfile::mount::{Mount, MountType};
+use crate::engine::cache::KeyEncoder;
+use crate::engine::copy;
+use crate::engine::error::BuildError;
+use crate::engine::interrupt;
+use crate::engine::session::Session;
+use crate::engine::state::State;
+use crate::plan::Step;
+use crate::progress::{Event, Stream};
+use crate::sandbox::{self, Network, Spec};
+
+/// How many lines of output a failed RUN's error shows (the log has them all).
+const TAIL_LINES: usize = 15;
+
+/// A RUN step made concrete: everything that decides its result.
+pub(crate) struct RunStep {
+    args: Vec<String>,
+    env: Vec<String>,
+    user: String,
+    workdir: String,
+    network: Network,
+    mounts: Vec<Mount>,
+    /// Per mount: what a bind mount reads (a stage or image, or the context), as the key
+    /// knows it; the tree is mounted, or the context copied, only when the step runs.
+    sources: Vec<Option<BindSource>>,
+}
+
+pub(crate) fn prepare(
+    session: &Session<'_>,
+    run: &instruction::Run,
+    step: &Step,
+    state: &State,
+    done: &BTreeMap<usize, State>,
+) -> Result<RunStep, BuildError> {
+    let instruction = &step.instruction;
+    let host = crate::oci::platform::Platform::host();
+    if !host.matches(&state.platform) {
+        return Err(session.err_hint(
+            instruction,
+            format!(
+                "RUN in a {} stage cannot run on this {host} machine: rbuild does not emulate other architectures",
+                state.platform
+            ),
+            "build for this machine's platform, or give stages that only run tools FROM --platform=$BUILDPLATFORM",
+        ));
+    }
+    let args = state
+        .image
+        .run_args(step)
+        .map_err(|e| session.fail_at(instruction, &e))?;
+    let env = state.image.run_env(&session.plan().proxy_env);
+    let network = match run.network {
+        None | Some(instruction::Network::Default) => session.settings().network,
+        Some(instruction::Network::None) => Network::None,
+        Some(instruction::Network::Host) => Network::Host,
+    };
+    if run.security == Some(instruction::Security::Insecure) {
+        return Err(session.err_at(
+            instruction,
+            "RUN --security=insecure is not supported: rbuild always runs steps sandboxed",
+        ));
+    }
+    let mut sources = Vec::new();
+    for m in &step.mounts {
+        sources.push(match m.kind {
+            MountType::Bind => Some(bind_source(session, m, state, done, instruction)?),
+            MountType::Cache if m.from.is_some() => {
+                return Err(session.err_at(
+                    instruction,
+                    "RUN --mount=type=cache,from=… (seeding a cache from a stage) is not supported yet",
+                ));
+            }
+            _ => None,
+        });
+    }
+    Ok(RunStep {
+        args,
+        env,
+        user: state.image.user(),
+        workdir: state.image.workdir(),
+        network,
+        mounts: step.mounts.clone(),
+        sources,
+    })
+}
+
+fn mount_type(kind: MountType) -> &'static str {
+    match kind {
+        MountType::Bind => "bind",
+        MountType::Cache => "cache",
+        MountType::Tmpfs => "tmpfs",
+        MountType::Secret => "secret",
+        MountType::Ssh => "ssh",
+    }
+}
+
+/// A mount's fields that decide what the step sees. `sharing=` is left out: it decides
+/// how concurrent steps share a cache, not what one step sees.
+fn key_mount(key: &mut KeyEncoder, m: &Mount, source: Option<&BindSource>) {
+    key.nested("mount", |f| {
+        f.str("type", mount_type(m.kind));
+        f.str("target", &m.target);
+        f.bool("readonly", m.readonly);
+        f.opt_str("from", m.from.as_deref());
+        f.opt_str("source", m.source.as_deref());
+        f.opt_str("id", m.id.as_deref());
+        f.opt_u64("mode", m.mode.map(u64::from));
+        f.opt_u64("uid", m.uid.map(u64::from));
+        f.opt_u64("gid", m.gid.map(u64::from));
+        f.opt_u64("size", m.size);
+        f.bool("required", m.required);
+        f.opt_str("env", m.env.as_deref());
+        match source {
+            Some(BindSource::State(from)) => {
+                f.bytes("from-key", from.key.as_bytes());
+            }
+            Some(BindSource::Context(_, digest)) => {
+                f.bytes("context", digest);
+            }
+            None => {}
+        }
+    });
+}
+
+impl LayerStep for RunStep {
+    /// The command, its environment (never secrets), user, working directory, network and
+    /// mounts, and what bind mounts read.
+    fn key(&self, key: &mut KeyEncoder) {
+        key.str("step", "run");
+        key.strs("args", &self.args);
+        // Proxy variables reach RUN but not the key: a build behind another proxy still
+        // hits the cache (BuildKit leaves them out too).
+        let env: Vec<&String> = self
+            .env
+            .iter()
+            .filter(|e| {
+                let name = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+                !crate::plan::scope::PROXY_ARGS.contains(&name)
+            })
+            .collect();
+        key.strs("env", &env);
+        key.str("user", &self.user);
+        key.str("workdir", &self.workdir);
+        key.str(
+            "network",
+            match self.network {
+                Network::Host => "host",
+                Network::None => "none",
+            },
+        );
+        key.nested("mounts", |l| {
+            for (m, src) in self.mounts.iter().zip(&self.sources) {
+                key_mount(l, m, src.as_ref());
+            }
+        });
+    }
+
+    fn execute(self: Box<Self>, cx: &Cx<'_, '_>, root: &Path) -> Result<(), BuildError> {
+        let session = cx.session;
+        let instruction = &cx.step.instruction;
+        let io = |what: String| move |source| BuildError::Files { what, source };
+        let user = super::user::resolve_user(session, instruction, root, &self.user)?;
+        // Docker creates a missing working directory (BuildKit: owned by root).
+        copy::mkdir_in_root(root, &self.workdir, None)
+            .map_err(|e| session.fail_at(instruction, &e))?;
+
+        let hostname = "buildkitsandbox";
+        let mut binds = sandbox::standard_files(&cx.work_dir.join("files"), hostname, self.network)
+            .map_err(io(
+                "preparing /etc/hosts, /etc/resolv.conf, /etc/hostname".into()
+            ))?;
+        let mounts = Mounts::make(cx, &self.mounts, &self.sources, &self.env)?;
+        binds.extend(mounts.binds.iter().cloned());
+        let mut env = self.env.clone();
+        env.extend(mounts.env.iter().cloned());
+        let spec = Spec {
+            env,
+            cwd: self.workdir.clone(),
+            uid: user.uid,
+            gid: user.gid,
+            groups: user.groups.clone(),
+            hostname: hostname.into(),
+            network: self.network,
+            binds,
+            tmpfs: mounts.tmpfs.clone(),
+            limits: session.settings().limits,
+            ..Spec::new(root, self.args.clone())
+        };
+        let log = session.log_path(cx.id);
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        }
+        let log_file =
+            std::fs::File::create(&log).map_err(io(format!("creating {}", log.display())))?;
+        let output = Output {
+            log: Mutex::new(log_file),
+            tail: Mutex::new(VecDeque::new()),
+        };
+        let mut running = sandbox::spawn(&spec, Stdio::piped(), Stdio::piped())
+            .map_err(|e| session.fail_at(instruction, &e))?;
+        let registered = interrupt::Registered::new(running.id());
+        let stdout = running.stdout();
+        let stderr = running.stderr();
+        std::thread::scope(|s| {
+            if let Some(out) = stdout {
+                let output = &output;
+                s.spawn(move || output.pump(session, cx.id, Stream::Stdout, out));
+            }
+            if let Some(err) = stderr {
+                let output = &output;
+                s.spawn(move || output.pump(session, cx.id, Stream::Stderr, err));
+            }
+        });
+        let status = running
+            .wait()
+            .map_err(|e| session.fail_at(instruction, &e))?;
+        drop(registered);
+        drop(mounts);
+        if interrupt::interrupted() {
+            return Err(BuildError::Interrupted);
+        }
+        if status.success() {
+            return Ok(());
+        }
+        let code = match (
+            status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&status),
+        ) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            _ => "unknown status".to_string(),
+        };
+        let tail: Vec<String> = output.tail.into_inner().expect("tail").into();
+        let mut d = Diagnostic::error(format!(
+            "process \"{}\" did not complete successfully: {code}",
+            self.args.join(" ")
+        ))
+        .at_lines(
+            session.source(),
+            instruction.node.start_line,
+            instruction.node.end_line,
+        )
+        .with_hint(format!("the whole output is in {}", log.display()));
+        if !tail.is_empty() {
+            let lines: Vec<String> = tail.iter().map(|l| format!("    {l}")).collect();
+            d = d.with_note(format!("last lines of output:\n{}", lines.join("\n")));
+        }
+        Err(BuildError::Step(Box::new(d)))
+    }
+}
+
+/// A RUN's output: every line to the log and the progress, the last ones kept for errors.
+struct Output {
+    log: Mutex<std::fs::File>,
+    tail: Mutex<VecDeque<String>>,
+}
+
+impl Output {
+    fn pump(&self, session: &Session<'_>, id: usize, stream: Stream, from: impl Read) {
+        let mut reader = BufReader::new(from);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let _ = self.log.lock().expect("log").write_all(&line);
+            {
+                let mut tail = self.tail.lock().expect("tail");
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(
+                    String::from_utf8_lossy(&line)
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string(),
+                );
+            }
+            session.progress().event(Event::Log {
+                id,
+                stream,
+                line: line.clone(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::mount::Sharing;
+
+    fn cache_mount(target: &str) -> Mount {
+        Mount {
+            kind: MountType::Cache,
+            from: None,
+            source: None,
+            target: target.into(),
+            readonly: false,
+            id: None,
+            sharing: Sharing::Shared,
+            mode: None,
+            uid: None,
+            gid: None,
+            size: None,
+            required: false,
+            env: None,
+        }
+    }
+
+    fn step(mounts: Vec<Mount>) -> RunStep {
+        let sources = mounts.iter().map(|_| None).collect();
+        RunStep {
+            args: vec!["/bin/sh".into(), "-c".into(), "pip install -r r.txt".into()],
+            env: vec![
+                "PATH=/usr/bin:/bin".into(),
+                "HTTP_PROXY=http://proxy:3128".into(),
+            ],
+            user: "app".into(),
+            workdir: "/srv".into(),
+            network: Network::Host,
+            mounts,
+            sources,
+        }
+    }
+
+    fn key_of(step: &RunStep) -> crate::engine::cache::CacheKey {
+        let mut key = KeyEncoder::new("step", None);
+        step.key(&mut key);
+        key.finish()
+    }
+
+    /// The key bytes of representative RUN steps, pinned: changing them is a decision
+    /// (docs/build.md, "Cache keys").
+    #[test]
+    fn keys_are_pinned() {
+        assert_eq!(
+            key_of(&step(Vec::new())).hex(),
+            "1b02ee920325294fec58c83247ac7d440d603e83b92209b56586dfbb5d7171a2"
+        );
+        let mut secret = cache_mount("/run/secrets/npm");
+        secret.kind = MountType::Secret;
+        secret.id = Some("npm".into());
+        secret.mode = Some(0o400);
+        secret.required = true;
+        assert_eq!(
+            key_of(&step(vec![cache_mount("/root/.cache/pip"), secret])).hex(),
+            "5902603e7681e708b22870617098200fcd260b668e68e1759d04c1866b6821e3"
+        );
+    }
+
+    /// Proxy variables and a cache mount's sharing mode do not change the result, and stay
+    /// out of the key; the rest of the environment is in it.
+    #[test]
+    fn what_does_not_change_the_result_is_left_out() {
+        let base = key_of(&step(vec![cache_mount("/c")]));
+        let mut other = step(vec![cache_mount("/c")]);
+        other.env[1] = "HTTP_PROXY=http://other:8080".into();
+        other.mounts[0].sharing = Sharing::Locked;
+        assert_eq!(key_of(&other), base);
+        other.env[0] = "PATH=/bin".into();
+        assert_ne!(key_of(&other), base);
+    }
+}

@@ -1,0 +1,123 @@
+//! Running a layer step: prepare it by kind, make its key, take its result from the cache
+//! or mount the step's filesystem, do the work and commit what changed.
+
+use std::collections::BTreeMap;
+
+use super::kind::StepKind;
+use super::work::{Cx, LayerStep};
+use super::{copy, run, workdir};
+use crate::engine::cache::{KeyEncoder, Record};
+use crate::engine::commit;
+use crate::engine::error::BuildError;
+use crate::engine::fs::StepFs;
+use crate::engine::session::Session;
+use crate::engine::state::State;
+use crate::layer::LayerOptions;
+use crate::plan::Step;
+use crate::snapshot::workdir::WorkDir;
+
+/// Prepare a layer step of `kind`.
+fn prepare(
+    session: &Session<'_>,
+    kind: StepKind<'_>,
+    step: &Step,
+    state: &State,
+    done: &BTreeMap<usize, State>,
+) -> Result<Option<Box<dyn LayerStep>>, BuildError> {
+    Ok(Some(match kind {
+        StepKind::Meta => return Ok(None),
+        StepKind::Run(r) => Box::new(run::prepare(session, r, step, state, done)?),
+        StepKind::Copy(c) => Box::new(copy::prepare_copy(session, c, step, state, done)?),
+        StepKind::Add(a) => Box::new(copy::prepare_add(session, a, step, state)?),
+        StepKind::Workdir => Box::new(workdir::prepare(state)),
+    }))
+}
+
+/// What every layer step's key starts with: the platform, and how the layer is written (a
+/// layer cached as gzip must not answer a zstd build, nor one without SOURCE_DATE_EPOCH a
+/// reproducible one). Compression threads do not change the bytes and stay out.
+fn key_header(key: &mut KeyEncoder, state: &State, layer: &LayerOptions) {
+    key.str("platform", &state.platform.to_string());
+    key.nested("layer", |l| {
+        l.str("compression", &layer.compression.to_string());
+        l.opt_i64("level", layer.level.map(i64::from));
+        l.opt_i64("source-date-epoch", layer.source_date_epoch);
+    });
+}
+
+/// Run (or find in the cache) one layer step; returns whether it was cached. `Ok(None)`
+/// for a step that writes no layer.
+pub(crate) fn run_layer_step(
+    session: &Session<'_>,
+    id: usize,
+    step: &Step,
+    created_by: &str,
+    state: &mut State,
+    done: &BTreeMap<usize, State>,
+) -> Result<Option<bool>, BuildError> {
+    let Some(work) = prepare(
+        session,
+        StepKind::of(&step.instruction.kind),
+        step,
+        state,
+        done,
+    )?
+    else {
+        return Ok(None);
+    };
+    let mut key = KeyEncoder::new("step", Some(&state.key));
+    key_header(&mut key, state, &session.settings().layer);
+    work.key(&mut key);
+    let key = key.finish();
+    if !session.settings().no_cache
+        && let Some(record) = session.cache().get(&key)
+        && reuse(session, &record, state, created_by)?
+    {
+        state.key = key;
+        return Ok(Some(true));
+    }
+    state.clock = session.created();
+    let dir = WorkDir::create(&session.settings().state_root)?;
+    let fs = StepFs::prepare(session.snapshotter(), &state.lowers, dir.path())?;
+    let cx = Cx {
+        session,
+        id,
+        step,
+        work_dir: dir.path(),
+    };
+    work.execute(&cx, fs.root())?;
+    let (upper, changes) = fs.finish()?;
+    let layer = if changes.is_empty() {
+        None
+    } else {
+        Some(commit::write(session, &upper, &changes)?)
+    };
+    let upper = layer.as_ref().map(|_| upper.as_path());
+    commit::add_layer(session, state, created_by, layer.as_ref(), upper)?;
+    session.cache().put(
+        &key,
+        &Record {
+            layer,
+            created: state.clock.clone(),
+        },
+    )?;
+    state.key = key;
+    Ok(Some(false))
+}
+
+/// Take a cached result if its layer is still in the store; false when it is not.
+fn reuse(
+    session: &Session<'_>,
+    record: &Record,
+    state: &mut State,
+    created_by: &str,
+) -> Result<bool, BuildError> {
+    if let Some(layer) = &record.layer
+        && !session.store().blobs().contains(&layer.digest)
+    {
+        return Ok(false);
+    }
+    state.clock = record.created.clone().or_else(|| session.created());
+    commit::add_layer(session, state, created_by, record.layer.as_ref(), None)?;
+    Ok(true)
+}

@@ -1,0 +1,54 @@
+//! Users and groups of a step, resolved against the image's own `/etc/passwd` and
+//! `/etc/group` in the step's root filesystem: USER for RUN and WORKDIR, and COPY/ADD's
+//! `--chown` (BuildKit's rules, not USER's).
+
+use std::path::Path;
+
+use crate::dockerfile::instruction::Instruction;
+use crate::engine::copy;
+use crate::engine::error::BuildError;
+use crate::engine::session::Session;
+use crate::sandbox;
+
+/// The image's own `/etc/passwd` and `/etc/group` in `rootfs`.
+fn passwd_and_group(rootfs: &Path) -> Result<(String, String), BuildError> {
+    let read = |p: &str| {
+        sandbox::user::read_in_root(rootfs, p).map_err(|source| BuildError::Files {
+            what: format!("reading {p} of the image"),
+            source,
+        })
+    };
+    Ok((read("/etc/passwd")?, read("/etc/group")?))
+}
+
+/// USER resolved in `rootfs`.
+pub(crate) fn resolve_user(
+    session: &Session<'_>,
+    instruction: &Instruction,
+    rootfs: &Path,
+    spec: &str,
+) -> Result<sandbox::user::User, BuildError> {
+    let (passwd, group) = passwd_and_group(rootfs)?;
+    sandbox::user::resolve(spec, &passwd, &group).map_err(|e| session.fail_at(instruction, &e))
+}
+
+/// `--chown` of COPY/ADD resolved in `rootfs`.
+pub(crate) fn chown_ids(
+    session: &Session<'_>,
+    instruction: &Instruction,
+    rootfs: &Path,
+    spec: &str,
+) -> Result<(u32, u32), BuildError> {
+    let (passwd, group) = passwd_and_group(rootfs)?;
+    copy::resolve_chown(spec, &passwd, &group).map_err(|e| session.fail_at(instruction, &e))
+}
+
+/// USER's uid and gid in `rootfs`.
+pub(crate) fn user_ids(
+    session: &Session<'_>,
+    instruction: &Instruction,
+    rootfs: &Path,
+    spec: &str,
+) -> Result<(u32, u32), BuildError> {
+    resolve_user(session, instruction, rootfs, spec).map(|u| (u.uid, u.gid))
+}

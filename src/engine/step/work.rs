@@ -1,0 +1,29 @@
+//! The interface every layer step kind implements: its key and its work, side by side.
+
+use std::path::Path;
+
+use crate::engine::cache::KeyEncoder;
+use crate::engine::error::BuildError;
+use crate::engine::session::Session;
+use crate::plan::Step;
+
+/// A layer step made concrete: everything that decides its result, known before anything
+/// is mounted.
+pub(crate) trait LayerStep {
+    /// Write everything that decides the step's result into its key, in a fixed order
+    /// (docs/build.md, "Cache keys"); leave out what does not change the result.
+    fn key(&self, key: &mut KeyEncoder);
+
+    /// Do the work in `root`, the step's filesystem.
+    fn execute(self: Box<Self>, cx: &Cx<'_, '_>, root: &Path) -> Result<(), BuildError>;
+}
+
+/// What a step's work may use besides its own inputs.
+pub(crate) struct Cx<'s, 'a> {
+    pub(crate) session: &'s Session<'a>,
+    /// The step's progress vertex.
+    pub(crate) id: usize,
+    pub(crate) step: &'s Step,
+    /// A directory of the step's own, beside its filesystem (secrets, sockets, files).
+    pub(crate) work_dir: &'s Path,
+}
