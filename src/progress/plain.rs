@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::{Event, Reporter};
+use super::event::{Event, Reporter};
 
 pub struct Plain<W: Write + Send> {
     inner: Mutex<(W, BTreeMap<usize, Instant>)>,

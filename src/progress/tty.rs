@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::{Event, Reporter};
+use super::event::{Event, Reporter};
 
 pub struct Tty {
     multi: MultiProgress,

@@ -9,7 +9,8 @@ use std::process::{Command, ExitCode, Stdio};
 use rustix::process::Signal;
 use rustix::thread::{CapabilitySet, UnshareFlags};
 
-use super::{HELPER_ARG, INIT_ARG, Network, Spec, rootfs};
+use super::rootfs;
+use super::spec::{HELPER_ARG, INIT_ARG, Network, Spec};
 
 /// Exit code for "the sandbox could not start the command" (as `docker run` uses 125).
 const SETUP_FAILED: u8 = 125;

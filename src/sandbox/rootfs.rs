@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 
-use super::Spec;
+use super::spec::Spec;
 
 /// runc's default masked paths: files get /dev/null, directories an empty read-only tmpfs.
 const MASKED: [&str; 11] = [

@@ -9,9 +9,9 @@
 
 use std::collections::BTreeSet;
 
-use super::Store;
 use super::error::StoreError;
 use super::index::Tags;
+use super::local::Store;
 use crate::oci::manifest::{
     Descriptor, ImageManifest, Manifest, descriptor_digest, media_type_from_oci,
     parse_manifest_any, select_manifest,

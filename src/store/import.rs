@@ -17,11 +17,11 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::Store;
 use super::blobs::read_verified;
 use super::error::StoreError;
 use super::index::REF_NAME;
 use super::layout::{OCI_LAYOUT_FILE, check_oci_layout};
+use super::local::Store;
 use crate::oci::manifest::{
     Descriptor, Manifest, ManifestError, descriptor_digest, media_type_from_oci, parse_manifest_any,
 };

@@ -10,7 +10,7 @@
 
 use regex::Regex;
 
-use super::is_name_char;
+use super::chars::is_name_char;
 
 /// Compile a shell pattern. `*` is `.*` (or `.*?` unless `greedy`), `?` is `.`; `\*`, `\?`
 /// and `\\` are literal; `\}` and `\/` are the bare character (the escape was only needed

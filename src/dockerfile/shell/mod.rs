@@ -13,15 +13,14 @@
 //! Layout: this file is the API and the scanner (quotes, escapes, names, `${...}` forms);
 //! `glob` compiles the patterns of `#`, `%` and `/`; `error` is [`ShellError`].
 
+mod chars;
 mod error;
 mod glob;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::LazyLock;
 
-use regex::Regex;
-
-pub use error::ShellError;
+use chars::{is_go_digit, is_name_char};
+pub use error::{MAX_DEPTH, ShellError};
 
 /// Where variable values come from. Implemented for maps, for `(name, value)` lists (where
 /// the last duplicate wins, like `docker run -e`), and for [`EmptyEnv`].
@@ -103,10 +102,6 @@ pub struct Expansion {
     /// Names looked up and found unset; the linter reports these.
     pub unmatched: BTreeSet<String>,
 }
-
-/// How many `${` may nest. Real Dockerfiles use two or three; the bound keeps recursion
-/// within a small thread stack (about 6 KiB per level in debug builds, 1.2 KiB in release).
-pub const MAX_DEPTH: usize = 64;
 
 impl Lexer {
     /// A lexer with the given escape character and every mode flag off.
@@ -668,38 +663,6 @@ impl<'a> Expander<'a> {
             }
         })
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// Go's character classes. Names are read with Go's `unicode.IsLetter` (category L) and
-// `unicode.IsDigit` (category Nd), which differ from Rust's `is_alphabetic` (adds Nl and
-// Other_Alphabetic marks) and `is_numeric` (adds Nl and No).
-// ---------------------------------------------------------------------------------------
-
-static GO_LETTER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\p{L}$").expect("constant regex compiles"));
-static GO_DIGIT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\p{Nd}$").expect("constant regex compiles"));
-
-fn is_go_letter(c: char) -> bool {
-    if c.is_ascii() {
-        c.is_ascii_alphabetic()
-    } else {
-        GO_LETTER.is_match(c.encode_utf8(&mut [0; 4]))
-    }
-}
-
-fn is_go_digit(c: char) -> bool {
-    if c.is_ascii() {
-        c.is_ascii_digit()
-    } else {
-        GO_DIGIT.is_match(c.encode_utf8(&mut [0; 4]))
-    }
-}
-
-/// A character that may continue a name: Go's letter, digit or `_`.
-fn is_name_char(c: char) -> bool {
-    is_go_letter(c) || is_go_digit(c) || c == '_'
 }
 
 #[cfg(test)]
