@@ -404,6 +404,41 @@ mod tests {
         assert!(text.contains("1 |     RUNN x\n  |     ^^^^\n"), "{text}");
     }
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("{message}")]
+    struct Step {
+        message: &'static str,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    }
+
+    fn step(message: &'static str, source: Option<Step>) -> Step {
+        Step {
+            message,
+            source: source.map(|s| Box::new(s) as _),
+        }
+    }
+
+    macro_rules! chains {
+        ($($name:ident: $err:expr => $want:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                assert_eq!(chain(&$err), $want);
+            }
+        )*};
+    }
+
+    chains! {
+        chain_of_one_is_the_message: step("pulling a", None) => "pulling a";
+        chain_folds_each_cause_once_in_order:
+            step("pulling a", Some(step("GET /v2/", Some(step("connection refused", None)))))
+            => "pulling a: GET /v2/: connection refused";
+        chain_reads_through_io_errors: std::io::Error::other(step(
+            "reading the spec",
+            Some(step("unexpected end of file", None)),
+        )) => "reading the spec: unexpected end of file";
+    }
+
     #[test]
     fn multi_line_span_shows_following_lines() {
         let s = Source::new("Dockerfile", "RUN a \\\n  b \\\n  c \\\n  d\n");

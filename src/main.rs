@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     let args = match rbuild::sandbox::unshare::enter(std::env::args_os().collect()) {
         Ok(args) => args,
         Err(err) => {
-            eprintln!("error: {err}");
+            eprint!("{}", cli::render_error(&err.into()));
             return ExitCode::FAILURE;
         }
     };

@@ -137,7 +137,9 @@ fn build_rejects_a_bad_tag_before_planning() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
     assert!(
-        stderr.contains("-t BAD::TAG: invalid image name") && !stderr.contains("valid ("),
+        stderr.starts_with("error: -t BAD::TAG\n\nCaused by:\n  invalid image name \"BAD::TAG\"\n")
+            && stderr.contains("must be lowercase")
+            && !stderr.contains("valid ("),
         "{}",
         describe(&args, &out)
     );

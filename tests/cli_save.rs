@@ -226,3 +226,57 @@ fn docker_archive_is_loaded_and_run_by_podman() {
     let _ = podman(&home, &["rmi", "-a", "-f"]);
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// A failure with causes renders as cargo renders it: the step, then each cause under its
+/// own `Caused by:`, indented two spaces, said once.
+#[test]
+fn load_of_a_missing_file_prints_the_cause_under_caused_by() {
+    let home = temp_home("cli-load-missing");
+    let conf = mirror_conf(&home, "127.0.0.1:1", &[]);
+    let missing = home.join("missing.tar");
+    let args = ["load", "-i", missing.to_str().unwrap()];
+    let out = rbuild_in(&home, &conf, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: opening {}\n\nCaused by:\n  No such file or directory (os error 2)\n",
+            missing.display()
+        ),
+        "{}",
+        describe(&args, &out)
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn save_with_a_store_under_a_file_prints_each_cause_in_order() {
+    let home = temp_home("cli-save-root-under-file");
+    let conf = mirror_conf(&home, "127.0.0.1:1", &[]);
+    let file = home.join("file");
+    std::fs::write(&file, b"").unwrap();
+    let root = file.join("root");
+    let out_tar = home.join("out.tar");
+    let args = [
+        "--root",
+        root.to_str().unwrap(),
+        "save",
+        "-o",
+        out_tar.to_str().unwrap(),
+        "busybox",
+    ];
+    let out = rbuild_in(&home, &conf, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: opening the store at {root}\n\n\
+             Caused by:\n  cannot create the store directory {root}\n\n\
+             Caused by:\n  Not a directory (os error 20)\n",
+            root = root.display()
+        ),
+        "{}",
+        describe(&args, &out)
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}

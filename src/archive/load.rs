@@ -85,7 +85,10 @@ pub fn load(store: &Store, input: impl Read) -> Result<Vec<Reference>, ExportErr
             .map_err(|e| match e {
                 StoreError::BlobMismatch { source } => ExportError::Entry {
                     path: path.clone(),
-                    reason: format!("its content is not the digest its name says: {source}"),
+                    reason: format!(
+                        "its content is not the digest its name says: {}",
+                        crate::diag::chain(&source)
+                    ),
                 },
                 other => other.into(),
             })?;

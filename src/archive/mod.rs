@@ -22,16 +22,16 @@ pub enum Format {
 pub enum ExportError {
     #[error("{image}: not in the store")]
     NotFound { image: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] Box<StoreError>),
-    #[error("{0}")]
+    #[error(transparent)]
     Manifest(#[from] Box<ManifestError>),
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Write {
         path: String,
         source: std::io::Error,
     },
-    #[error("reading the archive: {source}")]
+    #[error("reading the archive")]
     Read { source: std::io::Error },
     #[error("archive entry {path}: {reason}")]
     Entry { path: String, reason: String },

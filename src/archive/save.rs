@@ -233,7 +233,7 @@ fn index_json(saved: &[Saved]) -> Result<Vec<u8>, ExportError> {
     });
     to_canonical_vec(&index).map_err(|e| ExportError::Invalid {
         what: "index.json".into(),
-        reason: e.to_string(),
+        reason: crate::diag::chain(&e),
     })
 }
 
@@ -265,7 +265,7 @@ fn docker_json(saved: &[Saved]) -> Result<(Vec<u8>, Vec<u8>), ExportError> {
     let enc = |v: &Value| {
         to_canonical_vec(v).map_err(|e| ExportError::Invalid {
             what: "manifest.json".into(),
-            reason: e.to_string(),
+            reason: crate::diag::chain(&e),
         })
     };
     Ok((

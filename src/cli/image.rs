@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::Context;
+use rbuild::diag::chain;
 use rbuild::oci::digest::Digest;
 use rbuild::oci::manifest::descriptor_digest;
 use rbuild::oci::platform::Platform;
@@ -237,7 +238,7 @@ pub fn images_cmd(root: &Path, _args: ImagesArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_else(|| "N/A".into());
                 [repo, tag, id, created, human_size(size)]
             }
-            Err(e) => [repo, tag, "<error>".into(), String::new(), e.to_string()],
+            Err(e) => [repo, tag, "<error>".into(), String::new(), chain(&e)],
         };
         rows.push(row);
     }

@@ -30,14 +30,14 @@ impl std::fmt::Display for Side {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
     /// One of the pattern lists does not compile (upstream: "invalid excludepatterns: ...").
-    #[error("invalid {side} patterns {patterns:?}: {source}")]
+    #[error("invalid {side} patterns {patterns:?}")]
     Compile {
         side: Side,
         patterns: Vec<String>,
         source: PatternError,
     },
     /// A pattern failed while deciding `path` (upstream: "failed to match excludepatterns").
-    #[error("failed to match {side} patterns against {path:?}: {source}")]
+    #[error("failed to match {side} patterns against {path:?}")]
     Match {
         side: Side,
         path: String,

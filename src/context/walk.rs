@@ -44,15 +44,15 @@ pub struct WalkEntry {
 /// Why a walk failed. Every variant names the path involved.
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
-    #[error("open build context {path}: {source}")]
+    #[error("open build context {path}")]
     OpenRoot { path: PathBuf, source: io::Error },
     #[error("build context {path} is not a directory")]
     RootNotDir { path: PathBuf },
-    #[error("read directory {path}: {source}")]
+    #[error("read directory {path}")]
     ReadDir { path: PathBuf, source: io::Error },
-    #[error("stat {path}: {source}")]
+    #[error("stat {path}")]
     Stat { path: PathBuf, source: io::Error },
-    #[error("read symlink {path}: {source}")]
+    #[error("read symlink {path}")]
     ReadLink { path: PathBuf, source: io::Error },
     #[error("file name is not valid UTF-8: {path}")]
     NonUtf8Name { path: PathBuf },

@@ -8,7 +8,7 @@ use super::flags::{self, Flags, Kind as F};
 use super::heredoc;
 use super::mount;
 use super::units::parse_duration;
-use crate::diag::{Span, SpannedError};
+use crate::diag::{Span, SpannedError, chain};
 
 /// Why an instruction is invalid.
 pub type TypeError = SpannedError;
@@ -665,7 +665,7 @@ fn parse_healthcheck(node: &Node) -> Result<(Kind, Flags), TypeError> {
             return Ok(0);
         };
         let span = f.span(name).unwrap_or(node.span);
-        let d = parse_duration(v).map_err(|e| TypeError::new(e.to_string(), span))?;
+        let d = parse_duration(v).map_err(|e| TypeError::new(chain(&e), span))?;
         if d != 0 && d < 1_000_000 {
             return Err(TypeError::new(
                 format!("Interval \"{name}\" cannot be less than 1ms"),

@@ -11,7 +11,7 @@ use super::ast::{Arg, Heredoc, Node};
 use super::directive::{Directive, DirectiveParser};
 use super::heredoc;
 use super::line_parser::{self, LineError, Word};
-use crate::diag::{Source, Span, SpannedError};
+use crate::diag::{Source, Span, SpannedError, chain};
 
 /// Why parsing failed, with where.
 pub type ParseError = SpannedError;
@@ -174,7 +174,7 @@ pub fn parse(source: &Source) -> Result<Dockerfile, ParseError> {
         let token_at = first.start + (body.len() - token.len());
         let directive = directives
             .offer(token, first.no, Span::new(token_at, token_at + token.len()))
-            .map_err(|e| ParseError::new(e.to_string(), first.body_span()))?;
+            .map_err(|e| ParseError::new(chain(&e), first.body_span()))?;
         if let Some(d) = directive
             && d.name == "escape"
         {
@@ -198,7 +198,7 @@ pub fn parse(source: &Source) -> Result<Dockerfile, ParseError> {
             let body = next.body();
             directives
                 .offer(body, next.no, next.body_span())
-                .map_err(|e| ParseError::new(e.to_string(), next.body_span()))?;
+                .map_err(|e| ParseError::new(chain(&e), next.body_span()))?;
             if is_comment(next.raw) {
                 continue;
             }
@@ -227,7 +227,7 @@ pub fn parse(source: &Source) -> Result<Dockerfile, ParseError> {
         if joined.contains("<<") && can_contain_heredoc(&node) {
             let docs = heredoc::from_line(&joined).map_err(|e| {
                 ParseError::new(
-                    format!("invalid heredoc: {e}"),
+                    format!("invalid heredoc: {}", chain(&e)),
                     Span::new(node_start, first.start + first.body().len()),
                 )
             })?;
@@ -318,14 +318,14 @@ fn node_from_line(
     let line_err = |e: LineError| match e {
         LineError::MissingEquals(_, ref r) => {
             let span = span_of(r.start + args_at..r.end + args_at);
-            ParseError::new(e.to_string(), span)
+            ParseError::new(chain(&e), span)
                 .with_hint("use `name=value` pairs, quoting values that hold spaces")
         }
-        LineError::MissingValue(_) => ParseError::new(e.to_string(), args_span).with_hint(format!(
+        LineError::MissingValue(_) => ParseError::new(chain(&e), args_span).with_hint(format!(
             "give a value: `{} NAME=value`",
             cmd.keyword.value.to_uppercase()
         )),
-        LineError::NotStringArray => ParseError::new(e.to_string(), args_span)
+        LineError::NotStringArray => ParseError::new(chain(&e), args_span)
             .with_hint("write every element of the array as a \"string\""),
     };
 

@@ -24,7 +24,7 @@ pub enum SshError {
     NotASocket { id: String, path: PathBuf },
     #[error("--ssh {id:?}: only one socket per id is supported, got {count}")]
     SeveralSockets { id: String, count: usize },
-    #[error("--ssh {id:?}: {}: {source}", path.display())]
+    #[error("--ssh {id:?}: {}", path.display())]
     Io {
         id: String,
         path: PathBuf,

@@ -12,28 +12,28 @@ pub enum LayerError {
     BadChange { path: String, reason: &'static str },
     #[error("layer change {path:?} is listed twice")]
     DuplicateChange { path: String },
-    #[error("stat {path}: {source}")]
+    #[error("stat {path}")]
     Stat { path: PathBuf, source: io::Error },
     #[error("{path}: an opaque change must name a directory")]
     OpaqueNotDirectory { path: PathBuf },
-    #[error("reading the symlink {path}: {source}")]
+    #[error("reading the symlink {path}")]
     ReadLink { path: PathBuf, source: io::Error },
-    #[error("reading the extended attributes of {path}: {source}")]
+    #[error("reading the extended attributes of {path}")]
     ReadXattrs { path: PathBuf, source: io::Error },
-    #[error("opening {path}: {source}")]
+    #[error("opening {path}")]
     OpenFile { path: PathBuf, source: io::Error },
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     ReadFile { path: PathBuf, source: io::Error },
     #[error("{path} changed while it was archived: {what}")]
     FileChanged { path: PathBuf, what: String },
-    #[error("writing the layer archive at {path}: {source}")]
+    #[error("writing the layer archive at {path}")]
     WriteArchive { path: String, source: io::Error },
-    #[error("starting the {compression} compressor: {source}")]
+    #[error("starting the {compression} compressor")]
     StartCompressor {
         compression: Compression,
         source: io::Error,
     },
-    #[error("finishing the {compression} stream: {source}")]
+    #[error("finishing the {compression} stream")]
     FinishCompressor {
         compression: Compression,
         source: io::Error,

@@ -23,7 +23,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum CanonicalError {
     /// The value's `Serialize` impl failed (e.g. a map with non-string keys).
-    #[error("cannot serialize {type_name} as JSON: {source}")]
+    #[error("cannot serialize {type_name} as JSON")]
     ToJson {
         type_name: &'static str,
         source: serde_json::Error,

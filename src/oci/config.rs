@@ -305,7 +305,7 @@ pub struct History {
 /// Why a config could not be read or written.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("invalid image config JSON: {source}")]
+    #[error("invalid image config JSON")]
     Parse { source: serde_json::Error },
     #[error(transparent)]
     Serialize(#[from] CanonicalError),
@@ -554,10 +554,9 @@ mod tests {
     #[test]
     fn bad_diff_id_is_a_parse_error() {
         let bad = json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": ["sha256:abc"]}});
-        let err = ImageConfig::from_json(bad.to_string().as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("invalid image config JSON:"), "{err}");
+        let err =
+            crate::diag::chain(&ImageConfig::from_json(bad.to_string().as_bytes()).unwrap_err());
+        assert!(err.starts_with("invalid image config JSON: "), "{err}");
         assert!(err.contains("sha256:abc"), "{err}");
     }
 

@@ -47,7 +47,7 @@ pub enum Manifest {
 /// Why a manifest document could not be read or written.
 #[derive(Debug, Error)]
 pub enum ManifestError {
-    #[error("invalid manifest JSON (served as {media_type}): {source}")]
+    #[error("invalid manifest JSON (served as {media_type})")]
     Json {
         media_type: String,
         source: serde_json::Error,
@@ -66,13 +66,13 @@ pub enum ManifestError {
     KindMismatch { header: String, body: String },
     #[error("unsupported manifest schemaVersion: expected 2, got {got}")]
     SchemaVersion { got: String },
-    #[error("invalid {kind} ({media_type}): {source}")]
+    #[error("invalid {kind} ({media_type})")]
     Decode {
         kind: &'static str,
         media_type: String,
         source: serde_json::Error,
     },
-    #[error("invalid descriptor digest {digest:?}: {source}")]
+    #[error("invalid descriptor digest {digest:?}")]
     DescriptorDigest { digest: String, source: DigestError },
     #[error(transparent)]
     Serialize(#[from] CanonicalError),
@@ -653,7 +653,7 @@ mod tests {
     fn sha384_descriptor_digest_is_refused_clearly() {
         let mut desc = descriptor(&MediaType::OciConfig, &Digest::parse(C).unwrap(), 2);
         desc.set_digest(format!("sha384:{}", "ab".repeat(48)).parse().unwrap());
-        let err = descriptor_digest(&desc).unwrap_err().to_string();
+        let err = crate::diag::chain(&descriptor_digest(&desc).unwrap_err());
         assert!(err.contains("unsupported algorithm \"sha384\""), "{err}");
     }
 }

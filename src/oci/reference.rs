@@ -70,7 +70,7 @@ pub enum ReferenceError {
         "invalid reference format {input:?}: tag {tag:?} must be 1 to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
     )]
     InvalidTag { input: String, tag: String },
-    #[error("invalid reference format {input:?}: {source}")]
+    #[error("invalid reference format {input:?}")]
     InvalidDigest { input: String, source: DigestError },
     #[error(
         "invalid reference format {input:?}: repository name is {length} characters, more than {MAX_PATH_LEN}"
@@ -643,9 +643,12 @@ mod tests {
             err.to_string(),
             "invalid reference format \"docker/Docker\": repository name (docker/Docker) must be lowercase"
         );
-        let err = Reference::parse("busybox@sha256:abc")
-            .unwrap_err()
-            .to_string();
+        let err = Reference::parse("busybox@sha256:abc").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid reference format \"busybox@sha256:abc\""
+        );
+        let err = crate::diag::chain(&err);
         assert!(err.contains("needs 64 hex digits, got 3"), "{err}");
     }
 

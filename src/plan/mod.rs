@@ -8,7 +8,7 @@ pub mod scope;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::diag::{Diagnostic, Source, Span};
+use crate::diag::{Diagnostic, Source, Span, chain};
 use crate::dockerfile::ast::Arg;
 use crate::dockerfile::directive::CheckConfig;
 use crate::dockerfile::instruction::{self, Instruction, Kind};
@@ -170,7 +170,7 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
     let df = parser::parse(source).map_err(|e| e.diagnostic(source))?;
     let check = match df.directive("check") {
         Some(d) => CheckConfig::parse(&d.value)
-            .map_err(|e| Diagnostic::error(e.to_string()).at(source, d.span))?,
+            .map_err(|e| Diagnostic::error(chain(&e)).at(source, d.span))?,
         None => CheckConfig::default(),
     };
     let instrs = df
@@ -359,7 +359,7 @@ impl Planner<'_> {
             .map(|e| (e.result, e.unmatched))
             .map_err(|e| {
                 let at = span.start + e.offset().min(span.end - span.start);
-                self.err_at(Span::new(at, span.end.max(at + 1)), e.to_string())
+                self.err_at(Span::new(at, span.end.max(at + 1)), chain(&e))
             })
     }
 
@@ -449,7 +449,10 @@ impl Planner<'_> {
                 let span = i.flags.span("platform").unwrap_or(i.node.keyword_span);
                 let (text, _) = self.expand(p, span, &self.global)?;
                 Some(Platform::parse(&text).map_err(|e| {
-                    self.err_at(span, format!("failed to parse platform {text}: {e}"))
+                    self.err_at(
+                        span,
+                        format!("failed to parse platform {text}: {}", chain(&e)),
+                    )
                 })?)
             }
         };
@@ -465,7 +468,7 @@ impl Planner<'_> {
             Reference::parse(&image).map_err(|e| {
                 self.err_at(
                     f.image.span,
-                    format!("invalid base image reference \"{image}\": {e}"),
+                    format!("invalid base image reference \"{image}\": {}", chain(&e)),
                 )
             })?;
             Base::Image(image.clone())
@@ -573,7 +576,7 @@ impl Planner<'_> {
                 Kind::Run(r) => {
                     for m in &r.mounts {
                         let expander =
-                            |w: &str| lexer.process_word(w, &scope).map_err(|e| e.to_string());
+                            |w: &str| lexer.process_word(w, &scope).map_err(|e| chain(&e));
                         // BuildKit numbers ssh mounts among themselves: ssh_agent.0, .1, …
                         let ssh_index = mounts
                             .iter()
@@ -702,7 +705,7 @@ fn expand_inline(
     for s in inline.iter_mut().filter(|s| s.expand) {
         s.data = raw
             .process_word(&s.data, scope)
-            .map_err(|e| at(format!("heredoc {}: {e}", s.path)))?;
+            .map_err(|e| at(format!("heredoc {}: {}", s.path, chain(&e))))?;
     }
     Ok(())
 }

@@ -71,7 +71,10 @@ impl Credentials for Static {
 impl Credentials for super::credentials::CredentialStore {
     fn basic(&self, host: &str, repository: &str) -> Result<Option<(String, String)>, String> {
         use super::credentials::Credential;
-        match self.lookup(host, repository).map_err(|e| e.to_string())? {
+        match self
+            .lookup(host, repository)
+            .map_err(|e| crate::diag::chain(&e))?
+        {
             None => Ok(None),
             Some(Credential::Basic { username, password }) => Ok(Some((username, password))),
             Some(Credential::IdentityToken(_) | Credential::RegistryToken(_)) => Err(format!(
@@ -91,19 +94,19 @@ pub enum RegistryError {
         code: String,
         message: String,
     },
-    #[error("{method} {url}: {source}")]
+    #[error("{method} {url}")]
     Transport {
         method: &'static str,
         url: String,
         source: ureq::Error,
     },
-    #[error("{method} {url}: reading the response: {source}")]
+    #[error("{method} {url}: reading the response")]
     Read {
         method: &'static str,
         url: String,
         source: io::Error,
     },
-    #[error("writing {url} to its destination: {source}")]
+    #[error("writing {url} to its destination")]
     Write { url: String, source: io::Error },
     #[error("{url}: authentication failed{}", hint_for(.host))]
     Unauthorized { url: String, host: String },
@@ -720,7 +723,7 @@ impl Client {
             };
             let ch = parse_challenges(&header).map_err(|e| RegistryError::Challenge {
                 url: url.to_string(),
-                reason: e.to_string(),
+                reason: crate::diag::chain(&e),
             })?;
             let same = known.as_ref() == Some(&ch);
             self.challenges
@@ -801,7 +804,7 @@ impl Client {
                 let (token, life) =
                     TokenResponse::parse(realm, &body).map_err(|e| RegistryError::Challenge {
                         url: token_url.clone(),
-                        reason: e.to_string(),
+                        reason: crate::diag::chain(&e),
                     })?;
                 self.tokens.lock().expect("token lock").put(
                     realm,

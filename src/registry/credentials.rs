@@ -73,7 +73,7 @@ impl fmt::Debug for Credential {
 /// Why credentials could not be read, stored or erased. No variant holds a secret.
 #[derive(Debug, Error)]
 pub enum CredentialError {
-    #[error("cannot read credentials file {}: {source}", path.display())]
+    #[error("cannot read credentials file {}", path.display())]
     ReadAuthFile { path: PathBuf, source: io::Error },
     #[error("{}:{line}:{column}: {problem} in credentials file", path.display())]
     ParseAuthFile {
@@ -88,13 +88,13 @@ pub enum CredentialError {
         key: String,
         reason: &'static str,
     },
-    #[error("cannot write credentials file {}: {source}", path.display())]
+    #[error("cannot write credentials file {}", path.display())]
     WriteAuthFile { path: PathBuf, source: io::Error },
     #[error("credential helper name {name:?} is not usable as docker-credential-<name>")]
     HelperName { name: String },
     #[error("credential helper {program} not found in PATH ({})", path.to_string_lossy())]
     HelperNotFound { program: String, path: OsString },
-    #[error("cannot run credential helper {} {action}: {source}", program.display())]
+    #[error("cannot run credential helper {} {action}", program.display())]
     RunHelper {
         program: PathBuf,
         action: &'static str,

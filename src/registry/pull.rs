@@ -66,13 +66,13 @@ pub enum Event {
 pub enum PullError {
     #[error("pulling {reference}: no source to pull from")]
     NoSource { reference: String },
-    #[error("pulling {reference} from {host}: {source}")]
+    #[error("pulling {reference} from {host}")]
     Registry {
         reference: String,
         host: String,
         source: Box<RegistryError>,
     },
-    #[error("pulling {reference}: {source}")]
+    #[error("pulling {reference}")]
     Manifest {
         reference: String,
         source: Box<ManifestError>,
@@ -83,12 +83,12 @@ pub enum PullError {
         platform: String,
         offered: String,
     },
-    #[error("pulling {reference}: {source}")]
+    #[error("pulling {reference}")]
     Store {
         reference: String,
         source: Box<StoreError>,
     },
-    #[error("pulling {name}: {source}")]
+    #[error("pulling {name}")]
     Config {
         name: String,
         source: Box<ConfigError>,
@@ -168,7 +168,7 @@ pub fn pull(
         events(Event::Source {
             host: source.origin.host.clone(),
             repository: source.repository.clone(),
-            error: last.as_ref().map(|e: &PullError| e.to_string()),
+            error: last.as_ref().map(|e: &PullError| crate::diag::chain(e)),
         });
         match pull_from(client, store, source, reference, platform, events) {
             Ok(p) => return Ok(p),

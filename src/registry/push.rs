@@ -36,17 +36,17 @@ pub enum Event {
 pub enum PushError {
     #[error("pushing {image}: not in the store (pull or build it first)")]
     NotFound { image: String },
-    #[error("pushing {image}: {source}")]
+    #[error("pushing {image}")]
     Store {
         image: String,
         source: Box<StoreError>,
     },
-    #[error("pushing {image}: {source}")]
+    #[error("pushing {image}")]
     Manifest {
         image: String,
         source: Box<ManifestError>,
     },
-    #[error("pushing {image} to {host}: {source}")]
+    #[error("pushing {image} to {host}")]
     Registry {
         image: String,
         host: String,

@@ -134,9 +134,9 @@ pub struct Resolved {
 /// Why the registry configuration could not be read or used.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read registries configuration {}: {source}", path.display())]
+    #[error("cannot read registries configuration {}", path.display())]
     ReadFile { path: PathBuf, source: io::Error },
-    #[error("cannot list registries drop-in directory {}: {source}", path.display())]
+    #[error("cannot list registries drop-in directory {}", path.display())]
     ReadDropInDir { path: PathBuf, source: io::Error },
     /// TOML syntax or type error; `key` is our best reading of which key (empty when the
     /// line does not tell), `line` the source line.
@@ -178,7 +178,7 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     RewriteReference(Box<RewriteError>),
-    #[error("invalid image name {input:?}: {source}")]
+    #[error("invalid image name {input:?}")]
     ParseReference {
         input: String,
         source: ReferenceError,
@@ -410,7 +410,7 @@ fn rewrite(
             reason,
         }))
     };
-    let reference = Reference::parse(&rewritten).map_err(|e| fail(e.to_string()))?;
+    let reference = Reference::parse(&rewritten).map_err(|e| fail(crate::diag::chain(&e)))?;
     if reference.to_string() != rewritten {
         return Err(fail(format!("it normalises to {reference}")));
     }

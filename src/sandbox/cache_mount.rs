@@ -30,7 +30,7 @@ pub struct Lease {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cache mount {id:?} at {path}: {source}")]
+#[error("cache mount {id:?} at {path}")]
 pub struct CacheError {
     pub id: String,
     pub path: String,

@@ -24,13 +24,13 @@ impl Limits {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("cannot apply {what}: creating cgroup {path}: {source}{}", hint(.source))]
+    #[error("cannot apply {what}: creating cgroup {path}{}", hint(.source))]
     Create {
         what: &'static str,
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot apply {what}: writing {path}: {source}{}", hint(.source))]
+    #[error("cannot apply {what}: writing {path}{}", hint(.source))]
     Write {
         what: &'static str,
         path: String,

@@ -35,13 +35,13 @@ pub use spec::{Bind, HELPER_ARG, INIT_ARG, Network, Spec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("starting the sandbox helper ({exe}): {source}")]
+    #[error("starting the sandbox helper ({exe})")]
     SpawnHelper { exe: String, source: std::io::Error },
-    #[error("sending the sandbox spec to the helper: {source}")]
+    #[error("sending the sandbox spec to the helper")]
     SendSpec { source: std::io::Error },
-    #[error("waiting for the sandbox: {source}")]
+    #[error("waiting for the sandbox")]
     Wait { source: std::io::Error },
-    #[error("preparing mount point {path}: {source}")]
+    #[error("preparing mount point {path}")]
     MountPoint {
         path: String,
         source: std::io::Error,

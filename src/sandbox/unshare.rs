@@ -51,39 +51,39 @@ const MAP_SELF: u8 = b's';
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnshareError {
-    #[error("creating the pipe to the rootless build process: {source}")]
+    #[error("creating the pipe to the rootless build process")]
     Pipe { source: std::io::Error },
-    #[error("blocking signals before starting the rootless build process: {source}")]
+    #[error("blocking signals before starting the rootless build process")]
     BlockSignals { source: std::io::Error },
-    #[error("starting /proc/self/exe in a user namespace: {source}")]
+    #[error("starting /proc/self/exe in a user namespace")]
     Spawn { source: std::io::Error },
     #[error(
         "mapping ids into the rootless build's user namespace: {message} (newuidmap and newgidmap must be setuid root, and the ranges in /etc/subuid and /etc/subgid must be the user's)"
     )]
     MapIds { message: String },
-    #[error("waiting for the rootless build process: {source}")]
+    #[error("waiting for the rootless build process")]
     Wait { source: std::io::Error },
     #[error("{USERNS_ARG} needs the number of an inherited pipe, got {arg:?}")]
     BadPipe { arg: String },
     #[error(
-        "creating a user namespace for a rootless build: unshare(CLONE_NEWUSER|CLONE_NEWNS): {source}{}",
+        "creating a user namespace for a rootless build: unshare(CLONE_NEWUSER|CLONE_NEWNS){}",
         unshare_hint(.source)
     )]
     Unshare { source: std::io::Error },
-    #[error("unblocking signals in the rootless build process: {source}")]
+    #[error("unblocking signals in the rootless build process")]
     Signals { source: std::io::Error },
-    #[error("waiting for the id mapping of the rootless build: {source}")]
+    #[error("waiting for the id mapping of the rootless build")]
     Handshake { source: std::io::Error },
     #[error("the outer rbuild process did not map ids into the user namespace")]
     NotMapped,
-    #[error("writing /proc/self/{file}: {source}")]
+    #[error("writing /proc/self/{file}")]
     MapSelf {
         file: &'static str,
         source: std::io::Error,
     },
-    #[error("PR_SET_PDEATHSIG: {source}")]
+    #[error("PR_SET_PDEATHSIG")]
     DeathSignal { source: std::io::Error },
-    #[error("making every mount private in the build's mount namespace: {source}")]
+    #[error("making every mount private in the build's mount namespace")]
     Private { source: std::io::Error },
 }
 

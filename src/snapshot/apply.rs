@@ -64,14 +64,14 @@ pub enum ApplyError {
         entry: String,
         reason: String,
     },
-    #[error("layer {layer}: entry {entry:?}: {op}: {source}")]
+    #[error("layer {layer}: entry {entry:?}: {op}")]
     Entry {
         layer: String,
         entry: String,
         op: &'static str,
         source: io::Error,
     },
-    #[error("layer {layer}: reading the archive: {source}")]
+    #[error("layer {layer}: reading the archive")]
     Read { layer: String, source: io::Error },
     #[error("layer {layer}: diff ID mismatch: expected {expected}, got {actual}")]
     DiffId {
@@ -79,7 +79,7 @@ pub enum ApplyError {
         expected: Digest,
         actual: Digest,
     },
-    #[error("opening the target directory {path}: {source}")]
+    #[error("opening the target directory {path}")]
     Target { path: String, source: io::Error },
 }
 

@@ -16,7 +16,7 @@ use super::change::{Change, ChangeKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
-    #[error("reading upper directory entry {path}: {source}")]
+    #[error("reading upper directory entry {path}")]
     ReadUpper {
         path: String,
         source: std::io::Error,

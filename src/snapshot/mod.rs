@@ -29,7 +29,7 @@ pub enum SnapshotError {
     Apply(#[from] Box<ApplyError>),
     #[error(transparent)]
     Store(#[from] Box<StoreError>),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: String,
         source: std::io::Error,
@@ -171,7 +171,7 @@ pub(crate) fn apply_layer(
 ) -> Result<(), SnapshotError> {
     let media = MediaType::parse(layer.media_type().as_ref());
     let digest = descriptor_digest(layer).map_err(|e| SnapshotError::NotALayer {
-        digest: e.to_string(),
+        digest: crate::diag::chain(&e),
         media_type: media.to_string(),
     })?;
     let compression = media

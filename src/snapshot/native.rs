@@ -34,13 +34,13 @@ use super::change::{Change, ChangeKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NativeError {
-    #[error("copying {path}: {op}: {source}")]
+    #[error("copying {path}: {op}")]
     Copy {
         path: String,
         op: &'static str,
         source: std::io::Error,
     },
-    #[error("comparing {path}: {source}")]
+    #[error("comparing {path}")]
     Compare {
         path: String,
         source: std::io::Error,

@@ -51,32 +51,32 @@ const MOUNT_DATA_MAX: usize = 4095;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OverlayError {
-    #[error("creating {path}: {source}")]
+    #[error("creating {path}")]
     CreateDir {
         path: String,
         source: std::io::Error,
     },
-    #[error("opening layer {path}: {source}")]
+    #[error("opening layer {path}")]
     OpenLayer {
         path: String,
         source: std::io::Error,
     },
-    #[error("overlayfs is not available (fsopen(\"overlay\")): {source}")]
+    #[error("overlayfs is not available (fsopen(\"overlay\"))")]
     Fsopen { source: std::io::Error },
-    #[error("configuring overlay {key}={value}: {source}{log}")]
+    #[error("configuring overlay {key}={value}{log}")]
     Configure {
         key: String,
         value: String,
         source: std::io::Error,
         log: String,
     },
-    #[error("creating the overlay for {merged}: {source}{log}")]
+    #[error("creating the overlay for {merged}{log}")]
     Create {
         merged: String,
         source: std::io::Error,
         log: String,
     },
-    #[error("mounting overlay at {merged}: {source}")]
+    #[error("mounting overlay at {merged}")]
     Mount {
         merged: String,
         source: std::io::Error,

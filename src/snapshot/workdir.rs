@@ -11,7 +11,7 @@ use rustix::fs::FlockOperation;
 use rustix::mount::UnmountFlags;
 
 #[derive(Debug, thiserror::Error)]
-#[error("work directory {path}: {source}")]
+#[error("work directory {path}")]
 pub struct WorkDirError {
     pub path: String,
     pub source: std::io::Error,

@@ -511,14 +511,15 @@ mod tests {
         let (_dir, blobs) = store();
         let want = Digest::sha256(b"jello");
         let err = blobs.write(&b"hello"[..], &want).unwrap_err();
-        let text = err.to_string();
+        let text = crate::diag::chain(&err);
         assert!(text.contains(&format!("expected {want}")), "{text}");
         assert!(
             text.contains(&format!("got {}", Digest::sha256(b"hello"))),
             "{text}"
         );
         let err = blobs.write(&b"hell"[..], &exact(b"hello")).unwrap_err();
-        assert!(err.to_string().contains("expected 5 bytes, got 4"), "{err}");
+        let text = crate::diag::chain(&err);
+        assert!(text.contains("expected 5 bytes, got 4"), "{text}");
     }
 
     #[test]
@@ -663,11 +664,16 @@ mod tests {
         fs::write(&path, b"evil").unwrap();
         let err = blobs.verify(&d).unwrap_err();
         assert!(matches!(err, StoreError::CorruptBlob { .. }), "{err:?}");
-        let text = err.to_string();
-        assert!(text.contains(&path.display().to_string()), "{text}");
         assert!(
-            text.contains(&format!("got {}", Digest::sha256(b"evil"))),
-            "{text}"
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        let cause = std::error::Error::source(&err).expect("the mismatch is the cause");
+        assert!(
+            cause
+                .to_string()
+                .contains(&format!("got {}", Digest::sha256(b"evil"))),
+            "{cause}"
         );
     }
 

@@ -14,11 +14,11 @@ use crate::oci::{ConfigError, Digest, DigestError, ManifestError, Platform, Refe
 /// Why a store operation failed.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("cannot create the store directory {}: {source}", path.display())]
+    #[error("cannot create the store directory {}", path.display())]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     ReadLayoutFile { path: PathBuf, source: io::Error },
-    #[error("{} is not a valid oci-layout file: {source}", path.display())]
+    #[error("{} is not a valid oci-layout file", path.display())]
     ParseLayoutFile {
         path: PathBuf,
         source: serde_json::Error,
@@ -33,34 +33,34 @@ pub enum StoreError {
         got: String,
     },
 
-    #[error("cannot create a temporary file in {}: {source}", dir.display())]
+    #[error("cannot create a temporary file in {}", dir.display())]
     CreateTemp { dir: PathBuf, source: io::Error },
-    #[error("cannot read the content of blob {blob}: {source}")]
+    #[error("cannot read the content of blob {blob}")]
     ReadSource { blob: String, source: io::Error },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     WriteFile { path: PathBuf, source: io::Error },
-    #[error("cannot fsync {}: {source}", path.display())]
+    #[error("cannot fsync {}", path.display())]
     SyncFile { path: PathBuf, source: io::Error },
-    #[error("cannot fsync the directory {}: {source}", path.display())]
+    #[error("cannot fsync the directory {}", path.display())]
     SyncDir { path: PathBuf, source: io::Error },
-    #[error("cannot set the mode of {}: {source}", path.display())]
+    #[error("cannot set the mode of {}", path.display())]
     SetMode { path: PathBuf, source: io::Error },
-    #[error("cannot rename {} to {}: {source}", from.display(), to.display())]
+    #[error("cannot rename {} to {}", from.display(), to.display())]
     Rename {
         from: PathBuf,
         to: PathBuf,
         source: io::Error,
     },
-    #[error("cannot link {} to {}: {source}", from.display(), to.display())]
+    #[error("cannot link {} to {}", from.display(), to.display())]
     Link {
         from: PathBuf,
         to: PathBuf,
         source: io::Error,
     },
-    #[error("cannot list {}: {source}", path.display())]
+    #[error("cannot list {}", path.display())]
     ListDir { path: PathBuf, source: io::Error },
 
-    #[error("refusing to store the blob ({source}); nothing was stored")]
+    #[error("refusing to store the blob; nothing was stored")]
     BlobMismatch { source: DigestError },
     #[error(
         "refusing to store blob {digest}: it is larger than the expected {expected} bytes (stopped reading); nothing was stored"
@@ -68,15 +68,15 @@ pub enum StoreError {
     BlobTooLarge { digest: Digest, expected: u64 },
     #[error("blob {digest} is not in the store (no {})", path.display())]
     BlobNotFound { digest: Digest, path: PathBuf },
-    #[error("cannot open {}: {source}", path.display())]
+    #[error("cannot open {}", path.display())]
     OpenBlob { path: PathBuf, source: io::Error },
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     ReadBlob { path: PathBuf, source: io::Error },
-    #[error("cannot stat {}: {source}", path.display())]
+    #[error("cannot stat {}", path.display())]
     StatBlob { path: PathBuf, source: io::Error },
-    #[error("cannot delete {}: {source}", path.display())]
+    #[error("cannot delete {}", path.display())]
     DeleteBlob { path: PathBuf, source: io::Error },
-    #[error("{} is corrupt: {source}", path.display())]
+    #[error("{} is corrupt", path.display())]
     CorruptBlob { path: PathBuf, source: DigestError },
     #[error(
         "blob {digest} is {size} bytes, more than the {limit} bytes a manifest, index or config may have"
@@ -87,24 +87,24 @@ pub enum StoreError {
         limit: u64,
     },
 
-    #[error("cannot open the store lock {}: {source}", path.display())]
+    #[error("cannot open the store lock {}", path.display())]
     OpenLock { path: PathBuf, source: io::Error },
-    #[error("cannot take the store lock {}: {source}", path.display())]
+    #[error("cannot take the store lock {}", path.display())]
     Lock { path: PathBuf, source: io::Error },
 
-    #[error("cannot read the image index {}: {source}", path.display())]
+    #[error("cannot read the image index {}", path.display())]
     ReadIndex { path: PathBuf, source: io::Error },
     #[error(
-        "the image index {} is not a valid OCI index: {source}\n\
-         It was left untouched. Repair it, or move it aside to start with no tags: \
-         the blobs are kept and images can be tagged again by digest.",
+        "the image index {} is not a valid OCI index; it was left untouched. Repair it, or \
+         move it aside to start with no tags: the blobs are kept and images can be tagged \
+         again by digest.",
         path.display()
     )]
     CorruptIndex {
         path: PathBuf,
         source: ManifestError,
     },
-    #[error("cannot encode the image index {}: {source}", path.display())]
+    #[error("cannot encode the image index {}", path.display())]
     EncodeIndex {
         path: PathBuf,
         source: ManifestError,
@@ -128,19 +128,19 @@ pub enum StoreError {
         reference: Box<Reference>,
         root: PathBuf,
     },
-    #[error("cannot read manifest {digest}: {source}")]
+    #[error("cannot read manifest {digest}")]
     ParseManifest {
         digest: Digest,
         source: ManifestError,
     },
-    #[error("cannot read image config {digest}: {source}")]
+    #[error("cannot read image config {digest}")]
     ParseConfig { digest: Digest, source: ConfigError },
-    #[error("cannot store {media_type} document: {source}")]
+    #[error("cannot store {media_type} document")]
     InvalidDocument {
         media_type: String,
         source: ManifestError,
     },
-    #[error("cannot store image config: {source}")]
+    #[error("cannot store image config")]
     InvalidConfig { source: ConfigError },
     #[error("{digest} is a {media_type}, not an image manifest")]
     NotAnImage { digest: Digest, media_type: String },
@@ -151,9 +151,9 @@ pub enum StoreError {
         available: String,
     },
 
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     ReadLayout { path: PathBuf, source: io::Error },
-    #[error("invalid index.json in the OCI layout {}: {source}", path.display())]
+    #[error("invalid index.json in the OCI layout {}", path.display())]
     LayoutIndex {
         path: PathBuf,
         source: ManifestError,

@@ -290,7 +290,8 @@ fn alias(
         return Ok((name, None));
     }
     let text = value.get_ref();
-    let target = Reference::parse(text).map_err(|e| loc.invalid(at, &key, e.to_string()))?;
+    let target =
+        Reference::parse(text).map_err(|e| loc.invalid(at, &key, crate::diag::chain(&e)))?;
     if is_short_name(text) || target.tag().is_some() || target.digest().is_some() {
         return Err(loc.invalid(
             at,
