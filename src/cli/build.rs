@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use rbuild::diag::Diagnostic;
 use rbuild::engine::output::{Kind, Output};
 use rbuild::engine::ssh::SshAgents;
 use rbuild::engine::{self, BuildError, Builder, Request, SecretSource};
@@ -16,13 +15,8 @@ use rbuild::sandbox::Network;
 use rbuild::sandbox::cgroup::Limits;
 
 use super::args::BuildArgs;
-use super::{color_stderr, frontend, image};
-
-/// A build that failed at a Dockerfile location (a RUN's exit code, a COPY source that is
-/// not there): shown like a syntax error, but the exit code says the build failed (1).
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .0.message)]
-pub struct BuildFailed(pub Diagnostic);
+use super::render::{BuildFailed, color_stderr};
+use super::{frontend, image};
 
 pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> {
     // Not root: the build runs as root of a user namespace of its own, in a copy of this

@@ -9,7 +9,8 @@ use rbuild::diag::Diagnostic;
 use serde_json::json;
 
 use super::args::{CheckArgs, Format};
-use super::{color_stderr, frontend};
+use super::frontend;
+use super::render::color_stderr;
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let (source, opts) = frontend::load(&args.frontend, &args.context)?;

@@ -11,14 +11,13 @@ mod check;
 mod frontend;
 mod image;
 mod login;
+mod render;
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 pub use args::{Cli, Command};
-
-use rbuild::diag::Diagnostic;
+pub use render::{exit_code_for, render_error};
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -46,70 +45,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Save(args) => archive::save_cmd(&root()?, args),
         Command::Load(args) => archive::load_cmd(&root()?, args),
         Command::Prune(args) => image::prune_cmd(&root()?, args),
-    }
-}
-
-/// Whether stderr gets ANSI colours (a terminal, and `NO_COLOR` unset).
-pub fn color_stderr() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-}
-
-/// Render an error for stderr: a Dockerfile diagnostic anywhere in the chain in rustc style,
-/// anything else as `error: …` and its causes (see [`render_chain`]).
-pub fn render_error(err: &anyhow::Error) -> String {
-    match located(err) {
-        Some(Located::Syntax(d) | Located::Build(d)) => d.render(color_stderr()),
-        None => render_chain(err.chain()),
-    }
-}
-
-/// A diagnostic found in an error chain: a Dockerfile syntax error, or a build step that
-/// failed at a Dockerfile location ([`build::BuildFailed`]).
-enum Located<'a> {
-    Syntax(&'a Diagnostic),
-    Build(&'a Diagnostic),
-}
-
-fn located(err: &anyhow::Error) -> Option<Located<'_>> {
-    err.chain().find_map(|e| {
-        if let Some(d) = e.downcast_ref::<Diagnostic>() {
-            Some(Located::Syntax(d))
-        } else {
-            e.downcast_ref::<build::BuildFailed>()
-                .map(|b| Located::Build(&b.0))
-        }
-    })
-}
-
-/// An error and its causes the way cargo prints them: `error: message`, then for each cause
-/// a blank line, `Caused by:` and the cause indented by two spaces (every line of it). Error
-/// messages never print their own source, so each cause is said once, in order.
-fn render_chain<'a>(
-    mut chain: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>,
-) -> String {
-    let mut out = String::from("error: ");
-    if let Some(top) = chain.next() {
-        out.push_str(&top.to_string());
-    }
-    out.push('\n');
-    for cause in chain {
-        out.push_str("\nCaused by:\n");
-        for line in cause.to_string().lines() {
-            if !line.is_empty() {
-                out.push_str("  ");
-                out.push_str(line);
-            }
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// Exit code: 2 for Dockerfile syntax errors (diagnostics), 1 for every other failure.
-pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
-    match located(err) {
-        Some(Located::Syntax(_)) => ExitCode::from(2),
-        Some(Located::Build(_)) | None => ExitCode::from(1),
     }
 }
 
@@ -161,70 +96,6 @@ pub fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("{message}")]
-    struct Step {
-        message: &'static str,
-        #[source]
-        source: Option<std::io::Error>,
-    }
-
-    fn io(message: &str) -> std::io::Error {
-        std::io::Error::other(message.to_string())
-    }
-
-    fn step(message: &'static str, cause: &str) -> anyhow::Error {
-        Step {
-            message,
-            source: Some(io(cause)),
-        }
-        .into()
-    }
-
-    fn diagnostic() -> Diagnostic {
-        Diagnostic::error("unknown instruction: RUNN")
-    }
-
-    macro_rules! renders {
-        ($($name:ident: $err:expr => $want:expr;)*) => {$(
-            #[test]
-            fn $name() {
-                assert_eq!(render_error(&$err), $want);
-            }
-        )*};
-    }
-
-    renders! {
-        no_cause_is_one_line: anyhow::anyhow!("no such image: a") => "error: no such image: a\n";
-        one_cause_under_caused_by: step("writing cache record /x/y.json", "No such file or directory (os error 2)")
-            => "error: writing cache record /x/y.json\n\nCaused by:\n  No such file or directory (os error 2)\n";
-        each_cause_under_its_own_caused_by: step("GET /v2/", "connection refused").context("pulling a")
-            => "error: pulling a\n\nCaused by:\n  GET /v2/\n\nCaused by:\n  connection refused\n";
-        causes_are_not_deduplicated: anyhow::Error::new(io("disk full")).context("disk full")
-            => "error: disk full\n\nCaused by:\n  disk full\n";
-        every_line_of_a_cause_is_indented: anyhow::Error::new(io("line one\n\nline two")).context("top")
-            => "error: top\n\nCaused by:\n  line one\n\n  line two\n";
-        a_diagnostic_renders_as_itself: anyhow::Error::new(diagnostic()).context("-f Dockerfile")
-            => diagnostic().render(false);
-        a_failed_step_renders_as_its_diagnostic: anyhow::Error::new(build::BuildFailed(diagnostic()))
-            => diagnostic().render(false);
-    }
-
-    #[test]
-    fn exit_codes_tell_syntax_from_failure() {
-        let code = |e: anyhow::Error| exit_code_for(&e);
-        assert_eq!(code(diagnostic().into()), ExitCode::from(2));
-        assert_eq!(
-            code(anyhow::Error::new(diagnostic()).context("x")),
-            ExitCode::from(2)
-        );
-        assert_eq!(
-            code(build::BuildFailed(diagnostic()).into()),
-            ExitCode::from(1)
-        );
-        assert_eq!(code(step("a", "b")), ExitCode::from(1));
-    }
 
     fn rewrite(args: &[&str]) -> Vec<String> {
         with_default_subcommand(args.iter().map(OsString::from).collect())

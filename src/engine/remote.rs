@@ -31,7 +31,7 @@ pub enum RemoteError {
         expected: String,
         actual: String,
     },
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -208,7 +208,10 @@ fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<String, Rem
         .tls_config(tls)
         .build()
         .into();
-    let resp = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
+    let resp = agent
+        .get(url)
+        .call()
+        .map_err(|e| fail(crate::diag::chain(&e)))?;
     let status = resp.status().as_u16();
     if !(200..300).contains(&status) {
         return Err(RemoteError::Status {
@@ -235,7 +238,9 @@ fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<String, Rem
     let mut body = resp.into_body().into_reader();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = body.read(&mut buf).map_err(|e| fail(e.to_string()))?;
+        let n = body
+            .read(&mut buf)
+            .map_err(|e| fail(crate::diag::chain(&e)))?;
         if n == 0 {
             break;
         }

@@ -28,12 +28,12 @@ pub struct LayerRecord {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("writing cache record {path}: {source}")]
+    #[error("writing cache record {path}")]
     WriteRecord {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("removing the build cache {path}: {source}")]
+    #[error("removing the build cache {path}")]
     Clear {
         path: PathBuf,
         source: std::io::Error,

@@ -10,9 +10,9 @@ use crate::context::{PatternError, WalkError};
 pub enum CopyError {
     #[error("failed to compute cache key: {path:?}: not found{}", if *ignored { " (excluded by .dockerignore)" } else { "" })]
     SourceNotFound { path: String, ignored: bool },
-    #[error("opening source root {path}: {source}")]
+    #[error("opening source root {path}")]
     OpenSource { path: PathBuf, source: io::Error },
-    #[error("reading source {path}: {source}")]
+    #[error("reading source {path}")]
     ReadSource { path: PathBuf, source: io::Error },
     #[error(transparent)]
     WalkSource(#[from] WalkError),
@@ -20,12 +20,12 @@ pub enum CopyError {
     NonUtf8Link { path: PathBuf },
     #[error("too many levels of symbolic links resolving {path}")]
     TooManySymlinks { path: String },
-    #[error("invalid patterns {patterns:?}: {source}")]
+    #[error("invalid patterns {patterns:?}")]
     Pattern {
         patterns: Vec<String>,
         source: PatternError,
     },
-    #[error("failed to match patterns against {path:?}: {source}")]
+    #[error("failed to match patterns against {path:?}")]
     MatchPattern { path: String, source: PatternError },
     #[error("{what} is not supported yet")]
     Unsupported { what: String },
@@ -37,21 +37,21 @@ pub enum CopyError {
     ChecksumForCopy,
     #[error("checksum requires HTTP(S) or Git sources")]
     ChecksumWithoutUrl,
-    #[error("opening destination {path}: {source}")]
+    #[error("opening destination {path}")]
     OpenDestination { path: PathBuf, source: io::Error },
-    #[error("stat {path}: {source}")]
+    #[error("stat {path}")]
     StatDestination { path: String, source: io::Error },
     #[error("cannot copy to non-directory: {path}")]
     NotADirectory { path: String },
     #[error("cannot replace to directory {path} with file")]
     ReplaceDirectory { path: String },
-    #[error("writing {path}: {step}: {source}{}", unmapped_hint(step, source))]
+    #[error("writing {path}: {step}{}", unmapped_hint(step, source))]
     WriteDestination {
         path: String,
         step: &'static str,
         source: io::Error,
     },
-    #[error("reading archive {archive}: {source}")]
+    #[error("reading archive {archive}")]
     ReadArchive { archive: String, source: io::Error },
     #[error("archive {archive}: entry {entry:?}: {reason}")]
     ArchiveEntry {
@@ -59,9 +59,9 @@ pub enum CopyError {
         entry: String,
         reason: String,
     },
-    #[error("loading content hash cache {path}: {source}")]
+    #[error("loading content hash cache {path}")]
     LoadHashCache { path: PathBuf, source: io::Error },
-    #[error("saving content hash cache {path}: {source}")]
+    #[error("saving content hash cache {path}")]
     SaveHashCache { path: PathBuf, source: io::Error },
 }
 

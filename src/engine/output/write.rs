@@ -17,26 +17,26 @@ use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("writing {dest}: {source}")]
+    #[error("writing {dest}")]
     Save { dest: String, source: ExportError },
-    #[error("mounting the result's root filesystem: {0}")]
-    Mount(Box<FsError>),
-    #[error("writing {dest}: {source}")]
+    #[error("mounting the result's root filesystem")]
+    Mount(#[source] Box<FsError>),
+    #[error("writing {dest}")]
     Files {
         dest: String,
         source: std::io::Error,
     },
-    #[error("writing {dest}: {source}")]
+    #[error("writing {dest}")]
     Tar {
         dest: String,
         source: crate::layer::LayerError,
     },
-    #[error("writing {dest}: reading the root filesystem: {source}")]
+    #[error("writing {dest}: reading the root filesystem")]
     Walk {
         dest: String,
         source: crate::snapshot::diff::DiffError,
     },
-    #[error("writing {dest}: copying the root filesystem: {source}")]
+    #[error("writing {dest}: copying the root filesystem")]
     Copy {
         dest: String,
         source: native::NativeError,
