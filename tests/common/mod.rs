@@ -2,8 +2,10 @@
 #![allow(dead_code)]
 
 pub mod podman;
+pub mod process;
 pub mod python;
 pub mod registry;
+pub mod require;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
