@@ -3,11 +3,12 @@
 //! `rbuild build -o type=local` — then the files that reached the image are compared with
 //! what Docker lets through. All failures are reported together.
 
-mod common;
-
 use std::path::Path;
 
 use serde_json::Value;
+
+use crate::common;
+use crate::common::require;
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
@@ -21,11 +22,10 @@ fn strings(v: &Value) -> Vec<String> {
 
 #[test]
 fn context_scenarios_through_a_real_build() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED (needs root): builds mount overlays");
+    if !require::root("builds mount overlays") {
         return;
     }
-    let Some(dir) = common::conformance("dockerignore") else {
+    let Some(dir) = require::shared("conformance/dockerignore") else {
         return;
     };
     let text = std::fs::read_to_string(dir.join("context_scenarios.json")).unwrap();

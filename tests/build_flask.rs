@@ -6,19 +6,18 @@
 //! app.py the steps before `COPY . .` stay cached while `COPY . .` and `RUN python init_db.py`
 //! run again.
 //!
-//! Needs root (RUN sandboxes; the base image is bootstrapped with mmdebstrap) and prints
-//! `SKIPPED (needs root)` otherwise; the pip step needs PyPI.
-
-mod common;
+//! Needs root (RUN sandboxes; the base image is bootstrapped with mmdebstrap) and is skipped
+//! otherwise (`common::require`); the pip step needs PyPI.
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::podman::podman;
-use common::python::{PYTHON_BASE_TAG, python_base_layout};
-use common::registry::{Registry, free_port, skopeo_push, tools_present};
-use common::{mirror_conf, rbuild_cmd, temp_home};
+use crate::common::podman::{PodmanCleanup, podman};
+use crate::common::python::{PYTHON_BASE_TAG, python_base_layout};
+use crate::common::registry::{Registry, free_port, skopeo_push};
+use crate::common::require;
+use crate::common::{mirror_conf, rbuild_cmd, temp_home};
 
 const IMAGE: &str = "flask-watchlist:1.0";
 
@@ -33,12 +32,10 @@ const RUN_INIT_DB: &str = "RUN python init_db.py";
 
 #[test]
 fn flask_watchlist_builds_runs_and_rebuilds_from_cache() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED (needs root)");
-        println!("SKIPPED (needs root)");
+    if !require::root("RUN sandboxes, and mmdebstrap for the base image") {
         return;
     }
-    if !tools_present(&[
+    if !require::tools(&[
         "docker-registry",
         "skopeo",
         "podman",
@@ -248,17 +245,6 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(entry.path(), &dest).unwrap();
         }
-    }
-}
-
-/// Removes every container and image from the test's podman storage, also when the test
-/// panics, so that no container (and its slirp4netns) outlives the test.
-struct PodmanCleanup<'a>(&'a Path);
-
-impl Drop for PodmanCleanup<'_> {
-    fn drop(&mut self) {
-        let _ = podman(self.0, &["rm", "--all", "--force", "--time", "0"]);
-        let _ = podman(self.0, &["rmi", "--all", "--force"]);
     }
 }
 

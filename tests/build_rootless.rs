@@ -12,11 +12,12 @@
 //! rootless builds are run too, by dropping to nobody (with its range) and to a user with no
 //! range (only root mapped) through `setpriv`.
 
-mod common;
-
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use crate::common;
+use crate::common::require::{self, Need};
 
 /// Where Debian's busybox-static puts its binary.
 const BUSYBOX: &str = "/bin/busybox";
@@ -159,7 +160,7 @@ fn chown_tree(path: &Path, uid: u32) {
     }
 }
 
-/// Whether a build as `who` can run here; says why not, loudly, when it cannot (and fails
+/// Whether a build as `who` can run here; a skip that says why when it cannot (a failure
 /// when CI requires the tools).
 fn can_build(who: As, needs_range: bool) -> bool {
     let mut missing = Vec::new();
@@ -187,11 +188,10 @@ fn can_build(who: As, needs_range: bool) -> bool {
     if missing.is_empty() {
         return true;
     }
-    if std::env::var_os("RBUILD_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
-        panic!("a rootless build needs {missing:?}, and RBUILD_REQUIRE_TOOLS=1");
-    }
-    eprintln!("SKIPPED: a rootless build needs {missing:?}");
-    println!("SKIPPED: a rootless build needs {missing:?}");
+    require::skip(
+        Need::Install,
+        format_args!("a rootless build needs {missing:?}"),
+    );
     false
 }
 
@@ -366,7 +366,7 @@ fn build_and_check(name: &str, who: As) {
     assert_eq!(meta("data/hello").uid(), who.uid());
 
     // An independent reader agrees (umoci unpacks rootless whoever runs it).
-    if common::registry::tools_present(&["umoci"]) {
+    if require::tools(&["umoci"]) {
         let bundle = work.dir.join("out/bundle");
         let umoci = work
             .command(Path::new("umoci"))
@@ -422,8 +422,9 @@ fn builds_as_whoever_runs_the_tests() {
 
 #[test]
 fn builds_rootless_as_nobody_when_run_as_root() {
-    if !rustix::process::geteuid().is_root() {
-        println!("not root: builds_as_whoever_runs_the_tests is the rootless build");
+    if !require::root(
+        "to drop to nobody (as another user, builds_as_whoever_runs_the_tests is the rootless build)",
+    ) {
         return;
     }
     if !can_build(As::User(NOBODY), true) {
@@ -436,8 +437,7 @@ fn builds_rootless_as_nobody_when_run_as_root() {
 /// root build, and other owners fail with a message that names the cause.
 #[test]
 fn without_ranges_only_root_is_mapped() {
-    if !rustix::process::geteuid().is_root() {
-        println!("SKIPPED (needs root, to run as a user without ranges)");
+    if !require::root("to run as a user without ranges") {
         return;
     }
     let who = As::User(NO_RANGE_UID);

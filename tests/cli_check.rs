@@ -1,12 +1,11 @@
 //! `rbuild check` through the real binary: exit codes, rendered diagnostics (golden files in
 //! `testdata/check/`), JSON output, and every BuildKit parser case and negative case.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{describe, rbuild};
+use crate::common::require;
+use crate::common::{describe, rbuild};
 
 fn workdir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -196,7 +195,7 @@ const UNBUILDABLE: &[(&str, &str)] = &[
 
 #[test]
 fn every_buildkit_parser_case_has_its_pinned_outcome() {
-    let Some(pos) = common::conformance("buildkit-parser") else {
+    let Some(pos) = require::shared("conformance/buildkit-parser") else {
         return;
     };
     let mut failures = Vec::new();
@@ -228,7 +227,7 @@ fn every_buildkit_parser_case_has_its_pinned_outcome() {
 
 #[test]
 fn every_negative_case_fails_with_exit_2_and_location() {
-    let Some(neg) = common::conformance("buildkit-parser-negative") else {
+    let Some(neg) = require::shared("conformance/buildkit-parser-negative") else {
         return;
     };
     let mut failures = Vec::new();

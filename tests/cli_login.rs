@@ -1,13 +1,13 @@
 //! `rbuild login` / `logout` against a real registry with htpasswd Basic auth: credentials
 //! are checked before they are stored, stored where docker reads them, used by pull, removed.
 
-mod common;
-
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::registry::{Registry, skopeo_push, tools_present, umoci_busybox};
-use common::{describe, mirror_conf, rbuild_in, temp_home};
+use crate::common::process::Process;
+use crate::common::registry::{Registry, skopeo_push, umoci_busybox};
+use crate::common::require;
+use crate::common::{describe, mirror_conf, rbuild_cmd, rbuild_in, temp_home};
 
 fn login(
     home: &std::path::Path,
@@ -15,31 +15,26 @@ fn login(
     registry: &str,
     password: &str,
 ) -> std::process::Output {
-    let mut child = Command::new(common::rbuild_bin())
-        .args(["login", "-u", "tester", "--password-stdin", registry])
-        .env("RBUILD_ROOT", home.join("root"))
-        .env("HOME", home)
-        .env("CONTAINERS_REGISTRIES_CONF", conf)
-        .env("DOCKER_CONFIG", home.join("docker"))
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("XDG_RUNTIME_DIR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
+    let mut login = Process::spawn(
+        rbuild_cmd(home, conf)
+            .args(["login", "-u", "tester", "--password-stdin", registry])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    login
+        .child()
         .stdin
         .take()
         .unwrap()
         .write_all(format!("{password}\n").as_bytes())
         .unwrap();
-    child.wait_with_output().unwrap()
+    login.wait_with_output().unwrap()
 }
 
 #[test]
 fn login_checks_stores_and_logout_removes() {
-    if !tools_present(&["docker-registry", "skopeo", "umoci", "htpasswd"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci", "htpasswd"]) {
         return;
     }
     let reg = Registry::start(Some(("tester", "s3cret")));

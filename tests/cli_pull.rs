@@ -2,13 +2,13 @@
 //! a registries.conf mirror of docker.io (the lab's shape) to a real registry holding an
 //! image made by umoci.
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 
-use common::describe;
-use common::registry::{Registry, skopeo_push, tools_present, umoci_busybox};
+use crate::common;
+use crate::common::describe;
+use crate::common::registry::{Registry, skopeo_push, umoci_busybox};
+use crate::common::require;
 
 fn rbuild(home: &Path, conf: &Path, args: &[&str]) -> Output {
     common::rbuild_in(home, conf, args)
@@ -16,7 +16,7 @@ fn rbuild(home: &Path, conf: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn pull_short_name_through_mirror_then_list() {
-    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci"]) {
         return;
     }
     let reg = Registry::start(None);
@@ -113,7 +113,7 @@ fn pull_short_name_through_mirror_then_list() {
 
 #[test]
 fn pull_then_push_elsewhere_keeps_the_manifest_digest() {
-    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci"]) {
         return;
     }
     let src = Registry::start(None);
@@ -187,7 +187,7 @@ fn pull_then_push_elsewhere_keeps_the_manifest_digest() {
 
 #[test]
 fn pull_on_a_terminal_draws_progress_bars() {
-    if !tools_present(&["docker-registry", "skopeo", "umoci", "script"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci", "script"]) {
         return;
     }
     let reg = Registry::start(None);

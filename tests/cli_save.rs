@@ -2,17 +2,16 @@
 //! writers: skopeo reads our docker-archive and oci-archive, umoci unpacks our OCI layout,
 //! skopeo writes a docker-archive we load; round trips keep digests; tampering is caught.
 
-mod common;
-
 use std::process::Command;
 
-use common::podman::podman;
-use common::registry::{Registry, run, skopeo_push, tools_present, umoci_busybox};
-use common::{describe, mirror_conf, rbuild_in, temp_home};
+use crate::common::podman::{PodmanCleanup, podman};
+use crate::common::registry::{Registry, run, skopeo_push, umoci_busybox};
+use crate::common::require;
+use crate::common::{describe, mirror_conf, rbuild_in, temp_home};
 
 #[test]
 fn save_formats_are_read_by_peers_and_load_round_trips() {
-    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci"]) {
         return;
     }
     let reg = Registry::start(None);
@@ -171,7 +170,7 @@ fn save_formats_are_read_by_peers_and_load_round_trips() {
 
 #[test]
 fn docker_archive_is_loaded_and_run_by_podman() {
-    if !tools_present(&["docker-registry", "skopeo", "umoci", "podman", "runc"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci", "podman", "runc"]) {
         return;
     }
     let reg = Registry::start(None);
@@ -184,6 +183,7 @@ fn docker_archive_is_loaded_and_run_by_podman() {
         None,
     );
     let conf = mirror_conf(&home, &reg.addr, &[]);
+    let cleanup = PodmanCleanup(&home);
     for args in [
         &["pull", "-q", "busybox"][..],
         &[
@@ -223,7 +223,7 @@ fn docker_archive_is_loaded_and_run_by_podman() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from umoci\n");
-    let _ = podman(&home, &["rmi", "-a", "-f"]);
+    drop(cleanup);
     let _ = std::fs::remove_dir_all(&home);
 }
 

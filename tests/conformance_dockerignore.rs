@@ -3,14 +3,14 @@
 //! `cases.tsv` (matcher), `ignorefile.json` (reader) and `walk_cases.json` (filtered walks).
 //! Every failure is collected and reported together with both sides.
 
-mod common;
-
 use std::path::Path;
 
 use rbuild::context::{
     EntryKind, Filter, FilterError, Matcher, PatternError, Walk, WalkError, read_ignore_file,
 };
 use serde_json::Value;
+
+use crate::common::require;
 
 fn load_json(dir: &Path, name: &str) -> Value {
     let path = dir.join(name);
@@ -55,7 +55,7 @@ fn error_kind_is(err: &PatternError, kind: &str) -> bool {
 
 #[test]
 fn matcher_cases_tsv() {
-    let Some(dir) = common::conformance("dockerignore") else {
+    let Some(dir) = require::shared("conformance/dockerignore") else {
         return;
     };
     let text = std::fs::read_to_string(dir.join("cases.tsv")).expect("read cases.tsv");
@@ -111,7 +111,7 @@ fn matcher_cases_tsv() {
 
 #[test]
 fn ignorefile_json() {
-    let Some(dir) = common::conformance("dockerignore") else {
+    let Some(dir) = require::shared("conformance/dockerignore") else {
         return;
     };
     let doc = load_json(&dir, "ignorefile.json");
@@ -232,19 +232,16 @@ fn run_walk_case(case: &Value) -> Result<(), String> {
 
 #[test]
 fn walk_cases_json() {
-    let Some(dir) = common::conformance("dockerignore") else {
+    let Some(dir) = require::shared("conformance/dockerignore") else {
         return;
     };
     let doc = load_json(&dir, "walk_cases.json");
     let cases = doc["cases"].as_array().expect("cases");
-    let root = rustix::process::geteuid().is_root();
     let mut failures = Vec::new();
     let mut skipped = 0;
     for case in cases {
         let id = case["id"].as_str().expect("id");
-        if case["requires"].is_string() && root {
-            println!("SKIPPED (needs non-root): {id}");
-            eprintln!("SKIPPED (needs non-root): {id}");
+        if case["requires"].is_string() && !require::unprivileged(&format!("case {id}")) {
             skipped += 1;
             continue;
         }

@@ -2,8 +2,6 @@
 //! `buildkit-parser` case must reproduce its `result` dump byte for byte, every negative case
 //! must fail, and the extra heredoc, word, line-number and JSON vectors must all hold.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
@@ -12,6 +10,8 @@ use rbuild::dockerfile::ast::dump;
 use rbuild::dockerfile::instruction::{self, Kind};
 use rbuild::dockerfile::{heredoc, line_parser, parser};
 use serde_json::Value;
+
+use crate::common::require;
 
 fn parse_file(path: &Path) -> Result<parser::Dockerfile, parser::ParseError> {
     let bytes = fs::read(path).unwrap();
@@ -35,7 +35,7 @@ fn report(name: &str, total: usize, failures: Vec<String>) {
 
 #[test]
 fn buildkit_parser_dumps_match() {
-    let Some(dir) = common::conformance("buildkit-parser") else {
+    let Some(dir) = require::shared("conformance/buildkit-parser") else {
         return;
     };
     let mut cases: Vec<_> = fs::read_dir(&dir)
@@ -67,7 +67,7 @@ fn buildkit_parser_dumps_match() {
 
 #[test]
 fn buildkit_parser_negative_cases_fail() {
-    let Some(dir) = common::conformance("buildkit-parser-negative") else {
+    let Some(dir) = require::shared("conformance/buildkit-parser-negative") else {
         return;
     };
     let mut cases: Vec<_> = fs::read_dir(&dir)
@@ -95,7 +95,7 @@ fn heredoc_json(h: &rbuild::dockerfile::ast::Heredoc) -> Value {
 
 #[test]
 fn heredoc_extraction_matches() {
-    let Some(dir) = common::conformance("buildkit-parser-extra") else {
+    let Some(dir) = require::shared("conformance/buildkit-parser-extra") else {
         return;
     };
     let mut failures = Vec::new();
@@ -147,7 +147,7 @@ fn heredoc_extraction_matches() {
 
 #[test]
 fn heredoc_words_match() {
-    let Some(dir) = common::conformance("buildkit-parser-extra") else {
+    let Some(dir) = require::shared("conformance/buildkit-parser-extra") else {
         return;
     };
     let v = json(&dir.join("heredoc-words.json"));
@@ -204,7 +204,7 @@ fn heredoc_words_match() {
 
 #[test]
 fn line_numbers_and_warnings_match() {
-    let Some(dir) = common::conformance("buildkit-parser-extra") else {
+    let Some(dir) = require::shared("conformance/buildkit-parser-extra") else {
         return;
     };
     let df = parse_file(&dir.join("line-numbers/Dockerfile")).unwrap();
@@ -246,7 +246,7 @@ fn line_numbers_and_warnings_match() {
 
 #[test]
 fn words_and_json_arrays_match() {
-    let Some(dir) = common::conformance("buildkit-parser-extra") else {
+    let Some(dir) = require::shared("conformance/buildkit-parser-extra") else {
         return;
     };
     let words = json(&dir.join("parse-words.json"));
@@ -277,7 +277,7 @@ fn words_and_json_arrays_match() {
 
 #[test]
 fn buildkit_instruction_cases_match() {
-    let Some(dir) = common::conformance("buildkit-instructions") else {
+    let Some(dir) = require::shared("conformance/buildkit-instructions") else {
         return;
     };
     let v = json(&dir.join("cases.json"));

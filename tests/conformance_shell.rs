@@ -2,14 +2,14 @@
 //! formats its README describes, run through `rbuild::dockerfile::shell`. Each test collects
 //! every failing vector and reports them all in one assertion.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use rbuild::dockerfile::shell::{Env, Lexer};
 use serde::Deserialize;
+
+use crate::common::require;
 
 fn read(dir: &Path, name: &str) -> String {
     let path = dir.join(name);
@@ -29,7 +29,7 @@ fn report(file: &str, ran: usize, failures: &[String]) {
 /// `platform | input | expected`, one word, escape `\`, a fixed environment.
 #[test]
 fn env_var_test() {
-    let Some(dir) = common::conformance("buildkit-shell") else {
+    let Some(dir) = require::shared("conformance/buildkit-shell") else {
         return;
     };
     let env: Vec<(String, String)> = [
@@ -80,7 +80,7 @@ fn env_var_test() {
 /// `ENV name=value` lines accumulate; `input | word,word,...` lines split into words.
 #[test]
 fn words_test() {
-    let Some(dir) = common::conformance("buildkit-shell") else {
+    let Some(dir) = require::shared("conformance/buildkit-shell") else {
         return;
     };
     let lexer = Lexer::new('\\');
@@ -140,7 +140,7 @@ struct Case {
 /// JSON cases for `process_word` and `process_word_with_matches`.
 #[test]
 fn process_word_cases() {
-    let Some(dir) = common::conformance("buildkit-shell") else {
+    let Some(dir) = require::shared("conformance/buildkit-shell") else {
         return;
     };
     let cases: Cases = serde_json::from_str(&read(&dir, "process_word_cases.json"))

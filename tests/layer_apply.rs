@@ -11,6 +11,8 @@ use rbuild::oci::digest::Digest;
 use rbuild::oci::media_type::Compression;
 use rbuild::snapshot::apply::{ApplyError, Whiteouts, apply};
 
+use crate::common::require;
+
 /// A tar built entry by entry with raw headers, so hostile names can be written.
 #[derive(Default)]
 struct Layer {
@@ -334,8 +336,7 @@ fn links_modes_owners_times_and_xattrs() {
 
 #[test]
 fn device_nodes_as_root() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED: device nodes need root");
+    if !require::root("device nodes") {
         return;
     }
     let sb = Sandbox::new("devices");
@@ -361,8 +362,7 @@ fn device_nodes_as_root() {
 
 #[test]
 fn overlay_mode_keeps_whiteouts_for_overlayfs() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED: overlay whiteouts (trusted xattrs, 0:0 devices) need root");
+    if !require::root("overlay whiteouts (trusted xattrs, 0:0 devices)") {
         return;
     }
     let sb = Sandbox::new("overlay");

@@ -16,6 +16,9 @@ use rbuild::snapshot::apply::{Whiteouts, apply};
 use rbuild::snapshot::change::{Change, ChangeKind};
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, XattrFlags};
 
+use crate::common::process::Process;
+use crate::common::require;
+
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -297,24 +300,21 @@ fn same_tree_same_bytes() {
     }
 }
 
-/// `Some(stdout)` of `cmd` fed `input`, `None` when the tool is not installed.
-fn pipe(cmd: &str, args: &[&str], input: &[u8]) -> Option<Vec<u8>> {
-    let mut child = match Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(_) => return None,
-    };
-    let mut stdin = child.stdin.take().unwrap();
+/// The stdout of `cmd` fed `input`, which must succeed.
+fn pipe(cmd: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+    let mut child = Process::spawn(
+        Command::new(cmd)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
+    let mut stdin = child.child().stdin.take().unwrap();
     let input = input.to_vec();
     let feeder = std::thread::spawn(move || stdin.write_all(&input));
     let out = child.wait_with_output().unwrap();
     feeder.join().unwrap().unwrap();
     assert!(out.status.success(), "{cmd} {args:?}: {}", out.status);
-    Some(out.stdout)
+    out.stdout
 }
 
 #[test]
@@ -340,13 +340,15 @@ fn parallel_gzip_is_identical_for_any_thread_count_and_readable_by_peers() {
         .unwrap();
     assert!(back == tar, "flate2");
     for (tool, args) in [("gzip", &["-dc"]), ("pigz", &["-dc"])] {
-        match pipe(tool, args, &gz) {
-            Some(out) => assert!(out == tar, "{tool} decompressed something else"),
-            None => eprintln!("{tool} not installed: skipped"),
+        if require::tools(&[tool]) {
+            assert!(
+                pipe(tool, args, &gz) == tar,
+                "{tool} decompressed something else"
+            );
         }
     }
-    if let Some(out) = pipe("gzip", &["-t"], &gz) {
-        assert!(out.is_empty());
+    if require::tools(&["gzip"]) {
+        assert!(pipe("gzip", &["-t"], &gz).is_empty());
     }
 }
 
@@ -444,8 +446,7 @@ const GOLDEN: [(Compression, &str, &str); 3] = [
 
 #[test]
 fn golden_digests() {
-    if !is_root() {
-        eprintln!("golden digests need files owned by 0:0: skipped when not root");
+    if !require::root("golden digests need files owned by 0:0") {
         return;
     }
     let src = tempfile::tempdir().unwrap();
@@ -465,8 +466,7 @@ fn golden_digests() {
 /// umoci, an independent reader: put the layer in an OCI layout and unpack it.
 #[test]
 fn umoci_unpacks_the_same_tree() {
-    if !is_root() || Command::new("umoci").arg("--version").output().is_err() {
-        eprintln!("umoci unpack needs root and umoci: skipped");
+    if !require::root("umoci unpack keeps the tree's owners") || !require::tools(&["umoci"]) {
         return;
     }
     let src = tempfile::tempdir().unwrap();

@@ -1,16 +1,14 @@
 //! The OCI model against real producers: an image made by `umoci`, pushed by `skopeo` to a
 //! real `docker-registry`, read back as exact bytes and parsed by rbuild's model.
 
-mod common;
-
 use std::process::Command;
 
-use common::registry::{
-    Registry, run, skopeo_push, skopeo_raw_manifest, tools_present, umoci_busybox,
-};
 use rbuild::oci::config::ImageConfig;
 use rbuild::oci::digest::Digest;
 use rbuild::oci::manifest::{Manifest, descriptor_digest, parse_manifest_any};
+
+use crate::common::registry::{Registry, run, skopeo_push, skopeo_raw_manifest, umoci_busybox};
+use crate::common::require;
 
 fn temp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("rbuild-{name}-{}", std::process::id()));
@@ -21,7 +19,7 @@ fn temp(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn umoci_image_pushed_by_skopeo_parses_and_verifies() {
-    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci"]) {
         return;
     }
     let reg = Registry::start(None);
@@ -57,7 +55,7 @@ fn umoci_image_pushed_by_skopeo_parses_and_verifies() {
 
 #[test]
 fn basic_auth_registry_enforces_credentials() {
-    if !tools_present(&["docker-registry", "skopeo", "umoci", "htpasswd"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci", "htpasswd"]) {
         return;
     }
     let reg = Registry::start(Some(("tester", "s3cret")));

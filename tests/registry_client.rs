@@ -2,12 +2,12 @@
 //! and pushed by `skopeo`: manifests by tag and digest, blobs streamed and verified, Basic
 //! auth, and the registry's own error codes.
 
-mod common;
-
-use common::registry::{Registry, skopeo_push, skopeo_raw_manifest, tools_present, umoci_busybox};
 use rbuild::oci::digest::Digest;
 use rbuild::oci::manifest::{Manifest, descriptor_digest, parse_manifest_any};
 use rbuild::registry::client::{Anonymous, Client, Origin, RegistryError, Static};
+
+use crate::common::registry::{Registry, skopeo_push, skopeo_raw_manifest, umoci_busybox};
+use crate::common::require;
 
 fn temp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("rbuild-{name}-{}", std::process::id()));
@@ -26,7 +26,7 @@ fn push_busybox(reg: &Registry, repo: &str, creds: Option<&str>) -> std::path::P
 
 #[test]
 fn pulls_manifest_and_blobs_and_verifies_them() {
-    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci"]) {
         return;
     }
     let reg = Registry::start(None);
@@ -83,7 +83,7 @@ fn pulls_manifest_and_blobs_and_verifies_them() {
 
 #[test]
 fn basic_auth_with_and_without_credentials() {
-    if !tools_present(&["docker-registry", "skopeo", "umoci", "htpasswd"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci", "htpasswd"]) {
         return;
     }
     let reg = Registry::start(Some(("tester", "s3cret")));
@@ -122,7 +122,7 @@ fn basic_auth_with_and_without_credentials() {
 #[test]
 fn pushes_with_mount_or_upload_and_skopeo_sees_the_same_digest() {
     use rbuild::registry::client::PushedBlob;
-    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci"]) {
         return;
     }
     let src_reg = Registry::start(None);

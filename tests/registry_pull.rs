@@ -2,18 +2,18 @@
 //! a platform, a second pull that downloads nothing, and a dead mirror falling back to the
 //! registry. Images are made by `umoci` and pushed by `skopeo`.
 
-mod common;
-
 use std::process::Command;
 use std::sync::Mutex;
 
-use common::registry::{Registry, run, skopeo_push, tools_present, umoci_busybox};
 use rbuild::oci::digest::Digest;
 use rbuild::oci::platform::Platform;
 use rbuild::oci::reference::Reference;
 use rbuild::registry::client::{Anonymous, Client, Origin};
 use rbuild::registry::pull::{Event, Source, pull};
 use rbuild::store::Store;
+
+use crate::common::registry::{Registry, run, skopeo_push, umoci_busybox};
+use crate::common::require;
 
 fn temp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("rbuild-{name}-{}", std::process::id()));
@@ -24,7 +24,7 @@ fn temp(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn pulls_into_the_store_and_second_pull_downloads_nothing() {
-    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci"]) {
         return;
     }
     let reg = Registry::start(None);
@@ -79,7 +79,7 @@ fn pulls_into_the_store_and_second_pull_downloads_nothing() {
 
 #[test]
 fn index_is_narrowed_to_the_platform_and_dead_mirror_falls_back() {
-    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci"]) {
         return;
     }
     let reg = Registry::start(None);
@@ -182,7 +182,7 @@ fn index_is_narrowed_to_the_platform_and_dead_mirror_falls_back() {
 #[test]
 fn pulled_layers_unpack_into_chain_id_snapshots_once() {
     use rbuild::snapshot::{Snapshots, chain_ids};
-    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci"]) {
         return;
     }
     let reg = Registry::start(None);
@@ -243,7 +243,7 @@ fn prune_removes_only_unreferenced_blobs_and_snapshots_and_honours_grace() {
     use rbuild::gc::prune;
     use rbuild::snapshot::Snapshots;
     use std::time::Duration;
-    if !tools_present(&["docker-registry", "skopeo", "umoci"]) {
+    if !require::tools(&["docker-registry", "skopeo", "umoci"]) {
         return;
     }
     let reg = Registry::start(None);

@@ -16,6 +16,8 @@ use rbuild::sandbox::{Network, Spec, spawn_with, standard_files};
 use rbuild::snapshot::apply::{Whiteouts, apply};
 use rbuild::snapshot::{diff, overlay};
 
+use crate::common::require;
+
 fn busybox_lower(dir: &Path) {
     for d in [
         "bin",
@@ -100,8 +102,7 @@ fn run(cmd: &mut Command) {
 
 #[test]
 fn run_step_layer_rebuilds_the_tree_in_rbuild_and_umoci() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED (needs root): overlay mounts");
+    if !require::root("overlay mounts") {
         return;
     }
     let work = std::env::temp_dir().join(format!("rbuild-run-step-{}", std::process::id()));

@@ -9,6 +9,9 @@ use std::process::Stdio;
 
 use rbuild::sandbox::{Network, Spec, spawn_with, standard_files};
 
+use crate::common::process::Process;
+use crate::common::require;
+
 fn busybox_rootfs(dir: &Path) {
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     std::fs::create_dir_all(dir.join("etc")).unwrap();
@@ -428,33 +431,19 @@ fn ssh_agent_is_forwarded_through_a_relay_socket() {
     use rbuild::sandbox::Bind;
     use rbuild::sandbox::ssh::AgentProxy;
     use std::process::Command;
-    let have = |t: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !["ssh-agent", "ssh-add", "ssh-keygen"]
-        .iter()
-        .all(|t| have(t))
-    {
-        assert!(
-            std::env::var_os("RBUILD_REQUIRE_TOOLS").is_none_or(|v| v != "1"),
-            "openssh-client missing, and RBUILD_REQUIRE_TOOLS=1"
-        );
-        eprintln!("SKIPPED: openssh-client is not installed (.ci/run installs it)");
+    if !require::tools(&["ssh-agent", "ssh-add", "ssh-keygen"]) {
         return;
     }
     let b = Box::new("ssh");
     let run = b.dir.join("run");
     std::fs::create_dir_all(&run).unwrap();
     let agent_sock = run.join("agent.sock");
-    let mut agent = Command::new("ssh-agent")
-        .args(["-D", "-a"])
-        .arg(&agent_sock)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let agent = Process::spawn(
+        Command::new("ssh-agent")
+            .args(["-D", "-a"])
+            .arg(&agent_sock)
+            .stdout(Stdio::null()),
+    );
     let key = run.join("id_ed25519");
     let ok = Command::new("ssh-keygen")
         .args([
@@ -521,8 +510,7 @@ fn ssh_agent_is_forwarded_through_a_relay_socket() {
         "the agent's mount point is gone from the rootfs"
     );
     drop(proxy);
-    let _ = agent.kill();
-    let _ = agent.wait();
+    drop(agent);
 }
 
 /// One owner policy for every mount rbuild prepares: root gives any owner; rootless can

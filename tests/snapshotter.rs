@@ -1,7 +1,7 @@
 //! The snapshotters against real filesystems: overlayfs mounts over hand-made layers
 //! (whiteout devices, opaque xattrs), the native copy-and-compare snapshotter over the
 //! same tree, and the chooser. Mounting, device nodes and `trusted.*` xattrs need root:
-//! those tests print `SKIPPED (needs root)` and return otherwise.
+//! those tests are skipped otherwise (`common::require`).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -11,13 +11,11 @@ use rbuild::snapshot::diff::overlay_changes;
 use rbuild::snapshot::{native, overlay};
 use rustix::fs::{FileType, Mode, XattrFlags};
 
+use crate::common::require;
+
+/// Whether the test can mount and make device nodes and `trusted.*` xattrs.
 fn root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("SKIPPED (needs root)");
-        false
-    }
+    require::root("mounts, device nodes and trusted.* xattrs")
 }
 
 fn write(root: &Path, rel: &str, content: &str) {

@@ -5,7 +5,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -13,6 +13,8 @@ use std::time::Duration;
 use rbuild::oci::manifest::descriptor;
 use rbuild::oci::{DigestAndSize, Digester, MediaType, Reference};
 use rbuild::store::{Expected, LOCK_FILE, Store};
+
+use crate::common::process::Process;
 
 const ROLE: &str = "RBUILD_STORE_TEST_ROLE";
 const ROOT: &str = "RBUILD_STORE_TEST_ROOT";
@@ -54,20 +56,27 @@ fn r(s: &str) -> Reference {
     Reference::parse(s).unwrap()
 }
 
-/// This test binary, run again as a child in `role`.
-fn spawn_child(role: &str, root: &Path, arg: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(ROLE, role)
-        .env(ROOT, root)
-        .env(ARG, arg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// The name libtest gives the [`child`] test: its module path without the crate's name
+/// (`store::child`).
+fn child_test() -> String {
+    let (_crate, module) = module_path!().split_once("::").unwrap();
+    format!("{module}::child")
 }
 
-fn wait_ok(child: Child, what: &str) -> String {
+/// This test binary, run again as a child in `role` on just the [`child`] test.
+fn spawn_child(role: &str, root: &Path, arg: &str) -> Process {
+    Process::spawn(
+        Command::new(std::env::current_exe().unwrap())
+            .args([&child_test(), "--exact", "--nocapture", "--test-threads=1"])
+            .env(ROLE, role)
+            .env(ROOT, root)
+            .env(ARG, arg)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+}
+
+fn wait_ok(child: Process, what: &str) -> String {
     let Output {
         status,
         stdout,
@@ -130,7 +139,7 @@ fn two_processes_and_a_thread_write_the_same_blob() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let len = 8 << 20;
-    let children: Vec<Child> = (0..2)
+    let children: Vec<Process> = (0..2)
         .map(|_| spawn_child("write-blob", dir.path(), &len.to_string()))
         .collect();
     let expected = Pattern::expected(len);
@@ -152,7 +161,7 @@ fn two_processes_and_a_thread_write_the_same_blob() {
 fn two_processes_tagging_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let children: Vec<Child> = ["a", "b"]
+    let children: Vec<Process> = ["a", "b"]
         .iter()
         .map(|prefix| spawn_child("tag-many", dir.path(), prefix))
         .collect();
@@ -185,28 +194,34 @@ fn a_64_mib_blob_is_written_in_bounded_memory() {
 }
 
 /// `flock(1)` holding `<root>/lock` in a mode until its stdin closes.
-struct Holder(Child);
+struct Holder(Process);
 
 impl Holder {
     fn hold(root: &Path, mode: &str) -> Holder {
-        let mut child = Command::new("flock")
-            .arg(mode)
-            .arg(root.join(LOCK_FILE))
-            .args(["-c", "echo held; read _"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("flock(1) from util-linux");
+        let mut flock = Process::spawn(
+            Command::new("flock")
+                .arg(mode)
+                .arg(root.join(LOCK_FILE))
+                .args(["-c", "echo held; read _"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped()),
+        );
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
+        BufReader::new(flock.child().stdout.as_mut().unwrap())
             .read_line(&mut line)
             .unwrap();
         assert_eq!(line, "held\n");
-        Holder(child)
+        Holder(flock)
     }
 
     fn release(mut self) {
-        self.0.stdin.take().unwrap().write_all(b"\n").unwrap();
+        self.0
+            .child()
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"\n")
+            .unwrap();
         assert!(self.0.wait().unwrap().success());
     }
 }

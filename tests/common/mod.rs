@@ -1,37 +1,18 @@
-//! Shared helpers for integration tests: locating `../shared` and running the real binary.
-#![allow(dead_code)]
+//! What the integration tests share: running the real `rbuild` binary with an isolated
+//! state root and describing what it did, per-test temporary homes and registries.conf
+//! files; and, in submodules, the one way to skip ([`require`]), the one way to start a
+//! process that must not outlive its test ([`process`]), and the real peers: a registry,
+//! podman, the Python base image, a busybox build context.
 
+pub mod busybox_context;
 pub mod podman;
+pub mod process;
 pub mod python;
 pub mod registry;
+pub mod require;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-
-/// `../shared` beside the checkout (or `$RBUILD_SHARED`), if it exists.
-pub fn shared_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("RBUILD_SHARED") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"),
-    };
-    dir.is_dir().then_some(dir)
-}
-
-/// `../shared/conformance/<sub>`, or `None` after saying loudly that the test is skipped.
-/// With `RBUILD_REQUIRE_CONFORMANCE=1` (CI sets it) a missing directory fails the test.
-pub fn conformance(sub: &str) -> Option<PathBuf> {
-    if let Some(dir) = shared_dir().map(|d| d.join("conformance").join(sub))
-        && dir.exists()
-    {
-        return Some(dir);
-    }
-    if std::env::var_os("RBUILD_REQUIRE_CONFORMANCE").is_some_and(|v| v == "1") {
-        panic!("../shared/conformance/{sub} not found, and RBUILD_REQUIRE_CONFORMANCE=1");
-    }
-    eprintln!("SKIPPED: ../shared/conformance not found ({sub})");
-    println!("SKIPPED: ../shared/conformance not found ({sub})");
-    None
-}
 
 /// Path of the built `rbuild` binary.
 pub fn rbuild_bin() -> PathBuf {

@@ -9,6 +9,9 @@
 //! fail with "error setting rlimit type 7: operation not permitted"; cgroupfs and a file
 //! event log, since there may be no systemd; vfs storage, so nothing stays mounted if a test
 //! dies; no network unless a test asks for one (`--network slirp4netns` to publish a port).
+//!
+//! A container outlives the `podman` command that started it (conmon makes a session of its
+//! own), so a test that runs one holds a [`PodmanCleanup`], which removes them all.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -50,4 +53,19 @@ pub fn podman_cmd(home: &Path) -> Command {
 /// Run `podman args` with the configuration in `home`.
 pub fn podman(home: &Path, args: &[&str]) -> Output {
     podman_cmd(home).args(args).output().unwrap()
+}
+
+/// Removes every container (with its conmon and slirp4netns) and image from the podman
+/// storage in its directory when dropped, also when the test panics. Drop it before the
+/// directory is removed: podman reads its configuration from there.
+pub struct PodmanCleanup<'a>(pub &'a Path);
+
+impl Drop for PodmanCleanup<'_> {
+    fn drop(&mut self) {
+        if !self.0.join("containers.conf").exists() {
+            return;
+        }
+        let _ = podman(self.0, &["rm", "--all", "--force", "--time", "0"]);
+        let _ = podman(self.0, &["rmi", "--all", "--force"]);
+    }
 }

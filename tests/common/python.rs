@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+use super::require::{self, Need};
+
 /// The tag of the image inside the layout, as the seed Dockerfile names it.
 pub const PYTHON_BASE_TAG: &str = "3.10-alpine";
 
@@ -19,20 +21,19 @@ const MISSING_PREREQUISITE: i32 = 3;
 /// first use. The script runs at most once per test process; between processes its own
 /// lock file makes one build and the others wait, then reuse it.
 ///
-/// `None`, after saying loudly why, when the machine cannot make it (no root, mmdebstrap,
-/// umoci or network). With `RBUILD_REQUIRE_TOOLS=1` (CI sets it) that is a failure instead,
-/// and so is any other failure of the script everywhere.
+/// `None`, after a skip that says why (`require::skip`), when the machine cannot make it
+/// (no root, mmdebstrap, umoci or network). With `RBUILD_REQUIRE_TOOLS=1` (CI sets it) that
+/// is a failure instead, and so is any other failure of the script everywhere.
 pub fn python_base_layout() -> Option<PathBuf> {
     static LAYOUT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let result = LAYOUT.get_or_init(make);
     match result {
         Ok(path) => Some(path.clone()),
         Err(reason) => {
-            if std::env::var_os("RBUILD_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
-                panic!("the Python base image is needed, and RBUILD_REQUIRE_TOOLS=1: {reason}");
-            }
-            eprintln!("SKIPPED: no Python base image: {reason}");
-            println!("SKIPPED: no Python base image: {reason}");
+            require::skip(
+                Need::Install,
+                format_args!("no Python base image: {reason}"),
+            );
             None
         }
     }

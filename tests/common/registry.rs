@@ -1,43 +1,22 @@
 //! A real CNCF distribution registry (Debian's `docker-registry`) for integration tests: one
 //! per test, on a free loopback port, storage in a temp dir, optionally behind htpasswd Basic
-//! auth. Killed when dropped. Also: images made by independent producers (`umoci`, pushed
-//! with `skopeo`) to pull from it.
+//! auth. Its process is a [`Process`], killed when the registry is dropped. Also: images made
+//! by independent producers (`umoci`, pushed with `skopeo`) to pull from it.
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::process::Process;
 
 /// A running registry.
 pub struct Registry {
     /// `127.0.0.1:PORT`
     pub addr: String,
     pub dir: PathBuf,
-    child: Child,
-}
-
-/// Whether the real tools these tests need are installed (`.ci/run` installs them).
-pub fn tools_present(tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|t| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {t}")])
-                .output()
-                .map(|o| !o.status.success())
-                .unwrap_or(true)
-        })
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var_os("RBUILD_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
-        panic!("missing tools {missing:?}, and RBUILD_REQUIRE_TOOLS=1");
-    }
-    eprintln!("SKIPPED: missing tools {missing:?} (install them, as .ci/run does)");
-    false
+    process: Process,
 }
 
 /// A loopback TCP port nobody listens on right now.
@@ -80,42 +59,23 @@ impl Registry {
             let conf = dir.join("config.yml");
             std::fs::write(&conf, config).unwrap();
             let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-            let child = Command::new("docker-registry")
-                .arg("serve")
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start docker-registry");
-            let mut reg = Registry {
-                addr,
-                dir: dir.clone(),
-                child,
-            };
-            if reg.wait_ready(Duration::from_secs(10)) {
-                return reg;
+            let mut process = Process::spawn(
+                Command::new("docker-registry")
+                    .arg("serve")
+                    .arg(&conf)
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log),
+            );
+            if wait_ready(&mut process, &addr, Duration::from_secs(10)) {
+                return Registry { addr, dir, process };
             }
-            let _ = reg.child.kill();
+            // Dropping the process stops it; the directory is kept for the next attempt.
         }
         panic!(
             "docker-registry did not come up; see {}",
             dir.join("registry.log").display()
         );
-    }
-
-    fn wait_ready(&mut self, limit: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if TcpStream::connect(&self.addr).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
     }
 
     /// The registry's log, for failure messages.
@@ -130,10 +90,25 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Stop the registry before removing the storage it writes to.
+        self.process.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether the registry `process` answers on `addr` within `limit`; false if it exited.
+fn wait_ready(process: &mut Process, addr: &str, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(_)) = process.child().try_wait() {
+            return false;
+        }
+        if TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 /// Run a command, panicking with its output on failure.

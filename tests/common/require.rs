@@ -1,0 +1,143 @@
+//! What a test needs from the machine it runs on, checked in one place, and the one way a
+//! test is skipped. Each check returns whether the test can go on (or the path it needs);
+//! when it cannot, the test says so loudly, `SKIPPED: <test>: <why>` on stdout and on
+//! stderr (libtest shows it with `--nocapture` or `--show-output`, nextest with
+//! `--success-output`), and returns without checking anything.
+//!
+//! A skip must never hide a gap in CI, so what [`Need`] a check serves decides whether the
+//! environment turns the skip into a failure (a panic with the same reason):
+//! - `RBUILD_REQUIRE_TOOLS=1`: tools, files from packages (busybox-static, uidmap),
+//!   subordinate id ranges, and images made from them (`.ci/run` installs all of these);
+//! - `RBUILD_REQUIRE_CONFORMANCE=1`: data under `../shared` (the conformance vectors).
+//!
+//! Who runs the tests (root or not) and the machine's size never fail a test: CI runs the
+//! suite as root and the rootless subset again as nobody (`.ci/run`), so each side covers
+//! what the other skips.
+//!
+//! This module only decides and reports: it installs, fetches and makes nothing.
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What a missing prerequisite is, which decides whether CI may skip the test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// The user running the tests: root, or one without privileges. Never a failure.
+    User,
+    /// The machine's size (cores). Never a failure.
+    Machine,
+    /// Something installed on the machine, or made from what is: a failure with
+    /// `RBUILD_REQUIRE_TOOLS=1`.
+    Install,
+    /// Data under `../shared`: a failure with `RBUILD_REQUIRE_CONFORMANCE=1`.
+    Shared,
+}
+
+impl Need {
+    /// The variable that turns a missing prerequisite of this kind into a failure.
+    fn required_by(self) -> Option<&'static str> {
+        match self {
+            Need::User | Need::Machine => None,
+            Need::Install => Some("RBUILD_REQUIRE_TOOLS"),
+            Need::Shared => Some("RBUILD_REQUIRE_CONFORMANCE"),
+        }
+    }
+}
+
+/// The name of the running test (libtest and nextest name a test's thread after it), or
+/// `this test` on any other thread.
+fn test_name() -> String {
+    match std::thread::current().name() {
+        Some(name) if name != "main" => name.to_string(),
+        _ => "this test".to_string(),
+    }
+}
+
+/// Skip the rest of what the caller checks because `why`: report it on both streams, or
+/// panic with it when the environment requires what `need` names.
+pub fn skip(need: Need, why: impl Display) {
+    let test = test_name();
+    if let Some(var) = need.required_by()
+        && std::env::var_os(var).is_some_and(|v| v == "1")
+    {
+        panic!("{test}: {why}, and {var}=1");
+    }
+    println!("SKIPPED: {test}: {why}");
+    eprintln!("SKIPPED: {test}: {why}");
+}
+
+/// Whether the tests run as root; skips (never fails) otherwise. `why` says what needs it.
+pub fn root(why: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    skip(Need::User, format_args!("needs root: {why}"));
+    false
+}
+
+/// Whether the tests run as a user other than root; skips (never fails) otherwise. `why`
+/// says what needs it.
+pub fn unprivileged(why: &str) -> bool {
+    if !rustix::process::geteuid().is_root() {
+        return true;
+    }
+    skip(
+        Need::User,
+        format_args!("needs a user other than root: {why}"),
+    );
+    false
+}
+
+/// Whether the machine has at least `n` cores; skips (never fails) otherwise.
+pub fn cores(n: usize, why: &str) -> bool {
+    let have = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if have >= n {
+        return true;
+    }
+    skip(
+        Need::Machine,
+        format_args!("needs {n} cores, has {have}: {why}"),
+    );
+    false
+}
+
+/// Whether every tool in `names` is on `PATH`; skips otherwise, or fails with
+/// `RBUILD_REQUIRE_TOOLS=1`.
+pub fn tools(names: &[&str]) -> bool {
+    let missing: Vec<&str> = names.iter().copied().filter(|t| !on_path(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    skip(
+        Need::Install,
+        format_args!("missing tools {missing:?} (install them, as .ci/run does)"),
+    );
+    false
+}
+
+/// Whether `name` is a command the shell finds.
+fn on_path(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", "command -v \"$1\" >/dev/null", "sh", name])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `../shared/<rel>` beside the checkout (or under `$RBUILD_SHARED`), if it exists; else
+/// `None` after a skip, or a failure with `RBUILD_REQUIRE_CONFORMANCE=1`.
+pub fn shared(rel: &str) -> Option<PathBuf> {
+    let base = match std::env::var_os("RBUILD_SHARED") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+    };
+    let path = base.join(rel);
+    if path.exists() {
+        return Some(path);
+    }
+    skip(
+        Need::Shared,
+        format_args!("../shared/{rel} not found ({})", path.display()),
+    );
+    None
+}
