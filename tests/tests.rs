@@ -8,6 +8,7 @@
 
 mod common;
 
+mod architecture;
 mod build_context;
 mod build_engine;
 mod build_flask;
@@ -21,6 +22,7 @@ mod cli_save;
 mod conformance_dockerignore;
 mod conformance_parser;
 mod conformance_shell;
+mod engine_library;
 mod layer_apply;
 mod layer_write;
 mod oci_peers;

@@ -138,10 +138,7 @@ mod tests {
             code(anyhow::Error::new(diagnostic()).context("x")),
             ExitCode::from(2)
         );
-        assert_eq!(
-            code(BuildFailed(diagnostic()).into()),
-            ExitCode::from(1)
-        );
+        assert_eq!(code(BuildFailed(diagnostic()).into()), ExitCode::from(1));
         assert_eq!(code(step("a", "b")), ExitCode::from(1));
     }
 }
