@@ -12,158 +12,15 @@ use std::io::{self, Read, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use ureq::http::Response;
 use ureq::{Agent, Body};
 
 use super::auth::{Challenge, TokenCache, TokenResponse, parse_challenges};
+use super::http::{backoff, basic_header, expect_ok, header, urlencode, with_auth, with_query};
 use crate::oci::digest::{Digest, Digester};
 
-/// Where a repository lives: `host[:port]`, and whether plain HTTP is allowed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Origin {
-    pub host: String,
-    /// An insecure registry is spoken to over plain HTTP.
-    pub insecure: bool,
-}
-
-impl Origin {
-    pub fn new(host: &str, insecure: bool) -> Origin {
-        Origin {
-            host: host.to_string(),
-            insecure,
-        }
-    }
-
-    fn base(&self) -> String {
-        let scheme = if self.insecure { "http" } else { "https" };
-        format!("{scheme}://{}", self.host)
-    }
-}
-
-/// A source of credentials for a registry host (and repository, for namespaced entries).
-pub trait Credentials: Send + Sync {
-    /// `(username, password)` for Basic auth or for a token endpoint; an error when the
-    /// user's configuration names credentials that cannot be read (a missing helper).
-    fn basic(&self, host: &str, repository: &str) -> Result<Option<(String, String)>, String>;
-}
-
-/// Anonymous access only.
-pub struct Anonymous;
-
-impl Credentials for Anonymous {
-    fn basic(&self, _: &str, _: &str) -> Result<Option<(String, String)>, String> {
-        Ok(None)
-    }
-}
-
-/// Fixed credentials for every host (tests, `--creds`).
-pub struct Static(pub String, pub String);
-
-impl Credentials for Static {
-    fn basic(&self, _: &str, _: &str) -> Result<Option<(String, String)>, String> {
-        Ok(Some((self.0.clone(), self.1.clone())))
-    }
-}
-
-/// The credentials the user already has (Docker's config.json, containers auth.json and
-/// their credential helpers).
-impl Credentials for super::credentials::CredentialStore {
-    fn basic(&self, host: &str, repository: &str) -> Result<Option<(String, String)>, String> {
-        use super::credentials::Credential;
-        match self
-            .lookup(host, repository)
-            .map_err(|e| crate::diag::chain(&e))?
-        {
-            None => Ok(None),
-            Some(Credential::Basic { username, password }) => Ok(Some((username, password))),
-            Some(Credential::IdentityToken(_) | Credential::RegistryToken(_)) => Err(format!(
-                "the credentials stored for {host} are a token, which rbuild cannot use yet; log in with a username and password (`rbuild login {host}`)"
-            )),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("{method} {url}: HTTP {status}{}", code_message(.code, .message))]
-    Status {
-        method: &'static str,
-        url: String,
-        status: u16,
-        code: String,
-        message: String,
-    },
-    #[error("{method} {url}")]
-    Transport {
-        method: &'static str,
-        url: String,
-        source: ureq::Error,
-    },
-    #[error("{method} {url}: reading the response")]
-    Read {
-        method: &'static str,
-        url: String,
-        source: io::Error,
-    },
-    #[error("writing {url} to its destination")]
-    Write { url: String, source: io::Error },
-    #[error("{url}: authentication failed{}", hint_for(.host))]
-    Unauthorized { url: String, host: String },
-    #[error("{url}: {reason}")]
-    Challenge { url: String, reason: String },
-    #[error("credentials for {host}: {reason}")]
-    Credentials { host: String, reason: String },
-    #[error("{url}: content digest mismatch: expected {expected}, got {actual}")]
-    DigestMismatch {
-        url: String,
-        expected: Digest,
-        actual: Digest,
-    },
-    #[error("{url}: size mismatch: expected {expected} bytes, got {actual}")]
-    SizeMismatch {
-        url: String,
-        expected: u64,
-        actual: u64,
-    },
-    #[error("{url}: manifest larger than {limit} bytes")]
-    ManifestTooLarge { url: String, limit: u64 },
-}
-
-fn code_message(code: &str, message: &str) -> String {
-    match (code.is_empty(), message.is_empty()) {
-        (true, true) => String::new(),
-        (false, true) => format!(" {code}"),
-        (true, false) => format!(": {message}"),
-        (false, false) => format!(" {code}: {message}"),
-    }
-}
-
-fn hint_for(host: &str) -> String {
-    format!(" (log in with `rbuild login {host}`, or check the credentials for it)")
-}
-
-impl RegistryError {
-    /// Worth retrying: a server error, a timeout or a dropped connection.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
-            RegistryError::Transport { source, .. } => !matches!(
-                source,
-                ureq::Error::BadUri(_) | ureq::Error::HostNotFound | ureq::Error::Tls(_)
-            ),
-            RegistryError::Read { .. } => true,
-            _ => false,
-        }
-    }
-
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            RegistryError::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
+pub use super::error::RegistryError;
+pub use super::origin::{Anonymous, Credentials, Origin, Static};
 
 /// What pushing a blob did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,9 +47,8 @@ pub const MANIFEST_LIMIT: u64 = 4 << 20;
 /// What a manifest GET accepts: OCI and Docker schema 2 manifests and lists.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
-/// How many times an idempotent request is tried, and the first backoff.
+/// How many times an idempotent request is tried.
 const ATTEMPTS: u32 = 4;
-const BACKOFF: Duration = Duration::from_millis(200);
 
 pub struct Client {
     agent: Agent,
@@ -834,86 +690,6 @@ impl Client {
         }
     }
 }
-
-fn backoff(attempt: u32) {
-    std::thread::sleep(BACKOFF * 2u32.pow(attempt.saturating_sub(1)));
-}
-
-fn with_auth<B>(req: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::RequestBuilder<B> {
-    match auth {
-        Some(a) => req.header("Authorization", a),
-        None => req,
-    }
-}
-
-fn basic_header(user: &str, password: &str) -> String {
-    let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    format!("Basic {enc}")
-}
-
-fn header(resp: &Response<Body>, name: &str) -> Option<String> {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// Append a query parameter to a URL that may already have a query.
-fn with_query(url: &str, param: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{param}")
-}
-
-/// Percent-encode a query value (RFC 3986 unreserved characters kept).
-fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// 2xx passes; anything else becomes a `Status` error with the OCI error code and message.
-fn expect_ok(
-    method: &'static str,
-    url: &str,
-    mut resp: Response<Body>,
-) -> Result<Response<Body>, RegistryError> {
-    let status = resp.status().as_u16();
-    if (200..300).contains(&status) {
-        return Ok(resp);
-    }
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(64 << 10)
-        .read_to_vec()
-        .unwrap_or_default();
-    let (code, message) = oci_error(&body);
-    Err(RegistryError::Status {
-        method,
-        url: url.to_string(),
-        status,
-        code,
-        message,
-    })
-}
-
-/// The first entry of an OCI error body: `{"errors":[{"code","message"}]}`.
-fn oci_error(body: &[u8]) -> (String, String) {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let first = &v["errors"][0];
-    (
-        first["code"].as_str().unwrap_or_default().to_string(),
-        first["message"].as_str().unwrap_or_default().to_string(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -945,25 +721,6 @@ mod tests {
             2,
             "one lookup per (host, repository)"
         );
-    }
-
-    #[test]
-    fn oci_error_bodies() {
-        let body =
-            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
-        assert_eq!(
-            oci_error(body),
-            ("MANIFEST_UNKNOWN".into(), "manifest unknown".into())
-        );
-        assert_eq!(
-            oci_error(b"<html>502</html>"),
-            (String::new(), String::new())
-        );
-        assert_eq!(
-            code_message("BLOB_UNKNOWN", "blob unknown"),
-            " BLOB_UNKNOWN: blob unknown"
-        );
-        assert_eq!(code_message("", ""), "");
     }
 
     #[test]

@@ -11,6 +11,9 @@
 pub mod auth;
 pub mod client;
 pub mod credentials;
+mod error;
+mod http;
+mod origin;
 pub mod publish;
 pub mod pull;
 pub mod push;
