@@ -20,13 +20,13 @@ use serde::Serialize;
 
 /// A byte range in a source text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
-pub struct Span {
-    pub start: usize,
-    pub end: usize,
+pub(crate) struct Span {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
 }
 
 impl Span {
-    pub fn new(start: usize, end: usize) -> Span {
+    pub(crate) fn new(start: usize, end: usize) -> Span {
         Span { start, end }
     }
 }
@@ -52,7 +52,7 @@ impl Source {
     }
 
     /// 1-based line and 1-based column (in characters) of a byte offset.
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = match self.line_starts.binary_search(&offset) {
             Ok(i) => i,
@@ -66,7 +66,7 @@ impl Source {
     }
 
     /// The text of a 1-based line, without its line ending.
-    pub fn line(&self, line: usize) -> &str {
+    pub(crate) fn line(&self, line: usize) -> &str {
         let Some(&start) = self.line_starts.get(line.wrapping_sub(1)) else {
             return "";
         };
@@ -78,16 +78,8 @@ impl Source {
         self.text[start..end].trim_end_matches(['\n', '\r'])
     }
 
-    pub fn line_count(&self) -> usize {
+    pub(crate) fn line_count(&self) -> usize {
         self.line_starts.len()
-    }
-
-    /// Byte offset of the start of a 1-based line.
-    pub fn line_start(&self, line: usize) -> usize {
-        self.line_starts
-            .get(line.saturating_sub(1))
-            .copied()
-            .unwrap_or(self.text.len())
     }
 }
 
@@ -104,12 +96,12 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 #[error("{message}")]
 pub struct SpannedError {
     pub message: String,
-    pub span: Span,
-    pub hint: Option<String>,
+    pub(crate) span: Span,
+    pub(crate) hint: Option<String>,
 }
 
 impl SpannedError {
-    pub fn new(message: impl Into<String>, span: Span) -> SpannedError {
+    pub(crate) fn new(message: impl Into<String>, span: Span) -> SpannedError {
         SpannedError {
             message: message.into(),
             span,
@@ -117,13 +109,13 @@ impl SpannedError {
         }
     }
 
-    pub fn with_hint(mut self, hint: impl Into<String>) -> SpannedError {
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> SpannedError {
         self.hint = Some(hint.into());
         self
     }
 
     /// Render against the source it came from.
-    pub fn diagnostic(&self, source: &Source) -> Diagnostic {
+    pub(crate) fn diagnostic(&self, source: &Source) -> Diagnostic {
         let d = Diagnostic::error(&self.message).at(source, self.span);
         match &self.hint {
             Some(h) => d.with_hint(h),
@@ -134,7 +126,7 @@ impl SpannedError {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Severity {
+pub(crate) enum Severity {
     Error,
     Warning,
 }
@@ -150,34 +142,34 @@ impl fmt::Display for Severity {
 
 /// Where a diagnostic points: file, 1-based line/column, and the lines to show.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Location {
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    pub end_line: usize,
+pub(crate) struct Location {
+    pub(crate) file: String,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) end_line: usize,
     /// The source lines shown, with their numbers (the first one holds the caret).
     #[serde(skip)]
-    pub snippet: Vec<(usize, String)>,
+    pub(crate) snippet: Vec<(usize, String)>,
     /// Caret position on the first snippet line: 1-based column and width in characters.
     #[serde(skip)]
-    pub caret: Option<(usize, usize)>,
+    pub(crate) caret: Option<(usize, usize)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
-    pub severity: Severity,
+    pub(crate) severity: Severity,
     /// The lint rule name, for rule diagnostics (`StageNameCasing`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rule: Option<Box<str>>,
+    pub(crate) rule: Option<Box<str>>,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub location: Option<Box<Location>>,
+    pub(crate) location: Option<Box<Location>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    pub(crate) hint: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<Box<str>>,
+    pub(crate) url: Option<Box<str>>,
 }
 
 impl Diagnostic {
@@ -185,7 +177,7 @@ impl Diagnostic {
         Diagnostic::new(Severity::Error, message)
     }
 
-    pub fn warning(message: impl Into<String>) -> Diagnostic {
+    pub(crate) fn warning(message: impl Into<String>) -> Diagnostic {
         Diagnostic::new(Severity::Warning, message)
     }
 
@@ -203,7 +195,7 @@ impl Diagnostic {
 
     /// Point at a byte span of `source`; the caret covers the span's first line.
     /// Multi-line spans show up to three lines.
-    pub fn at(mut self, source: &Source, span: Span) -> Diagnostic {
+    pub(crate) fn at(mut self, source: &Source, span: Span) -> Diagnostic {
         let (line, column) = source.line_col(span.start);
         let (end_line, end_col) = source.line_col(span.end.max(span.start));
         let first = source.line(line);
@@ -228,7 +220,7 @@ impl Diagnostic {
     }
 
     /// Point at whole lines (1-based, inclusive) when no finer span is known.
-    pub fn at_lines(mut self, source: &Source, line: usize, end_line: usize) -> Diagnostic {
+    pub(crate) fn at_lines(mut self, source: &Source, line: usize, end_line: usize) -> Diagnostic {
         let line = line.clamp(1, source.line_count());
         let end_line = end_line.clamp(line, source.line_count());
         let snippet = (line..=end_line.min(line + 2))
@@ -245,17 +237,17 @@ impl Diagnostic {
         self
     }
 
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Diagnostic {
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Diagnostic {
         self.hint = Some(hint.into());
         self
     }
 
-    pub fn with_note(mut self, note: impl Into<String>) -> Diagnostic {
+    pub(crate) fn with_note(mut self, note: impl Into<String>) -> Diagnostic {
         self.notes.push(note.into());
         self
     }
 
-    pub fn with_rule(mut self, rule: &str, url: Option<String>) -> Diagnostic {
+    pub(crate) fn with_rule(mut self, rule: &str, url: Option<String>) -> Diagnostic {
         self.rule = Some(rule.into());
         self.url = url.map(String::into_boxed_str);
         self

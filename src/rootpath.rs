@@ -10,11 +10,11 @@
 use std::collections::VecDeque;
 
 /// Linux's `MAXSYMLINKS`: how many symlinks one resolution may follow.
-pub const MAX_LINKS: u32 = 40;
+pub(crate) const MAX_LINKS: u32 = 40;
 
 /// The limit of fsutil and continuity, which BuildKit's COPY (source and destination side)
 /// and archive extraction follow.
-pub const FSUTIL_MAX_LINKS: u32 = 255;
+pub(crate) const FSUTIL_MAX_LINKS: u32 = 255;
 
 /// Where a resolution is: the names still to resolve, and the real path so far (each
 /// component an existing non-symlink, relative to the root).
@@ -28,10 +28,10 @@ pub struct Walk {
 
 /// More symlinks than the walk may follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TooManyLinks;
+pub(crate) struct TooManyLinks;
 
 impl Walk {
-    pub fn new(path: &str) -> Walk {
+    pub(crate) fn new(path: &str) -> Walk {
         Walk {
             todo: path.split('/').map(str::to_string).collect(),
             real: Vec::new(),
@@ -41,13 +41,13 @@ impl Walk {
     }
 
     /// Follow at most `n` symlinks instead of [`MAX_LINKS`].
-    pub fn with_max_links(mut self, n: u32) -> Walk {
+    pub(crate) fn with_max_links(mut self, n: u32) -> Walk {
         self.max_links = n;
         self
     }
 
     /// The next name to look up, after `.`/empty names are skipped and `..` applied.
-    pub fn next_name(&mut self) -> Option<String> {
+    pub(crate) fn next_name(&mut self) -> Option<String> {
         while let Some(name) = self.todo.pop_front() {
             match name.as_str() {
                 "" | "." => continue,
@@ -61,12 +61,12 @@ impl Walk {
     }
 
     /// Whether the name just taken is the last one (only `.` or empty names follow).
-    pub fn is_last(&self) -> bool {
+    pub(crate) fn is_last(&self) -> bool {
         self.todo.iter().all(|c| c.is_empty() || c == ".")
     }
 
     /// The name just taken is a symlink to `target`: resolve the target in its place.
-    pub fn follow(&mut self, target: &str) -> Result<(), TooManyLinks> {
+    pub(crate) fn follow(&mut self, target: &str) -> Result<(), TooManyLinks> {
         self.links += 1;
         if self.links > self.max_links {
             return Err(TooManyLinks);
@@ -81,17 +81,17 @@ impl Walk {
     }
 
     /// The name just taken exists and is not a symlink (or is kept as one): step into it.
-    pub fn push(&mut self, name: String) {
+    pub(crate) fn push(&mut self, name: String) {
         self.real.push(name);
     }
 
     /// The real path so far, relative to the root (`""` for the root).
-    pub fn real(&self) -> String {
+    pub(crate) fn real(&self) -> String {
         self.real.join("/")
     }
 
     /// `name` below the real path so far.
-    pub fn child(&self, name: &str) -> String {
+    pub(crate) fn child(&self, name: &str) -> String {
         if self.real.is_empty() {
             name.to_string()
         } else {
@@ -101,7 +101,7 @@ impl Walk {
 
     /// Take the rest of the names lexically (no look-ups: what is left does not exist),
     /// applying `..`; returns the real path.
-    pub fn finish_lexically(mut self) -> String {
+    pub(crate) fn finish_lexically(mut self) -> String {
         while let Some(name) = self.next_name() {
             self.real.push(name);
         }

@@ -3,7 +3,7 @@
 
 /// The closest candidate to `input` (case-insensitively) when it is close enough to be a
 /// plausible typo: at most a third of the input's length away, and never more than 3 edits.
-pub fn did_you_mean<'a, I>(input: &str, candidates: I) -> Option<&'a str>
+pub(crate) fn did_you_mean<'a, I>(input: &str, candidates: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
 {
@@ -22,7 +22,7 @@ where
 
 /// Edit distance over characters where swapping two adjacent characters counts as one
 /// edit (optimal string alignment), so `--form` is one edit from `--from`.
-pub fn levenshtein(a: &str, b: &str) -> usize {
+pub(crate) fn levenshtein(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     let w = b.len() + 1;

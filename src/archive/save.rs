@@ -63,7 +63,7 @@ pub fn save(
 
 /// [`save`] for images given by descriptor, each with the name to record for it, if any
 /// (a build's result need not be tagged; an unnamed image gets no `RepoTags` or ref name).
-pub fn save_descriptors(
+pub(crate) fn save_descriptors(
     store: &Store,
     images: &[(Option<Reference>, Descriptor)],
     platform: Option<&Platform>,

@@ -5,14 +5,14 @@
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
-pub trait Sink {
+pub(crate) trait Sink {
     fn dir(&mut self, path: &str) -> io::Result<()>;
     fn file(&mut self, path: &str, size: u64, data: &mut dyn Read) -> io::Result<()>;
     fn finish(self: Box<Self>) -> io::Result<()>;
 }
 
-pub struct DirSink {
-    pub root: PathBuf,
+pub(crate) struct DirSink {
+    pub(crate) root: PathBuf,
 }
 
 impl Sink for DirSink {
@@ -34,8 +34,8 @@ impl Sink for DirSink {
     }
 }
 
-pub struct TarSink<W: Write> {
-    pub builder: tar::Builder<W>,
+pub(crate) struct TarSink<W: Write> {
+    pub(crate) builder: tar::Builder<W>,
 }
 
 impl<W: Write> TarSink<W> {

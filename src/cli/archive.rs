@@ -10,7 +10,7 @@ use rbuild::archive::{self, Format};
 use super::args::{LoadArgs, SaveArgs, SaveFormat};
 use super::image::{local_name, open_store, platform_or_host};
 
-pub fn save_cmd(root: &Path, args: SaveArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn save_cmd(root: &Path, args: SaveArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let images = args
         .images
@@ -62,7 +62,7 @@ pub fn save_cmd(root: &Path, args: SaveArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn load_cmd(root: &Path, args: LoadArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn load_cmd(root: &Path, args: LoadArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let tagged = match &args.input {
         Some(file) => {

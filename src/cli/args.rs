@@ -11,17 +11,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Build OCI container images from Dockerfiles, without a daemon",
     after_help = "With no subcommand, rbuild builds: `rbuild -t app:1 .` is `rbuild build -t app:1 .`"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// State directory (image store, build cache, logs)
     #[arg(long, global = true, env = "RBUILD_ROOT", value_name = "DIR")]
-    pub root: Option<PathBuf>,
+    pub(crate) root: Option<PathBuf>,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Build an image from a Dockerfile and a context directory
     Build(Box<BuildArgs>),
     /// Parse and lint a Dockerfile without building (like `docker build --check`)
@@ -51,197 +51,197 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct PruneArgs {
+pub(crate) struct PruneArgs {
     /// Keep unreferenced blobs younger than this (a pull or build may be about to tag them)
     #[arg(long, value_name = "DURATION", default_value = "10m")]
-    pub grace: humantime::Duration,
+    pub(crate) grace: humantime::Duration,
 }
 
 #[derive(Debug, Args)]
-pub struct LoginArgs {
+pub(crate) struct LoginArgs {
     #[arg(short, long)]
-    pub username: Option<String>,
+    pub(crate) username: Option<String>,
     /// The password (prefer --password-stdin: command lines are visible to other users)
     #[arg(short, long, conflicts_with = "password_stdin")]
-    pub password: Option<String>,
+    pub(crate) password: Option<String>,
     /// Read the password from standard input
     #[arg(long)]
-    pub password_stdin: bool,
+    pub(crate) password_stdin: bool,
     /// The registry (`ghcr.io`, `localhost:5000`; default: Docker Hub)
     #[arg(value_name = "REGISTRY", default_value = "docker.io")]
-    pub registry: String,
+    pub(crate) registry: String,
 }
 
 #[derive(Debug, Args)]
-pub struct LogoutArgs {
+pub(crate) struct LogoutArgs {
     #[arg(value_name = "REGISTRY", default_value = "docker.io")]
-    pub registry: String,
+    pub(crate) registry: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SaveFormat {
+pub(crate) enum SaveFormat {
     DockerArchive,
     OciArchive,
     OciDir,
 }
 
 #[derive(Debug, Args)]
-pub struct SaveArgs {
+pub(crate) struct SaveArgs {
     /// Write to this file (directory for oci-dir) instead of standard output
     #[arg(short, long, value_name = "PATH")]
-    pub output: Option<std::path::PathBuf>,
+    pub(crate) output: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value_t = SaveFormat::DockerArchive)]
-    pub format: SaveFormat,
+    pub(crate) format: SaveFormat,
     /// Save only this platform of a multi-platform image (default: the whole image where all its
     /// platforms are local and the format is OCI, else this host's platform)
     #[arg(long, value_name = "PLATFORM")]
-    pub platform: Option<String>,
+    pub(crate) platform: Option<String>,
     #[arg(value_name = "IMAGE", required = true)]
-    pub images: Vec<String>,
+    pub(crate) images: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct LoadArgs {
+pub(crate) struct LoadArgs {
     /// Read from this file instead of standard input
     #[arg(short, long, value_name = "FILE")]
-    pub input: Option<std::path::PathBuf>,
+    pub(crate) input: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
-pub struct PushArgs {
+pub(crate) struct PushArgs {
     /// Platform to push when only one platform of a multi-platform image is local
     #[arg(long, value_name = "PLATFORM")]
-    pub platform: Option<String>,
+    pub(crate) platform: Option<String>,
     /// The local image
     #[arg(value_name = "IMAGE")]
-    pub image: String,
+    pub(crate) image: String,
     /// Where to push it (default: the image's own name)
     #[arg(value_name = "DEST")]
-    pub dest: Option<String>,
+    pub(crate) dest: Option<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct TagArgs {
+pub(crate) struct TagArgs {
     #[arg(value_name = "SOURCE")]
-    pub source: String,
+    pub(crate) source: String,
     #[arg(value_name = "TARGET")]
-    pub target: String,
+    pub(crate) target: String,
 }
 
 #[derive(Debug, Args)]
-pub struct RmiArgs {
+pub(crate) struct RmiArgs {
     #[arg(value_name = "IMAGE", required = true)]
-    pub images: Vec<String>,
+    pub(crate) images: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// Platform to show for a multi-platform image (default: this host)
     #[arg(long, value_name = "PLATFORM")]
-    pub platform: Option<String>,
+    pub(crate) platform: Option<String>,
     #[arg(value_name = "IMAGE")]
-    pub image: String,
+    pub(crate) image: String,
 }
 
 #[derive(Debug, Args)]
-pub struct PullArgs {
+pub(crate) struct PullArgs {
     /// Platform to pull from a multi-platform image (`os/arch[/variant]`; default: this host)
     #[arg(long, value_name = "PLATFORM")]
-    pub platform: Option<String>,
+    pub(crate) platform: Option<String>,
     /// Print only the image's name when done
     #[arg(short, long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
     /// The image (`busybox`, `ghcr.io/org/app:1`, `repo@sha256:…`)
     #[arg(value_name = "IMAGE")]
-    pub reference: String,
+    pub(crate) reference: String,
 }
 
 #[derive(Debug, Args)]
-pub struct ImagesArgs {}
+pub(crate) struct ImagesArgs {}
 
 /// What both `build` and `check` need to read and plan a Dockerfile.
 #[derive(Debug, Args)]
-pub struct FrontendArgs {
+pub(crate) struct FrontendArgs {
     /// Path of the Dockerfile (default: PATH/Dockerfile; `-` reads standard input)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
     /// Set a build-time variable (`KEY=VALUE`, or `KEY` to take it from the environment)
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
-    pub build_args: Vec<String>,
+    pub(crate) build_args: Vec<String>,
     /// Build (or check) the stage with this name (default: the last stage)
     #[arg(long, value_name = "STAGE")]
-    pub target: Option<String>,
+    pub(crate) target: Option<String>,
     /// Target platform (`os/arch[/variant]`)
     #[arg(long, value_name = "PLATFORM")]
-    pub platform: Option<String>,
+    pub(crate) platform: Option<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct BuildArgs {
+pub(crate) struct BuildArgs {
     /// Name and optionally a tag (`name:tag`); may be repeated
     #[arg(short = 't', long = "tag", value_name = "REF")]
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     #[command(flatten)]
-    pub frontend: FrontendArgs,
+    pub(crate) frontend: FrontendArgs,
     /// Do not use the build cache
     #[arg(long)]
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
     /// Pull base images even when the local store has them
     #[arg(long)]
-    pub pull: bool,
+    pub(crate) pull: bool,
     /// RUN's network: `default` (the host's), `host` or `none`
     #[arg(long, value_name = "MODE", default_value = "default")]
-    pub network: String,
+    pub(crate) network: String,
     /// A secret for `RUN --mount=type=secret` (`id=ID[,src=FILE|,env=VAR]`)
     #[arg(long, value_name = "SPEC")]
-    pub secret: Vec<String>,
+    pub(crate) secret: Vec<String>,
     /// An ssh agent for `RUN --mount=type=ssh` (`default`, `ID=SOCKET`)
     #[arg(long, value_name = "ID[=SOCKET]")]
-    pub ssh: Vec<String>,
+    pub(crate) ssh: Vec<String>,
     /// Output (`type=oci,dest=F`, `type=docker,dest=F`, `type=local,dest=DIR`, `type=tar,dest=F`, `type=image,name=REF[,push=true]`, `DIR`)
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
-    pub outputs: Vec<String>,
+    pub(crate) outputs: Vec<String>,
     /// Push the image to its registry when built (`type=image,push=true`)
     #[arg(long)]
-    pub push: bool,
+    pub(crate) push: bool,
     /// Progress output: auto, tty, plain, rawjson or quiet
     #[arg(long, value_name = "TYPE", default_value = "auto")]
-    pub progress: String,
+    pub(crate) progress: String,
     /// Print only the image ID when done (`--progress=quiet`)
     #[arg(short, long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
     /// Memory limit of RUN steps (`512m`, `2g`)
     #[arg(long, value_name = "BYTES")]
-    pub memory: Option<String>,
+    pub(crate) memory: Option<String>,
     /// CPU limit of RUN steps (`1.5`)
     #[arg(long, value_name = "CPUS")]
-    pub cpus: Option<f64>,
+    pub(crate) cpus: Option<f64>,
     /// Process limit of RUN steps
     #[arg(long, value_name = "N")]
-    pub pids_limit: Option<u64>,
+    pub(crate) pids_limit: Option<u64>,
     /// How steps get their root filesystem: overlay, or native (full copies; for hosts
     /// without overlayfs). Default: overlay where it works
     #[arg(long, value_name = "KIND")]
-    pub snapshotter: Option<String>,
+    pub(crate) snapshotter: Option<String>,
     /// The build context directory
     #[arg(value_name = "PATH")]
-    pub context: PathBuf,
+    pub(crate) context: PathBuf,
 }
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
-    pub frontend: FrontendArgs,
+    pub(crate) frontend: FrontendArgs,
     /// Output format of the diagnostics
     #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    pub(crate) format: Format,
     /// The build context directory
     #[arg(value_name = "PATH", default_value = ".")]
-    pub context: PathBuf,
+    pub(crate) context: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }

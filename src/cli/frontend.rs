@@ -13,7 +13,7 @@ use rbuild::plan::{Options, Plan};
 use super::args::FrontendArgs;
 
 /// The Dockerfile to read: `-f FILE` (`-` = stdin), else `PATH/Dockerfile`.
-pub fn dockerfile_path(file: Option<&Path>, context: &Path) -> PathBuf {
+pub(crate) fn dockerfile_path(file: Option<&Path>, context: &Path) -> PathBuf {
     match file {
         Some(f) => f.to_path_buf(),
         None if context == Path::new(".") => PathBuf::from("Dockerfile"),
@@ -23,7 +23,7 @@ pub fn dockerfile_path(file: Option<&Path>, context: &Path) -> PathBuf {
 
 /// Read the Dockerfile as text; invalid UTF-8 is replaced (and reported), as Docker reads
 /// bytes.
-pub fn read_dockerfile(path: &Path) -> anyhow::Result<Source> {
+pub(crate) fn read_dockerfile(path: &Path) -> anyhow::Result<Source> {
     let bytes = if path == Path::new("-") {
         let mut b = Vec::new();
         std::io::stdin()
@@ -54,7 +54,7 @@ pub fn read_dockerfile(path: &Path) -> anyhow::Result<Source> {
 
 /// `--build-arg K=V`, or `K` to take the value from the environment (skipped when unset,
 /// as docker does).
-pub fn build_args(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+pub(crate) fn build_args(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for a in raw {
         match a.split_once('=') {
@@ -73,7 +73,7 @@ pub fn build_args(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 /// Planner options from the command line.
-pub fn options(
+pub(crate) fn options(
     raw_args: &[String],
     target: Option<&str>,
     platform: Option<&str>,
@@ -90,7 +90,7 @@ pub fn options(
 }
 
 /// Read the Dockerfile and turn the flags into planner options.
-pub fn load(args: &FrontendArgs, context: &Path) -> anyhow::Result<(Source, Options)> {
+pub(crate) fn load(args: &FrontendArgs, context: &Path) -> anyhow::Result<(Source, Options)> {
     let path = dockerfile_path(args.file.as_deref(), context);
     let source = read_dockerfile(&path)?;
     let opts = options(

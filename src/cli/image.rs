@@ -40,7 +40,7 @@ pub(super) fn platform_or_host(p: Option<&str>) -> anyhow::Result<Platform> {
     }
 }
 
-pub fn push_cmd(root: &Path, args: PushArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn push_cmd(root: &Path, args: PushArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let image = local_name(&args.image)?;
     let dest = local_name(args.dest.as_deref().unwrap_or(&args.image))?;
@@ -53,7 +53,7 @@ pub fn push_cmd(root: &Path, args: PushArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn tag_cmd(root: &Path, args: TagArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn tag_cmd(root: &Path, args: TagArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let source = local_name(&args.source)?;
     let target = local_name(&args.target)?;
@@ -64,7 +64,7 @@ pub fn tag_cmd(root: &Path, args: TagArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn rmi_cmd(root: &Path, args: RmiArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn rmi_cmd(root: &Path, args: RmiArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let mut missing = Vec::new();
     for name in &args.images {
@@ -80,7 +80,7 @@ pub fn rmi_cmd(root: &Path, args: RmiArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn inspect_cmd(root: &Path, args: InspectArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn inspect_cmd(root: &Path, args: InspectArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let reference = local_name(&args.image)?;
     let platform = platform_or_host(args.platform.as_deref())?;
@@ -211,7 +211,7 @@ pub fn pull_cmd(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn images_cmd(root: &Path, _args: ImagesArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn images_cmd(root: &Path, _args: ImagesArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let host = Platform::host();
     let mut rows = vec![[

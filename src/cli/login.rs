@@ -34,7 +34,7 @@ fn read_line(prompt: Option<&str>) -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-pub fn login_cmd(args: LoginArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn login_cmd(args: LoginArgs) -> anyhow::Result<ExitCode> {
     let interactive = std::io::stdin().is_terminal();
     let username = match args.username {
         Some(u) => u,

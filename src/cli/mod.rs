@@ -16,11 +16,11 @@ mod render;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-pub use args::{Cli, Command};
-pub use render::{exit_code_for, render_error};
+pub(crate) use args::{Cli, Command};
+pub(crate) use render::{exit_code_for, render_error};
 
 /// Run a parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Only commands that use the store need a state root (check needs no state at all).
     let given = cli.root;
     let root = || -> anyhow::Result<std::path::PathBuf> {
@@ -64,7 +64,7 @@ fn subcommand_names() -> Vec<String> {
 
 /// Insert `build` where the subcommand belongs when the first non-global argument is not a
 /// subcommand (nor `--help`/`--version`), so that `rbuild -t x .` means `rbuild build -t x .`.
-pub fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
+pub(crate) fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
     let mut i = 1;
     while i < args.len() {
         let a = args[i].to_string_lossy();

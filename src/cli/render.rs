@@ -11,10 +11,10 @@ use rbuild::diag::Diagnostic;
 /// not there): shown like a syntax error, but the exit code says the build failed (1).
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .0.message)]
-pub struct BuildFailed(pub Diagnostic);
+pub(crate) struct BuildFailed(pub Diagnostic);
 
 /// Whether stderr gets ANSI colours (a terminal, and `NO_COLOR` unset).
-pub fn color_stderr() -> bool {
+pub(crate) fn color_stderr() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
@@ -70,7 +70,7 @@ fn render_chain<'a>(
 }
 
 /// Exit code: 2 for Dockerfile syntax errors (diagnostics), 1 for every other failure.
-pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+pub(crate) fn exit_code_for(err: &anyhow::Error) -> ExitCode {
     match located(err) {
         Some(Located::Syntax(_)) => ExitCode::from(2),
         Some(Located::Build(_)) | None => ExitCode::from(1),

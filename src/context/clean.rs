@@ -11,7 +11,7 @@
 /// Repeated slashes collapse, `.` segments go, `x/..` pairs cancel, a trailing slash is dropped,
 /// `..` at the root of an absolute path is dropped, leading `..` of a relative path is kept,
 /// and the empty result is `.` (or `/` when rooted).
-pub fn clean(path: &str) -> String {
+pub(crate) fn clean(path: &str) -> String {
     if path.is_empty() {
         return ".".to_string();
     }
@@ -42,7 +42,7 @@ pub fn clean(path: &str) -> String {
 /// Go's `filepath.Dir`: everything before the last `/`, cleaned; `.` when there is no `/`
 /// (grammar R5.6). `Dir("a/b/")` is `a/b`, which is why the path `file/` is tested against the
 /// parent `file` in R3.3.
-pub fn dir(path: &str) -> String {
+pub(crate) fn dir(path: &str) -> String {
     match path.rfind('/') {
         Some(i) => clean(&path[..=i]),
         None => ".".to_string(),

@@ -78,7 +78,7 @@ impl Filter {
     }
 
     /// A filter from already compiled matchers.
-    pub fn from_matchers(include: Option<Matcher>, exclude: Option<Matcher>) -> Filter {
+    pub(crate) fn from_matchers(include: Option<Matcher>, exclude: Option<Matcher>) -> Filter {
         Filter { include, exclude }
     }
 
@@ -108,8 +108,8 @@ impl Filter {
 /// whether it is a directory (symlinks to directories are not).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Candidate {
-    pub path: String,
-    pub is_dir: bool,
+    pub(crate) path: String,
+    pub(crate) is_dir: bool,
 }
 
 /// What the walk should do after an entry (Go's `filepath.SkipDir` protocol).
@@ -146,7 +146,7 @@ pub(crate) struct Layer {
 }
 
 impl Layer {
-    pub fn new(filter: Filter) -> Layer {
+    pub(crate) fn new(filter: Filter) -> Layer {
         Layer {
             filter,
             branch: Vec::new(),
@@ -156,7 +156,7 @@ impl Layer {
     /// Decide `entry`, which the walk offers in lexical depth-first order. Entries this layer
     /// lets through go to `next` (a later layer, or the output), preceded by any directories it
     /// walked silently above them (R4.2–R4.5).
-    pub fn visit<E: From<FilterError>>(
+    pub(crate) fn visit<E: From<FilterError>>(
         &mut self,
         entry: &Candidate,
         next: &mut dyn FnMut(&Candidate) -> Result<Flow, E>,
@@ -247,7 +247,7 @@ impl Layer {
     /// Whether a failure to read directory `dir` is tolerated (R4.6): only permission errors,
     /// and only on a directory this layer walks silently. Called right after [`Layer::visit`]
     /// returned [`Flow::Continue`] for `dir`.
-    pub fn tolerates_unreadable(&self, dir: &str, permission_denied: bool) -> bool {
+    pub(crate) fn tolerates_unreadable(&self, dir: &str, permission_denied: bool) -> bool {
         permission_denied
             && self
                 .branch

@@ -37,7 +37,7 @@ enum Form {
 
 /// A glob whose syntax passed Go's `filepath.Match` check.
 #[derive(Clone, Debug)]
-pub struct Glob {
+pub(crate) struct Glob {
     text: String,
     form: Form,
 }
@@ -45,7 +45,7 @@ pub struct Glob {
 impl Glob {
     /// Compile `text` (cleaned, without `!`). Fails only on `filepath.Match` syntax errors;
     /// regexp errors are kept for [`Glob::is_match`] to report (R2.7).
-    pub fn new(text: &str) -> Result<Glob, &'static str> {
+    pub(crate) fn new(text: &str) -> Result<Glob, &'static str> {
         syntax::check(text)?;
         let (form, go_regex) = plan(text);
         let form = match form {
@@ -63,13 +63,13 @@ impl Glob {
     }
 
     /// Number of `/`-separated segments in the text (used by legacy matching, R3.5).
-    pub fn segments(&self) -> usize {
+    pub(crate) fn segments(&self) -> usize {
         self.text.split('/').count()
     }
 
     /// Does the glob match `path` exactly (no parent rule here)? `Err` carries the reason Go's
     /// regexp compiler gives for a pattern it cannot compile.
-    pub fn is_match(&self, path: &str) -> Result<bool, String> {
+    pub(crate) fn is_match(&self, path: &str) -> Result<bool, String> {
         let (text, path) = (self.text.as_bytes(), path.as_bytes());
         Ok(match &self.form {
             Form::Exact => path == text,

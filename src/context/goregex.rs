@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 
 /// Translate `go` (a Go regexp) into `regex` crate syntax, or say why Go's `regexp.Compile`
 /// rejects it.
-pub fn translate(go: &str) -> Result<String, String> {
+pub(crate) fn translate(go: &str) -> Result<String, String> {
     let mut t = Translator {
         chars: go.chars().collect(),
         pos: 0,

@@ -10,7 +10,7 @@
 //! Data flows one way: ignore-file text → pattern strings → [`Matcher`] → [`Filter`] →
 //! [`Walk`] over a real directory.
 
-pub mod clean;
+pub(crate) mod clean;
 mod filter;
 mod glob;
 mod goregex;
@@ -19,7 +19,7 @@ mod pattern;
 mod syntax;
 mod walk;
 
-pub use clean::clean;
+pub(crate) use clean::clean;
 pub use filter::{Filter, FilterError, Side};
 pub use ignorefile::read_ignore_file;
 pub use pattern::{Matcher, ParentMatches, PatternError};

@@ -107,21 +107,6 @@ impl Matcher {
         Ok(Matcher { patterns: compiled })
     }
 
-    /// Number of compiled patterns (blank ones were dropped).
-    pub fn len(&self) -> usize {
-        self.patterns.len()
-    }
-
-    /// Whether no pattern survived compiling.
-    pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
-    }
-
-    /// Whether any pattern is a `!` exception.
-    pub fn has_exceptions(&self) -> bool {
-        self.patterns.iter().any(|p| p.exception)
-    }
-
     /// Is `path` excluded? patternmatcher's `MatchesOrParentMatches` (R3.1–R3.4): the path is
     /// used as given, not cleaned; the last pattern that matches the path or one of its parent
     /// directories decides.
@@ -177,7 +162,7 @@ impl Matcher {
     /// "no match" for the children. So `["a/b", "!a"]` excludes `a/b` here although
     /// [`Matcher::matches`] says `!a` re-includes it: this is what BuildKit's context walk
     /// (fsutil) does, and the walker must agree with BuildKit.
-    pub fn matches_with_parents(
+    pub(crate) fn matches_with_parents(
         &self,
         path: &str,
         parent: &ParentMatches,
@@ -216,14 +201,14 @@ impl Matcher {
     /// test for walking an excluded directory instead of skipping it (R4.4): true when an
     /// exception, minus a trailing `/**` or `/*`, still holds a glob character, or when its
     /// literal text is `dir` itself or lies below it.
-    pub fn exclusions_may_reinclude_under(&self, dir: &str) -> bool {
+    pub(crate) fn exclusions_may_reinclude_under(&self, dir: &str) -> bool {
         self.may_match_under(dir, true)
     }
 
     /// Could an include pattern (not `!`) match something inside `dir`? fsutil's test for
     /// walking a directory that the include patterns do not match (R4.3), with the same rule as
     /// [`Matcher::exclusions_may_reinclude_under`].
-    pub fn inclusions_may_match_under(&self, dir: &str) -> bool {
+    pub(crate) fn inclusions_may_match_under(&self, dir: &str) -> bool {
         self.may_match_under(dir, false)
     }
 

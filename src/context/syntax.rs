@@ -15,7 +15,7 @@
 
 /// Why Go's `filepath.Match` rejects a pattern (its only error is `ErrBadPattern`; the reasons
 /// are ours, to make the message useful).
-pub fn check(pattern: &str) -> Result<(), &'static str> {
+pub(crate) fn check(pattern: &str) -> Result<(), &'static str> {
     let mut rest = pattern.as_bytes();
     while !rest.is_empty() {
         // A chunk starts after any run of stars...

@@ -38,7 +38,7 @@ pub struct WalkEntry {
     pub path: String,
     pub kind: EntryKind,
     /// `lstat` of the entry.
-    pub metadata: Metadata,
+    pub(crate) metadata: Metadata,
 }
 
 /// Why a walk failed. Every variant names the path involved.

@@ -11,7 +11,7 @@ use crate::diag::Span;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Arg {
     pub value: String,
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 /// A heredoc attached to an instruction (`<<EOF`, `<<-EOF`, `<<'EOF'`, `3<<EOF`).
@@ -32,44 +32,44 @@ pub struct Heredoc {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
     /// The keyword as written (`RUN`, `copy`).
-    pub keyword: String,
-    pub keyword_span: Span,
+    pub(crate) keyword: String,
+    pub(crate) keyword_span: Span,
     /// Leading `--name[=value]` words, quotes removed.
-    pub flags: Vec<Arg>,
+    pub(crate) flags: Vec<Arg>,
     /// The arguments, split by the instruction's line parser.
-    pub args: Vec<Arg>,
+    pub(crate) args: Vec<Arg>,
     /// The nested instruction of `ONBUILD`.
-    pub child: Option<Box<Node>>,
+    pub(crate) child: Option<Box<Node>>,
     /// The arguments were a JSON array (exec form).
-    pub json: bool,
+    pub(crate) json: bool,
     pub heredocs: Vec<Heredoc>,
     /// The logical line (continuations joined), as BuildKit's `Original`.
     pub original: String,
     /// Span of the arguments text (after flags) in the source.
-    pub args_span: Span,
+    pub(crate) args_span: Span,
     /// 1-based first and last physical line, heredoc bodies included.
     pub start_line: usize,
     pub end_line: usize,
     /// The whole instruction in the source, heredoc bodies included.
-    pub span: Span,
+    pub(crate) span: Span,
     /// Comment lines directly above the instruction (text after `#`, trimmed).
-    pub prev_comment: Vec<String>,
+    pub(crate) prev_comment: Vec<String>,
 }
 
 impl Node {
     /// The keyword in lower case, for dispatch.
-    pub fn command(&self) -> String {
+    pub(crate) fn command(&self) -> String {
         self.keyword.to_ascii_lowercase()
     }
 
     /// Argument values.
-    pub fn values(&self) -> Vec<String> {
+    pub(crate) fn values(&self) -> Vec<String> {
         self.args.iter().map(|a| a.value.clone()).collect()
     }
 
     /// BuildKit's `Node.Dump()`: `keyword ["--flags"] "arg" "arg"`, keyword in lower case,
     /// ONBUILD's child in parentheses.
-    pub fn dump(&self) -> String {
+    pub(crate) fn dump(&self) -> String {
         let mut s = self.keyword.to_lowercase();
         if !self.flags.is_empty() {
             let quoted: Vec<String> = self.flags.iter().map(|f| go_quote(&f.value)).collect();
@@ -98,7 +98,7 @@ pub fn dump(nodes: &[Node]) -> String {
 }
 
 /// Go's `strconv.Quote`: double quotes, Go escapes, printable characters kept literally.
-pub fn go_quote(s: &str) -> String {
+pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

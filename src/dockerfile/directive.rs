@@ -20,16 +20,16 @@ const KNOWN: [&str; 3] = ["syntax", "escape", "check"];
 
 /// One directive as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Directive {
-    pub name: String,
-    pub value: String,
+pub(crate) struct Directive {
+    pub(crate) name: String,
+    pub(crate) value: String,
     /// 1-based line.
-    pub line: usize,
-    pub span: Span,
+    pub(crate) line: usize,
+    pub(crate) span: Span,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DirectiveError {
+pub(crate) enum DirectiveError {
     #[error("only one {0} parser directive can be used")]
     Duplicate(String),
     #[error("invalid escape token '{0}' does not match ` or \\")]
@@ -38,15 +38,15 @@ pub enum DirectiveError {
 
 /// Reads the leading directive block line by line.
 #[derive(Debug, Default)]
-pub struct DirectiveParser {
+pub(crate) struct DirectiveParser {
     done: bool,
-    pub found: Vec<Directive>,
+    pub(crate) found: Vec<Directive>,
 }
 
 impl DirectiveParser {
     /// Offer one line (newline trimmed; leading whitespace trimmed for first lines).
     /// Returns the directive if the line is one.
-    pub fn offer(
+    pub(crate) fn offer(
         &mut self,
         line: &str,
         line_no: usize,
@@ -79,10 +79,6 @@ impl DirectiveParser {
         });
         Ok(self.found.last())
     }
-
-    pub fn get(&self, name: &str) -> Option<&Directive> {
-        self.found.iter().find(|d| d.name == name)
-    }
 }
 
 /// The `# check=skip=A,B;error=true` directive: which lint rules to skip and whether rule
@@ -90,15 +86,15 @@ impl DirectiveParser {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckConfig {
     /// Rule names to skip; `all` skips every rule.
-    pub skip: Vec<String>,
-    pub skip_all: bool,
-    pub error: bool,
+    pub(crate) skip: Vec<String>,
+    pub(crate) skip_all: bool,
+    pub(crate) error: bool,
     /// Experimental rules enabled by name (`experimental=Rule` or `all`).
-    pub experimental: Vec<String>,
+    pub(crate) experimental: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CheckConfigError {
+pub(crate) enum CheckConfigError {
     #[error("invalid check directive: `{0}` is not a key=value pair")]
     NotKeyValue(String),
     #[error("invalid check directive: unknown key `{0}`")]
@@ -109,7 +105,7 @@ pub enum CheckConfigError {
 
 impl CheckConfig {
     /// Parse the value of a `check` directive (BuildKit `linter.ParseLintOptions`).
-    pub fn parse(value: &str) -> Result<CheckConfig, CheckConfigError> {
+    pub(crate) fn parse(value: &str) -> Result<CheckConfig, CheckConfigError> {
         let mut cfg = CheckConfig::default();
         for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let Some((k, v)) = part.split_once('=') else {
@@ -141,13 +137,13 @@ impl CheckConfig {
         Ok(cfg)
     }
 
-    pub fn is_skipped(&self, rule: &str) -> bool {
+    pub(crate) fn is_skipped(&self, rule: &str) -> bool {
         self.skip_all || self.skip.iter().any(|s| s.eq_ignore_ascii_case(rule))
     }
 }
 
 /// Go's `strconv.ParseBool`.
-pub fn parse_go_bool(s: &str) -> Option<bool> {
+pub(crate) fn parse_go_bool(s: &str) -> Option<bool> {
     match s {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),

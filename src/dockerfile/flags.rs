@@ -8,7 +8,7 @@ use super::ast::Arg;
 use crate::diag::{Span, SpannedError};
 
 /// A flag that is unknown, repeated or badly valued.
-pub type FlagError = SpannedError;
+pub(crate) type FlagError = SpannedError;
 use crate::suggest::did_you_mean;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,9 +23,9 @@ pub enum Kind {
 
 /// A flag's parsed value, with the span of the last occurrence.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Value {
-    pub values: Vec<String>,
-    pub span: Span,
+pub(crate) struct Value {
+    pub(crate) values: Vec<String>,
+    pub(crate) span: Span,
 }
 
 /// The flags of one instruction, validated against its declaration.
@@ -35,29 +35,29 @@ pub struct Flags {
 }
 
 impl Flags {
-    pub fn string(&self, name: &str) -> Option<&str> {
+    pub(crate) fn string(&self, name: &str) -> Option<&str> {
         self.found
             .get(name)
             .and_then(|v| v.values.last())
             .map(String::as_str)
     }
 
-    pub fn strings(&self, name: &str) -> Vec<String> {
+    pub(crate) fn strings(&self, name: &str) -> Vec<String> {
         self.found
             .get(name)
             .map(|v| v.values.clone())
             .unwrap_or_default()
     }
 
-    pub fn bool(&self, name: &str) -> bool {
+    pub(crate) fn bool(&self, name: &str) -> bool {
         self.string(name) == Some("true")
     }
 
-    pub fn span(&self, name: &str) -> Option<Span> {
+    pub(crate) fn span(&self, name: &str) -> Option<Span> {
         self.found.get(name).map(|v| v.span)
     }
 
-    pub fn is_set(&self, name: &str) -> bool {
+    pub(crate) fn is_set(&self, name: &str) -> bool {
         self.found.contains_key(name)
     }
 
@@ -68,7 +68,7 @@ impl Flags {
 }
 
 /// Validate `given` against the declaration `allowed` (name, kind).
-pub fn parse(given: &[Arg], allowed: &[(&'static str, Kind)]) -> Result<Flags, FlagError> {
+pub(crate) fn parse(given: &[Arg], allowed: &[(&'static str, Kind)]) -> Result<Flags, FlagError> {
     let mut flags = Flags::default();
     for arg in given {
         let err = |message: String| FlagError {

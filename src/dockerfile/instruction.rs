@@ -11,11 +11,11 @@ use super::units::parse_duration;
 use crate::diag::{Span, SpannedError, chain};
 
 /// Why an instruction is invalid.
-pub type TypeError = SpannedError;
+pub(crate) type TypeError = SpannedError;
 use crate::suggest::did_you_mean;
 
 /// Every instruction keyword, for suggestions.
-pub const KEYWORDS: [&str; 18] = [
+pub(crate) const KEYWORDS: [&str; 18] = [
     "ADD",
     "ARG",
     "CMD",
@@ -39,7 +39,7 @@ pub const KEYWORDS: [&str; 18] = [
 /// A typed instruction and the node it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Instruction {
-    pub node: Node,
+    pub(crate) node: Node,
     pub kind: Kind,
     pub flags: Flags,
 }
@@ -68,13 +68,13 @@ pub enum Kind {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FromSpec {
-    pub image: Arg,
+    pub(crate) image: Arg,
     /// The stage name, lower-cased (BuildKit matches stage names case-insensitively).
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// The name and the `AS` keyword as written, for lint rules.
-    pub name_arg: Option<Arg>,
-    pub as_arg: Option<Arg>,
-    pub platform: Option<String>,
+    pub(crate) name_arg: Option<Arg>,
+    pub(crate) as_arg: Option<Arg>,
+    pub(crate) platform: Option<String>,
 }
 
 /// A command in shell form (`prepend_shell`, one string) or exec form (JSON array).
@@ -94,7 +94,7 @@ pub enum Network {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Security {
+pub(crate) enum Security {
     Sandbox,
     Insecure,
 }
@@ -103,9 +103,9 @@ pub enum Security {
 pub struct Run {
     pub cmd: ShellForm,
     /// Raw `--mount` values with their spans (parsed structurally here, expanded later).
-    pub mounts: Vec<Arg>,
-    pub network: Option<Network>,
-    pub security: Option<Security>,
+    pub(crate) mounts: Vec<Arg>,
+    pub(crate) network: Option<Network>,
+    pub(crate) security: Option<Security>,
 }
 
 /// A source given inline by a heredoc.
@@ -127,41 +127,41 @@ pub struct SourcesAndDest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Copy {
     pub paths: SourcesAndDest,
-    pub from: Option<String>,
-    pub chown: Option<String>,
-    pub chmod: Option<String>,
-    pub link: bool,
-    pub parents: bool,
-    pub exclude: Vec<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) chown: Option<String>,
+    pub(crate) chmod: Option<String>,
+    pub(crate) link: bool,
+    pub(crate) parents: bool,
+    pub(crate) exclude: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Add {
-    pub paths: SourcesAndDest,
-    pub chown: Option<String>,
-    pub chmod: Option<String>,
-    pub link: bool,
-    pub keep_git_dir: bool,
-    pub checksum: Option<String>,
+    pub(crate) paths: SourcesAndDest,
+    pub(crate) chown: Option<String>,
+    pub(crate) chmod: Option<String>,
+    pub(crate) link: bool,
+    pub(crate) keep_git_dir: bool,
+    pub(crate) checksum: Option<String>,
     /// `--unpack`: `None` = default (local archives unpacked, remote ones not).
-    pub unpack: Option<bool>,
-    pub exclude: Vec<String>,
+    pub(crate) unpack: Option<bool>,
+    pub(crate) exclude: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyValue {
-    pub key: Arg,
-    pub value: Arg,
+    pub(crate) key: Arg,
+    pub(crate) value: Arg,
     /// Written in the legacy `KEY value` form.
-    pub legacy: bool,
+    pub(crate) legacy: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArgDecl {
-    pub key: String,
+    pub(crate) key: String,
     /// The default, quotes still in (expanded later).
-    pub value: Option<String>,
-    pub span: Span,
+    pub(crate) value: Option<String>,
+    pub(crate) span: Span,
 }
 
 /// HEALTHCHECK; durations in nanoseconds, 0 = inherit the default.
@@ -169,18 +169,18 @@ pub struct ArgDecl {
 pub struct Healthcheck {
     /// `["NONE"]`, `["CMD", …]` (exec) or `["CMD-SHELL", "…"]`.
     pub test: Vec<String>,
-    pub interval: i64,
-    pub timeout: i64,
-    pub start_period: i64,
-    pub start_interval: i64,
-    pub retries: i32,
+    pub(crate) interval: i64,
+    pub(crate) timeout: i64,
+    pub(crate) start_period: i64,
+    pub(crate) start_interval: i64,
+    pub(crate) retries: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Onbuild {
     /// The trigger as it will be stored in the image config (`RUN echo hi`).
-    pub expression: String,
-    pub trigger: Box<Node>,
+    pub(crate) expression: String,
+    pub(crate) trigger: Box<Node>,
 }
 
 /// Type one node.

@@ -9,7 +9,7 @@ use std::ops::Range;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Word {
     pub value: String,
-    pub range: Range<usize>,
+    pub(crate) range: Range<usize>,
 }
 
 impl Word {
@@ -23,12 +23,12 @@ impl Word {
 
 /// The result of splitting a line: keyword, flags, and the arguments text.
 #[derive(Debug)]
-pub struct Command<'a> {
-    pub keyword: Word,
-    pub flags: Vec<Word>,
-    pub args: &'a str,
+pub(crate) struct Command<'a> {
+    pub(crate) keyword: Word,
+    pub(crate) flags: Vec<Word>,
+    pub(crate) args: &'a str,
     /// Offset of `args` in the line.
-    pub args_at: usize,
+    pub(crate) args_at: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -47,7 +47,7 @@ fn is_blank(c: char) -> bool {
 }
 
 /// Split off the keyword and the leading `--flags`.
-pub fn split_command(line: &str) -> Command<'_> {
+pub(crate) fn split_command(line: &str) -> Command<'_> {
     let lead = line.len() - line.trim_start().len();
     let trimmed = line.trim();
     let end_kw = trimmed.find(is_blank).unwrap_or(trimmed.len());
@@ -208,7 +208,11 @@ pub fn parse_words(rest: &str, escape: char) -> Vec<Word> {
 
 /// ENV and LABEL: `k=v k2="v 2"` gives triples (key, value, "="); the legacy `KEY value…`
 /// form gives (key, rest of the line verbatim, "").
-pub fn parse_name_val(rest: &str, keyword: &str, escape: char) -> Result<Vec<Word>, LineError> {
+pub(crate) fn parse_name_val(
+    rest: &str,
+    keyword: &str,
+    escape: char,
+) -> Result<Vec<Word>, LineError> {
     let words = parse_words(rest, escape);
     let Some(first) = words.first() else {
         return Ok(Vec::new());
@@ -243,7 +247,7 @@ pub fn parse_name_val(rest: &str, keyword: &str, escape: char) -> Result<Vec<Wor
 
 /// FROM and EXPOSE (and the shell form of ADD/COPY/VOLUME): split on runs of blanks,
 /// quotes not interpreted.
-pub fn split_blanks(rest: &str) -> Vec<Word> {
+pub(crate) fn split_blanks(rest: &str) -> Vec<Word> {
     let mut out = Vec::new();
     let mut start = None;
     for (i, c) in rest.char_indices() {
@@ -285,7 +289,7 @@ pub fn parse_json(rest: &str) -> Result<Option<Vec<String>>, LineError> {
 }
 
 /// RUN, CMD, ENTRYPOINT, SHELL: JSON array, else the whole text as one word.
-pub fn parse_maybe_json(rest: &str) -> Result<(Vec<Word>, bool), LineError> {
+pub(crate) fn parse_maybe_json(rest: &str) -> Result<(Vec<Word>, bool), LineError> {
     if rest.is_empty() {
         return Ok((Vec::new(), false));
     }
@@ -296,7 +300,7 @@ pub fn parse_maybe_json(rest: &str) -> Result<(Vec<Word>, bool), LineError> {
 }
 
 /// ADD, COPY, VOLUME: JSON array, else blank-separated words.
-pub fn parse_maybe_json_to_list(rest: &str) -> Result<(Vec<Word>, bool), LineError> {
+pub(crate) fn parse_maybe_json_to_list(rest: &str) -> Result<(Vec<Word>, bool), LineError> {
     match parse_json(rest)? {
         Some(items) => Ok((json_words(items, rest.len()), true)),
         None => Ok((split_blanks(rest), false)),
@@ -309,7 +313,7 @@ fn json_words(items: Vec<String>, len: usize) -> Vec<Word> {
 }
 
 /// HEALTHCHECK: the type word (`CMD`, `NONE`, …), then the rest as for CMD.
-pub fn parse_health(rest: &str) -> Result<(Vec<Word>, bool), LineError> {
+pub(crate) fn parse_health(rest: &str) -> Result<(Vec<Word>, bool), LineError> {
     let sep = rest
         .find(|c: char| c.is_ascii_whitespace() || c == '\x0b')
         .unwrap_or(rest.len());

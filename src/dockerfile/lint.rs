@@ -11,10 +11,10 @@ use regex::Regex;
 use super::directive::CheckConfig;
 use super::instruction::{Instruction, Kind};
 use super::parser::Dockerfile;
-use crate::diag::{Diagnostic, Severity, Source, Span};
+use crate::diag::{Diagnostic, Source, Span};
 
 /// Every rule rbuild knows, with a one-line description (`rbuild check` prints them in JSON).
-pub const RULES: &[(&str, &str)] = &[
+pub(crate) const RULES: &[(&str, &str)] = &[
     ("StageNameCasing", "Stage names should be lowercase"),
     (
         "FromAsCasing",
@@ -77,7 +77,7 @@ pub const RULES: &[(&str, &str)] = &[
 ];
 
 /// The documentation link of a rule: `StageNameCasing` → `…/rule/stage-name-casing/`.
-pub fn rule_url(rule: &str) -> String {
+pub(crate) fn rule_url(rule: &str) -> String {
     let mut kebab = String::new();
     let chars: Vec<char> = rule.chars().collect();
     for (i, c) in chars.iter().enumerate() {
@@ -93,14 +93,14 @@ pub fn rule_url(rule: &str) -> String {
 }
 
 /// Collects rule violations, honouring the check directive.
-pub struct Linter<'a> {
-    pub config: CheckConfig,
+pub(crate) struct Linter<'a> {
+    pub(crate) config: CheckConfig,
     source: &'a Source,
-    pub found: Vec<Diagnostic>,
+    pub(crate) found: Vec<Diagnostic>,
 }
 
 impl<'a> Linter<'a> {
-    pub fn new(source: &'a Source, config: CheckConfig) -> Linter<'a> {
+    pub(crate) fn new(source: &'a Source, config: CheckConfig) -> Linter<'a> {
         Linter {
             config,
             source,
@@ -109,7 +109,7 @@ impl<'a> Linter<'a> {
     }
 
     /// Report a violation of `rule` at `span`.
-    pub fn report(
+    pub(crate) fn report(
         &mut self,
         rule: &str,
         message: impl Into<String>,
@@ -133,11 +133,6 @@ impl<'a> Linter<'a> {
         }
         self.found.push(d);
     }
-
-    /// Whether any reported violation is an error (`# check=error=true`).
-    pub fn has_errors(&self) -> bool {
-        self.found.iter().any(|d| d.severity == Severity::Error)
-    }
 }
 
 /// `(?i)(?:_|^)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)(?:_|$)`
@@ -152,7 +147,7 @@ static PUBLIC_NAME: LazyLock<Regex> =
 const RESERVED_STAGE_NAMES: [&str; 2] = ["context", "scratch"];
 
 /// The rules that need only the syntax tree and the typed instructions.
-pub fn check_syntax(df: &Dockerfile, instrs: &[Instruction], lint: &mut Linter) {
+pub(crate) fn check_syntax(df: &Dockerfile, instrs: &[Instruction], lint: &mut Linter) {
     for w in &df.warnings {
         lint.report(
             "NoEmptyContinuation",

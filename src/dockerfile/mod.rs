@@ -4,12 +4,12 @@
 //! `grammar/word-expansion.ebnf`.
 
 pub mod ast;
-pub mod directive;
-pub mod flags;
+pub(crate) mod directive;
+pub(crate) mod flags;
 pub mod heredoc;
 pub mod instruction;
 pub mod line_parser;
-pub mod lint;
+pub(crate) mod lint;
 pub mod mount;
 pub mod parser;
 pub mod shell;

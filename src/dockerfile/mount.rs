@@ -10,7 +10,7 @@ use super::units::parse_ram_size;
 use crate::suggest::did_you_mean;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MountType {
+pub(crate) enum MountType {
     Bind,
     Cache,
     Tmpfs,
@@ -47,7 +47,7 @@ impl fmt::Display for MountType {
 
 /// How concurrent builds share a cache mount.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sharing {
+pub(crate) enum Sharing {
     Shared,
     Private,
     Locked,
@@ -55,32 +55,32 @@ pub enum Sharing {
 
 /// One typed `--mount`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mount {
-    pub kind: MountType,
+pub(crate) struct Mount {
+    pub(crate) kind: MountType,
     /// Stage, image or context the source comes from (bind, cache).
-    pub from: Option<String>,
-    pub source: Option<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) source: Option<String>,
     /// Where it appears in the container; defaulted for secret and ssh mounts.
-    pub target: String,
-    pub readonly: bool,
+    pub(crate) target: String,
+    pub(crate) readonly: bool,
     /// Cache id (defaults to the target), secret or ssh id.
-    pub id: Option<String>,
-    pub sharing: Sharing,
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
+    pub(crate) id: Option<String>,
+    pub(crate) sharing: Sharing,
+    pub(crate) mode: Option<u32>,
+    pub(crate) uid: Option<u32>,
+    pub(crate) gid: Option<u32>,
     /// tmpfs size limit in bytes.
-    pub size: Option<u64>,
-    pub required: bool,
+    pub(crate) size: Option<u64>,
+    pub(crate) required: bool,
     /// Secret exposed as this environment variable.
-    pub env: Option<String>,
+    pub(crate) env: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
-pub struct MountError {
-    pub message: String,
-    pub hint: Option<String>,
+pub(crate) struct MountError {
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
 }
 
 fn err(message: impl Into<String>) -> MountError {
@@ -150,10 +150,14 @@ pub fn fields(spec: &str) -> Vec<String> {
     })
 }
 
-pub type Expander<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+pub(crate) type Expander<'a> = &'a dyn Fn(&str) -> Result<String, String>;
 
 /// Parse one `--mount` value. `ssh_index` numbers ssh mounts for their default target.
-pub fn parse(spec: &str, expand: Option<Expander>, ssh_index: usize) -> Result<Mount, MountError> {
+pub(crate) fn parse(
+    spec: &str,
+    expand: Option<Expander>,
+    ssh_index: usize,
+) -> Result<Mount, MountError> {
     let mut m = Mount {
         kind: MountType::Bind,
         from: None,

@@ -17,19 +17,19 @@ use crate::diag::{Source, Span, SpannedError, chain};
 pub type ParseError = SpannedError;
 
 /// BuildKit reads lines with Go's `bufio.Scanner`, whose token limit is 64 KiB.
-pub const MAX_LINE: usize = 65535;
+pub(crate) const MAX_LINE: usize = 65535;
 
 /// A parsed Dockerfile.
 #[derive(Clone, Debug)]
 pub struct Dockerfile {
-    pub directives: Vec<Directive>,
-    pub escape: char,
+    pub(crate) directives: Vec<Directive>,
+    pub(crate) escape: char,
     pub nodes: Vec<Node>,
     pub warnings: Vec<ParseWarning>,
 }
 
 impl Dockerfile {
-    pub fn directive(&self, name: &str) -> Option<&Directive> {
+    pub(crate) fn directive(&self, name: &str) -> Option<&Directive> {
         self.directives.iter().find(|d| d.name == name)
     }
 }
@@ -38,8 +38,8 @@ impl Dockerfile {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseWarning {
     pub message: String,
-    pub line: usize,
-    pub span: Span,
+    pub(crate) line: usize,
+    pub(crate) span: Span,
 }
 
 /// One physical line: its text (line ending included) and where it starts.

@@ -10,7 +10,7 @@ pub enum UnitError {
 }
 
 /// Go's `time.ParseDuration`, in nanoseconds: `300ms`, `-1.5h`, `2h45m`, `1µs`, `0`.
-pub fn parse_duration(s: &str) -> Result<i64, UnitError> {
+pub(crate) fn parse_duration(s: &str) -> Result<i64, UnitError> {
     let bad = || UnitError::Duration(s.to_string());
     let (neg, mut rest) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
@@ -57,7 +57,8 @@ pub fn parse_duration(s: &str) -> Result<i64, UnitError> {
 
 /// Render nanoseconds the way Go's `Duration.String` does for whole units (`1m30s`, `5s`,
 /// `500ms`), used in messages.
-pub fn format_duration(ns: i64) -> String {
+#[cfg(test)]
+pub(crate) fn format_duration(ns: i64) -> String {
     if ns == 0 {
         return "0s".into();
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::store::Image;
 
 #[derive(Debug, Default)]
-pub struct Bases {
+pub(crate) struct Bases {
     /// By (name as FROM gives it, platform).
     pub(crate) images: BTreeMap<(String, String), Image>,
     /// The next free progress vertex number after resolving them.
@@ -16,7 +16,7 @@ pub struct Bases {
 
 impl Bases {
     /// Each base image's ENV by name, for [`crate::plan::Options::base_env`].
-    pub fn env(&self) -> BTreeMap<String, Vec<(String, String)>> {
+    pub(crate) fn env(&self) -> BTreeMap<String, Vec<(String, String)>> {
         let mut out = BTreeMap::new();
         for ((name, _), image) in &self.images {
             let env = image
@@ -40,7 +40,7 @@ impl Bases {
 
     /// Each base image's ONBUILD triggers by name, for
     /// [`crate::plan::Options::base_onbuild`].
-    pub fn onbuild(&self) -> BTreeMap<String, Vec<String>> {
+    pub(crate) fn onbuild(&self) -> BTreeMap<String, Vec<String>> {
         let mut out = BTreeMap::new();
         for ((name, _), image) in &self.images {
             let triggers = image

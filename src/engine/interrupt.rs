@@ -22,7 +22,7 @@ pub fn interrupt() {
 }
 
 /// Whether [`interrupt`] was called.
-pub fn interrupted() -> bool {
+pub(crate) fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::oci::digest::{Digest, Digester};
 
 #[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
+pub(crate) enum RemoteError {
     #[error("downloading {url}: {message}")]
     Download { url: String, message: String },
     #[error("downloading {url}: HTTP status {status}")]
@@ -42,7 +42,7 @@ pub enum RemoteError {
 
 /// A remote ADD source.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Remote {
+pub(crate) enum Remote {
     Http(String),
     Git {
         url: String,
@@ -53,7 +53,7 @@ pub enum Remote {
 
 impl Remote {
     /// The remote an ADD source names, if it is not a local path.
-    pub fn parse(source: &str) -> Option<Remote> {
+    pub(crate) fn parse(source: &str) -> Option<Remote> {
         if super::copy::is_git(source) {
             let (url, fragment) = match source.split_once('#') {
                 Some((u, f)) => (u, Some(f)),
@@ -84,7 +84,7 @@ impl Remote {
 
     /// Fetch into the new directory `dir`; returns the path, relative to `dir`, that ADD
     /// copies: the downloaded file, or the checkout (its `subdir`).
-    pub fn fetch(
+    pub(crate) fn fetch(
         &self,
         dir: &Path,
         checksum: Option<&str>,

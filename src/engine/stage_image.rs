@@ -34,12 +34,13 @@ use crate::oci::digest::Digest;
 use crate::oci::platform::Platform;
 use crate::plan::Step;
 
-pub use history::COMMENT;
-pub use ports::PortError;
+pub(crate) use history::COMMENT;
+pub(crate) use ports::PortError;
 
 /// BuildKit's default `PATH` for Unix images (`util/system.DefaultPathEnvUnix`), set in every
 /// stage whose image does not define one.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// ARGs that configure BuildKit itself and so never enter RUN's environment
 /// (`convert.go` `nonEnvArgs`); they still count in the history's `|N` prefix.
@@ -47,7 +48,7 @@ const NON_ENV_ARGS: [&str; 2] = ["BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SC
 
 /// Why a step could not be applied. Messages are BuildKit's where it has one.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum StepError {
+pub(crate) enum StepError {
     #[error(transparent)]
     ExposePort(#[from] PortError),
     /// moby/sys `signal.ParseSignal`: a non-zero number or a Linux signal name.
@@ -75,20 +76,20 @@ pub enum StepError {
 
 /// The history entry BuildKit commits for one step.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Commit {
-    pub created_by: String,
+pub(crate) struct Commit {
+    pub(crate) created_by: String,
     /// The step writes a layer (RUN, COPY, ADD, WORKDIR other than `/`); when false, or when
     /// the layer's diff is empty, the entry is an `empty_layer` one.
-    pub writes_layer: bool,
+    pub(crate) writes_layer: bool,
 }
 
 /// The image a stage builds: the config so far, plus what BuildKit keeps beside it while it
 /// dispatches the stage.
 #[derive(Clone, Debug)]
-pub struct StageImage {
+pub(crate) struct StageImage {
     /// The config and history so far. Edit the environment only through [`StageImage::apply`]:
     /// RUN's environment is kept beside it.
-    pub config: ImageConfig,
+    pub(crate) config: ImageConfig,
     /// The environment BuildKit's LLB state carries (`llb.EnvList`): the image ENV, plus
     /// the stage's ARG values, keys in the order they were last set (setting a key again
     /// moves it to the end, unlike the config's ENV, where it is replaced in place). A later
@@ -106,7 +107,7 @@ pub struct StageImage {
 impl StageImage {
     /// `FROM scratch`: an empty config for `platform` with BuildKit's defaults (`emptyImage`):
     /// WorkingDir `/` and, except on Windows, `PATH`.
-    pub fn scratch(platform: &Platform) -> StageImage {
+    pub(crate) fn scratch(platform: &Platform) -> StageImage {
         let mut config = ImageConfig::new(platform);
         let cc = config.config.get_or_insert_with(ContainerConfig::default);
         cc.working_dir = "/".to_string();
@@ -119,7 +120,7 @@ impl StageImage {
     /// the OCI and Docker image specs do not define (`container_config`, `docker_version`,
     /// vendor keys) go, and the ONBUILD triggers move out of the config into
     /// [`StageImage::take_onbuild`]. `PATH` is added when the image sets none.
-    pub fn from_base(base: ImageConfig) -> StageImage {
+    pub(crate) fn from_base(base: ImageConfig) -> StageImage {
         let mut config = base;
         config.created = None;
         config.extra.clear();
@@ -141,7 +142,7 @@ impl StageImage {
     /// environment and in its history (BuildKit starts from the parent's LLB state and
     /// `buildArgs`; documented since moby/buildkit#5381, contrary to the classic builder:
     /// moby/buildkit#1977).
-    pub fn from_stage(parent: &StageImage) -> StageImage {
+    pub(crate) fn from_stage(parent: &StageImage) -> StageImage {
         StageImage::start(
             parent.config.clone(),
             parent.state_env.clone(),
@@ -190,7 +191,7 @@ impl StageImage {
 
     /// The shell for shell-form RUN, CMD and ENTRYPOINT: SHELL, or `/bin/sh -c`
     /// (`cmd /S /C` on Windows).
-    pub fn shell(&self) -> Vec<String> {
+    pub(crate) fn shell(&self) -> Vec<String> {
         match self.container() {
             Some(cc) if !cc.shell.is_empty() => cc.shell.clone(),
             _ if self.config.os == "windows" => vec!["cmd".into(), "/S".into(), "/C".into()],
@@ -199,7 +200,7 @@ impl StageImage {
     }
 
     /// The working directory, `/` when unset.
-    pub fn workdir(&self) -> String {
+    pub(crate) fn workdir(&self) -> String {
         match self.container() {
             Some(cc) if !cc.working_dir.is_empty() => cc.working_dir.clone(),
             _ => "/".to_string(),
@@ -207,14 +208,15 @@ impl StageImage {
     }
 
     /// The user RUN runs as and WORKDIR's directory is owned by; empty means root.
-    pub fn user(&self) -> String {
+    pub(crate) fn user(&self) -> String {
         self.container()
             .map(|cc| cc.user.clone())
             .unwrap_or_default()
     }
 
     /// The image's ENV, in order.
-    pub fn env(&self) -> Vec<(String, String)> {
+    #[cfg(test)]
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
         self.container()
             .map(|cc| {
                 cc.env
@@ -235,7 +237,7 @@ impl StageImage {
     /// MAINTAINER, HEALTHCHECK, ONBUILD, CMD, ENTRYPOINT, SHELL) change the config here;
     /// RUN, COPY and ADD change only files, which is the engine's part, and just get their
     /// entry. Words are expected expanded, as the planner leaves them.
-    pub fn apply(&mut self, step: &Step) -> Result<Option<Commit>, StepError> {
+    pub(crate) fn apply(&mut self, step: &Step) -> Result<Option<Commit>, StepError> {
         let metadata = |created_by: String| {
             Ok(Some(Commit {
                 created_by,
@@ -409,7 +411,7 @@ impl StageImage {
     /// whole line with the bodies and delimiters re-attached, so the shell's own heredoc
     /// support applies. A lone `<<EOF` whose body starts with `#!` is not supported
     /// ([`StepError::ShebangHeredoc`]).
-    pub fn run_args(&self, step: &Step) -> Result<Vec<String>, StepError> {
+    pub(crate) fn run_args(&self, step: &Step) -> Result<Vec<String>, StepError> {
         match &step.instruction.kind {
             Kind::Run(run) => self.command(&run.cmd),
             _ => Err(StepError::NotRun {
@@ -423,7 +425,7 @@ impl StageImage {
     /// each where it was last set, then for each proxy build arg (matched case-insensitively,
     /// the last in sorted order winning) both the upper- and lower-case variable. Proxy
     /// values reach RUN but never the image or its history.
-    pub fn run_env(&self, proxy: &BTreeMap<String, String>) -> Vec<String> {
+    pub(crate) fn run_env(&self, proxy: &BTreeMap<String, String>) -> Vec<String> {
         let mut env: Vec<String> = self
             .state_env
             .iter()
@@ -453,7 +455,12 @@ impl StageImage {
 
     /// Append a history entry as the Dockerfile frontend writes it (comment
     /// [`COMMENT`]); `empty_layer` for a step that added no layer; `created` as RFC 3339.
-    pub fn push_history(&mut self, created_by: String, empty_layer: bool, created: Option<String>) {
+    pub(crate) fn push_history(
+        &mut self,
+        created_by: String,
+        empty_layer: bool,
+        created: Option<String>,
+    ) {
         self.config.history.push(History {
             created,
             created_by,
@@ -464,14 +471,14 @@ impl StageImage {
     }
 
     /// Record a new layer's diff ID (its uncompressed digest) in `rootfs.diff_ids`.
-    pub fn push_layer(&mut self, diff_id: Digest) {
+    pub(crate) fn push_layer(&mut self, diff_id: Digest) {
         self.config.rootfs.diff_ids.push(diff_id);
     }
 
     /// The base's ONBUILD triggers, to run right after FROM; each call after the first
     /// returns none. They are already out of the config: an image does not pass on the
     /// triggers it inherited, only the ONBUILD instructions of its own Dockerfile.
-    pub fn take_onbuild(&mut self) -> Vec<String> {
+    pub(crate) fn take_onbuild(&mut self) -> Vec<String> {
         std::mem::take(&mut self.triggers)
     }
 

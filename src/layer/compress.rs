@@ -32,21 +32,21 @@ use flate2::{Compress, FlushCompress, Status};
 use crate::oci::media_type::Compression;
 
 /// Input bytes per parallel deflate block (pigz `-b 128`).
-pub const GZIP_BLOCK: usize = 128 * 1024;
+pub(crate) const GZIP_BLOCK: usize = 128 * 1024;
 /// The deflate window: each block is primed with this much of the input before it.
 const WINDOW: usize = 32 * 1024;
 /// gzip header OS byte: 255, "unknown", as Go's `compress/gzip` writes it.
-pub const GZIP_OS: u8 = 255;
+pub(crate) const GZIP_OS: u8 = 255;
 /// zstd's job size for multithreaded compression (see `Compressor::new`).
-pub const ZSTD_JOB_SIZE: u32 = 4 << 20;
+pub(crate) const ZSTD_JOB_SIZE: u32 = 4 << 20;
 
 /// Default levels: gzip 6 (gzip's and pigz's default), zstd 3 (zstd's).
-pub const DEFAULT_GZIP_LEVEL: i32 = 6;
-pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+pub(crate) const DEFAULT_GZIP_LEVEL: i32 = 6;
+pub(crate) const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
 /// A compressing writer over `W`. Call [`Compressor::finish`] to write the trailer and get
 /// `W` back; dropping it unfinished leaves a truncated stream.
-pub enum Compressor<W: Write> {
+pub(crate) enum Compressor<W: Write> {
     None(W),
     Gzip(Box<ParallelGzip<W>>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
@@ -54,7 +54,7 @@ pub enum Compressor<W: Write> {
 
 impl<W: Write> Compressor<W> {
     /// `level` None means the default of the algorithm; `threads` is clamped to ≥ 1.
-    pub fn new(
+    pub(crate) fn new(
         out: W,
         compression: Compression,
         level: Option<i32>,
@@ -87,7 +87,7 @@ impl<W: Write> Compressor<W> {
     }
 
     /// Flush everything, write the trailer, and hand back the inner writer.
-    pub fn finish(self) -> io::Result<W> {
+    pub(crate) fn finish(self) -> io::Result<W> {
         match self {
             Compressor::None(w) => Ok(w),
             Compressor::Gzip(g) => g.finish(),
@@ -181,7 +181,7 @@ enum Engine {
 }
 
 /// pigz-style gzip writer; see the module comment for the format.
-pub struct ParallelGzip<W: Write> {
+pub(crate) struct ParallelGzip<W: Write> {
     out: W,
     crc: crc32fast::Hasher,
     size: u64,
@@ -193,7 +193,7 @@ pub struct ParallelGzip<W: Write> {
 
 impl<W: Write> ParallelGzip<W> {
     /// Write the gzip header and start `threads` workers (none for 1).
-    pub fn new(mut out: W, level: u32, threads: usize) -> io::Result<ParallelGzip<W>> {
+    pub(crate) fn new(mut out: W, level: u32, threads: usize) -> io::Result<ParallelGzip<W>> {
         out.write_all(&gzip_header(level))?;
         let engine = if threads <= 1 {
             Engine::Inline(level)
@@ -264,7 +264,7 @@ impl<W: Write> ParallelGzip<W> {
 
     /// Compress the final block, write the trailer (CRC-32 and size mod 2^32, RFC 1952
     /// §2.3.1), and return the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
+    pub(crate) fn finish(mut self) -> io::Result<W> {
         self.dispatch(true)?;
         let crc = self.crc.clone().finalize();
         let mut trailer = [0u8; 8];

@@ -3,15 +3,15 @@
 //! caller's writer (the store's `BlobWriter`). This module wires the stages together; it
 //! never buffers the layer, never writes it twice and never decides where it is stored.
 
-pub mod compress;
-pub mod error;
-pub mod tar;
+pub(crate) mod compress;
+pub(crate) mod error;
+pub(crate) mod tar;
 
 use std::io::{self, Write};
 use std::path::Path;
 
-pub use self::compress::Compressor;
-pub use self::error::LayerError;
+pub(crate) use self::compress::Compressor;
+pub(crate) use self::error::LayerError;
 pub use self::tar::{TarOptions, TarStats, write_tar};
 use crate::oci::digest::{Digest, Digester, DigestingWriter};
 use crate::oci::media_type::Compression;

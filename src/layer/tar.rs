@@ -41,22 +41,22 @@ const COPY_BUFFER: usize = 128 * 1024;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TarOptions {
     /// Clamp every mtime to this (never later); whiteouts get it as their mtime.
-    pub source_date_epoch: Option<i64>,
+    pub(crate) source_date_epoch: Option<i64>,
 }
 
 /// What was written.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TarStats {
     /// Archive entries, whiteouts included (PAX extension headers not counted).
-    pub entries: u64,
+    pub(crate) entries: u64,
     /// Entries written as hardlinks to an earlier entry.
-    pub hardlinks: u64,
+    pub(crate) hardlinks: u64,
     /// Whiteouts and opaque markers.
-    pub whiteouts: u64,
+    pub(crate) whiteouts: u64,
     /// Sockets left out (tar cannot hold them).
-    pub skipped_sockets: u64,
+    pub(crate) skipped_sockets: u64,
     /// Bytes of the archive.
-    pub size: u64,
+    pub(crate) size: u64,
 }
 
 /// What one archive entry is, before encoding.

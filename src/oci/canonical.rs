@@ -31,7 +31,9 @@ pub enum CanonicalError {
 }
 
 /// The canonical JSON bytes of `value`.
-pub fn to_canonical_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {
+pub(crate) fn to_canonical_vec<T: Serialize + ?Sized>(
+    value: &T,
+) -> Result<Vec<u8>, CanonicalError> {
     let fail = |source| CanonicalError::ToJson {
         type_name: std::any::type_name::<T>(),
         source,
@@ -43,7 +45,10 @@ pub fn to_canonical_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Can
 }
 
 /// The canonical JSON text of `value` (the same bytes as [`to_canonical_vec`]).
-pub fn to_canonical_string<T: Serialize + ?Sized>(value: &T) -> Result<String, CanonicalError> {
+#[cfg(test)]
+pub(crate) fn to_canonical_string<T: Serialize + ?Sized>(
+    value: &T,
+) -> Result<String, CanonicalError> {
     let bytes = to_canonical_vec(value)?;
     Ok(String::from_utf8(bytes).expect("serde_json writes UTF-8"))
 }

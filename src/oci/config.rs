@@ -29,7 +29,7 @@ use super::digest::Digest;
 use super::platform::Platform;
 
 /// Keys this crate does not model, kept as they were read.
-pub type Extra = BTreeMap<String, Value>;
+pub(crate) type Extra = BTreeMap<String, Value>;
 
 /// The image configuration (image-spec `config.md` "Properties").
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -46,31 +46,31 @@ pub struct ImageConfig {
         skip_serializing_if = "String::is_empty",
         deserialize_with = "nullable"
     )]
-    pub author: String,
+    pub(crate) author: String,
     #[serde(default, deserialize_with = "nullable")]
     pub architecture: String,
     #[serde(default, deserialize_with = "nullable")]
-    pub os: String,
+    pub(crate) os: String,
     #[serde(
         rename = "os.version",
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "non_empty"
     )]
-    pub os_version: Option<String>,
+    pub(crate) os_version: Option<String>,
     #[serde(
         rename = "os.features",
         default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "nullable"
     )]
-    pub os_features: Vec<String>,
+    pub(crate) os_features: Vec<String>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "non_empty"
     )]
-    pub variant: Option<String>,
+    pub(crate) variant: Option<String>,
     /// The execution parameters; `None` when the object is absent (or `null`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ContainerConfig>,
@@ -81,9 +81,9 @@ pub struct ImageConfig {
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "nullable"
     )]
-    pub history: Vec<History>,
+    pub(crate) history: Vec<History>,
     #[serde(flatten)]
-    pub extra: Extra,
+    pub(crate) extra: Extra,
 }
 
 /// `config`: what a container of this image runs with (image-spec `config.md` `config`,
@@ -96,7 +96,7 @@ pub struct ContainerConfig {
         skip_serializing_if = "String::is_empty",
         deserialize_with = "nullable"
     )]
-    pub user: String,
+    pub(crate) user: String,
     /// `"80/tcp"`-style keys; on the wire a map to empty objects (Go `map[string]struct{}`).
     #[serde(
         rename = "ExposedPorts",
@@ -105,7 +105,7 @@ pub struct ContainerConfig {
         serialize_with = "set_as_object",
         deserialize_with = "object_as_set"
     )]
-    pub exposed_ports: BTreeSet<String>,
+    pub(crate) exposed_ports: BTreeSet<String>,
     /// `NAME=value` entries, in order.
     #[serde(
         rename = "Env",
@@ -113,14 +113,14 @@ pub struct ContainerConfig {
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "nullable"
     )]
-    pub env: Vec<String>,
+    pub(crate) env: Vec<String>,
     #[serde(
         rename = "Entrypoint",
         default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "nullable"
     )]
-    pub entrypoint: Vec<String>,
+    pub(crate) entrypoint: Vec<String>,
     #[serde(
         rename = "Cmd",
         default,
@@ -135,28 +135,28 @@ pub struct ContainerConfig {
         serialize_with = "set_as_object",
         deserialize_with = "object_as_set"
     )]
-    pub volumes: BTreeSet<String>,
+    pub(crate) volumes: BTreeSet<String>,
     #[serde(
         rename = "WorkingDir",
         default,
         skip_serializing_if = "String::is_empty",
         deserialize_with = "nullable"
     )]
-    pub working_dir: String,
+    pub(crate) working_dir: String,
     #[serde(
         rename = "Labels",
         default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "nullable"
     )]
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     #[serde(
         rename = "StopSignal",
         default,
         skip_serializing_if = "String::is_empty",
         deserialize_with = "nullable"
     )]
-    pub stop_signal: String,
+    pub(crate) stop_signal: String,
     /// Windows only: `Cmd`/`Entrypoint` are already escaped for the command line.
     #[serde(
         rename = "ArgsEscaped",
@@ -164,13 +164,13 @@ pub struct ContainerConfig {
         skip_serializing_if = "is_false",
         deserialize_with = "nullable"
     )]
-    pub args_escaped: bool,
+    pub(crate) args_escaped: bool,
     #[serde(
         rename = "Healthcheck",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub healthcheck: Option<Healthcheck>,
+    pub(crate) healthcheck: Option<Healthcheck>,
     /// `ONBUILD` triggers, run by images built `FROM` this one.
     #[serde(
         rename = "OnBuild",
@@ -178,7 +178,7 @@ pub struct ContainerConfig {
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "nullable"
     )]
-    pub on_build: Vec<String>,
+    pub(crate) on_build: Vec<String>,
     /// The `SHELL` for shell-form instructions.
     #[serde(
         rename = "Shell",
@@ -186,9 +186,9 @@ pub struct ContainerConfig {
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "nullable"
     )]
-    pub shell: Vec<String>,
+    pub(crate) shell: Vec<String>,
     #[serde(flatten)]
-    pub extra: Extra,
+    pub(crate) extra: Extra,
 }
 
 /// Docker's `HEALTHCHECK` (moby `HealthcheckConfig`). Durations are nanoseconds, as Go's
@@ -209,37 +209,37 @@ pub struct Healthcheck {
         skip_serializing_if = "is_zero",
         deserialize_with = "nullable"
     )]
-    pub interval: i64,
+    pub(crate) interval: i64,
     #[serde(
         rename = "Timeout",
         default,
         skip_serializing_if = "is_zero",
         deserialize_with = "nullable"
     )]
-    pub timeout: i64,
+    pub(crate) timeout: i64,
     #[serde(
         rename = "StartPeriod",
         default,
         skip_serializing_if = "is_zero",
         deserialize_with = "nullable"
     )]
-    pub start_period: i64,
+    pub(crate) start_period: i64,
     #[serde(
         rename = "StartInterval",
         default,
         skip_serializing_if = "is_zero",
         deserialize_with = "nullable"
     )]
-    pub start_interval: i64,
+    pub(crate) start_interval: i64,
     #[serde(
         rename = "Retries",
         default,
         skip_serializing_if = "is_zero",
         deserialize_with = "nullable"
     )]
-    pub retries: i64,
+    pub(crate) retries: i64,
     #[serde(flatten)]
-    pub extra: Extra,
+    pub(crate) extra: Extra,
 }
 
 /// `rootfs`: the layers' uncompressed digests, bottom first.
@@ -247,11 +247,11 @@ pub struct Healthcheck {
 pub struct RootFs {
     /// Always `layers` (image-spec: "MUST be set to layers").
     #[serde(rename = "type", default = "layers", deserialize_with = "nullable")]
-    pub kind: String,
+    pub(crate) kind: String,
     #[serde(default, deserialize_with = "nullable")]
     pub diff_ids: Vec<Digest>,
     #[serde(flatten)]
-    pub extra: Extra,
+    pub(crate) extra: Extra,
 }
 
 impl Default for RootFs {
@@ -266,40 +266,40 @@ impl Default for RootFs {
 
 /// One `history` entry: how a layer (or an empty step) came to be.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct History {
+pub(crate) struct History {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "non_empty"
     )]
-    pub created: Option<String>,
+    pub(crate) created: Option<String>,
     #[serde(
         default,
         skip_serializing_if = "String::is_empty",
         deserialize_with = "nullable"
     )]
-    pub created_by: String,
+    pub(crate) created_by: String,
     #[serde(
         default,
         skip_serializing_if = "String::is_empty",
         deserialize_with = "nullable"
     )]
-    pub author: String,
+    pub(crate) author: String,
     #[serde(
         default,
         skip_serializing_if = "String::is_empty",
         deserialize_with = "nullable"
     )]
-    pub comment: String,
+    pub(crate) comment: String,
     /// True when the step changed no files and so added no entry to `rootfs.diff_ids`.
     #[serde(
         default,
         skip_serializing_if = "is_false",
         deserialize_with = "nullable"
     )]
-    pub empty_layer: bool,
+    pub(crate) empty_layer: bool,
     #[serde(flatten)]
-    pub extra: Extra,
+    pub(crate) extra: Extra,
 }
 
 /// Why a config could not be read or written.
@@ -314,7 +314,7 @@ pub enum ConfigError {
 impl ImageConfig {
     /// An empty config for `platform` (what `FROM scratch` starts from): no layers, an empty
     /// `config` object, the platform fields set.
-    pub fn new(platform: &Platform) -> ImageConfig {
+    pub(crate) fn new(platform: &Platform) -> ImageConfig {
         let mut config = ImageConfig {
             config: Some(ContainerConfig::default()),
             ..ImageConfig::default()
@@ -344,7 +344,7 @@ impl ImageConfig {
         }
     }
 
-    pub fn set_platform(&mut self, platform: &Platform) {
+    pub(crate) fn set_platform(&mut self, platform: &Platform) {
         self.os = platform.os.clone();
         self.architecture = platform.architecture.clone();
         self.variant = platform.variant.clone();
@@ -354,7 +354,8 @@ impl ImageConfig {
 
     /// Layers in `rootfs.diff_ids` must pair with the non-empty `history` entries
     /// (image-spec `config.md` `history`); this counts the latter.
-    pub fn non_empty_history_len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn non_empty_history_len(&self) -> usize {
         self.history.iter().filter(|h| !h.empty_layer).count()
     }
 }

@@ -27,7 +27,7 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// The identifier before the `:`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Algorithm::Sha256 => "sha256",
             Algorithm::Sha512 => "sha512",
@@ -35,7 +35,7 @@ impl Algorithm {
     }
 
     /// Length of the hex-encoded part.
-    pub fn encoded_len(self) -> usize {
+    pub(crate) fn encoded_len(self) -> usize {
         match self {
             Algorithm::Sha256 => 64,
             Algorithm::Sha512 => 128,
@@ -98,7 +98,7 @@ pub enum DigestError {
 impl Digest {
     /// Parse `algorithm:encoded`, accepting only registered algorithms and lowercase hex of
     /// the algorithm's exact length.
-    pub fn parse(input: &str) -> Result<Digest, DigestError> {
+    pub(crate) fn parse(input: &str) -> Result<Digest, DigestError> {
         let Some((name, encoded)) = input.split_once(':') else {
             return Err(DigestError::MissingAlgorithm {
                 input: input.to_string(),
@@ -140,12 +140,12 @@ impl Digest {
     }
 
     /// The algorithm.
-    pub fn algorithm(&self) -> Algorithm {
+    pub(crate) fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 
     /// The encoded part, after the `:`.
-    pub fn encoded(&self) -> &str {
+    pub(crate) fn encoded(&self) -> &str {
         &self.repr[self.algorithm.name().len() + 1..]
     }
 
@@ -161,7 +161,7 @@ impl Digest {
     }
 
     /// `Ok` when `actual` is this digest, else a [`DigestError::Mismatch`] naming both.
-    pub fn verify(&self, actual: &Digest) -> Result<(), DigestError> {
+    pub(crate) fn verify(&self, actual: &Digest) -> Result<(), DigestError> {
         if self == actual {
             Ok(())
         } else {
@@ -234,7 +234,7 @@ pub struct DigestAndSize {
 impl DigestAndSize {
     /// `Ok` when both the digest and the size are the expected ones (size first: it is the
     /// cheaper tell of a truncated download).
-    pub fn verify(&self, digest: &Digest, size: u64) -> Result<(), DigestError> {
+    pub(crate) fn verify(&self, digest: &Digest, size: u64) -> Result<(), DigestError> {
         if self.size != size {
             return Err(DigestError::SizeMismatch {
                 digest: digest.clone(),
@@ -261,7 +261,7 @@ pub struct Digester {
 }
 
 impl Digester {
-    pub fn new(algorithm: Algorithm) -> Digester {
+    pub(crate) fn new(algorithm: Algorithm) -> Digester {
         let hasher = match algorithm {
             Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
             Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
@@ -269,14 +269,14 @@ impl Digester {
         Digester { hasher, size: 0 }
     }
 
-    pub fn algorithm(&self) -> Algorithm {
+    pub(crate) fn algorithm(&self) -> Algorithm {
         match self.hasher {
             Hasher::Sha256(_) => Algorithm::Sha256,
             Hasher::Sha512(_) => Algorithm::Sha512,
         }
     }
 
-    pub fn update(&mut self, data: &[u8]) {
+    pub(crate) fn update(&mut self, data: &[u8]) {
         match &mut self.hasher {
             Hasher::Sha256(h) => h.update(data),
             Hasher::Sha512(h) => h.update(data),
@@ -285,11 +285,11 @@ impl Digester {
     }
 
     /// Bytes hashed so far.
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size
     }
 
-    pub fn finish(self) -> Digest {
+    pub(crate) fn finish(self) -> Digest {
         match self.hasher {
             Hasher::Sha256(h) => Digest::from_raw(Algorithm::Sha256, &h.finalize()),
             Hasher::Sha512(h) => Digest::from_raw(Algorithm::Sha512, &h.finalize()),
@@ -342,29 +342,20 @@ pub struct DigestingReader<R> {
 
 impl<R: Read> DigestingReader<R> {
     /// Hash with sha256.
-    pub fn new(inner: R) -> DigestingReader<R> {
+    pub(crate) fn new(inner: R) -> DigestingReader<R> {
         DigestingReader::with_algorithm(inner, Algorithm::Sha256)
     }
 
     /// Hash with the algorithm of the digest the content is expected to have.
-    pub fn with_algorithm(inner: R, algorithm: Algorithm) -> DigestingReader<R> {
+    pub(crate) fn with_algorithm(inner: R, algorithm: Algorithm) -> DigestingReader<R> {
         DigestingReader {
             inner,
             digester: Digester::new(algorithm),
         }
     }
 
-    /// Bytes read so far.
-    pub fn size(&self) -> u64 {
-        self.digester.size()
-    }
-
-    pub fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
     /// The inner reader and the digest and size of everything read through the adapter.
-    pub fn finish(self) -> (R, DigestAndSize) {
+    pub(crate) fn finish(self) -> (R, DigestAndSize) {
         let size = self.digester.size();
         let digest = self.digester.finish();
         (self.inner, DigestAndSize { digest, size })
@@ -389,11 +380,11 @@ pub struct DigestingWriter<W> {
 
 impl<W: Write> DigestingWriter<W> {
     /// Hash with sha256.
-    pub fn new(inner: W) -> DigestingWriter<W> {
+    pub(crate) fn new(inner: W) -> DigestingWriter<W> {
         DigestingWriter::with_algorithm(inner, Algorithm::Sha256)
     }
 
-    pub fn with_algorithm(inner: W, algorithm: Algorithm) -> DigestingWriter<W> {
+    pub(crate) fn with_algorithm(inner: W, algorithm: Algorithm) -> DigestingWriter<W> {
         DigestingWriter {
             inner,
             digester: Digester::new(algorithm),
@@ -401,17 +392,14 @@ impl<W: Write> DigestingWriter<W> {
     }
 
     /// Bytes written so far.
-    pub fn size(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn size(&self) -> u64 {
         self.digester.size()
-    }
-
-    pub fn get_ref(&self) -> &W {
-        &self.inner
     }
 
     /// The inner writer (not flushed: flush first if it buffers) and the digest and size of
     /// everything written through the adapter.
-    pub fn finish(self) -> (W, DigestAndSize) {
+    pub(crate) fn finish(self) -> (W, DigestAndSize) {
         let size = self.digester.size();
         let digest = self.digester.finish();
         (self.inner, DigestAndSize { digest, size })

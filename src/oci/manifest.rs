@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
 
-pub use oci_spec::image::{
+pub(crate) use oci_spec::image::{
     Arch, Descriptor, Digest as OciDigest, ImageIndex, ImageManifest, MediaType as OciMediaType,
     OciLayout, Os, Platform as OciPlatform,
 };
@@ -31,7 +31,7 @@ use super::media_type::MediaType;
 use super::platform::Platform;
 
 /// The OCI layout version rbuild writes (image-spec `image-layout.md` `oci-layout`).
-pub const OCI_LAYOUT_VERSION: &str = "1.0.0";
+pub(crate) const OCI_LAYOUT_VERSION: &str = "1.0.0";
 
 /// A parsed manifest document: a single image, or a list of them.
 #[derive(Clone, Debug, PartialEq)]
@@ -213,7 +213,7 @@ fn patch_index_platforms(index: &mut ImageIndex, raw: &Value) -> Result<(), serd
 
 impl Manifest {
     /// The document's media type: its `mediaType` field, or the OCI type of its kind.
-    pub fn media_type(&self) -> MediaType {
+    pub(crate) fn media_type(&self) -> MediaType {
         let (declared, default) = match self {
             Manifest::Image(m) => (m.media_type().as_ref(), MediaType::OciManifest),
             Manifest::Index(i) => (i.media_type().as_ref(), MediaType::OciIndex),
@@ -221,14 +221,16 @@ impl Manifest {
         declared.map_or(default, media_type_from_oci)
     }
 
-    pub fn as_image(&self) -> Option<&ImageManifest> {
+    #[cfg(test)]
+    pub(crate) fn as_image(&self) -> Option<&ImageManifest> {
         match self {
             Manifest::Image(m) => Some(m),
             Manifest::Index(_) => None,
         }
     }
 
-    pub fn as_index(&self) -> Option<&ImageIndex> {
+    #[cfg(test)]
+    pub(crate) fn as_index(&self) -> Option<&ImageIndex> {
         match self {
             Manifest::Index(i) => Some(i),
             Manifest::Image(_) => None,
@@ -236,7 +238,8 @@ impl Manifest {
     }
 
     /// Canonical JSON (see [`to_canonical_oci`]).
-    pub fn to_canonical_json(&self) -> Result<Vec<u8>, ManifestError> {
+    #[cfg(test)]
+    pub(crate) fn to_canonical_json(&self) -> Result<Vec<u8>, ManifestError> {
         match self {
             Manifest::Image(m) => to_canonical_oci(m),
             Manifest::Index(i) => to_canonical_oci(i),
@@ -247,7 +250,7 @@ impl Manifest {
 /// Canonical JSON of an `oci-spec` value, with every `platform` object's keys corrected to
 /// `os.version` / `os.features` (see the file header). Use this, never `oci-spec`'s own
 /// `to_string`, for anything that is written or hashed.
-pub fn to_canonical_oci<T: Serialize>(value: &T) -> Result<Vec<u8>, ManifestError> {
+pub(crate) fn to_canonical_oci<T: Serialize>(value: &T) -> Result<Vec<u8>, ManifestError> {
     let mut value = serde_json::to_value(value).map_err(|source| CanonicalError::ToJson {
         type_name: std::any::type_name::<T>(),
         source,
@@ -278,7 +281,10 @@ fn fix_platform_keys(value: &mut Value) {
 /// [`Platform::best_match`] among the entries that are manifests and declare a platform.
 /// Entries without a platform are skipped (containerd would fetch their config to find out;
 /// that is I/O, so it is the caller's fallback), as are nested indexes.
-pub fn select_manifest<'a>(index: &'a ImageIndex, wanted: &Platform) -> Option<&'a Descriptor> {
+pub(crate) fn select_manifest<'a>(
+    index: &'a ImageIndex,
+    wanted: &Platform,
+) -> Option<&'a Descriptor> {
     let candidates: Vec<(&Descriptor, Platform)> = index
         .manifests()
         .iter()
@@ -295,7 +301,7 @@ pub fn descriptor(media_type: &MediaType, digest: &Digest, size: u64) -> Descrip
 }
 
 /// An OCI image manifest (schemaVersion 2, `mediaType` set as image-spec recommends).
-pub fn image_manifest(config: Descriptor, layers: Vec<Descriptor>) -> ImageManifest {
+pub(crate) fn image_manifest(config: Descriptor, layers: Vec<Descriptor>) -> ImageManifest {
     oci_spec::image::ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(OciMediaType::ImageManifest)
@@ -306,7 +312,7 @@ pub fn image_manifest(config: Descriptor, layers: Vec<Descriptor>) -> ImageManif
 }
 
 /// An OCI image index (schemaVersion 2, `mediaType` set).
-pub fn image_index(manifests: Vec<Descriptor>) -> ImageIndex {
+pub(crate) fn image_index(manifests: Vec<Descriptor>) -> ImageIndex {
     oci_spec::image::ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(OciMediaType::ImageIndex)
@@ -316,7 +322,8 @@ pub fn image_index(manifests: Vec<Descriptor>) -> ImageIndex {
 }
 
 /// The `oci-layout` file's content.
-pub fn oci_layout() -> OciLayout {
+#[cfg(test)]
+pub(crate) fn oci_layout() -> OciLayout {
     oci_spec::image::OciLayoutBuilder::default()
         .image_layout_version(OCI_LAYOUT_VERSION)
         .build()
@@ -324,7 +331,7 @@ pub fn oci_layout() -> OciLayout {
 }
 
 /// Our digest as `oci-spec`'s (which accepts every digest ours can hold).
-pub fn oci_digest(digest: &Digest) -> OciDigest {
+pub(crate) fn oci_digest(digest: &Digest) -> OciDigest {
     digest
         .as_str()
         .parse()
@@ -340,16 +347,16 @@ pub fn descriptor_digest(descriptor: &Descriptor) -> Result<Digest, ManifestErro
     })
 }
 
-pub fn oci_media_type(media_type: &MediaType) -> OciMediaType {
+pub(crate) fn oci_media_type(media_type: &MediaType) -> OciMediaType {
     OciMediaType::from(media_type.as_str())
 }
 
-pub fn media_type_from_oci(media_type: &OciMediaType) -> MediaType {
+pub(crate) fn media_type_from_oci(media_type: &OciMediaType) -> MediaType {
     MediaType::parse(media_type.as_ref())
 }
 
 /// Our platform as `oci-spec`'s.
-pub fn oci_platform(platform: &Platform) -> OciPlatform {
+pub(crate) fn oci_platform(platform: &Platform) -> OciPlatform {
     let mut out = OciPlatform::default();
     out.set_architecture(match platform.architecture.as_str() {
         // oci-spec 0.10 maps "armbe" to Arch::ARM64be (see the file header).

@@ -13,38 +13,42 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// Deprecated by image-spec v1.1 ("Non-distributable layers"), still read.
-pub const OCI_LAYER_NONDIST: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
-pub const OCI_LAYER_NONDIST_GZIP: &str =
+pub(crate) const OCI_LAYER_NONDIST: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar";
+pub(crate) const OCI_LAYER_NONDIST_GZIP: &str =
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
-pub const OCI_LAYER_NONDIST_ZSTD: &str =
+pub(crate) const OCI_LAYER_NONDIST_ZSTD: &str =
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
 /// The empty descriptor's type (image-spec `manifest.md` "Guidance for an Empty Descriptor").
-pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub(crate) const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 /// The type of the `oci-layout` file (image-spec `image-layout.md`).
-pub const OCI_LAYOUT_HEADER: &str = "application/vnd.oci.layout.header.v1+json";
+pub(crate) const OCI_LAYOUT_HEADER: &str = "application/vnd.oci.layout.header.v1+json";
 
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
-pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const DOCKER_MANIFEST_LIST: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub(crate) const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+pub(crate) const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// Written by BuildKit for zstd under Docker media types; Docker Engine only reads it from
 /// 23.0 on (docker/cli#5011), so rbuild pairs zstd with OCI media types.
-pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
+pub(crate) const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
 /// Windows base layers that registries must not serve (manifest-v2-2.md `urls`).
-pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar";
-pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
+pub(crate) const DOCKER_FOREIGN_LAYER: &str =
+    "application/vnd.docker.image.rootfs.foreign.diff.tar";
+pub(crate) const DOCKER_FOREIGN_LAYER_GZIP: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 /// Docker schema 1, unsigned and signed: recognised only to be refused clearly.
-pub const DOCKER_MANIFEST_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
-pub const DOCKER_MANIFEST_SCHEMA1_SIGNED: &str =
+pub(crate) const DOCKER_MANIFEST_SCHEMA1: &str =
+    "application/vnd.docker.distribution.manifest.v1+json";
+pub(crate) const DOCKER_MANIFEST_SCHEMA1_SIGNED: &str =
     "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
 /// How a layer's tar stream is compressed.
@@ -131,7 +135,7 @@ impl MediaType {
     /// Parameters (`; charset=utf-8`) and surrounding whitespace are ignored and the match is
     /// case-insensitive (RFC 6838 §4.2: type and subtype names are case-insensitive). An
     /// unknown type is kept exactly as given.
-    pub fn parse(s: &str) -> MediaType {
+    pub(crate) fn parse(s: &str) -> MediaType {
         let essence = s.split(';').next().unwrap_or_default().trim();
         KNOWN
             .iter()
@@ -140,7 +144,7 @@ impl MediaType {
             .unwrap_or_else(|| MediaType::Other(s.to_string()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             MediaType::Other(s) => s,
             known => KNOWN
@@ -153,22 +157,22 @@ impl MediaType {
 
     /// An image manifest (OCI, or Docker v2 schema 2). Schema 1 is not: see
     /// [`MediaType::is_docker_schema1`].
-    pub fn is_manifest(&self) -> bool {
+    pub(crate) fn is_manifest(&self) -> bool {
         matches!(self, MediaType::OciManifest | MediaType::DockerManifest)
     }
 
     /// A list of manifests (OCI image index, or Docker manifest list).
-    pub fn is_index(&self) -> bool {
+    pub(crate) fn is_index(&self) -> bool {
         matches!(self, MediaType::OciIndex | MediaType::DockerManifestList)
     }
 
     /// An image config (OCI or Docker).
-    pub fn is_config(&self) -> bool {
+    pub(crate) fn is_config(&self) -> bool {
         matches!(self, MediaType::OciConfig | MediaType::DockerConfig)
     }
 
     /// Docker's deprecated schema 1, which rbuild refuses (registries convert on request).
-    pub fn is_docker_schema1(&self) -> bool {
+    pub(crate) fn is_docker_schema1(&self) -> bool {
         matches!(
             self,
             MediaType::DockerManifestSchema1 | MediaType::DockerManifestSchema1Signed
@@ -176,13 +180,14 @@ impl MediaType {
     }
 
     /// A filesystem layer, of any flavour and compression.
-    pub fn is_layer(&self) -> bool {
+    pub(crate) fn is_layer(&self) -> bool {
         self.layer_compression().is_some()
     }
 
     /// A layer that registries are not expected to serve (OCI non-distributable, Docker
     /// foreign): a pull fetches it from the descriptor's `urls`, a push skips it.
-    pub fn is_non_distributable(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_non_distributable(&self) -> bool {
         matches!(
             self,
             MediaType::OciLayerNonDistributable
@@ -194,7 +199,7 @@ impl MediaType {
     }
 
     /// How a layer is compressed; `None` when this is not a layer type.
-    pub fn layer_compression(&self) -> Option<Compression> {
+    pub(crate) fn layer_compression(&self) -> Option<Compression> {
         use MediaType::*;
         match self {
             OciLayer | OciLayerNonDistributable | DockerLayer | DockerForeignLayer => {
@@ -212,7 +217,7 @@ impl MediaType {
     }
 
     /// The OCI layer type for a compression: what rbuild writes.
-    pub fn oci_layer(compression: Compression) -> MediaType {
+    pub(crate) fn oci_layer(compression: Compression) -> MediaType {
         match compression {
             Compression::None => MediaType::OciLayer,
             Compression::Gzip => MediaType::OciLayerGzip,
@@ -221,7 +226,8 @@ impl MediaType {
     }
 
     /// The Docker layer type for a compression (for `docker save`-style archives).
-    pub fn docker_layer(compression: Compression) -> MediaType {
+    #[cfg(test)]
+    pub(crate) fn docker_layer(compression: Compression) -> MediaType {
         match compression {
             Compression::None => MediaType::DockerLayer,
             Compression::Gzip => MediaType::DockerLayerGzip,

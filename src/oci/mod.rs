@@ -3,7 +3,7 @@
 //! the network or the filesystem (the digesting adapters wrap any `Read`/`Write` they are
 //! given); fetching, storing and exporting live in `registry`, `store` and `archive`.
 
-pub mod canonical;
+pub(crate) mod canonical;
 pub mod config;
 pub mod digest;
 pub mod manifest;
@@ -11,14 +11,11 @@ pub mod media_type;
 pub mod platform;
 pub mod reference;
 
-pub use canonical::{CanonicalError, to_canonical_string, to_canonical_vec};
-pub use config::{ConfigError, ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
+pub(crate) use config::{ConfigError, ImageConfig};
 pub use digest::{
     Algorithm, Digest, DigestAndSize, DigestError, Digester, DigestingReader, DigestingWriter,
 };
-pub use manifest::{
-    Manifest, ManifestError, parse_manifest_any, select_manifest, to_canonical_oci,
-};
+pub(crate) use manifest::ManifestError;
 pub use media_type::{Compression, MediaType};
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};

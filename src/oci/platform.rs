@@ -32,23 +32,23 @@ mod matcher;
 /// somebody else's bytes), and every comparison normalises both sides first.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Platform {
-    pub os: String,
-    pub architecture: String,
+    pub(crate) os: String,
+    pub(crate) architecture: String,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "empty_string_as_none"
     )]
-    pub variant: Option<String>,
+    pub(crate) variant: Option<String>,
     #[serde(
         rename = "os.version",
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "empty_string_as_none"
     )]
-    pub os_version: Option<String>,
+    pub(crate) os_version: Option<String>,
     #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
-    pub os_features: Vec<String>,
+    pub(crate) os_features: Vec<String>,
 }
 
 /// Why a platform specifier was rejected. Every variant quotes the whole input.
@@ -78,7 +78,8 @@ pub enum PlatformError {
 
 impl Platform {
     /// A platform from its parts, normalised.
-    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+    #[cfg(test)]
+    pub(crate) fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
         Platform {
             os: os.to_string(),
             architecture: architecture.to_string(),
@@ -204,7 +205,7 @@ impl Platform {
     /// of each architecture made implicit or explicit the way containerd does it (`amd64/v1`
     /// → `amd64`, `arm64/v8` → `arm64`, `arm` → `arm/v7`), empty strings made `None`, and
     /// `os.features` sorted and de-duplicated. An empty OS becomes the host's, as upstream.
-    pub fn normalize(mut self) -> Platform {
+    pub(crate) fn normalize(mut self) -> Platform {
         self.os = normalize_os(&self.os);
         let (arch, variant) =
             normalize_arch(&self.architecture, self.variant.as_deref().unwrap_or(""));

@@ -19,18 +19,18 @@ use thiserror::Error;
 use super::digest::{Digest, DigestError};
 
 /// Docker Hub's canonical domain (`normalize.go` `defaultDomain`).
-pub const DOCKER_HUB: &str = "docker.io";
+pub(crate) const DOCKER_HUB: &str = "docker.io";
 /// The legacy Hub domain that normalises to [`DOCKER_HUB`] (`legacyDefaultDomain`).
-pub const DOCKER_HUB_LEGACY: &str = "index.docker.io";
+pub(crate) const DOCKER_HUB_LEGACY: &str = "index.docker.io";
 /// The namespace of Docker Hub's official images (`officialRepoPrefix`).
-pub const OFFICIAL_NAMESPACE: &str = "library";
+pub(crate) const OFFICIAL_NAMESPACE: &str = "library";
 /// The tag meant when none is given (`defaultTag`).
-pub const DEFAULT_TAG: &str = "latest";
+pub(crate) const DEFAULT_TAG: &str = "latest";
 /// Longest repository path (`RepositoryNameTotalLengthMax`; upstream counts the path only,
 /// not the domain).
-pub const MAX_PATH_LEN: usize = 255;
+pub(crate) const MAX_PATH_LEN: usize = 255;
 /// Longest tag: one leading word character and up to 127 more (`regexp.go` `tag`).
-pub const MAX_TAG_LEN: usize = 128;
+pub(crate) const MAX_TAG_LEN: usize = 128;
 
 /// A normalised image reference: always a registry and a repository, optionally a tag and a
 /// digest. Fields are private so that a `Reference` is always valid; `Display` gives the full
@@ -145,7 +145,7 @@ impl Reference {
     /// `docker.io/library/x`), so that `Display` of the result parses back to it; for the
     /// same reason a registry must read as one (`localhost`, or holding `.`, `:` or an
     /// uppercase letter): a bare `myregistry/x` would be read as a Hub namespace.
-    pub fn from_parts(
+    pub(crate) fn from_parts(
         registry: &str,
         repository: &str,
         tag: Option<&str>,
@@ -182,12 +182,12 @@ impl Reference {
     }
 
     /// The registry `host[:port]`, e.g. `docker.io`, `localhost:5000`, `[::1]:5000`.
-    pub fn registry(&self) -> &str {
+    pub(crate) fn registry(&self) -> &str {
         &self.registry
     }
 
     /// The repository path within the registry, e.g. `library/busybox`.
-    pub fn repository(&self) -> &str {
+    pub(crate) fn repository(&self) -> &str {
         &self.repository
     }
 
@@ -195,24 +195,24 @@ impl Reference {
         self.tag.as_deref()
     }
 
-    pub fn digest(&self) -> Option<&Digest> {
+    pub(crate) fn digest(&self) -> Option<&Digest> {
         self.digest.as_ref()
     }
 
     /// The tag, or `latest` when there is none.
-    pub fn tag_or_latest(&self) -> &str {
+    pub(crate) fn tag_or_latest(&self) -> &str {
         self.tag.as_deref().unwrap_or(DEFAULT_TAG)
     }
 
     /// `registry/repository`, without tag or digest.
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
     }
 
     /// What to put in `/v2/<name>/manifests/<reference>` (distribution-spec "Pulling
     /// manifests"): the digest when there is one (Docker pulls `name:tag@digest` by digest
     /// and ignores the tag, `ParseDockerRef`), else the tag, else `latest`.
-    pub fn manifest_reference(&self) -> &str {
+    pub(crate) fn manifest_reference(&self) -> &str {
         match &self.digest {
             Some(digest) => digest.as_str(),
             None => self.tag_or_latest(),
@@ -220,7 +220,8 @@ impl Reference {
     }
 
     /// This reference with `tag` (any digest is kept, as `WithTag` does).
-    pub fn with_tag(&self, tag: &str) -> Result<Reference, ReferenceError> {
+    #[cfg(test)]
+    pub(crate) fn with_tag(&self, tag: &str) -> Result<Reference, ReferenceError> {
         validate_tag(tag, tag)?;
         Ok(Reference {
             tag: Some(tag.to_string()),
@@ -229,7 +230,8 @@ impl Reference {
     }
 
     /// This reference with `digest` (any tag is kept, as `WithDigest` does).
-    pub fn with_digest(&self, digest: Digest) -> Reference {
+    #[cfg(test)]
+    pub(crate) fn with_digest(&self, digest: Digest) -> Reference {
         Reference {
             digest: Some(digest),
             ..self.clone()
@@ -237,7 +239,8 @@ impl Reference {
     }
 
     /// This reference without tag or digest (`TrimNamed`).
-    pub fn without_tag_or_digest(&self) -> Reference {
+    #[cfg(test)]
+    pub(crate) fn without_tag_or_digest(&self) -> Reference {
         Reference {
             tag: None,
             digest: None,
@@ -284,7 +287,7 @@ impl Reference {
 
     /// The short form Docker prints (`FamiliarString`): `busybox:latest`,
     /// `user/app@sha256:…`, `ghcr.io/o/a:1`.
-    pub fn familiar(&self) -> String {
+    pub(crate) fn familiar(&self) -> String {
         let mut out = self.familiar_name();
         push_tag_and_digest(&mut out, self.tag.as_deref(), self.digest.as_ref());
         out

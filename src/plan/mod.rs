@@ -4,7 +4,7 @@
 //! ARGs, predefined proxy ARGs — plus the lint findings. No I/O: base images' environments
 //! are unknown here, so rules that would need them stay quiet for such stages.
 
-pub mod scope;
+pub(crate) mod scope;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,7 +51,7 @@ impl Default for Options {
 
 /// Where a stage starts from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Base {
+pub(crate) enum Base {
     Scratch,
     /// An earlier stage, by index.
     Stage(usize),
@@ -62,29 +62,27 @@ pub enum Base {
 /// One step of a stage: the instruction with its words expanded, and the ARG values in
 /// effect (which RUN sees and which the cache key must include).
 #[derive(Clone, Debug)]
-pub struct Step {
-    pub instruction: Instruction,
-    pub args: BTreeMap<String, String>,
+pub(crate) struct Step {
+    pub(crate) instruction: Instruction,
     /// RUN's `--mount`s, typed and expanded (empty for other instructions).
-    pub mounts: Vec<mount::Mount>,
+    pub(crate) mounts: Vec<mount::Mount>,
     /// An ONBUILD trigger of the stage's base image (its text), run right after FROM; its
     /// locations point at that FROM.
-    pub trigger: Option<String>,
+    pub(crate) trigger: Option<String>,
 }
 
 #[derive(Clone, Debug)]
-pub struct Stage {
-    pub index: usize,
-    pub name: Option<String>,
-    pub base: Base,
-    pub platform: Option<Platform>,
-    pub from: Instruction,
-    pub steps: Vec<Step>,
+pub(crate) struct Stage {
+    pub(crate) name: Option<String>,
+    pub(crate) base: Base,
+    pub(crate) platform: Option<Platform>,
+    pub(crate) from: Instruction,
+    pub(crate) steps: Vec<Step>,
     /// Whether the stage's whole environment is known to the plan: it starts from scratch,
     /// or from a stage whose environment is known. A base image's ENV is not (no I/O here),
     /// so in such stages a variable the Dockerfile does not set is left unexpanded (`$PATH`
     /// stays `$PATH`) rather than taken as empty: the image may set it.
-    pub env_known: bool,
+    pub(crate) env_known: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -93,11 +91,11 @@ pub struct Plan {
     pub check: CheckConfig,
     /// The global scope after meta ARGs (platform ARGs included).
     pub meta_args: BTreeMap<String, String>,
-    pub stages: Vec<Stage>,
+    pub(crate) stages: Vec<Stage>,
     /// Index of the stage to build.
-    pub target: usize,
+    pub(crate) target: usize,
     /// Proxy variables given as build args: in RUN's environment, never in the image.
-    pub proxy_env: BTreeMap<String, String>,
+    pub(crate) proxy_env: BTreeMap<String, String>,
     /// Lint findings, in source order.
     pub lints: Vec<Diagnostic>,
     /// `--build-arg` names no ARG declares (and that are not proxy variables): Docker warns
@@ -114,7 +112,7 @@ impl Plan {
     }
 
     /// The stages the target needs, in dependency order (the target last).
-    pub fn needed_stages(&self) -> Vec<usize> {
+    pub(crate) fn needed_stages(&self) -> Vec<usize> {
         let mut need = BTreeSet::new();
         let mut todo = vec![self.target];
         while let Some(i) = todo.pop() {
@@ -128,7 +126,7 @@ impl Plan {
 
     /// The stages stage `index` reads directly: its base, and those it copies or mounts
     /// from; each is earlier in the Dockerfile.
-    pub fn stage_deps(&self, index: usize) -> Vec<usize> {
+    pub(crate) fn stage_deps(&self, index: usize) -> Vec<usize> {
         let s = &self.stages[index];
         let mut deps = BTreeSet::new();
         if let Base::Stage(p) = s.base {
@@ -152,7 +150,7 @@ impl Plan {
     }
 
     /// A stage by name or index (`COPY --from=0`).
-    pub fn stage_index(&self, name: &str) -> Option<usize> {
+    pub(crate) fn stage_index(&self, name: &str) -> Option<usize> {
         let lower = name.to_lowercase();
         self.stages
             .iter()
@@ -483,7 +481,6 @@ impl Planner<'_> {
             Base::Image(ref name) => self.opts.base_env.contains_key(name),
         };
         Ok(Stage {
-            index: stages.len(),
             name: f.name.clone(),
             base,
             platform,
@@ -619,7 +616,6 @@ impl Planner<'_> {
         }
         stage.steps.push(Step {
             instruction: out,
-            args: scope.arg_values(),
             mounts,
             trigger: None,
         });

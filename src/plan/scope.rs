@@ -9,7 +9,7 @@ use crate::oci::platform::Platform;
 
 /// The proxy variables Docker passes through from `--build-arg` without an `ARG`, and keeps
 /// out of the image history.
-pub const PROXY_ARGS: [&str; 10] = [
+pub(crate) const PROXY_ARGS: [&str; 10] = [
     "HTTP_PROXY",
     "http_proxy",
     "HTTPS_PROXY",
@@ -24,7 +24,7 @@ pub const PROXY_ARGS: [&str; 10] = [
 
 /// The automatic platform ARGs (BuildKit): available to FROM lines without a declaration,
 /// and inside a stage once declared with `ARG NAME`.
-pub fn platform_args(build: &Platform, target: &Platform) -> BTreeMap<String, String> {
+pub(crate) fn platform_args(build: &Platform, target: &Platform) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for (prefix, p) in [("BUILD", build), ("TARGET", target)] {
         m.insert(format!("{prefix}PLATFORM"), p.specifier());
@@ -40,32 +40,23 @@ pub fn platform_args(build: &Platform, target: &Platform) -> BTreeMap<String, St
 
 /// A stage's variables: declared ARGs (value or declared-unset) and ENV.
 #[derive(Clone, Debug, Default)]
-pub struct StageScope {
-    pub args: BTreeMap<String, Option<String>>,
-    pub env: Vec<(String, String)>,
+pub(crate) struct StageScope {
+    pub(crate) args: BTreeMap<String, Option<String>>,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl StageScope {
-    pub fn set_env(&mut self, key: &str, value: &str) {
+    pub(crate) fn set_env(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_string(), value.to_string()));
     }
 
-    pub fn env_value(&self, key: &str) -> Option<&str> {
+    pub(crate) fn env_value(&self, key: &str) -> Option<&str> {
         self.env
             .iter()
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
-    }
-
-    /// ARG values in effect (declared with a value, not shadowed by ENV).
-    pub fn arg_values(&self) -> BTreeMap<String, String> {
-        self.args
-            .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
-            .filter(|(k, _)| self.env_value(k).is_none())
-            .collect()
     }
 }
 
@@ -78,10 +69,10 @@ impl Env for StageScope {
 
 /// The global scope: meta ARGs and the automatic platform ARGs.
 #[derive(Clone, Debug, Default)]
-pub struct GlobalScope {
-    pub values: BTreeMap<String, String>,
+pub(crate) struct GlobalScope {
+    pub(crate) values: BTreeMap<String, String>,
     /// Meta ARGs declared (with or without a value), for UndefinedArgInFrom.
-    pub declared: BTreeMap<String, Option<String>>,
+    pub(crate) declared: BTreeMap<String, Option<String>>,
 }
 
 impl Env for GlobalScope {

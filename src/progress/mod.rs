@@ -14,7 +14,7 @@ use std::sync::Mutex;
 pub use event::{Event, Reporter, Stream};
 pub use plain::Plain;
 pub use size::human_size;
-pub use tty::Tty;
+pub(crate) use tty::Tty;
 
 /// `--progress` as docker buildx spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,14 +53,14 @@ impl Mode {
 }
 
 /// `--progress=quiet`: nothing.
-pub struct Quiet;
+pub(crate) struct Quiet;
 
 impl Reporter for Quiet {
     fn event(&self, _: Event) {}
 }
 
 /// `--progress=rawjson`: each event as one JSON object on its own line.
-pub struct Json<W: Write + Send>(pub Mutex<W>);
+pub(crate) struct Json<W: Write + Send>(pub Mutex<W>);
 
 impl<W: Write + Send> Reporter for Json<W> {
     fn event(&self, event: Event) {

@@ -12,13 +12,14 @@ pub struct Plain<W: Write + Send> {
 }
 
 impl<W: Write + Send> Plain<W> {
-    pub fn new(out: W) -> Plain<W> {
+    pub(crate) fn new(out: W) -> Plain<W> {
         Plain {
             inner: Mutex::new((out, BTreeMap::new())),
         }
     }
 
-    pub fn into_inner(self) -> W {
+    #[cfg(test)]
+    pub(crate) fn into_inner(self) -> W {
         self.inner.into_inner().expect("progress output").0
     }
 }

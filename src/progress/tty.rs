@@ -9,13 +9,13 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::event::{Event, Reporter};
 
-pub struct Tty {
+pub(crate) struct Tty {
     multi: MultiProgress,
     bars: Mutex<BTreeMap<usize, (ProgressBar, String)>>,
 }
 
 impl Tty {
-    pub fn new() -> Tty {
+    pub(crate) fn new() -> Tty {
         Tty {
             multi: MultiProgress::new(),
             bars: Mutex::new(BTreeMap::new()),

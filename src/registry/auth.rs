@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 /// One authentication challenge.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Challenge {
+pub(crate) enum Challenge {
     Basic {
         realm: String,
     },
@@ -26,7 +26,7 @@ pub enum Challenge {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ChallengeError {
+pub(crate) enum ChallengeError {
     #[error("unsupported authentication scheme in WWW-Authenticate: {0:?}")]
     UnsupportedScheme(String),
     #[error("malformed WWW-Authenticate header {header:?}: {reason}")]
@@ -41,7 +41,7 @@ pub enum ChallengeError {
 /// Parse a `WWW-Authenticate` header value. The first supported challenge wins, Bearer
 /// before Basic when both are offered (a token carries scopes; Basic sends the password on
 /// every request).
-pub fn parse_challenges(header: &str) -> Result<Challenge, ChallengeError> {
+pub(crate) fn parse_challenges(header: &str) -> Result<Challenge, ChallengeError> {
     let malformed = |reason| ChallengeError::Malformed {
         header: header.to_string(),
         reason,
@@ -117,13 +117,13 @@ pub fn parse_challenges(header: &str) -> Result<Challenge, ChallengeError> {
 
 /// What a token must allow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Access {
+pub(crate) enum Access {
     Pull,
     PushPull,
 }
 
 /// `repository:NAME:pull` or `repository:NAME:pull,push`.
-pub fn scope(repository: &str, access: Access) -> String {
+pub(crate) fn scope(repository: &str, access: Access) -> String {
     match access {
         Access::Pull => format!("repository:{repository}:pull"),
         Access::PushPull => format!("repository:{repository}:pull,push"),
@@ -132,7 +132,7 @@ pub fn scope(repository: &str, access: Access) -> String {
 
 /// The scopes a push needs: push+pull on the target and, for a cross-repository blob mount,
 /// pull on the source repository (in the same token, as the spec's mount flow requires).
-pub fn push_scopes(target: &str, mount_from: Option<&str>) -> Vec<String> {
+pub(crate) fn push_scopes(target: &str, mount_from: Option<&str>) -> Vec<String> {
     let mut v = vec![scope(target, Access::PushPull)];
     if let Some(src) = mount_from.filter(|s| *s != target) {
         v.push(scope(src, Access::Pull));
@@ -142,17 +142,17 @@ pub fn push_scopes(target: &str, mount_from: Option<&str>) -> Vec<String> {
 
 /// A token endpoint's answer (`token` or, OAuth2-style, `access_token`).
 #[derive(Clone, Debug, Deserialize)]
-pub struct TokenResponse {
+pub(crate) struct TokenResponse {
     #[serde(default)]
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     #[serde(default)]
-    pub access_token: Option<String>,
+    pub(crate) access_token: Option<String>,
     #[serde(default)]
-    pub expires_in: Option<u64>,
+    pub(crate) expires_in: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error("token response from {realm} is not JSON: {reason}")]
     NotJson { realm: String, reason: String },
     #[error("token response from {realm} holds no token")]
@@ -160,10 +160,10 @@ pub enum TokenError {
 }
 
 /// The token spec's default lifetime when `expires_in` is absent, and its minimum.
-pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
 impl TokenResponse {
-    pub fn parse(realm: &str, body: &[u8]) -> Result<(String, Duration), TokenError> {
+    pub(crate) fn parse(realm: &str, body: &[u8]) -> Result<(String, Duration), TokenError> {
         let r: TokenResponse = serde_json::from_slice(body).map_err(|e| TokenError::NotJson {
             realm: realm.to_string(),
             reason: e.to_string(),
@@ -186,7 +186,7 @@ impl TokenResponse {
 
 /// Tokens by (realm, service, scopes), reused until shortly before they expire.
 #[derive(Debug, Default)]
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     tokens: BTreeMap<(String, String, String), (String, Instant)>,
 }
 
@@ -200,14 +200,20 @@ impl TokenCache {
         (realm.to_string(), service.to_string(), s.join(" "))
     }
 
-    pub fn get(&self, realm: &str, service: &str, scopes: &[String], now: Instant) -> Option<&str> {
+    pub(crate) fn get(
+        &self,
+        realm: &str,
+        service: &str,
+        scopes: &[String],
+        now: Instant,
+    ) -> Option<&str> {
         self.tokens
             .get(&Self::key(realm, service, scopes))
             .filter(|(_, until)| now + EXPIRY_MARGIN < *until)
             .map(|(t, _)| t.as_str())
     }
 
-    pub fn put(
+    pub(crate) fn put(
         &mut self,
         realm: &str,
         service: &str,

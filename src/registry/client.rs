@@ -42,10 +42,10 @@ pub struct FetchedManifest {
 }
 
 /// The OCI distribution spec's recommended limit for manifests a client accepts.
-pub const MANIFEST_LIMIT: u64 = 4 << 20;
+pub(crate) const MANIFEST_LIMIT: u64 = 4 << 20;
 
 /// What a manifest GET accepts: OCI and Docker schema 2 manifests and lists.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// How many times an idempotent request is tried.
 const ATTEMPTS: u32 = 4;
@@ -296,7 +296,7 @@ impl Client {
     }
 
     /// `HEAD` a blob: its size if the repository has it.
-    pub fn blob_exists(
+    pub(crate) fn blob_exists(
         &self,
         origin: &Origin,
         repository: &str,

@@ -40,12 +40,11 @@ use auth_file::{AuthFile, encode_auth};
 use document::Document;
 use helper::Helpers;
 use key::AuthKey;
-pub use key::DOCKER_HUB_AUTH_KEY;
-pub use sources::{CredentialEnv, CredentialSources};
+pub(crate) use sources::CredentialSources;
 
 /// A credential for one registry. `Debug` shows the username but never a secret.
 #[derive(Clone, PartialEq, Eq)]
-pub enum Credential {
+pub(crate) enum Credential {
     /// Basic authentication (the `auth` field, or a helper's username and secret).
     Basic { username: String, password: String },
     /// An OAuth2 refresh token (`identitytoken`, or a helper's `<token>` user), exchanged
@@ -138,17 +137,13 @@ pub struct CredentialStore {
 }
 
 impl CredentialStore {
-    pub fn new(sources: CredentialSources) -> CredentialStore {
+    pub(crate) fn new(sources: CredentialSources) -> CredentialStore {
         CredentialStore { sources }
     }
 
     /// The store for this process's environment.
     pub fn from_env() -> CredentialStore {
         CredentialStore::new(CredentialSources::from_env())
-    }
-
-    pub fn sources(&self) -> &CredentialSources {
-        &self.sources
     }
 
     fn helpers(&self) -> Helpers<'_> {
@@ -160,7 +155,7 @@ impl CredentialStore {
     /// The credential for `repository` (`library/busybox`) on `registry` (`docker.io`,
     /// `quay.io`, `localhost:5000`; any Docker Hub spelling, with or without `https://`).
     /// `Ok(None)`: anonymous access.
-    pub fn lookup(
+    pub(crate) fn lookup(
         &self,
         registry: &str,
         repository: &str,
@@ -269,7 +264,8 @@ impl CredentialError {
     /// A configured helper program is not installed (a `config.json` copied from another
     /// machine often names `desktop` or `osxkeychain`). Docker fails the pull then; a caller
     /// may prefer to warn and continue anonymously, so this case is easy to tell apart.
-    pub fn is_helper_missing(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_helper_missing(&self) -> bool {
         matches!(self, CredentialError::HelperNotFound { .. })
     }
 }

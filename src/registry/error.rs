@@ -66,7 +66,7 @@ fn hint_for(host: &str) -> String {
 
 impl RegistryError {
     /// Worth retrying: a server error, a timeout or a dropped connection.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
             RegistryError::Transport { source, .. } => !matches!(

@@ -8,7 +8,7 @@
 //! the reverse. The one mapping from a registry name to the host that serves its API (Docker
 //! Hub's `docker.io` → `registry-1.docker.io`) is [`registries_conf::api_host`].
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod client;
 pub mod credentials;
 mod error;
@@ -16,5 +16,5 @@ mod http;
 mod origin;
 pub mod publish;
 pub mod pull;
-pub mod push;
+pub(crate) mod push;
 pub mod registries_conf;

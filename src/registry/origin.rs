@@ -3,9 +3,9 @@
 /// Where a repository lives: `host[:port]`, and whether plain HTTP is allowed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
-    pub host: String,
+    pub(crate) host: String,
     /// An insecure registry is spoken to over plain HTTP.
-    pub insecure: bool,
+    pub(crate) insecure: bool,
 }
 
 impl Origin {

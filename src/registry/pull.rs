@@ -106,7 +106,7 @@ pub struct Pulled {
 }
 
 /// How many blobs are fetched at once.
-pub const JOBS: usize = 3;
+pub(crate) const JOBS: usize = 3;
 
 /// Pull an image named as a user types it (`python:3.10`, `ghcr.io/o/a@sha256:…`): a
 /// short name is expanded as registries.conf says, an untagged name means `:latest`, and

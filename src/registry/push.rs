@@ -56,10 +56,10 @@ pub enum PushError {
 
 /// Where an image is pushed: a repository on a registry, and the tag (or digest) it gets.
 #[derive(Clone, Copy, Debug)]
-pub struct Destination<'a> {
-    pub origin: &'a Origin,
-    pub repository: &'a str,
-    pub tag: &'a str,
+pub(crate) struct Destination<'a> {
+    pub(crate) origin: &'a Origin,
+    pub(crate) repository: &'a str,
+    pub(crate) tag: &'a str,
 }
 
 /// A manifest or index as stored: its exact bytes and media type.
@@ -69,7 +69,7 @@ struct Document {
 }
 
 /// Push the store's `image` to `dest`.
-pub fn push(
+pub(crate) fn push(
     client: &Client,
     store: &Store,
     image: &Reference,

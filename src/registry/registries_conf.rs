@@ -25,21 +25,21 @@ mod sources;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use thiserror::Error;
 
 use crate::oci::reference::{DOCKER_HUB, DOCKER_HUB_LEGACY, Reference, ReferenceError};
 use prefix::Prefix;
 use short_name::is_short_name;
-pub use sources::ConfigSources;
+pub(crate) use sources::ConfigSources;
 
 /// The host that serves the registry API for a registry name. Docker Hub is named
 /// `docker.io` (and, in older references, `index.docker.io`) but its v2 API lives at
 /// `registry-1.docker.io` (moby `registry/config.go` `DefaultRegistryHost`; containerd
 /// `docker/resolver.go`). This is the only place rbuild makes that mapping: configuration,
 /// credentials and logs keep using `docker.io`.
-pub fn api_host(registry: &str) -> &str {
+pub(crate) fn api_host(registry: &str) -> &str {
     match registry {
         DOCKER_HUB | DOCKER_HUB_LEGACY => "registry-1.docker.io",
         other => other,
@@ -50,7 +50,7 @@ pub fn api_host(registry: &str) -> &str {
 /// `Enforcing` is "error when more than one search registry could be meant" and
 /// `Permissive`/`Disabled` both mean "try every search registry in order".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ShortNameMode {
+pub(crate) enum ShortNameMode {
     Enforcing,
     /// The default when no file sets a mode.
     #[default]
@@ -60,7 +60,7 @@ pub enum ShortNameMode {
 
 /// `pull-from-mirror` of one `[[registry.mirror]]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PullFromMirror {
+pub(crate) enum PullFromMirror {
     All,
     DigestOnly,
     TagOnly,
@@ -69,9 +69,9 @@ pub enum PullFromMirror {
 /// A place in a configuration file, rendered `path:line:column`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Position {
-    pub path: PathBuf,
-    pub line: usize,
-    pub column: usize,
+    pub(crate) path: PathBuf,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
 }
 
 impl fmt::Display for Position {
@@ -91,7 +91,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// `host[:port]` as configured (`docker.io`, not its API host: see [`Endpoint::api_host`]).
     /// Also the name to look credentials up under.
-    pub fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         self.reference.registry()
     }
 
@@ -101,13 +101,14 @@ impl Endpoint {
     }
 
     /// The repository path on that host (`library/busybox`).
-    pub fn repository(&self) -> &str {
+    pub(crate) fn repository(&self) -> &str {
         self.reference.repository()
     }
 
     /// The rewritten reference: host, repository and the tag/digest to request (a prefix
     /// that names a tag can rewrite the tag, so take it from here, not from the input).
-    pub fn reference(&self) -> &Reference {
+    #[cfg(test)]
+    pub(crate) fn reference(&self) -> &Reference {
         &self.reference
     }
 
@@ -117,18 +118,19 @@ impl Endpoint {
     }
 
     /// A `[[registry.mirror]]`, not the primary location.
-    pub fn is_mirror(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_mirror(&self) -> bool {
         self.is_mirror
     }
 }
 
 /// Where to pull one reference from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// In the order to try them: the usable mirrors, then the primary location. Never empty.
-    pub endpoints: Vec<Endpoint>,
+    pub(crate) endpoints: Vec<Endpoint>,
     /// The `[[registry]]` table that decided, if any (for logs and error messages).
-    pub table: Option<Position>,
+    pub(crate) table: Option<Position>,
 }
 
 /// Why the registry configuration could not be read or used.
@@ -199,12 +201,12 @@ pub enum ConfigError {
     "{at}: {key} {location:?} rewrites {reference} to {rewritten:?}, which is not a valid reference: {reason}"
 )]
 pub struct RewriteError {
-    pub at: Position,
-    pub key: String,
-    pub location: String,
-    pub reference: String,
-    pub rewritten: String,
-    pub reason: String,
+    pub(crate) at: Position,
+    pub(crate) key: String,
+    pub(crate) location: String,
+    pub(crate) reference: String,
+    pub(crate) rewritten: String,
+    pub(crate) reason: String,
 }
 
 /// The merged registries configuration. Build it with [`RegistriesConf::load_default`],
@@ -258,13 +260,14 @@ impl RegistriesConf {
     }
 
     /// Read and merge the files of `sources`.
-    pub fn load(sources: &ConfigSources) -> Result<RegistriesConf, ConfigError> {
+    pub(crate) fn load(sources: &ConfigSources) -> Result<RegistriesConf, ConfigError> {
         sources::load(sources)
     }
 
     /// One file's text, as if it were the only file (version 1 allowed). `path` is only
     /// used in error messages.
-    pub fn parse(text: &str, path: &Path) -> Result<RegistriesConf, ConfigError> {
+    #[cfg(test)]
+    pub(crate) fn parse(text: &str, path: &std::path::Path) -> Result<RegistriesConf, ConfigError> {
         let mut conf = RegistriesConf::default();
         conf.merge(file::parse_file(text, path, true)?);
         conf.files.push(path.to_path_buf());
@@ -272,16 +275,19 @@ impl RegistriesConf {
     }
 
     /// The files that were read, in order.
-    pub fn files(&self) -> &[PathBuf] {
+    #[cfg(test)]
+    pub(crate) fn files(&self) -> &[PathBuf] {
         &self.files
     }
 
     /// `unqualified-search-registries` after merging (may be empty).
-    pub fn unqualified_search_registries(&self) -> &[String] {
+    #[cfg(test)]
+    pub(crate) fn unqualified_search_registries(&self) -> &[String] {
         self.search.as_ref().map_or(&[], |(list, _)| list)
     }
 
-    pub fn short_name_mode(&self) -> ShortNameMode {
+    #[cfg(test)]
+    pub(crate) fn short_name_mode(&self) -> ShortNameMode {
         self.short_name_mode
     }
 
@@ -299,7 +305,7 @@ impl RegistriesConf {
     /// `mirror-by-digest-only` is set and the reference has no digest, or when its own
     /// `pull-from-mirror` is `digest-only` (reference without digest) or `tag-only` (reference
     /// with a digest). A reference no table matches is pulled from where it names, over TLS.
-    pub fn resolve(&self, reference: &Reference) -> Result<Resolved, ConfigError> {
+    pub(crate) fn resolve(&self, reference: &Reference) -> Result<Resolved, ConfigError> {
         let name = reference.to_string();
         let Some((entry, matched)) = self.find(&name) else {
             return Ok(Resolved {
@@ -420,6 +426,7 @@ fn rewrite(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     const DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 

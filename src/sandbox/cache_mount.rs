@@ -32,9 +32,9 @@ pub struct Lease {
 #[derive(Debug, thiserror::Error)]
 #[error("cache mount {id:?} at {path}")]
 pub struct CacheError {
-    pub id: String,
-    pub path: String,
-    pub source: std::io::Error,
+    pub(crate) id: String,
+    pub(crate) path: String,
+    pub(crate) source: std::io::Error,
 }
 
 #[derive(Clone, Debug)]

@@ -17,7 +17,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.memory.is_none() && self.cpus.is_none() && self.pids.is_none()
     }
 }
@@ -56,7 +56,7 @@ fn hint(e: &std::io::Error) -> &'static str {
 
 /// The cgroup directories of one run; removed when dropped (after its processes exit).
 #[derive(Debug)]
-pub struct Cgroup {
+pub(crate) struct Cgroup {
     dirs: Vec<PathBuf>,
 }
 
@@ -88,7 +88,7 @@ fn write(path: &Path, value: &str, what: &'static str) -> Result<(), CgroupError
 
 impl Cgroup {
     /// Create the cgroup(s) for `limits`, named `name`; `None` when there are no limits.
-    pub fn create(limits: &Limits, name: &str) -> Result<Option<Cgroup>, CgroupError> {
+    pub(crate) fn create(limits: &Limits, name: &str) -> Result<Option<Cgroup>, CgroupError> {
         if limits.is_empty() {
             return Ok(None);
         }
@@ -167,14 +167,14 @@ impl Cgroup {
     }
 
     /// Move process `pid` (and so everything it starts) into the cgroup(s).
-    pub fn add(&self, pid: u32) -> Result<(), CgroupError> {
+    pub(crate) fn add(&self, pid: u32) -> Result<(), CgroupError> {
         for d in &self.dirs {
             write(&d.join("cgroup.procs"), &pid.to_string(), "resource limits")?;
         }
         Ok(())
     }
 
-    pub fn dirs(&self) -> &[PathBuf] {
+    pub(crate) fn dirs(&self) -> &[PathBuf] {
         &self.dirs
     }
 }

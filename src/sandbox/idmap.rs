@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// The first subordinate range `(start, count)` of the user named `name` or numbered `id`.
-pub fn range(file_text: &str, name: Option<&str>, id: u32) -> Option<(u32, u32)> {
+pub(crate) fn range(file_text: &str, name: Option<&str>, id: u32) -> Option<(u32, u32)> {
     file_text.lines().find_map(|l| {
         let mut f = l.trim().split(':');
         let (owner, start, count) = (f.next()?, f.next()?, f.next()?);
@@ -30,12 +30,12 @@ fn user_name(uid: u32) -> Option<String> {
 }
 
 /// `newuidmap`/`newgidmap` arguments after the pid: `(uid ranges, gid ranges)`.
-pub type Mapping = (Vec<String>, Vec<String>);
+pub(crate) type Mapping = (Vec<String>, Vec<String>);
 
 /// Why the calling user gets no subordinate ranges: the text completes "only root is
 /// mapped: …".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NoRanges {
+pub(crate) enum NoRanges {
     #[error("user {user} has no range in {file}")]
     NoRange { user: String, file: &'static str },
     #[error("{tool} is not installed (Debian's uidmap package)")]
@@ -49,7 +49,7 @@ pub fn external_mapping() -> Option<Mapping> {
 }
 
 /// [`external_mapping`], saying why there is none.
-pub fn mapping_for_user() -> Result<Mapping, NoRanges> {
+pub(crate) fn mapping_for_user() -> Result<Mapping, NoRanges> {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
     let name = user_name(uid);
@@ -92,7 +92,7 @@ pub fn mapping_for_user() -> Result<Mapping, NoRanges> {
 /// outside. Needs no privilege; `setgroups` must be denied first (user_namespaces(7),
 /// "Interaction with system calls that change process UIDs or GIDs"). On failure, the
 /// `/proc/self` file that could not be written.
-pub fn map_self_alone(uid: u32, gid: u32) -> Result<(), (&'static str, std::io::Error)> {
+pub(crate) fn map_self_alone(uid: u32, gid: u32) -> Result<(), (&'static str, std::io::Error)> {
     let write = |file: &'static str, text: String| {
         std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| (file, e))
     };
@@ -103,7 +103,7 @@ pub fn map_self_alone(uid: u32, gid: u32) -> Result<(), (&'static str, std::io::
 
 /// Apply `mapping` to process `pid` once it has its own user namespace (a sandbox helper,
 /// or the rootless build's process: both unshare it first thing after they start).
-pub fn apply(pid: u32, mapping: &Mapping) -> Result<(), String> {
+pub(crate) fn apply(pid: u32, mapping: &Mapping) -> Result<(), String> {
     // Wait (briefly) for the process to have unshared its user namespace.
     let ours = std::fs::read_link("/proc/self/ns/user")
         .map_err(|e| format!("reading our user namespace: {e}"))?;

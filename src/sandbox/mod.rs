@@ -23,7 +23,7 @@ mod rootfs;
 mod spec;
 pub mod ssh;
 pub mod unshare;
-pub mod user;
+pub(crate) mod user;
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -77,7 +77,7 @@ impl Running {
     }
 
     /// The helper's process id (killing it kills the whole sandbox).
-    pub fn id(&self) -> u32 {
+    pub(crate) fn id(&self) -> u32 {
         self.child.id()
     }
 
@@ -100,7 +100,7 @@ impl Running {
 
 /// Start `spec` with the running rbuild as the helper; the command's output goes to
 /// `stdout`/`stderr` (its stdin is /dev/null).
-pub fn spawn(spec: &Spec, stdout: Stdio, stderr: Stdio) -> Result<Running, SandboxError> {
+pub(crate) fn spawn(spec: &Spec, stdout: Stdio, stderr: Stdio) -> Result<Running, SandboxError> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
     spawn_with(&exe, spec, stdout, stderr)
 }
@@ -179,11 +179,6 @@ pub fn spawn_with(
 
 /// Numbers the runs of this process, for cgroup names.
 static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Run to completion with inherited output.
-pub fn run(spec: &Spec) -> Result<ExitStatus, SandboxError> {
-    spawn(spec, Stdio::inherit(), Stdio::inherit())?.wait()
-}
 
 /// Give a file or directory rbuild prepared for a mount (cache, secret, ssh socket) the
 /// mount's mode and owner. As root — of the host, or of a rootless build's user namespace

@@ -128,7 +128,7 @@ fn remount_readonly(path: &str) -> rustix::io::Result<()> {
     rustix::mount::mount_remount(path, flags, "")
 }
 
-pub fn setup(spec: &Spec) -> Result<(), String> {
+pub(crate) fn setup(spec: &Spec) -> Result<(), String> {
     // Nothing mounted here propagates back to the host.
     rustix::mount::mount_change(
         "/",

@@ -33,14 +33,14 @@ use crate::sys::signals::Relay;
 
 /// The hidden first argument of the process inside the user namespace; the next one is the
 /// number of the pipe descriptor it waits on.
-pub const USERNS_ARG: &str = "__rbuild-userns";
+pub(crate) const USERNS_ARG: &str = "__rbuild-userns";
 
 /// Set by [`enter`]: this process is a rootless build's inner process.
 static ENTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether this process is the inner process of a rootless build: root of its own user
 /// namespace on behalf of the user who started rbuild (not, say, root of a container).
-pub fn is_rootless_build() -> bool {
+pub(crate) fn is_rootless_build() -> bool {
     ENTERED.load(std::sync::atomic::Ordering::Relaxed)
 }
 

@@ -5,7 +5,7 @@
 /// The text of `path` inside `root` (the image's `/etc/passwd`, say), resolved as the
 /// container would: a symlink in the image stays inside the image (`RESOLVE_IN_ROOT`),
 /// never reaching the host's files. A missing file reads as empty, as Docker treats it.
-pub fn read_in_root(root: &std::path::Path, path: &str) -> std::io::Result<String> {
+pub(crate) fn read_in_root(root: &std::path::Path, path: &str) -> std::io::Result<String> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let dir = rustix::fs::open(
         root,
@@ -30,16 +30,16 @@ pub fn read_in_root(root: &std::path::Path, path: &str) -> std::io::Result<Strin
 
 /// A resolved user.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct User {
-    pub uid: u32,
-    pub gid: u32,
+pub(crate) struct User {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
     /// Supplementary groups: every group in `/etc/group` listing the user by name.
-    pub groups: Vec<u32>,
-    pub home: String,
+    pub(crate) groups: Vec<u32>,
+    pub(crate) home: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum UserError {
+pub(crate) enum UserError {
     #[error("unable to find user {0}: no matching entries in passwd file")]
     NoUser(String),
     #[error("unable to find group {0}: no matching entries in group file")]
@@ -47,7 +47,7 @@ pub enum UserError {
 }
 
 /// Resolve `spec` (`""` means root) against passwd and group file contents.
-pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<User, UserError> {
+pub(crate) fn resolve(spec: &str, passwd: &str, group: &str) -> Result<User, UserError> {
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),

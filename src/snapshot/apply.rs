@@ -51,7 +51,7 @@ pub struct Applied {
     /// Device nodes not created (only root of the initial user namespace may create them).
     pub skipped_devices: u64,
     /// Entries left owned by root because their owner is not mapped in this user namespace.
-    pub skipped_owners: u64,
+    pub(crate) skipped_owners: u64,
     /// Extended attributes the filesystem or our privileges refused (`trusted.*` as a user).
     pub skipped_xattrs: u64,
 }

@@ -79,7 +79,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Change>) -> Result<(), DiffError
 /// All extended attributes of `path` itself (a symlink is not followed), sorted by name.
 /// Lists and values that change between the size query and the read are read again; an
 /// attribute removed meanwhile is left out; a filesystem without xattrs has none.
-pub fn xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub(crate) fn xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     use rustix::io::Errno;
     use std::os::unix::ffi::OsStrExt;
     let mut names = Vec::new();
@@ -133,12 +133,12 @@ pub fn xattrs(path: &Path) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 /// reach a layer. Copy-up records `trusted.overlay.origin` (a file handle of the lower
 /// inode) even with `index=off`, and the upper root gets `overlay.uuid` and `overlay.impure`
 /// (seen on Linux 6.18); under `userxattr` the same names live in `user.overlay.*`.
-pub fn is_overlay_private_xattr(name: &str) -> bool {
+pub(crate) fn is_overlay_private_xattr(name: &str) -> bool {
     name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
 }
 
 /// Whether `dir` carries an overlay opaque marker with value `y`.
-pub fn is_opaque(dir: &Path) -> std::io::Result<bool> {
+pub(crate) fn is_opaque(dir: &Path) -> std::io::Result<bool> {
     for name in OPAQUE_XATTRS {
         let mut buf = [0u8; 4];
         match rustix::fs::lgetxattr(dir, name, &mut buf) {

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustix::fs::FlockOperation;
 
 /// How long after writing a directory its data is surely on disk.
-pub const WRITEBACK: Duration = Duration::from_secs(300);
+pub(crate) const WRITEBACK: Duration = Duration::from_secs(300);
 
 const FILE: &str = "unsynced";
 
@@ -50,7 +50,7 @@ fn open_locked(state_root: &Path) -> std::io::Result<File> {
 /// Note that `dir` (below `state_root`) is about to be published and may not be on disk yet.
 /// The note itself is synced, so it is on disk before the directory's name is.
 /// Best effort: without a boot id, or when the note cannot be written, nothing is noted.
-pub fn record(state_root: &Path, dir: &Path) {
+pub(crate) fn record(state_root: &Path, dir: &Path) {
     if let Some(boot) = boot_id() {
         record_in(state_root, dir, &boot, now());
     }
@@ -67,7 +67,7 @@ fn record_in(state_root: &Path, dir: &Path, boot: &str, at: u64) {
 
 /// Remove the directories noted in another boot; forget this boot's entries older than
 /// [`WRITEBACK`]. Returns how many directories were removed.
-pub fn recover(state_root: &Path) -> std::io::Result<usize> {
+pub(crate) fn recover(state_root: &Path) -> std::io::Result<usize> {
     match boot_id() {
         Some(boot) => recover_in(state_root, &boot, now()),
         None => Ok(0),

@@ -6,12 +6,12 @@
 pub mod apply;
 pub mod change;
 pub mod diff;
-pub mod journal;
+pub(crate) mod journal;
 pub mod native;
 pub mod overlay;
 pub mod snapshotter;
 pub mod trees;
-pub mod workdir;
+pub(crate) mod workdir;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -61,7 +61,10 @@ impl Snapshots {
     /// Remove the snapshots whose chain ID (hex) is not in `keep`; returns what went, with
     /// its size. Snapshots are a cache of their layers, so no grace period applies; only an
     /// unpack in progress (`tmp-<pid>-…` of a live process) is spared.
-    pub fn prune(&self, keep: &BTreeSet<String>) -> Result<Vec<(String, u64)>, SnapshotError> {
+    pub(crate) fn prune(
+        &self,
+        keep: &BTreeSet<String>,
+    ) -> Result<Vec<(String, u64)>, SnapshotError> {
         let io = |path: &Path| {
             let path = path.display().to_string();
             move |source| SnapshotError::Io { path, source }
@@ -113,7 +116,7 @@ impl Snapshots {
     /// Unpack one layer as the snapshot `chain` (its chain ID in its stack) unless it is
     /// there already; returns the snapshot's directory. The diff ID is checked while
     /// unpacking.
-    pub fn ensure_layer(
+    pub(crate) fn ensure_layer(
         &self,
         store: &Store,
         layer: &Descriptor,
@@ -148,7 +151,7 @@ impl Snapshots {
 
     /// A fresh directory to build snapshot `chain` in, before [`Snapshots::publish`]
     /// (named so that a prune spares it while this process lives).
-    pub fn temp_dir(&self, chain: &Digest) -> PathBuf {
+    pub(crate) fn temp_dir(&self, chain: &Digest) -> PathBuf {
         temp_in(&self.dir, chain)
     }
 
@@ -156,7 +159,7 @@ impl Snapshots {
     /// directories marked by xattr, as an overlay upper dir is) the snapshot `chain`. It
     /// is moved, never copied, so it must be on the state root's filesystem. When another
     /// process published the same chain first, theirs stays and `dir` is removed.
-    pub fn publish(&self, dir: &Path, chain: &Digest) -> Result<PathBuf, SnapshotError> {
+    pub(crate) fn publish(&self, dir: &Path, chain: &Digest) -> Result<PathBuf, SnapshotError> {
         publish(dir, &self.dir, &self.path(chain))
     }
 }
@@ -232,7 +235,7 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
 }
 
 /// The chain ID of a layer `diff_id` stacked on the chain `prev` (none: the first layer).
-pub fn next_chain_id(prev: Option<&Digest>, diff_id: &Digest) -> Digest {
+pub(crate) fn next_chain_id(prev: Option<&Digest>, diff_id: &Digest) -> Digest {
     match prev {
         None => diff_id.clone(),
         Some(prev) => Digest::sha256(format!("{prev} {diff_id}").as_bytes()),

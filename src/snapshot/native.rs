@@ -59,18 +59,18 @@ struct Identity {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CopyStats {
     /// Regular files whose data was shared with `FICLONE`.
-    pub cloned: u64,
+    pub(crate) cloned: u64,
     /// Regular files whose data was copied.
-    pub copied: u64,
+    pub(crate) copied: u64,
     /// Extra names of already-copied inodes, linked rather than copied.
     pub hardlinks: u64,
     /// Extended attributes the target filesystem or our privileges refused.
-    pub skipped_xattrs: u64,
+    pub(crate) skipped_xattrs: u64,
 }
 
 /// Whose files a copy holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Owners {
+pub(crate) enum Owners {
     /// The lower tree's owners: a step's root filesystem must show the image's.
     Keep,
     /// The calling process's: files handed to a user rather than to a step (a rootless
@@ -94,7 +94,7 @@ pub fn prepare(lower_tree: &Path, work_dir: &Path) -> Result<NativeSnapshot, Nat
 }
 
 /// [`prepare`], choosing whose files the copy holds.
-pub fn prepare_with(
+pub(crate) fn prepare_with(
     lower_tree: &Path,
     work_dir: &Path,
     owners: Owners,
@@ -129,11 +129,6 @@ impl NativeSnapshot {
     /// Where the step runs.
     pub fn rootfs(&self) -> &Path {
         &self.rootfs
-    }
-
-    /// The tree the copy was made from.
-    pub fn lower(&self) -> &Path {
-        &self.lower
     }
 
     pub fn stats(&self) -> CopyStats {

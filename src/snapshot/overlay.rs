@@ -145,7 +145,7 @@ impl Drop for Mounted {
 
 /// Whether to use the `user.overlay.*` xattr namespace: in a user namespace (rootless),
 /// even as its root, and as any user but root.
-pub fn userxattr() -> bool {
+pub(crate) fn userxattr() -> bool {
     !crate::sys::userns::is_host_root()
 }
 

@@ -19,7 +19,7 @@ pub enum Kind {
 #[derive(Debug, thiserror::Error)]
 #[error("unknown snapshotter {given:?}: expected \"overlay\" or \"native\"")]
 pub struct ParseKindError {
-    pub given: String,
+    pub(crate) given: String,
 }
 
 impl Kind {
@@ -34,7 +34,7 @@ impl Kind {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Overlay => "overlay",
             Kind::Native => "native",

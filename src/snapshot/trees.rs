@@ -33,13 +33,17 @@ impl Trees {
         }
     }
 
-    pub fn path(&self, chain: &Digest) -> PathBuf {
+    pub(crate) fn path(&self, chain: &Digest) -> PathBuf {
         self.dir.join(chain.hex())
     }
 
     /// The tree of `image` (none for an image without layers), made from its layers where
     /// missing.
-    pub fn ensure(&self, store: &Store, image: &Image) -> Result<Option<PathBuf>, SnapshotError> {
+    pub(crate) fn ensure(
+        &self,
+        store: &Store,
+        image: &Image,
+    ) -> Result<Option<PathBuf>, SnapshotError> {
         let mut tree = None;
         for (layer, diff_id, chain) in layer_stack(image)? {
             tree = Some(self.ensure_layer(store, tree.as_deref(), layer, diff_id, &chain)?);
@@ -49,7 +53,7 @@ impl Trees {
 
     /// The tree `chain`: `parent`'s tree (none: empty) with `layer` applied, made if
     /// missing. The diff ID is checked while applying.
-    pub fn ensure_layer(
+    pub(crate) fn ensure_layer(
         &self,
         store: &Store,
         parent: Option<&Path>,
@@ -86,7 +90,7 @@ impl Trees {
 
     /// Make `rootfs` (a step's committed root filesystem, on the state root's filesystem)
     /// the tree `chain`, by moving it. Another process's tree for the same chain wins.
-    pub fn publish(&self, rootfs: &Path, chain: &Digest) -> Result<PathBuf, SnapshotError> {
+    pub(crate) fn publish(&self, rootfs: &Path, chain: &Digest) -> Result<PathBuf, SnapshotError> {
         publish(rootfs, &self.dir, &self.path(chain))
     }
 

@@ -13,8 +13,8 @@ use rustix::mount::UnmountFlags;
 #[derive(Debug, thiserror::Error)]
 #[error("work directory {path}")]
 pub struct WorkDirError {
-    pub path: String,
-    pub source: std::io::Error,
+    pub(crate) path: String,
+    pub(crate) source: std::io::Error,
 }
 
 fn err(path: &Path) -> impl FnOnce(std::io::Error) -> WorkDirError + '_ {
@@ -26,13 +26,13 @@ fn err(path: &Path) -> impl FnOnce(std::io::Error) -> WorkDirError + '_ {
 
 /// A run's work directory; unmounts what is left under it and removes it when dropped.
 #[derive(Debug)]
-pub struct WorkDir {
+pub(crate) struct WorkDir {
     path: PathBuf,
     _lock: File,
 }
 
 impl WorkDir {
-    pub fn create(state_root: &Path) -> Result<WorkDir, WorkDirError> {
+    pub(crate) fn create(state_root: &Path) -> Result<WorkDir, WorkDirError> {
         let base = state_root.join("work");
         std::fs::create_dir_all(&base).map_err(err(&base))?;
         let path = tempdir_in(&base).map_err(err(&base))?;
@@ -42,7 +42,7 @@ impl WorkDir {
         Ok(WorkDir { path, _lock: lock })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -99,7 +99,7 @@ fn unmount_under(dir: &Path) -> usize {
 }
 
 /// Unmount and remove the work directories of runs that are gone; returns how many.
-pub fn cleanup_stale(state_root: &Path) -> Result<usize, WorkDirError> {
+pub(crate) fn cleanup_stale(state_root: &Path) -> Result<usize, WorkDirError> {
     let base = state_root.join("work");
     let Ok(entries) = std::fs::read_dir(&base) else {
         return Ok(0);

@@ -48,7 +48,7 @@ pub enum Expected<'a> {
 }
 
 impl<'a> Expected<'a> {
-    pub fn digest(self) -> Option<&'a Digest> {
+    pub(crate) fn digest(self) -> Option<&'a Digest> {
         match self {
             Expected::Unknown => None,
             Expected::Digest(d) => Some(d),
@@ -56,7 +56,7 @@ impl<'a> Expected<'a> {
         }
     }
 
-    pub fn size(self) -> Option<u64> {
+    pub(crate) fn size(self) -> Option<u64> {
         match self {
             Expected::DigestAndSize(ds) => Some(ds.size),
             _ => None,
@@ -64,7 +64,7 @@ impl<'a> Expected<'a> {
     }
 
     /// The algorithm to hash with: the expected digest's, else sha256.
-    pub fn algorithm(self) -> Algorithm {
+    pub(crate) fn algorithm(self) -> Algorithm {
         self.digest().map_or(Algorithm::Sha256, Digest::algorithm)
     }
 
@@ -120,7 +120,7 @@ pub struct BlobStore {
 impl BlobStore {
     /// The blob area of `root`: creates `blobs/sha256/` and `tmp/` (mode 0700) if missing and
     /// removes temporary files a crashed process left in `tmp/` more than an hour ago.
-    pub fn create(root: &Path) -> Result<BlobStore, StoreError> {
+    pub(crate) fn create(root: &Path) -> Result<BlobStore, StoreError> {
         let store = BlobStore {
             blobs: root.join(BLOBS_DIR),
             tmp: root.join(TMP_DIR),
@@ -137,7 +137,7 @@ impl BlobStore {
     }
 
     /// Where the blob `digest` is, or would be: `blobs/<algorithm>/<hex>`.
-    pub fn path(&self, digest: &Digest) -> PathBuf {
+    pub(crate) fn path(&self, digest: &Digest) -> PathBuf {
         self.blobs
             .join(digest.algorithm().name())
             .join(digest.hex())
@@ -145,7 +145,7 @@ impl BlobStore {
 
     /// Whether the blob is present (an unreadable directory reads as absent: the caller then
     /// fetches it again, which is safe).
-    pub fn contains(&self, digest: &Digest) -> bool {
+    pub(crate) fn contains(&self, digest: &Digest) -> bool {
         fs::symlink_metadata(self.path(digest)).is_ok_and(|m| m.is_file())
     }
 
@@ -176,12 +176,12 @@ impl BlobStore {
     /// A writer for content the caller produces (a layer's tar → compress pipeline), hashed
     /// with sha256. Nothing is stored until [`BlobWriter::commit`]; dropping the writer
     /// removes its temporary file.
-    pub fn writer(&self) -> Result<BlobWriter, StoreError> {
+    pub(crate) fn writer(&self) -> Result<BlobWriter, StoreError> {
         self.writer_with(Algorithm::Sha256)
     }
 
     /// [`BlobStore::writer`] hashing with `algorithm`.
-    pub fn writer_with(&self, algorithm: Algorithm) -> Result<BlobWriter, StoreError> {
+    pub(crate) fn writer_with(&self, algorithm: Algorithm) -> Result<BlobWriter, StoreError> {
         let (file, temp) = TempPath::create(&self.tmp, "blob")?;
         Ok(BlobWriter {
             store: self.clone(),
@@ -194,7 +194,7 @@ impl BlobStore {
     }
 
     /// Open a blob for reading.
-    pub fn open(&self, digest: &Digest) -> Result<File, StoreError> {
+    pub(crate) fn open(&self, digest: &Digest) -> Result<File, StoreError> {
         let path = self.path(digest);
         File::open(&path).map_err(|source| {
             not_found_or(digest, path, source, |path, source| StoreError::OpenBlob {
@@ -217,7 +217,7 @@ impl BlobStore {
 
     /// Delete a blob; `Ok(false)` when it was not there. Whether it may be deleted is the
     /// caller's decision (see `referenced_blobs`).
-    pub fn delete(&self, digest: &Digest) -> Result<bool, StoreError> {
+    pub(crate) fn delete(&self, digest: &Digest) -> Result<bool, StoreError> {
         let path = self.path(digest);
         match fs::remove_file(&path) {
             Ok(()) => Ok(true),
@@ -278,7 +278,7 @@ impl BlobStore {
 
     /// Read a small blob (a manifest, index or config) whole, checking that it has the
     /// expected size and digest. Refuses sizes over [`MAX_SMALL_BLOB`].
-    pub fn read_small(&self, expected: &DigestAndSize) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn read_small(&self, expected: &DigestAndSize) -> Result<Vec<u8>, StoreError> {
         let file = self.open(&expected.digest)?;
         read_verified(file, &self.path(&expected.digest), expected)
     }
@@ -328,14 +328,15 @@ pub struct BlobWriter {
 
 impl BlobWriter {
     /// Bytes written so far.
-    pub fn size(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn size(&self) -> u64 {
         self.out.size()
     }
 
     /// Verify what was written against `expected` and publish it under its digest. A
     /// mismatch publishes nothing and removes the temporary file; a blob that is already
     /// present is left as it is (the new copy is discarded).
-    pub fn commit<'a>(
+    pub(crate) fn commit<'a>(
         self,
         expected: impl Into<Expected<'a>>,
     ) -> Result<DigestAndSize, StoreError> {
@@ -368,7 +369,8 @@ impl BlobWriter {
     }
 
     /// Discard what was written (the same as dropping the writer, said out loud).
-    pub fn abort(self) {}
+    #[cfg(test)]
+    pub(crate) fn abort(self) {}
 }
 
 impl Write for BlobWriter {

@@ -3,10 +3,6 @@
 //! written either into a [`Store`] or into an OCI image layout directory on disk. Test-only;
 //! nothing outside `#[cfg(test)]` sees this file.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-
-use super::index::REF_NAME;
 use super::{Expected, Store};
 use crate::oci::manifest::{
     Descriptor, descriptor, image_index, image_manifest, oci_platform, to_canonical_oci,
@@ -24,65 +20,19 @@ impl Sink for &Store {
     }
 }
 
-/// An OCI image layout directory being written by a test (what `skopeo copy … oci:` makes).
-pub(crate) struct LayoutDir {
-    pub dir: PathBuf,
-}
-
-impl LayoutDir {
-    pub fn new(dir: &Path) -> LayoutDir {
-        fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-        fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion": "1.0.0"}"#).unwrap();
-        LayoutDir {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join("blobs/sha256").join(digest.hex())
-    }
-
-    /// Write `index.json` with `entries`, each named by a ref-name annotation if given.
-    pub fn write_index(&self, entries: &[(Option<&str>, &Descriptor)]) {
-        let manifests = entries
-            .iter()
-            .map(|(name, d)| {
-                let mut d = (*d).clone();
-                if let Some(name) = name {
-                    d.set_annotations(Some([(REF_NAME.to_string(), name.to_string())].into()));
-                }
-                d
-            })
-            .collect();
-        let bytes = to_canonical_oci(&image_index(manifests)).unwrap();
-        fs::write(self.dir.join("index.json"), bytes).unwrap();
-    }
-}
-
-impl Sink for LayoutDir {
-    fn put(&mut self, bytes: &[u8]) -> DigestAndSize {
-        let digest = Digest::sha256(bytes);
-        fs::write(self.blob_path(&digest), bytes).unwrap();
-        DigestAndSize {
-            digest,
-            size: bytes.len() as u64,
-        }
-    }
-}
-
 /// The blobs of one test image.
 #[derive(Clone, Debug)]
 pub(crate) struct TestImage {
     /// The manifest's descriptor, with the platform set.
-    pub manifest: Descriptor,
-    pub manifest_bytes: Vec<u8>,
-    pub config: Descriptor,
-    pub config_bytes: Vec<u8>,
-    pub layer: Descriptor,
+    pub(crate) manifest: Descriptor,
+    pub(crate) manifest_bytes: Vec<u8>,
+    pub(crate) config: Descriptor,
+    pub(crate) config_bytes: Vec<u8>,
+    pub(crate) layer: Descriptor,
 }
 
 impl TestImage {
-    pub fn digests(&self) -> [Digest; 3] {
+    pub(crate) fn digests(&self) -> [Digest; 3] {
         [&self.manifest, &self.config, &self.layer].map(|d| d.digest().to_string().parse().unwrap())
     }
 }

@@ -112,13 +112,13 @@ impl Store {
 
     /// [`Store::referenced_blobs`] for tags the caller already holds (a prune holding the
     /// exclusive lock must not take the lock again).
-    pub fn referenced_by(&self, tags: &Tags) -> Result<BTreeSet<Digest>, StoreError> {
+    pub(crate) fn referenced_by(&self, tags: &Tags) -> Result<BTreeSet<Digest>, StoreError> {
         Ok(self.referenced_and_configs(tags)?.0)
     }
 
     /// [`Store::referenced_by`], and the config descriptors of the image manifests found
     /// on the way (what a prune needs to keep their snapshots, without reading any layer).
-    pub fn referenced_and_configs(
+    pub(crate) fn referenced_and_configs(
         &self,
         tags: &Tags,
     ) -> Result<(BTreeSet<Digest>, Vec<Descriptor>), StoreError> {

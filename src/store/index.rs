@@ -23,12 +23,12 @@ use std::path::{Path, PathBuf};
 use super::error::StoreError;
 use super::lock::StoreLock;
 use super::temp;
+use crate::oci::Reference;
 use crate::oci::manifest::{
     Descriptor, ImageIndex, Manifest, ManifestError, descriptor_digest, image_index,
     parse_manifest_any, to_canonical_oci,
 };
 use crate::oci::media_type::{OCI_INDEX, OCI_MANIFEST};
-use crate::oci::{Digest, Reference};
 
 /// The index file's name under the root.
 pub const INDEX_FILE: &str = "index.json";
@@ -91,14 +91,14 @@ impl Default for Tags {
 
 impl Tags {
     /// No tags.
-    pub fn new() -> Tags {
+    pub(crate) fn new() -> Tags {
         Tags {
             index: image_index(Vec::new()),
         }
     }
 
     /// Parse `index.json`'s bytes; `path` is only for the error.
-    pub fn from_json(bytes: &[u8], path: &Path) -> Result<Tags, StoreError> {
+    pub(crate) fn from_json(bytes: &[u8], path: &Path) -> Result<Tags, StoreError> {
         let corrupt = |source| StoreError::CorruptIndex {
             path: path.to_path_buf(),
             source,
@@ -122,7 +122,7 @@ impl Tags {
 
     /// The canonical bytes of `index.json`: entries sorted by ref name (unnamed entries
     /// last, in their original order); `path` is only for the error.
-    pub fn to_json(&self, path: &Path) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn to_json(&self, path: &Path) -> Result<Vec<u8>, StoreError> {
         let mut index = self.index.clone();
         let mut manifests = index.manifests().clone();
         manifests.sort_by(|a, b| match (ref_name(a), ref_name(b)) {
@@ -141,7 +141,7 @@ impl Tags {
     /// The image tagged `reference`: the entry of that exact name; failing that, for a
     /// reference with a digest, an entry of the same repository with that digest (so
     /// `busybox@sha256:…` finds the image tagged `busybox:latest`).
-    pub fn resolve(&self, reference: &Reference) -> Option<Descriptor> {
+    pub(crate) fn resolve(&self, reference: &Reference) -> Option<Descriptor> {
         let name = key(reference);
         let exact = self
             .index
@@ -160,7 +160,7 @@ impl Tags {
 
     /// Tag `descriptor` as `reference`, replacing the entry of that name if there is one
     /// (returned). A reference with a digest must name the descriptor's digest.
-    pub fn tag(
+    pub(crate) fn tag(
         &mut self,
         reference: &Reference,
         descriptor: Descriptor,
@@ -184,7 +184,7 @@ impl Tags {
     }
 
     /// Remove the tag `reference`; the descriptor it named, if any.
-    pub fn untag(&mut self, reference: &Reference) -> Option<Descriptor> {
+    pub(crate) fn untag(&mut self, reference: &Reference) -> Option<Descriptor> {
         let name = key(reference);
         let (removed, kept): (Vec<Descriptor>, Vec<Descriptor>) = self
             .index
@@ -197,7 +197,7 @@ impl Tags {
     }
 
     /// Every tag, sorted by reference.
-    pub fn list(&self) -> Vec<(Reference, Descriptor)> {
+    pub(crate) fn list(&self) -> Vec<(Reference, Descriptor)> {
         let mut tags: Vec<(Reference, Descriptor)> = self
             .index
             .manifests()
@@ -209,12 +209,13 @@ impl Tags {
     }
 
     /// Every entry, named or not, as stored: what keeps blobs alive.
-    pub fn entries(&self) -> &[Descriptor] {
+    pub(crate) fn entries(&self) -> &[Descriptor] {
         self.index.manifests()
     }
 
     /// Every digest an entry names (unsupported algorithms skipped).
-    pub fn digests(&self) -> impl Iterator<Item = Digest> + '_ {
+    #[cfg(test)]
+    pub(crate) fn digests(&self) -> impl Iterator<Item = crate::oci::Digest> + '_ {
         self.entries()
             .iter()
             .filter_map(|d| descriptor_digest(d).ok())
@@ -231,7 +232,7 @@ pub struct TagIndex {
 
 impl TagIndex {
     /// The index of the store at `root`, written through temporary files in `tmp`.
-    pub fn new(root: &Path, tmp: &Path, lock: StoreLock) -> TagIndex {
+    pub(crate) fn new(root: &Path, tmp: &Path, lock: StoreLock) -> TagIndex {
         TagIndex {
             path: root.join(INDEX_FILE),
             tmp: tmp.to_path_buf(),
@@ -239,7 +240,8 @@ impl TagIndex {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -250,14 +252,14 @@ impl TagIndex {
     }
 
     /// Read the tags under the shared lock. A missing file reads as no tags.
-    pub fn load(&self) -> Result<Tags, StoreError> {
+    pub(crate) fn load(&self) -> Result<Tags, StoreError> {
         let _guard = self.lock.shared()?;
         self.read()
     }
 
     /// Read-modify-write under the exclusive lock: `change` sees the current tags, and what
     /// it leaves is saved if it returns `Ok` and changed anything.
-    pub fn update<T>(
+    pub(crate) fn update<T>(
         &self,
         change: impl FnOnce(&mut Tags) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -273,7 +275,7 @@ impl TagIndex {
     }
 
     /// See [`Tags::tag`].
-    pub fn tag(
+    pub(crate) fn tag(
         &self,
         reference: &Reference,
         descriptor: Descriptor,
@@ -282,17 +284,17 @@ impl TagIndex {
     }
 
     /// See [`Tags::untag`].
-    pub fn untag(&self, reference: &Reference) -> Result<Option<Descriptor>, StoreError> {
+    pub(crate) fn untag(&self, reference: &Reference) -> Result<Option<Descriptor>, StoreError> {
         self.update(|tags| Ok(tags.untag(reference)))
     }
 
     /// See [`Tags::resolve`].
-    pub fn resolve(&self, reference: &Reference) -> Result<Option<Descriptor>, StoreError> {
+    pub(crate) fn resolve(&self, reference: &Reference) -> Result<Option<Descriptor>, StoreError> {
         Ok(self.load()?.resolve(reference))
     }
 
     /// See [`Tags::list`].
-    pub fn list(&self) -> Result<Vec<(Reference, Descriptor)>, StoreError> {
+    pub(crate) fn list(&self) -> Result<Vec<(Reference, Descriptor)>, StoreError> {
         Ok(self.load()?.list())
     }
 
@@ -311,6 +313,7 @@ impl TagIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::Digest;
     use crate::oci::manifest::{descriptor, oci_platform};
     use crate::oci::{MediaType, Platform};
 

@@ -143,7 +143,8 @@ mod tests {
         fs::create_dir(&tmp).unwrap();
         ensure_oci_layout(dir.path(), &tmp).unwrap();
         let path = dir.path().join(OCI_LAYOUT_FILE);
-        let canonical = crate::oci::to_canonical_vec(&crate::oci::manifest::oci_layout()).unwrap();
+        let canonical =
+            crate::oci::canonical::to_canonical_vec(&crate::oci::manifest::oci_layout()).unwrap();
         assert_eq!(fs::read(&path).unwrap(), canonical);
         ensure_oci_layout(dir.path(), &tmp).unwrap();
         fs::write(&path, r#"{"imageLayoutVersion":"9"}"#).unwrap();

@@ -61,7 +61,7 @@ impl Store {
         }
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
@@ -69,11 +69,12 @@ impl Store {
         &self.blobs
     }
 
-    pub fn index(&self) -> &TagIndex {
+    pub(crate) fn index(&self) -> &TagIndex {
         &self.index
     }
 
-    pub fn lock(&self) -> &StoreLock {
+    #[cfg(test)]
+    pub(crate) fn lock(&self) -> &StoreLock {
         &self.lock
     }
 
@@ -81,7 +82,7 @@ impl Store {
     /// they are never re-serialised) and return its descriptor. Manifests and indexes must
     /// parse as their media type says and configs as a config; other types (artifacts, the
     /// empty descriptor) are stored unchecked.
-    pub fn put_manifest(
+    pub(crate) fn put_manifest(
         &self,
         bytes: &[u8],
         media_type: &MediaType,

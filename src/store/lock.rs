@@ -39,7 +39,7 @@ pub enum LockMode {
 /// `Display` gives the message to show the user.
 #[derive(Clone, Copy, Debug)]
 pub struct LockWait<'a> {
-    pub path: &'a Path,
+    pub(crate) path: &'a Path,
     pub mode: LockMode,
 }
 
@@ -72,7 +72,7 @@ pub struct LockGuard {
 
 impl StoreLock {
     /// The lock at `path`, silent while waiting.
-    pub fn new(path: impl Into<PathBuf>) -> StoreLock {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> StoreLock {
         StoreLock {
             path: path.into(),
             on_wait: None,
@@ -87,12 +87,13 @@ impl StoreLock {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Take the lock shared, waiting as long as a writer holds it.
-    pub fn shared(&self) -> Result<LockGuard, StoreError> {
+    pub(crate) fn shared(&self) -> Result<LockGuard, StoreError> {
         self.acquire(LockMode::Shared)
     }
 
@@ -102,7 +103,7 @@ impl StoreLock {
     }
 
     /// Take the lock without waiting; `Ok(None)` when it is busy.
-    pub fn try_acquire(&self, mode: LockMode) -> Result<Option<LockGuard>, StoreError> {
+    pub(crate) fn try_acquire(&self, mode: LockMode) -> Result<Option<LockGuard>, StoreError> {
         let file = self.open()?;
         match flock(&file, mode, false) {
             Ok(()) => Ok(Some(LockGuard { file, mode })),
@@ -112,7 +113,7 @@ impl StoreLock {
     }
 
     /// Take the lock in `mode`, calling the wait hook once if it is busy.
-    pub fn acquire(&self, mode: LockMode) -> Result<LockGuard, StoreError> {
+    pub(crate) fn acquire(&self, mode: LockMode) -> Result<LockGuard, StoreError> {
         if let Some(guard) = self.try_acquire(mode)? {
             return Ok(guard);
         }

@@ -1,7 +1,7 @@
 //! The local content store under the state root: content-addressed blobs
 //! ([`BlobStore`]), tags ([`TagIndex`] over `index.json`), the cross-process lock
 //! ([`StoreLock`]), and [`Store`], which ties them together and reads images back out
-//! ([`Store::image`], `image.rs`) or in from an OCI layout (`import.rs`). The root is itself
+//! ([`Store::image`], `image.rs`). The root is itself
 //! an OCI image layout; `docs/store.md` describes it and the decisions behind it.
 //!
 //! The store holds bytes and names. It must not pull, push, unpack layers or build: those
@@ -12,7 +12,6 @@ mod error;
 #[cfg(test)]
 pub(crate) mod fixture;
 mod image;
-mod import;
 mod index;
 mod layout;
 mod local;
@@ -26,4 +25,3 @@ pub use index::{INDEX_FILE, REF_NAME, TagIndex, Tags};
 pub use layout::{OCI_LAYOUT_FILE, SYSTEM_ROOT, default_root, default_root_for};
 pub use local::Store;
 pub use lock::{LOCK_FILE, LockGuard, LockMode, LockWait, LockWaitHook, StoreLock};
-pub use temp::STALE_AFTER;

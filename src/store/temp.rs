@@ -23,7 +23,7 @@ use super::error::StoreError;
 /// Temporary files whose last write is older than this are taken to be a crashed process's
 /// and removed by [`sweep_stale`]. An hour is far longer than any write stalls for: a live
 /// writer touches its file at every buffer it flushes.
-pub const STALE_AFTER: Duration = Duration::from_secs(60 * 60);
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(60 * 60);
 
 /// Mode of a temporary file while it is written (only its owner may touch it).
 const TEMP_MODE: u32 = 0o600;

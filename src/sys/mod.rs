@@ -2,8 +2,8 @@
 //! Each function states why its use is sound.
 #![allow(unsafe_code)]
 
-pub mod signals;
-pub mod userns;
+pub(crate) mod signals;
+pub(crate) mod userns;
 
 use rustix::thread::UnshareFlags;
 
@@ -16,7 +16,7 @@ use rustix::thread::UnshareFlags;
 /// processes right after they were exec'd: the sandbox helper, and the rootless build's
 /// process entering its user namespace (`CLONE_NEWUSER` fails with `EINVAL` in a
 /// multi-threaded process anyway, unshare(2)).
-pub fn unshare_namespaces(flags: UnshareFlags) -> std::io::Result<()> {
+pub(crate) fn unshare_namespaces(flags: UnshareFlags) -> std::io::Result<()> {
     let namespaces = UnshareFlags::NEWNS
         | UnshareFlags::NEWPID
         | UnshareFlags::NEWUTS
@@ -39,7 +39,7 @@ pub fn unshare_namespaces(flags: UnshareFlags) -> std::io::Result<()> {
 /// twice. Here the number came from the process that created the descriptor for us, the
 /// standard streams are refused, and the descriptor is checked to be open; rbuild calls this
 /// once, first thing in `main`, before anything else could have opened (and so own) it.
-pub fn take_inherited_fd(fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+pub(crate) fn take_inherited_fd(fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::{BorrowedFd, FromRawFd};
     if fd <= 2 {
         return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));

@@ -21,16 +21,16 @@ const RELAYED: [libc::c_int; 5] = [
 
 /// One signal taken by [`Relay::next`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Received {
-    pub signal: Signal,
+pub(crate) struct Received {
+    pub(crate) signal: Signal,
     /// Sent by a process (`kill(1)`, a service manager): `si_code <= 0` (`SI_USER`,
     /// `SI_QUEUE`, `SI_TKILL`, siginfo.h). A terminal's Ctrl-C comes from the kernel
     /// (`SI_KERNEL`) and already reached every process of the foreground process group.
-    pub from_process: bool,
+    pub(crate) from_process: bool,
 }
 
 /// [`RELAYED`] blocked in the calling thread; the previous mask comes back on drop.
-pub struct Relay {
+pub(crate) struct Relay {
     set: libc::sigset_t,
     old: libc::sigset_t,
 }
@@ -41,7 +41,7 @@ impl Relay {
     /// is single-threaded: another thread would take the signals with their default action.
     /// Children inherit the mask (std's `Command` keeps it): the child calls
     /// [`unblock_relayed`] first thing.
-    pub fn block() -> io::Result<Relay> {
+    pub(crate) fn block() -> io::Result<Relay> {
         let mut set = MaybeUninit::<libc::sigset_t>::uninit();
         let mut old = MaybeUninit::<libc::sigset_t>::uninit();
         // SAFETY: sigemptyset initialises `set`; sigaddset takes valid signal numbers;
@@ -64,7 +64,7 @@ impl Relay {
     }
 
     /// Wait for the next relayed signal.
-    pub fn next(&self) -> io::Result<Received> {
+    pub(crate) fn next(&self) -> io::Result<Received> {
         loop {
             let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
             // SAFETY: `self.set` is an initialised set; the kernel fills `info` when the
@@ -96,7 +96,7 @@ impl Relay {
 
 /// Unblock the signals a [`Relay`] blocks, in a child started under one; any of them
 /// already sent to it is delivered now.
-pub fn unblock_relayed() -> io::Result<()> {
+pub(crate) fn unblock_relayed() -> io::Result<()> {
     let mut set = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: as in `Relay::block`; SIG_UNBLOCK only removes signals from this thread's mask.
     unsafe {

@@ -18,13 +18,13 @@ fn is_initial_map(uid_map: &str) -> bool {
 
 /// Whether this process runs in a user namespace other than the initial one. Unreadable
 /// `/proc` counts as the initial namespace: then rbuild behaves as it always did.
-pub fn in_user_namespace() -> bool {
+pub(crate) fn in_user_namespace() -> bool {
     std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| !is_initial_map(&m))
 }
 
 /// Whether this process is root of the initial user namespace: root on the host, with
 /// every privilege a build may use (device nodes, `trusted.overlay.*` xattrs, any owner).
-pub fn is_host_root() -> bool {
+pub(crate) fn is_host_root() -> bool {
     rustix::process::geteuid().is_root() && !in_user_namespace()
 }
 
@@ -47,7 +47,7 @@ fn outside(map: &str, id: u32) -> Option<u32> {
 /// The real uid of the user who started rbuild, as the parent user namespace knows it:
 /// inside rbuild's rootless namespace `getuid()` is 0, but per-user paths on the host
 /// (`/run/containers/<uid>/auth.json`) are named after the user's own uid.
-pub fn host_uid() -> u32 {
+pub(crate) fn host_uid() -> u32 {
     let uid = rustix::process::getuid().as_raw();
     std::fs::read_to_string("/proc/self/uid_map")
         .ok()

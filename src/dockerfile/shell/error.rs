@@ -6,7 +6,7 @@ use crate::dockerfile::ast::go_quote;
 
 /// How many `${` may nest. Real Dockerfiles use two or three; the bound keeps recursion
 /// within a small thread stack (about 6 KiB per level in debug builds, 1.2 KiB in release).
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// Why a word could not be expanded. Each variant carries the whole input `word` (the
 /// message quotes it, as BuildKit's does) and the byte `offset` in it of the problem.
@@ -75,7 +75,7 @@ pub enum ShellError {
 
 impl ShellError {
     /// Byte offset in the input word of the token the error is about.
-    pub fn offset(&self) -> usize {
+    pub(crate) fn offset(&self) -> usize {
         match self {
             ShellError::UnterminatedQuote { offset, .. }
             | ShellError::MissingBrace { offset, .. }

@@ -20,7 +20,7 @@ mod glob;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chars::{is_go_digit, is_name_char};
-pub use error::{MAX_DEPTH, ShellError};
+pub(crate) use error::{MAX_DEPTH, ShellError};
 
 /// Where variable values come from. Implemented for maps, for `(name, value)` lists (where
 /// the last duplicate wins, like `docker run -e`), and for [`EmptyEnv`].
@@ -68,7 +68,7 @@ impl<E: Env + ?Sized> Env for &E {
 
 /// An environment in which every variable is unset.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct EmptyEnv;
+pub(crate) struct EmptyEnv;
 
 impl Env for EmptyEnv {
     fn lookup(&self, _name: &str) -> Option<&str> {
@@ -80,16 +80,16 @@ impl Env for EmptyEnv {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lexer {
     /// The escape character: `\` by default, `` ` `` after `# escape=``.
-    pub escape: char,
+    pub(crate) escape: char,
     /// Keep quote characters in the output (quotes still group and protect their content).
-    pub raw_quotes: bool,
+    pub(crate) raw_quotes: bool,
     /// Keep escape characters in the output (they still protect the next character).
-    pub raw_escapes: bool,
+    pub(crate) raw_escapes: bool,
     /// Treat `'` and `"` as ordinary characters.
-    pub skip_process_quotes: bool,
+    pub(crate) skip_process_quotes: bool,
     /// Leave expansions of unset variables as text (`$V`, `${V}`, `${V:-w}` ...) instead of
     /// substituting. The parser uses this, with the raw flags, to find heredoc words.
-    pub skip_unset_env: bool,
+    pub(crate) skip_unset_env: bool,
 }
 
 /// The result of [`Lexer::process_word_with_matches`].

@@ -19,20 +19,20 @@
 //! know).
 
 /// The version of the key encoding, written into every key's header.
-pub const KEY_FORMAT: u32 = 2;
+pub(crate) const KEY_FORMAT: u32 = 2;
 
 const MAGIC: &[u8] = b"rbuild-cache-key\0";
 
 /// A step's cache key. Only [`KeyEncoder::finish`] makes one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CacheKey([u8; 32]);
+pub(crate) struct CacheKey([u8; 32]);
 
 impl CacheKey {
-    pub fn as_bytes(&self) -> &[u8; 32] {
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
 
-    pub fn hex(&self) -> String {
+    pub(crate) fn hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
@@ -47,14 +47,14 @@ impl std::fmt::Display for CacheKey {
 /// hundred bytes to a few kilobytes (a heredoc's body is the largest field), so the bytes
 /// are kept and hashed at the end, which lets tests pin them.
 #[derive(Clone, Debug, Default)]
-pub struct KeyEncoder {
+pub(crate) struct KeyEncoder {
     bytes: Vec<u8>,
 }
 
 impl KeyEncoder {
     /// The key of a `kind` of state (`step`, `scratch`, `image`) derived from `parent`
     /// (none for a stage's base).
-    pub fn new(kind: &str, parent: Option<&CacheKey>) -> KeyEncoder {
+    pub(crate) fn new(kind: &str, parent: Option<&CacheKey>) -> KeyEncoder {
         let mut k = KeyEncoder {
             bytes: Vec::with_capacity(256),
         };
@@ -67,7 +67,7 @@ impl KeyEncoder {
         k
     }
 
-    pub fn bytes(&mut self, name: &str, value: &[u8]) -> &mut KeyEncoder {
+    pub(crate) fn bytes(&mut self, name: &str, value: &[u8]) -> &mut KeyEncoder {
         self.bytes
             .extend_from_slice(&(name.len() as u32).to_le_bytes());
         self.bytes.extend_from_slice(name.as_bytes());
@@ -77,24 +77,24 @@ impl KeyEncoder {
         self
     }
 
-    pub fn str(&mut self, name: &str, value: &str) -> &mut KeyEncoder {
+    pub(crate) fn str(&mut self, name: &str, value: &str) -> &mut KeyEncoder {
         self.bytes(name, value.as_bytes())
     }
 
     /// A string field, or nothing when `value` is `None`.
-    pub fn opt_str(&mut self, name: &str, value: Option<&str>) -> &mut KeyEncoder {
+    pub(crate) fn opt_str(&mut self, name: &str, value: Option<&str>) -> &mut KeyEncoder {
         if let Some(v) = value {
             self.str(name, v);
         }
         self
     }
 
-    pub fn u64(&mut self, name: &str, value: u64) -> &mut KeyEncoder {
+    pub(crate) fn u64(&mut self, name: &str, value: u64) -> &mut KeyEncoder {
         self.bytes(name, &value.to_le_bytes())
     }
 
     /// An integer field, or nothing when `value` is `None`.
-    pub fn opt_u64(&mut self, name: &str, value: Option<u64>) -> &mut KeyEncoder {
+    pub(crate) fn opt_u64(&mut self, name: &str, value: Option<u64>) -> &mut KeyEncoder {
         if let Some(v) = value {
             self.u64(name, v);
         }
@@ -102,26 +102,30 @@ impl KeyEncoder {
     }
 
     /// A signed integer field (two's complement, LE), or nothing when `value` is `None`.
-    pub fn opt_i64(&mut self, name: &str, value: Option<i64>) -> &mut KeyEncoder {
+    pub(crate) fn opt_i64(&mut self, name: &str, value: Option<i64>) -> &mut KeyEncoder {
         if let Some(v) = value {
             self.bytes(name, &v.to_le_bytes());
         }
         self
     }
 
-    pub fn bool(&mut self, name: &str, value: bool) -> &mut KeyEncoder {
+    pub(crate) fn bool(&mut self, name: &str, value: bool) -> &mut KeyEncoder {
         self.bytes(name, &[u8::from(value)])
     }
 
     /// A field whose value is the fields `write` encodes: a structure, or a list.
-    pub fn nested(&mut self, name: &str, write: impl FnOnce(&mut KeyEncoder)) -> &mut KeyEncoder {
+    pub(crate) fn nested(
+        &mut self,
+        name: &str,
+        write: impl FnOnce(&mut KeyEncoder),
+    ) -> &mut KeyEncoder {
         let mut inner = KeyEncoder::default();
         write(&mut inner);
         self.bytes(name, &inner.bytes)
     }
 
     /// A list of strings: one field holding an `item` field per element, in order.
-    pub fn strs<S: AsRef<str>>(&mut self, name: &str, items: &[S]) -> &mut KeyEncoder {
+    pub(crate) fn strs<S: AsRef<str>>(&mut self, name: &str, items: &[S]) -> &mut KeyEncoder {
         self.nested(name, |l| {
             for item in items {
                 l.str("item", item.as_ref());
@@ -130,11 +134,12 @@ impl KeyEncoder {
     }
 
     /// The bytes written so far.
-    pub fn encoded(&self) -> &[u8] {
+    #[cfg(test)]
+    pub(crate) fn encoded(&self) -> &[u8] {
         &self.bytes
     }
 
-    pub fn finish(&self) -> CacheKey {
+    pub(crate) fn finish(&self) -> CacheKey {
         CacheKey(*blake3::hash(&self.bytes).as_bytes())
     }
 }

@@ -2,8 +2,8 @@
 //! everything the result depends on ([`key`]). Records live under
 //! `<state root>/cache/steps/<key hex>.json`; `rbuild prune` removes them.
 
-pub mod key;
-pub mod record;
+pub(crate) mod key;
+pub(crate) mod record;
 
-pub use key::{CacheKey, KeyEncoder};
+pub(crate) use key::{CacheKey, KeyEncoder};
 pub use record::{BuildCache, CacheError, LayerRecord, Record};

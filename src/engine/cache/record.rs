@@ -12,18 +12,18 @@ use crate::oci::digest::Digest;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The layer, or none when the step changed nothing.
-    pub layer: Option<LayerRecord>,
+    pub(crate) layer: Option<LayerRecord>,
     /// When the step ran (RFC 3339), for its history entry.
     #[serde(default)]
-    pub created: Option<String>,
+    pub(crate) created: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRecord {
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
-    pub diff_id: Digest,
+    pub(crate) media_type: String,
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
+    pub(crate) diff_id: Digest,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,14 +59,14 @@ impl BuildCache {
 
     /// The record for `key`. An unreadable or corrupt record is a miss: the step runs
     /// again and its new record replaces the bad one.
-    pub fn get(&self, key: &CacheKey) -> Option<Record> {
+    pub(crate) fn get(&self, key: &CacheKey) -> Option<Record> {
         let bytes = std::fs::read(self.path(key)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
     /// Store `record` for `key` (write to a temporary file, then rename: readers see the
     /// old record or the new one, never half of one).
-    pub fn put(&self, key: &CacheKey, record: &Record) -> Result<(), CacheError> {
+    pub(crate) fn put(&self, key: &CacheKey, record: &Record) -> Result<(), CacheError> {
         let path = self.path(key);
         let err = |source| CacheError::WriteRecord {
             path: path.clone(),

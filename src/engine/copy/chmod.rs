@@ -12,7 +12,7 @@
 
 /// A parsed `--chmod` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Chmod {
+pub(crate) struct Chmod {
     form: Form,
     /// The value as written, for messages and cache keys.
     text: String,
@@ -28,7 +28,7 @@ enum Form {
 
 /// Why a `--chmod` value is refused; the messages are BuildKit's.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ChmodError {
+pub(crate) enum ChmodError {
     /// Digits that are not an octal mode of at most `07777`.
     #[error("invalid chmod parameter: '{0}'. it should be octal string and between 0 and 07777")]
     NotOctal(String),
@@ -85,7 +85,7 @@ impl Class {
 impl Chmod {
     /// Parse a `--chmod` value the way BuildKit's Dockerfile frontend does: octal first, and
     /// when that fails, a symbolic mode; a value that looks numeric gets the octal message.
-    pub fn parse(text: &str) -> Result<Chmod, ChmodError> {
+    pub(crate) fn parse(text: &str) -> Result<Chmod, ChmodError> {
         let form = if text.starts_with(|c: char| c.is_ascii_digit()) {
             let mode = u32::from_str_radix(text, 8)
                 .ok()
@@ -104,13 +104,13 @@ impl Chmod {
     }
 
     /// The value as written.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.text
     }
 
     /// The permission bits (`0o7777` part) an entry gets, from its current `mode` (any file
     /// type bits are ignored) and whether it is a directory (for `X`).
-    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
+    pub(crate) fn apply(&self, mode: u32, is_dir: bool) -> u32 {
         let commands = match &self.form {
             Form::Octal(m) => return *m,
             Form::Symbolic(commands) => commands,

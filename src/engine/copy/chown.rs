@@ -10,7 +10,11 @@
 use crate::sandbox::user::{UserError, resolve};
 
 /// The uid and gid that `spec` names.
-pub fn resolve_chown(spec: &str, passwd: &str, group: &str) -> Result<(u32, u32), UserError> {
+pub(crate) fn resolve_chown(
+    spec: &str,
+    passwd: &str,
+    group: &str,
+) -> Result<(u32, u32), UserError> {
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),

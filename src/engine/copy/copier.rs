@@ -29,20 +29,20 @@ use crate::context::{EntryKind, Matcher};
 /// Where a COPY writes: the destination as a container path, and whether it names a
 /// directory to copy into.
 pub(super) struct Dest {
-    pub path: String,
-    pub dir: bool,
+    pub(crate) path: String,
+    pub(crate) dir: bool,
 }
 
 pub(super) struct Copier<'a> {
-    pub view: &'a View,
-    pub target: &'a Target,
-    pub op: &'a CopyOp,
-    pub exclude: Option<&'a Matcher>,
+    pub(crate) view: &'a View,
+    pub(crate) target: &'a Target,
+    pub(crate) op: &'a CopyOp,
+    pub(crate) exclude: Option<&'a Matcher>,
     /// Real destination path of the first copy of each multiply linked source inode.
-    pub links: HashMap<(u64, u64), String>,
+    pub(crate) links: HashMap<(u64, u64), String>,
     /// Directories created on the way, whose times are set again at the end.
-    pub created: Vec<String>,
-    pub stats: CopyStats,
+    pub(crate) created: Vec<String>,
+    pub(crate) stats: CopyStats,
 }
 
 /// A directory being filled: its descriptor, real path, and the times it gets once done.
@@ -56,7 +56,7 @@ impl Copier<'_> {
     /// Attributes of the directories COPY creates by itself: 0755 and root, or the `--chown`
     /// owner and the `--chmod` mode (BuildKit since tonistiigi/fsutil#228, still disputed in
     /// moby/buildkit#5943).
-    pub fn implied_dirs(&self) -> DirAttrs {
+    pub(crate) fn implied_dirs(&self) -> DirAttrs {
         let (uid, gid) = self.op.owner.unwrap_or((0, 0));
         DirAttrs {
             mode: self
@@ -73,7 +73,7 @@ impl Copier<'_> {
         }
     }
 
-    pub fn copy_item(&mut self, item: &Item, dest: &Dest) -> Result<(), CopyError> {
+    pub(crate) fn copy_item(&mut self, item: &Item, dest: &Dest) -> Result<(), CopyError> {
         let implied = self.implied_dirs();
         // fsutil's `ensureDstPath`: the destination itself when it ends in `/`, else its parent.
         let ensure = if dest.dir {
@@ -452,7 +452,7 @@ impl Copier<'_> {
 
     /// With a fixed timestamp, directories created on the way get it again now that their
     /// contents are written (tonistiigi/fsutil#214).
-    pub fn finish(&mut self) -> Result<(), CopyError> {
+    pub(crate) fn finish(&mut self) -> Result<(), CopyError> {
         let Some(times) = self.implied_dirs().times else {
             return Ok(());
         };

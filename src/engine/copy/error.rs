@@ -7,7 +7,7 @@ use crate::context::{PatternError, WalkError};
 
 /// Why a COPY or ADD failed. Every variant names the path involved.
 #[derive(Debug, thiserror::Error)]
-pub enum CopyError {
+pub(crate) enum CopyError {
     #[error("failed to compute cache key: {path:?}: not found{}", if *ignored { " (excluded by .dockerignore)" } else { "" })]
     SourceNotFound { path: String, ignored: bool },
     #[error("opening source root {path}")]

@@ -41,12 +41,12 @@ const RACY_COARSE_NS: i128 = 2_000_000_000;
 
 /// Counters of one [`HashCache`], for progress output and for tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HashStats {
+pub(crate) struct HashStats {
     /// Files whose cached hash was reused.
-    pub hits: u64,
+    pub(crate) hits: u64,
     /// Files whose content was read.
-    pub files_read: u64,
-    pub bytes_read: u64,
+    pub(crate) files_read: u64,
+    pub(crate) bytes_read: u64,
 }
 
 /// What a cached hash was computed from.
@@ -86,7 +86,7 @@ impl Cached {
 
 /// Content hashes of files, kept between builds.
 #[derive(Debug, Default)]
-pub struct HashCache {
+pub(crate) struct HashCache {
     /// Where it is saved; `None` for a cache that lives in memory only.
     file: Option<PathBuf>,
     entries: HashMap<PathBuf, Cached>,
@@ -96,13 +96,13 @@ pub struct HashCache {
 
 impl HashCache {
     /// A cache that is never saved.
-    pub fn in_memory() -> HashCache {
+    pub(crate) fn in_memory() -> HashCache {
         HashCache::default()
     }
 
     /// Load the cache kept in `dir` (created on [`HashCache::save`] if missing). A missing,
     /// truncated or foreign file is an empty cache: it only ever saves work.
-    pub fn load(dir: &Path) -> Result<HashCache, CopyError> {
+    pub(crate) fn load(dir: &Path) -> Result<HashCache, CopyError> {
         let path = dir.join(FILE_NAME);
         let mut cache = HashCache {
             file: Some(path.clone()),
@@ -126,7 +126,7 @@ impl HashCache {
 
     /// Write the cache back if it changed: to a temporary file in the same directory, then
     /// renamed over the old one, so a crash leaves the old cache or the new, never half.
-    pub fn save(&mut self) -> Result<(), CopyError> {
+    pub(crate) fn save(&mut self) -> Result<(), CopyError> {
         let Some(path) = &self.file else {
             return Ok(());
         };
@@ -157,7 +157,8 @@ impl HashCache {
     }
 
     /// What this cache has done since it was loaded.
-    pub fn stats(&self) -> HashStats {
+    #[cfg(test)]
+    pub(crate) fn stats(&self) -> HashStats {
         self.stats
     }
 

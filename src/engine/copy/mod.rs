@@ -34,7 +34,7 @@
 //!   resulting layer differs.
 
 mod archive;
-mod chmod;
+pub(crate) mod chmod;
 mod chown;
 mod copier;
 mod error;
@@ -47,20 +47,23 @@ mod wildcard;
 
 use std::path::Path;
 
-pub use chmod::{Chmod, ChmodError};
-pub use chown::resolve_chown;
-pub use error::CopyError;
-pub use hash::{HashCache, HashStats};
-pub use op::{CopyOp, CopyStats, OpKind, SourceRoot};
-pub use rustix::fs::Timespec;
-pub use selection::is_git;
+pub(crate) use chown::resolve_chown;
+pub(crate) use error::CopyError;
+pub(crate) use hash::HashCache;
+pub(crate) use op::{CopyOp, CopyStats, OpKind, SourceRoot};
+pub(crate) use rustix::fs::Timespec;
+pub(crate) use selection::is_git;
 
 use crate::context::{Matcher, clean};
 
 /// Create directory `path` (absolute in the container) and its missing parents inside
 /// `root`, mode 0755, owned by `owner` (root when `None`), never following a symlink out of
 /// `root` — what WORKDIR does, and RUN for a working directory the image lacks.
-pub fn mkdir_in_root(root: &Path, path: &str, owner: Option<(u32, u32)>) -> Result<(), CopyError> {
+pub(crate) fn mkdir_in_root(
+    root: &Path,
+    path: &str,
+    owner: Option<(u32, u32)>,
+) -> Result<(), CopyError> {
     let target = target::Target::open(root)?;
     let (uid, gid) = owner.unwrap_or((0, 0));
     let attrs = target::DirAttrs {
@@ -74,7 +77,11 @@ pub fn mkdir_in_root(root: &Path, path: &str, owner: Option<(u32, u32)>) -> Resu
 }
 
 /// Copy what `op` selects from `src` into the root filesystem at `dest_root`.
-pub fn copy(src: &SourceRoot, dest_root: &Path, op: &CopyOp) -> Result<CopyStats, CopyError> {
+pub(crate) fn copy(
+    src: &SourceRoot,
+    dest_root: &Path,
+    op: &CopyOp,
+) -> Result<CopyStats, CopyError> {
     check(op)?;
     let view = source::View::open(src)?;
     let exclude = exclude_matcher(op)?;
@@ -100,7 +107,7 @@ pub fn copy(src: &SourceRoot, dest_root: &Path, op: &CopyOp) -> Result<CopyStats
 /// The digest of everything `op` would take from `src`: a cache key part that changes when
 /// and only when the copied content, names, modes or (for trees) owners change. File
 /// contents come from `cache` when unchanged; call [`HashCache::save`] afterwards.
-pub fn inputs_digest(
+pub(crate) fn inputs_digest(
     src: &SourceRoot,
     op: &CopyOp,
     cache: &mut HashCache,

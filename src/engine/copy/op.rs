@@ -11,7 +11,7 @@ use crate::dockerfile::instruction::InlineSource;
 
 /// Where COPY reads from.
 #[derive(Clone, Copy, Debug)]
-pub enum SourceRoot<'a> {
+pub(crate) enum SourceRoot<'a> {
     /// The build context directory, seen through its compiled `.dockerignore` (if any).
     Context {
         dir: &'a Path,
@@ -23,44 +23,44 @@ pub enum SourceRoot<'a> {
 
 /// Which instruction a [`CopyOp`] comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpKind {
+pub(crate) enum OpKind {
     Copy,
     Add,
 }
 
 /// One COPY or ADD, its values expanded by the planner.
 #[derive(Clone, Debug)]
-pub struct CopyOp {
-    pub kind: OpKind,
+pub(crate) struct CopyOp {
+    pub(crate) kind: OpKind,
     /// Source paths as written (wildcards allowed), in order.
-    pub sources: Vec<String>,
+    pub(crate) sources: Vec<String>,
     /// Heredoc sources, written after the others.
-    pub inline: Vec<InlineSource>,
+    pub(crate) inline: Vec<InlineSource>,
     /// The destination as written; relative to `workdir` unless absolute.
-    pub dest: String,
+    pub(crate) dest: String,
     /// The stage's working directory (absolute).
-    pub workdir: String,
+    pub(crate) workdir: String,
     /// `--chown`, resolved (see [`resolve_chown`]).
-    pub owner: Option<(u32, u32)>,
-    pub chmod: Option<Chmod>,
+    pub(crate) owner: Option<(u32, u32)>,
+    pub(crate) chmod: Option<Chmod>,
     /// `--exclude` patterns (`.dockerignore` syntax), matched relative to each source.
-    pub exclude: Vec<String>,
+    pub(crate) exclude: Vec<String>,
     /// `--parents`.
-    pub parents: bool,
+    pub(crate) parents: bool,
     /// Unpack local tar archives (ADD's default; `ADD --unpack=false` turns it off).
-    pub unpack_archives: bool,
+    pub(crate) unpack_archives: bool,
     /// `ADD --checksum`, which only URL and Git sources accept.
-    pub checksum: Option<String>,
+    pub(crate) checksum: Option<String>,
     /// `--link`; recorded for the engine, no effect on the copy itself.
-    pub link: bool,
+    pub(crate) link: bool,
     /// Access and modification time for everything written (`SOURCE_DATE_EPOCH`).
-    pub timestamp: Option<Timespec>,
+    pub(crate) timestamp: Option<Timespec>,
 }
 
 impl CopyOp {
     /// An op of `kind` to `dest` with no sources and every option at its default; ADD
     /// unpacks archives by default.
-    pub fn new(kind: OpKind, dest: &str) -> CopyOp {
+    pub(crate) fn new(kind: OpKind, dest: &str) -> CopyOp {
         CopyOp {
             kind,
             sources: Vec::new(),
@@ -82,7 +82,7 @@ impl CopyOp {
 impl CopyOp {
     /// COPY as the planner left it (words expanded), at working directory `workdir`, with
     /// `--chown` already resolved to `owner`.
-    pub fn for_copy(
+    pub(crate) fn for_copy(
         c: &crate::dockerfile::instruction::Copy,
         workdir: &str,
         owner: Option<(u32, u32)>,
@@ -100,7 +100,7 @@ impl CopyOp {
     }
 
     /// ADD as the planner left it; see [`CopyOp::for_copy`].
-    pub fn for_add(
+    pub(crate) fn for_add(
         a: &crate::dockerfile::instruction::Add,
         workdir: &str,
         owner: Option<(u32, u32)>,
@@ -122,7 +122,7 @@ impl CopyOp {
 
     /// The contents of `source` copied to the root of the destination, owners and modes
     /// kept (what a `RUN --mount=type=bind` of the context sees).
-    pub fn contents_of(source: &str) -> CopyOp {
+    pub(crate) fn contents_of(source: &str) -> CopyOp {
         let mut op = CopyOp::new(OpKind::Copy, "/");
         op.sources = vec![source.to_string()];
         op
@@ -132,15 +132,15 @@ impl CopyOp {
 /// What a copy wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CopyStats {
-    pub files: u64,
-    pub dirs: u64,
-    pub symlinks: u64,
+    pub(crate) files: u64,
+    pub(crate) dirs: u64,
+    pub(crate) symlinks: u64,
     /// Extra names of files already written, linked rather than copied.
     pub hardlinks: u64,
     /// Device nodes, FIFOs and sockets.
-    pub specials: u64,
+    pub(crate) specials: u64,
     /// Archives unpacked by ADD.
-    pub archives: u64,
+    pub(crate) archives: u64,
     /// File bytes written.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
 }

@@ -24,8 +24,8 @@ use crate::context::{EntryKind, Matcher, ParentMatches, clean};
 /// One thing to copy.
 pub(super) struct Item {
     /// The source as written, for messages.
-    pub source: String,
-    pub what: What,
+    pub(crate) source: String,
+    pub(crate) what: What,
 }
 
 pub(super) enum What {
@@ -93,7 +93,7 @@ fn check_remote(source: &str, kind: OpKind) -> Result<(), CopyError> {
 /// BuildKit's `dfgitutil.ParseGitRef` shapes that cannot be a local path: `git@host:repo`,
 /// `git://` and `ssh://` URLs, and HTTP(S) URLs whose path ends in `.git` (before any
 /// `#ref:subdir` fragment).
-pub fn is_git(source: &str) -> bool {
+pub(crate) fn is_git(source: &str) -> bool {
     if ["git@", "git://", "ssh://"]
         .iter()
         .any(|p| source.starts_with(p))

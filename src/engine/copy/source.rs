@@ -22,9 +22,9 @@ use crate::context::{EntryKind, Filter, Matcher, Walk};
 /// One entry below a source item: its path relative to the item (`a/b`), what it is, and its
 /// `lstat`.
 pub(super) struct Entry {
-    pub rel: String,
-    pub kind: EntryKind,
-    pub meta: Metadata,
+    pub(crate) rel: String,
+    pub(crate) kind: EntryKind,
+    pub(crate) meta: Metadata,
 }
 
 /// A source root opened for reading.
@@ -38,7 +38,7 @@ pub(super) struct View {
 }
 
 impl View {
-    pub fn open(root: &SourceRoot) -> Result<View, CopyError> {
+    pub(crate) fn open(root: &SourceRoot) -> Result<View, CopyError> {
         let (given, context) = match root {
             SourceRoot::Context { dir, ignore } => (*dir, Some(ignore.cloned())),
             SourceRoot::Tree(dir) => (*dir, None),
@@ -58,12 +58,12 @@ impl View {
     }
 
     /// Whether this is the build context (whose owners are never copied).
-    pub fn is_context(&self) -> bool {
+    pub(crate) fn is_context(&self) -> bool {
         self.context.is_some()
     }
 
     /// The host path of `rel`, for messages and cache keys.
-    pub fn host_path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn host_path(&self, rel: &str) -> PathBuf {
         if rel.is_empty() {
             self.dir.clone()
         } else {
@@ -73,7 +73,7 @@ impl View {
 
     /// `lstat` of `rel` on disk, ignore patterns not applied; `None` when it does not exist.
     /// `rel` must not pass through a symlink.
-    pub fn lstat_raw(&self, rel: &str) -> Result<Option<Metadata>, CopyError> {
+    pub(crate) fn lstat_raw(&self, rel: &str) -> Result<Option<Metadata>, CopyError> {
         let path = self.host_path(rel);
         match std::fs::symlink_metadata(&path) {
             Ok(meta) => Ok(Some(meta)),
@@ -91,7 +91,7 @@ impl View {
 
     /// `lstat` of `rel` as COPY sees it: `None` when it does not exist or `.dockerignore`
     /// hides it. `rel` must not pass through a symlink.
-    pub fn lstat(&self, rel: &str) -> Result<Option<Metadata>, CopyError> {
+    pub(crate) fn lstat(&self, rel: &str) -> Result<Option<Metadata>, CopyError> {
         let Some(ignore) = &self.context else {
             return self.lstat_raw(rel);
         };
@@ -118,7 +118,7 @@ impl View {
     }
 
     /// The target of symlink `rel`.
-    pub fn read_link(&self, rel: &str) -> Result<PathBuf, CopyError> {
+    pub(crate) fn read_link(&self, rel: &str) -> Result<PathBuf, CopyError> {
         let path = self.host_path(rel);
         std::fs::read_link(&path).map_err(|source| CopyError::ReadSource { path, source })
     }
@@ -126,7 +126,7 @@ impl View {
     /// Names in directory `rel` on disk, in byte order; ignore patterns not applied (callers
     /// ask [`View::lstat`] about the names they keep). Names that are not UTF-8 cannot be
     /// matched by a pattern and are left out.
-    pub fn list(&self, rel: &str) -> Result<Vec<String>, CopyError> {
+    pub(crate) fn list(&self, rel: &str) -> Result<Vec<String>, CopyError> {
         let path = self.host_path(rel);
         let failed = |source| CopyError::ReadSource {
             path: path.clone(),
@@ -144,7 +144,7 @@ impl View {
 
     /// Everything below directory `rel` as COPY sees it, in lexical depth-first order, paths
     /// relative to `rel`; `rel` itself is not included.
-    pub fn entries<'a>(
+    pub(crate) fn entries<'a>(
         &'a self,
         rel: &str,
     ) -> Result<Box<dyn Iterator<Item = Result<Entry, CopyError>> + 'a>, CopyError> {
@@ -193,7 +193,7 @@ impl View {
     }
 
     /// Open regular file `rel` for reading; no symlink is followed on the way.
-    pub fn open_file(&self, rel: &str) -> Result<File, CopyError> {
+    pub(crate) fn open_file(&self, rel: &str) -> Result<File, CopyError> {
         rustix::fs::openat2(
             &self.fd,
             rel,

@@ -22,10 +22,10 @@ use super::error::CopyError;
 /// Owner, permission bits and optional timestamps for directories COPY creates on its own.
 #[derive(Clone, Debug)]
 pub(super) struct DirAttrs {
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub times: Option<Timestamps>,
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) times: Option<Timestamps>,
 }
 
 /// An opened destination root.
@@ -42,13 +42,13 @@ pub(super) struct Target {
 pub(super) struct Resolved {
     /// Relative to the root, every existing component a real directory (no symlink); a tail
     /// that does not exist is kept as written.
-    pub real: String,
+    pub(crate) real: String,
     /// `lstat` of `real`, `None` when it does not exist.
-    pub stat: Option<Stat>,
+    pub(crate) stat: Option<Stat>,
 }
 
 impl Target {
-    pub fn open(host: &Path) -> Result<Target, CopyError> {
+    pub(crate) fn open(host: &Path) -> Result<Target, CopyError> {
         let fd = rustix::fs::open(
             host,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -66,7 +66,7 @@ impl Target {
     }
 
     /// A root at directory `real` below this one (an archive's extraction directory).
-    pub fn sub(&self, real: &str) -> Result<Target, CopyError> {
+    pub(crate) fn sub(&self, real: &str) -> Result<Target, CopyError> {
         let fd = self.open_at(real, OFlags::PATH | OFlags::DIRECTORY)?;
         Ok(Target {
             fd,
@@ -76,7 +76,7 @@ impl Target {
     }
 
     /// `real` as the container sees it: `/etc/passwd`.
-    pub fn show(&self, real: &str) -> String {
+    pub(crate) fn show(&self, real: &str) -> String {
         match (self.shown.as_str(), real) {
             ("", "") => "/".to_string(),
             (base, "") => base.to_string(),
@@ -85,7 +85,7 @@ impl Target {
     }
 
     /// Open directory `real` (already resolved) for creating entries in.
-    pub fn open_dir(&self, real: &str) -> Result<OwnedFd, CopyError> {
+    pub(crate) fn open_dir(&self, real: &str) -> Result<OwnedFd, CopyError> {
         self.open_at(real, OFlags::RDONLY | OFlags::DIRECTORY)
     }
 
@@ -106,13 +106,13 @@ impl Target {
 
     /// Resolve `path` (absolute in the container, or relative to this root) without creating
     /// anything.
-    pub fn resolve(&self, path: &str) -> Result<Resolved, CopyError> {
+    pub(crate) fn resolve(&self, path: &str) -> Result<Resolved, CopyError> {
         self.walk(path, None, &mut Vec::new())
     }
 
     /// Resolve `path`, creating every missing directory with `attrs` (fsutil `MkdirAll`);
     /// returns the real path and appends what it created to `created`.
-    pub fn mkdir_all(
+    pub(crate) fn mkdir_all(
         &self,
         path: &str,
         attrs: &DirAttrs,

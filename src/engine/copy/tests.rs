@@ -4,8 +4,9 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
+use super::chmod::Chmod;
 use super::source::tests::make;
-use super::{Chmod, CopyError, CopyOp, HashCache, OpKind, SourceRoot, copy, inputs_digest};
+use super::{CopyError, CopyOp, HashCache, OpKind, SourceRoot, copy, inputs_digest};
 use crate::context::{Matcher, read_ignore_file};
 use crate::dockerfile::instruction::InlineSource;
 

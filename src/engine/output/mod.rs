@@ -1,8 +1,7 @@
 //! `-o` outputs: what a `--output` flag asks for ([`spec`]) and writing a built image
 //! there ([`write`]).
 
-pub mod spec;
-pub mod write;
+pub(crate) mod spec;
+pub(crate) mod write;
 
 pub use spec::{Kind, Output, OutputSpecError};
-pub use write::OutputError;

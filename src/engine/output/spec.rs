@@ -37,8 +37,8 @@ pub struct Output {
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid output {spec:?}: {message}")]
 pub struct OutputSpecError {
-    pub spec: String,
-    pub message: String,
+    pub(crate) spec: String,
+    pub(crate) message: String,
 }
 
 impl Output {
@@ -176,7 +176,8 @@ impl Output {
     }
 
     /// Whether this output needs an image (manifest, config, layers) rather than files.
-    pub fn needs_image(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn needs_image(&self) -> bool {
         matches!(
             self.kind,
             Kind::Oci { .. } | Kind::Docker | Kind::Image { .. }

@@ -15,34 +15,34 @@ use crate::dockerfile::instruction::SourcesAndDest;
 use crate::oci::config::Healthcheck;
 
 /// The `comment` of every entry the Dockerfile frontend commits.
-pub const COMMENT: &str = "buildkit.dockerfile.v0";
+pub(crate) const COMMENT: &str = "buildkit.dockerfile.v0";
 
 /// What BuildKit appends to the entries of steps that run in the build graph (RUN, COPY,
 /// ADD): `commitToHistory` adds it whenever it is handed the LLB state.
 const IN_GRAPH: &str = " # buildkit";
 
 /// Go's `%q` of a `[]string`: `["a" "b"]` (CMD, ENTRYPOINT).
-pub fn quoted(items: &[String]) -> String {
+pub(crate) fn quoted(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| go_quote(s)).collect();
     format!("[{}]", quoted.join(" "))
 }
 
 /// Go's `%v` of a `[]string`: `[a b]` (VOLUME, SHELL).
-pub fn plain(items: &[String]) -> String {
+pub(crate) fn plain(items: &[String]) -> String {
     format!("[{}]", items.join(" "))
 }
 
 /// Go's `%v` of the `nat.PortSet` BuildKit up to v0.24 builds for EXPOSE: a map printed with
 /// sorted keys, `map[443/tcp:{} 80/tcp:{}]`. BuildKit v0.25 changed this to the `%v` of a
 /// list in source order (moby/buildkit#6218); rbuild follows the frontend Docker 25–28 ship.
-pub fn exposed(ports: &BTreeSet<String>) -> String {
+pub(crate) fn exposed(ports: &BTreeSet<String>) -> String {
     let entries: Vec<String> = ports.iter().map(|p| format!("{p}:{{}}")).collect();
     format!("EXPOSE map[{}]", entries.join(" "))
 }
 
 /// `HEALTHCHECK` and Go's `%+v` of moby's `HealthcheckConfig`:
 /// `{Test:[CMD-SHELL curl -f http://x/] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}`.
-pub fn healthcheck(h: &Healthcheck) -> String {
+pub(crate) fn healthcheck(h: &Healthcheck) -> String {
     format!(
         "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
         plain(&h.test),
@@ -58,7 +58,7 @@ pub fn healthcheck(h: &Healthcheck) -> String {
 /// declared so far, once each in first-declaration order, valued from the environment when
 /// the key is set there (so an ENV of the same name shows its value) and from the declaration
 /// otherwise (empty when it has none).
-pub fn run(
+pub(crate) fn run(
     args: &[String],
     declared: &[(String, Option<String>)],
     env: impl Fn(&str) -> Option<String>,
@@ -83,7 +83,7 @@ pub fn run(
 /// `COPY`/`ADD` as BuildKit's `dispatchCopy` words it: `--parents`, `--chown` and `--chmod`
 /// when set (never `--from`, `--link`, `--exclude`, `--checksum`), the sources as expanded,
 /// `<<NAME` for each heredoc source, the destination as written.
-pub fn copy(
+pub(crate) fn copy(
     keyword: &str,
     parents: bool,
     chown: Option<&str>,
@@ -117,7 +117,7 @@ pub fn copy(
 }
 
 /// Go's `time.Duration.String()`: `0s`, `500ms`, `1.5µs`, `1m30s`, `1h0m0s`.
-pub fn duration(ns: i64) -> String {
+pub(crate) fn duration(ns: i64) -> String {
     let sign = if ns < 0 { "-" } else { "" };
     let u = ns.unsigned_abs();
     if u == 0 {

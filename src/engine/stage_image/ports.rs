@@ -13,7 +13,7 @@ use thiserror::Error;
 
 /// Why an EXPOSE spec was rejected; the messages are BuildKit's.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum PortError {
+pub(crate) enum PortError {
     #[error("no port specified: {spec}<empty>")]
     NoPort { spec: String },
     #[error("invalid IP address: {ip}")]
@@ -29,7 +29,7 @@ pub enum PortError {
 }
 
 /// The `port/proto` keys one spec exposes, in ascending port order.
-pub fn parse(spec: &str) -> Result<Vec<String>, PortError> {
+pub(crate) fn parse(spec: &str) -> Result<Vec<String>, PortError> {
     let (ip, host, container) = split_parts(spec);
     let (proto, container) = split_proto(container);
     if !ip.is_empty() {

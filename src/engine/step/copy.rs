@@ -238,7 +238,7 @@ mod tests {
         let mut op = CopyOp::new(OpKind::Copy, "app/");
         op.sources = vec!["src".into(), "*.txt".into()];
         op.workdir = "/srv".into();
-        op.chmod = Some(copy::Chmod::parse("u=rwX,go=rX").unwrap());
+        op.chmod = Some(copy::chmod::Chmod::parse("u=rwX,go=rX").unwrap());
         op.exclude = vec!["*.pyc".into()];
         let step = CopyStep {
             op,

@@ -18,7 +18,8 @@ impl Platform {
 
     /// Whether `candidate` is this very platform once both are normalised, with no fallback
     /// to older variants (containerd `platforms.OnlyStrict`).
-    pub fn matches_exactly(&self, candidate: &Platform) -> bool {
+    #[cfg(test)]
+    pub(crate) fn matches_exactly(&self, candidate: &Platform) -> bool {
         matches_one(&self.clone().normalize(), candidate)
     }
 
@@ -34,7 +35,7 @@ impl Platform {
     ///
     /// Deviation: for a bare `arm64/v9`, upstream tries `arm/v9` before `arm/v8`; there is no
     /// 32-bit Armv9 profile, so we start the 32-bit chain at `arm/v8` for every arm64 variant.
-    pub fn preference_order(&self) -> Vec<Platform> {
+    pub(crate) fn preference_order(&self) -> Vec<Platform> {
         let me = self.clone().normalize();
         let with_variant = |arch: &str, variant: Option<String>| Platform {
             architecture: arch.to_string(),
@@ -94,7 +95,7 @@ impl Platform {
     /// index's own order breaks ties, as with containerd's stable sort). Returns the
     /// candidate's position in the iteration with it, so callers can pick the matching
     /// descriptor.
-    pub fn best_match<'a, I>(&self, candidates: I) -> Option<(usize, &'a Platform)>
+    pub(crate) fn best_match<'a, I>(&self, candidates: I) -> Option<(usize, &'a Platform)>
     where
         I: IntoIterator<Item = &'a Platform>,
     {

@@ -19,7 +19,7 @@
 use crate::oci::reference::{DOCKER_HUB, DOCKER_HUB_LEGACY};
 
 /// The key Docker writes for Docker Hub (moby `registry.IndexServer`).
-pub const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
+pub(crate) const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
 
 /// A parsed `auths`/`credHelpers` key, or a caller's registry argument.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,32 +11,32 @@ use std::path::PathBuf;
 
 /// Where credentials are read from and written to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CredentialSources {
+pub(crate) struct CredentialSources {
     /// Files to read, in order (the list in `credentials.rs`'s header); missing ones are skipped.
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// The file `store` and `erase` edit: Docker's `config.json`, or `$REGISTRY_AUTH_FILE`
     /// when that is set (so that what `rbuild login` stores is what `lookup` reads).
-    pub write_file: PathBuf,
+    pub(crate) write_file: PathBuf,
     /// The `PATH` searched for `docker-credential-<name>`; `None` finds no helper.
-    pub helper_path: Option<OsString>,
+    pub(crate) helper_path: Option<OsString>,
 }
 
 /// The environment [`CredentialSources::discover`] works from (each `None` when unset or
 /// empty).
 #[derive(Clone, Debug, Default)]
-pub struct CredentialEnv {
-    pub registry_auth_file: Option<PathBuf>,
-    pub xdg_runtime_dir: Option<PathBuf>,
-    pub xdg_config_home: Option<PathBuf>,
-    pub docker_config: Option<PathBuf>,
-    pub home: Option<PathBuf>,
-    pub uid: u32,
-    pub path: Option<OsString>,
+pub(crate) struct CredentialEnv {
+    pub(crate) registry_auth_file: Option<PathBuf>,
+    pub(crate) xdg_runtime_dir: Option<PathBuf>,
+    pub(crate) xdg_config_home: Option<PathBuf>,
+    pub(crate) docker_config: Option<PathBuf>,
+    pub(crate) home: Option<PathBuf>,
+    pub(crate) uid: u32,
+    pub(crate) path: Option<OsString>,
 }
 
 impl CredentialEnv {
     /// This process's environment.
-    pub fn from_process() -> CredentialEnv {
+    pub(crate) fn from_process() -> CredentialEnv {
         let var = |name| std::env::var_os(name).filter(|v: &OsString| !v.is_empty());
         let dir = |name| var(name).map(PathBuf::from);
         CredentialEnv {
@@ -54,7 +54,7 @@ impl CredentialEnv {
 
 impl CredentialSources {
     /// The files of the header's list for `env`.
-    pub fn discover(env: &CredentialEnv) -> CredentialSources {
+    pub(crate) fn discover(env: &CredentialEnv) -> CredentialSources {
         let helper_path = env.path.clone();
         if let Some(file) = &env.registry_auth_file {
             return CredentialSources {
@@ -88,7 +88,7 @@ impl CredentialSources {
     }
 
     /// [`CredentialSources::discover`] for this process.
-    pub fn from_env() -> CredentialSources {
+    pub(crate) fn from_env() -> CredentialSources {
         CredentialSources::discover(&CredentialEnv::from_process())
     }
 }

@@ -23,7 +23,7 @@ impl RegistriesConf {
     /// `docker.io`, as Docker does (podman errors instead). With `short-name-mode =
     /// "enforcing"` and more than one search registry, the choice would need a prompt, which
     /// rbuild never shows, so it is an error.
-    pub fn expand_short_name(&self, input: &str) -> Result<Vec<Reference>, ConfigError> {
+    pub(crate) fn expand_short_name(&self, input: &str) -> Result<Vec<Reference>, ConfigError> {
         let parse = |text: &str| {
             Reference::parse(text).map_err(|source| ConfigError::ParseReference {
                 input: text.to_string(),

@@ -30,18 +30,18 @@ use super::{ConfigError, RegistriesConf};
 /// The files one configuration is read from. Build it with [`ConfigSources::from_env`] for
 /// the real thing, or by hand (tests, `--registries-conf`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigSources {
+pub(crate) struct ConfigSources {
     /// The main `registries.conf`; may use the deprecated version 1 format.
-    pub main: PathBuf,
+    pub(crate) main: PathBuf,
     /// Whether a missing `main` is an error (it is when the user named the file).
-    pub main_required: bool,
+    pub(crate) main_required: bool,
     /// Drop-in directories in reading order; each must use the version 2 format.
-    pub drop_in_dirs: Vec<PathBuf>,
+    pub(crate) drop_in_dirs: Vec<PathBuf>,
 }
 
 impl ConfigSources {
     /// Exactly one file, which must exist (`$CONTAINERS_REGISTRIES_CONF`).
-    pub fn only(file: impl Into<PathBuf>) -> ConfigSources {
+    pub(crate) fn only(file: impl Into<PathBuf>) -> ConfigSources {
         ConfigSources {
             main: file.into(),
             main_required: true,
@@ -51,7 +51,7 @@ impl ConfigSources {
 
     /// Rules 2 and 3 of the header, for a system directory (normally `/etc/containers`) and
     /// a home directory. Checks whether the per-user file exists, nothing else.
-    pub fn discover(system_dir: &Path, home: Option<&Path>) -> ConfigSources {
+    pub(crate) fn discover(system_dir: &Path, home: Option<&Path>) -> ConfigSources {
         let user_dir = home.map(|h| h.join(".config/containers"));
         if let Some(user_dir) = &user_dir {
             let user_file = user_dir.join("registries.conf");
@@ -73,7 +73,7 @@ impl ConfigSources {
     }
 
     /// The sources podman would use in this process's environment.
-    pub fn from_env() -> ConfigSources {
+    pub(crate) fn from_env() -> ConfigSources {
         let var = |name| std::env::var_os(name).filter(|v: &OsString| !v.is_empty());
         match var("CONTAINERS_REGISTRIES_CONF") {
             Some(file) => ConfigSources::only(file),
