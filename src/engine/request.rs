@@ -9,7 +9,6 @@ use super::output::Output;
 use super::settings::SecretSource;
 use super::ssh::SshAgents;
 use crate::diag::Source;
-use crate::oci::platform::Platform;
 use crate::oci::reference::Reference;
 use crate::sandbox::Network;
 use crate::sandbox::cgroup::Limits;
@@ -56,14 +55,7 @@ impl Request {
             context,
             dockerfile,
             dockerfile_path: None,
-            plan: crate::plan::Options {
-                build_args: BTreeMap::new(),
-                target: None,
-                build_platform: Platform::host(),
-                target_platform: Platform::host(),
-                base_env: BTreeMap::new(),
-                base_onbuild: BTreeMap::new(),
-            },
+            plan: crate::plan::Options::default(),
             no_cache: false,
             pull: false,
             network: Network::Host,

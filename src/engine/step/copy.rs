@@ -231,6 +231,12 @@ mod tests {
     use super::*;
     use crate::dockerfile::instruction::InlineSource;
 
+    fn key_of(step: &CopyStep) -> crate::engine::cache::CacheKey {
+        let mut key = KeyEncoder::new("step", None);
+        step.key(&mut key);
+        key.finish()
+    }
+
     /// The key bytes of representative COPY and ADD steps, pinned: changing them is a
     /// decision (docs/build.md, "Cache keys").
     #[test]
@@ -291,9 +297,7 @@ mod tests {
                 from: CopyFrom::Context,
                 inputs: None,
             };
-            let mut key = KeyEncoder::new("step", None);
-            step.key(&mut key);
-            key.finish()
+            key_of(&step)
         };
         assert_eq!(key(true), key(false));
     }

@@ -305,22 +305,9 @@ mod tests {
     use super::*;
     use crate::dockerfile::mount::Sharing;
 
-    fn cache_mount(target: &str) -> Mount {
-        Mount {
-            kind: MountType::Cache,
-            from: None,
-            source: None,
-            target: target.into(),
-            readonly: false,
-            id: None,
-            sharing: Sharing::Shared,
-            mode: None,
-            uid: None,
-            gid: None,
-            size: None,
-            required: false,
-            env: None,
-        }
+    /// A `--mount` as a Dockerfile spells it.
+    fn mount(spec: &str) -> Mount {
+        crate::dockerfile::mount::parse(spec, None, 0).unwrap()
     }
 
     fn step(mounts: Vec<Mount>) -> RunStep {
@@ -353,14 +340,11 @@ mod tests {
             key_of(&step(Vec::new())).hex(),
             "1b02ee920325294fec58c83247ac7d440d603e83b92209b56586dfbb5d7171a2"
         );
-        let mut secret = cache_mount("/run/secrets/npm");
-        secret.kind = MountType::Secret;
-        secret.id = Some("npm".into());
-        secret.mode = Some(0o400);
-        secret.required = true;
+        let cache = mount("type=cache,target=/root/.cache/pip");
+        let secret = mount("type=secret,id=npm,target=/run/secrets/npm,mode=0400,required=true");
         assert_eq!(
-            key_of(&step(vec![cache_mount("/root/.cache/pip"), secret])).hex(),
-            "5902603e7681e708b22870617098200fcd260b668e68e1759d04c1866b6821e3"
+            key_of(&step(vec![cache, secret])).hex(),
+            "2437dc12c45876f08a987660101975f76bc33364fd3becb1e993a32061f9b9b4"
         );
     }
 
@@ -368,8 +352,8 @@ mod tests {
     /// out of the key; the rest of the environment is in it.
     #[test]
     fn what_does_not_change_the_result_is_left_out() {
-        let base = key_of(&step(vec![cache_mount("/c")]));
-        let mut other = step(vec![cache_mount("/c")]);
+        let base = key_of(&step(vec![mount("type=cache,target=/c")]));
+        let mut other = step(vec![mount("type=cache,target=/c")]);
         other.env[1] = "HTTP_PROXY=http://other:8080".into();
         other.mounts[0].sharing = Sharing::Locked;
         assert_eq!(key_of(&other), base);
