@@ -215,11 +215,11 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
 
     let mut stages: Vec<Stage> = Vec::new();
     for i in &instrs[first_from..] {
-        if let Kind::From(_) = i.kind {
+        if let Kind::From(f) = &i.kind {
             if !stages.is_empty() {
                 planner.end_stage();
             }
-            let stage = planner.from(i, &stages)?;
+            let stage = planner.from(i, f, &stages)?;
             // ENV carries over from a parent stage; ARGs never cross a FROM.
             planner.scope = StageScope {
                 env: match &stage.base {
@@ -383,10 +383,12 @@ impl Planner<'_> {
         Ok(())
     }
 
-    fn from(&mut self, i: &Instruction, stages: &[Stage]) -> Result<Stage, Diagnostic> {
-        let Kind::From(f) = &i.kind else {
-            unreachable!("from() takes FROM")
-        };
+    fn from(
+        &mut self,
+        i: &Instruction,
+        f: &instruction::FromSpec,
+        stages: &[Stage],
+    ) -> Result<Stage, Diagnostic> {
         let (image, unmatched) = self.expand(&f.image.value, f.image.span, &self.global)?;
         for name in unmatched {
             if !self.global.declared.contains_key(&name) {
