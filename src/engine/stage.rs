@@ -99,12 +99,12 @@ pub(crate) fn run_stage(
             .map_err(|e| session.fail_at(&step.instruction, &e))?;
         // ONBUILD records no history entry.
         let Some(commit) = commit else { continue };
-        if !StepKind::of(&step.instruction.kind).writes_layer() {
+        let StepKind::Layer(kind) = StepKind::of(&step.instruction.kind) else {
             state
                 .image
                 .push_history(commit.created_by, true, state.clock.clone());
             continue;
-        }
+        };
         if interrupt::interrupted() {
             return Err(BuildError::Interrupted);
         }
@@ -118,9 +118,16 @@ pub(crate) fn run_stage(
         );
         progress.event(Event::Start { id, name });
         let started = Instant::now();
-        match run_layer_step(session, id, step, &commit.created_by, &mut state, done) {
+        match run_layer_step(
+            session,
+            kind,
+            id,
+            step,
+            &commit.created_by,
+            &mut state,
+            done,
+        ) {
             Ok(cached) => {
-                let cached = cached == Some(true);
                 session.count(cached);
                 if cached {
                     progress.event(Event::Cached { id });

@@ -7,6 +7,12 @@ use crate::dockerfile::instruction::{self, Kind};
 pub(crate) enum StepKind<'a> {
     /// Edits the image config only.
     Meta,
+    /// Changes the filesystem: a vertex with a cache key.
+    Layer(LayerKind<'a>),
+}
+
+/// The kinds of step that write a layer.
+pub(crate) enum LayerKind<'a> {
     Run(&'a instruction::Run),
     Copy(&'a instruction::Copy),
     Add(&'a instruction::Add),
@@ -15,17 +21,17 @@ pub(crate) enum StepKind<'a> {
 
 impl StepKind<'_> {
     pub(crate) fn of(kind: &Kind) -> StepKind<'_> {
-        match kind {
-            Kind::Run(r) => StepKind::Run(r),
-            Kind::Copy(c) => StepKind::Copy(c),
-            Kind::Add(a) => StepKind::Add(a),
-            Kind::Workdir(_) => StepKind::Workdir,
-            _ => StepKind::Meta,
-        }
+        StepKind::Layer(match kind {
+            Kind::Run(r) => LayerKind::Run(r),
+            Kind::Copy(c) => LayerKind::Copy(c),
+            Kind::Add(a) => LayerKind::Add(a),
+            Kind::Workdir(_) => LayerKind::Workdir,
+            _ => return StepKind::Meta,
+        })
     }
 
-    /// Whether the step changes the filesystem (and so is a vertex with a cache key).
+    /// Whether the step changes the filesystem.
     pub(crate) fn writes_layer(&self) -> bool {
-        !matches!(self, StepKind::Meta)
+        matches!(self, StepKind::Layer(_))
     }
 }

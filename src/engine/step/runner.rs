@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::kind::StepKind;
+use super::kind::LayerKind;
 use super::work::{Cx, LayerStep};
 use super::{copy, run, workdir};
 use crate::engine::cache::{KeyEncoder, Record};
@@ -19,18 +19,17 @@ use crate::snapshot::workdir::WorkDir;
 /// Prepare a layer step of `kind`.
 fn prepare(
     session: &Session<'_>,
-    kind: StepKind<'_>,
+    kind: LayerKind<'_>,
     step: &Step,
     state: &State,
     done: &BTreeMap<usize, State>,
-) -> Result<Option<Box<dyn LayerStep>>, BuildError> {
-    Ok(Some(match kind {
-        StepKind::Meta => return Ok(None),
-        StepKind::Run(r) => Box::new(run::prepare(session, r, step, state, done)?),
-        StepKind::Copy(c) => Box::new(copy::prepare_copy(session, c, step, state, done)?),
-        StepKind::Add(a) => Box::new(copy::prepare_add(session, a, step, state)?),
-        StepKind::Workdir => Box::new(workdir::prepare(state)),
-    }))
+) -> Result<Box<dyn LayerStep>, BuildError> {
+    Ok(match kind {
+        LayerKind::Run(r) => Box::new(run::prepare(session, r, step, state, done)?),
+        LayerKind::Copy(c) => Box::new(copy::prepare_copy(session, c, step, state, done)?),
+        LayerKind::Add(a) => Box::new(copy::prepare_add(session, a, step, state)?),
+        LayerKind::Workdir => Box::new(workdir::prepare(state)),
+    })
 }
 
 /// What every layer step's key starts with: the platform, and how the layer is written (a
@@ -45,26 +44,17 @@ fn key_header(key: &mut KeyEncoder, state: &State, layer: &LayerOptions) {
     });
 }
 
-/// Run (or find in the cache) one layer step; returns whether it was cached. `Ok(None)`
-/// for a step that writes no layer.
+/// Run (or find in the cache) one layer step of `kind`; returns whether it was cached.
 pub(crate) fn run_layer_step(
     session: &Session<'_>,
+    kind: LayerKind<'_>,
     id: usize,
     step: &Step,
     created_by: &str,
     state: &mut State,
     done: &BTreeMap<usize, State>,
-) -> Result<Option<bool>, BuildError> {
-    let Some(work) = prepare(
-        session,
-        StepKind::of(&step.instruction.kind),
-        step,
-        state,
-        done,
-    )?
-    else {
-        return Ok(None);
-    };
+) -> Result<bool, BuildError> {
+    let work = prepare(session, kind, step, state, done)?;
     let mut key = KeyEncoder::new("step", Some(&state.key));
     key_header(&mut key, state, &session.settings().layer);
     work.key(&mut key);
@@ -74,7 +64,7 @@ pub(crate) fn run_layer_step(
         && reuse(session, &record, state, created_by)?
     {
         state.key = key;
-        return Ok(Some(true));
+        return Ok(true);
     }
     state.clock = session.created();
     let dir = WorkDir::create(&session.settings().state_root)?;
@@ -102,7 +92,7 @@ pub(crate) fn run_layer_step(
         },
     )?;
     state.key = key;
-    Ok(Some(false))
+    Ok(false)
 }
 
 /// Take a cached result if its layer is still in the store; false when it is not.
