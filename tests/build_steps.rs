@@ -151,6 +151,39 @@ fn ssh_agents_reach_run_through_ssh_flags() {
     assert!(stderr.contains("--ssh default"), "{stderr}");
 }
 
+/// RUN gets HOME as runc gives it: the user's passwd home, `/` for a user without an
+/// entry, and the image's own HOME when its ENV sets one; the image config never gets it.
+#[test]
+fn run_gets_home_from_passwd_unless_env_sets_it() {
+    let Some(ctx) = BusyboxContext::new(
+        "build-home",
+        "FROM base\nRUN mkdir -m 1777 /out && echo \"$HOME\" > /out/root\nUSER app\nRUN echo \"$HOME\" > /out/app\nUSER 4242\nRUN echo \"$HOME\" > /out/none\nUSER root\nENV HOME=/custom\nRUN echo \"$HOME\" > /out/env\n",
+    ) else {
+        return;
+    };
+    let out = ctx.home.join("fs");
+    let dest = format!("type=local,dest={}", out.display());
+    ctx.build_ok(&["-o", &dest, "-t", "home:1"]);
+    let read = |f: &str| std::fs::read_to_string(out.join("out").join(f)).unwrap();
+    assert_eq!(read("root"), "/root\n");
+    assert_eq!(read("app"), "/home/app\n");
+    assert_eq!(read("none"), "/\n");
+    assert_eq!(read("env"), "/custom\n");
+    let env = ctx.inspect("home:1")["config"]["config"]["Env"].clone();
+    let homes: Vec<&str> = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .filter(|e| e.starts_with("HOME="))
+        .collect();
+    assert_eq!(
+        homes,
+        vec!["HOME=/custom"],
+        "only ENV's HOME is in the image: {env}"
+    );
+}
+
 #[test]
 fn proxy_build_args_reach_run_but_not_the_cache_key_or_image() {
     let Some(ctx) = BusyboxContext::new(

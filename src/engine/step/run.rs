@@ -187,6 +187,11 @@ impl LayerStep for RunStep {
         binds.extend(mounts.binds.iter().cloned());
         let mut env = self.env.clone();
         env.extend(mounts.env.iter().cloned());
+        // runc sets HOME from the user's passwd entry (`/` without one) unless the
+        // environment has it (libcontainer `setupUser`); nothing of it reaches the image.
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", user.home));
+        }
         let spec = Spec {
             env,
             cwd: self.workdir.clone(),
