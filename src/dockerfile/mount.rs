@@ -359,8 +359,9 @@ pub(crate) fn parse(
                     hint: Some("add target=/path/in/container".into()),
                 });
             }
+            // BuildKit's default cache id is the target, cleaned: `/x/` and `/x` are one.
             if m.kind == MountType::Cache && m.id.is_none() && !m.target.is_empty() {
-                m.id = Some(m.target.clone());
+                m.id = Some(crate::context::clean::clean(&m.target));
             }
         }
     }

@@ -57,6 +57,28 @@ pub(crate) fn bind_source(
     Ok(BindSource::Context(Box::new(op), *digest.as_bytes()))
 }
 
+/// Which cache directory a `--mount=type=cache` gets: its `id` (by default its target,
+/// cleaned by the front end: `/x/` and `/x` are one cache); and, when the mount sets
+/// `uid`, `gid` or `mode`, those too, since BuildKit seeds such a cache from a directory
+/// made with them, which keeps it apart from the same id's other caches
+/// (`dockerfile2llb/convert_runmount.go`).
+fn cache_identity(m: &Mount) -> String {
+    let id = match &m.id {
+        Some(id) => id.clone(),
+        None => crate::context::clean::clean(&m.target),
+    };
+    if m.uid.is_none() && m.gid.is_none() && m.mode.is_none() {
+        return id;
+    }
+    let part = |v: Option<u32>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    format!(
+        "{id}\0uid={},gid={},mode={}",
+        part(m.uid),
+        part(m.gid),
+        part(m.mode)
+    )
+}
+
 /// A cache mount's sharing mode, for the sandbox's cache-mount directories.
 fn sharing(s: crate::dockerfile::mount::Sharing) -> Sharing {
     match s {
@@ -114,10 +136,9 @@ impl Mounts {
                     });
                 }
                 MountType::Cache => {
-                    let id = m.id.clone().unwrap_or_else(|| m.target.clone());
                     let lease = caches
                         .acquire(
-                            &id,
+                            &cache_identity(m),
                             sharing(m.sharing),
                             m.mode.unwrap_or(0o755),
                             owner.0,
@@ -254,4 +275,34 @@ fn resolve_in(base: &Path, source: &str) -> Result<PathBuf, String> {
         return Err(format!("bind mount source {source:?} leaves its tree"));
     }
     Ok(real)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(spec: &str) -> String {
+        cache_identity(&crate::dockerfile::mount::parse(spec, None, 0).unwrap())
+    }
+
+    #[test]
+    fn cache_identity_cleans_the_target_and_keeps_owners_apart() {
+        assert_eq!(
+            identity("type=cache,target=/x/"),
+            identity("type=cache,target=/x")
+        );
+        assert_eq!(identity("type=cache,target=/x//y/.."), "/x");
+        assert_eq!(identity("type=cache,id=pip,target=/a"), "pip");
+        assert_eq!(
+            identity("type=cache,id=pip,target=/a"),
+            identity("type=cache,id=pip,target=/b")
+        );
+        let plain = identity("type=cache,target=/x");
+        let owned = identity("type=cache,target=/x,uid=1000");
+        let moded = identity("type=cache,target=/x,mode=0700");
+        assert_ne!(plain, owned);
+        assert_ne!(plain, moded);
+        assert_ne!(owned, moded);
+        assert_eq!(owned, identity("type=cache,target=/x/,uid=1000"));
+    }
 }
