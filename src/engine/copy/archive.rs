@@ -71,6 +71,11 @@ pub(super) fn extract(
     let mut dir_times: Vec<(String, Timestamps)> = Vec::new();
     for entry in tar.entries().map_err(read)? {
         let mut entry = entry.map_err(read)?;
+        // A pax global header (`g`, which `git archive` writes first) describes the archive,
+        // not a file: moby's untar ignores it, and so does Docker's ADD.
+        if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
+            continue;
+        }
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Some(name) = entry_name(&raw, archive)? else {
             continue;

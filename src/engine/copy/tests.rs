@@ -273,6 +273,36 @@ fn add_unpacks_archives_of_every_compression() {
     }
 }
 
+/// `git archive` opens its tars with a pax global header (`g`) holding the commit id: ADD
+/// skips it, as Docker does, and unpacks the rest.
+#[test]
+fn add_ignores_a_pax_global_header() {
+    let mut b = tar::Builder::new(Vec::new());
+    let comment = b"52 comment=0123456789abcdef0123456789abcdef01234567\n";
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XGlobalHeader);
+    h.set_size(comment.len() as u64);
+    h.set_mode(0o666);
+    b.append_data(&mut h, "pax_global_header", &comment[..])
+        .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o644);
+    h.set_size(3);
+    b.append_data(&mut h, "repo/a.txt", &b"abc"[..]).unwrap();
+    let ctx = Context::new(&[], "");
+    std::fs::write(ctx.dir.path().join("src.tar"), b.into_inner().unwrap()).unwrap();
+    let got = run(&ctx.root(), &["out"], &op(OpKind::Add, &["src.tar"], "/x"));
+    assert_eq!(
+        got,
+        lines(&[
+            "out 644 0:0 =out",
+            "x 755 0:0",
+            "x/repo 755 0:0",
+            "x/repo/a.txt 644 0:0 =abc"
+        ])
+    );
+}
+
 #[test]
 fn add_refuses_urls() {
     let ctx = Context::new(&[], "");
