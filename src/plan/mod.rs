@@ -511,10 +511,15 @@ impl Planner<'_> {
                 Ok(())
             };
             match &mut out.kind {
+                // Every word of one ENV (or ARG) expands with the variables from before
+                // the instruction: `ENV A=2 L=$A` gives L the old A (BuildKit expands the
+                // whole instruction with one expander, `EnvCommand.Expand`).
                 Kind::Env(kvs) => {
                     for kv in kvs.iter_mut() {
                         word(&mut kv.key, &scope)?;
                         word(&mut kv.value, &scope)?;
+                    }
+                    for kv in kvs.iter() {
                         scope.set_env(&kv.key.value, &kv.value.value);
                     }
                 }
@@ -525,7 +530,15 @@ impl Planner<'_> {
                     }
                 }
                 Kind::Arg(decls) => {
+                    let mut declared = Vec::new();
                     for d in decls.iter_mut() {
+                        // The name is a word too (`ARG ${name}=v`, `ArgCommand.Expand`).
+                        let mut key = Arg {
+                            value: d.key.clone(),
+                            span: d.span,
+                        };
+                        word(&mut key, &scope)?;
+                        d.key = key.value;
                         let mut value = match &d.value {
                             Some(v) => {
                                 let mut a = Arg {
@@ -541,8 +554,9 @@ impl Planner<'_> {
                             value = Some(v.clone());
                         }
                         d.value = value.clone();
-                        scope.args.insert(d.key.clone(), value);
+                        declared.push((d.key.clone(), value));
                     }
+                    scope.args.extend(declared);
                 }
                 Kind::Expose(args) | Kind::Volume(args) => {
                     for a in args.iter_mut() {

@@ -244,7 +244,8 @@ fn an_image_base_leaves_variables_it_may_set_unexpanded() {
         env_of(&p.stages[0].steps[0]),
         vec![
             ("PATH".into(), "/x:$PATH".into()),
-            ("P".into(), "/x:$PATH".into()),
+            // P expands with the PATH from before this ENV: the image's, unknown here.
+            ("P".into(), "${PATH:?nopath}".into()),
             ("D".into(), "${HOME:-/root}".into()),
         ]
     );
@@ -332,4 +333,24 @@ fn base_image_env_expands_words_when_known() {
         Kind::Workdir(a) => assert_eq!(a.value, "/home/u/app"),
         k => panic!("{k:?}"),
     }
+}
+
+/// Every word of one ENV or ARG expands with the variables from before the instruction, as
+/// BuildKit expands a whole instruction with one expander; ARG names are words too.
+#[test]
+fn one_instruction_expands_with_the_variables_before_it() {
+    let text = "FROM scratch\nENV A=1\nENV A=2 L=$A\nARG B=x\nARG B=y C=$B\nENV D=$C\n\
+                ARG src=NAME\nARG ${src}=value\nENV E=$NAME\nLABEL l1=$A l2=$L\n";
+    let p = plan_of(text, &[]).unwrap();
+    let steps = &p.stages[0].steps;
+    assert_eq!(
+        env_of(&steps[1]),
+        vec![("A".into(), "2".into()), ("L".into(), "1".into())]
+    );
+    assert_eq!(env_of(&steps[4]), vec![("D".into(), "x".into())]);
+    assert_eq!(env_of(&steps[7]), vec![("E".into(), "value".into())]);
+    assert_eq!(
+        env_of(&steps[8]),
+        vec![("l1".into(), "2".into()), ("l2".into(), "1".into())]
+    );
 }
