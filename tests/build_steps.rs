@@ -151,6 +151,32 @@ fn ssh_agents_reach_run_through_ssh_flags() {
     assert!(stderr.contains("--ssh default"), "{stderr}");
 }
 
+/// ONBUILD triggers of a stage run in the first stage built FROM it, as an image's do,
+/// and go no further: a stage built FROM that one runs none, and no config keeps them.
+#[test]
+fn onbuild_triggers_of_a_stage_run_once_in_its_child() {
+    let Some(ctx) = BusyboxContext::new(
+        "build-onbuild-stage",
+        "FROM base AS parent\nONBUILD RUN echo ran >> /count\nFROM parent AS child\nRUN test -f /count\nFROM child\nRUN echo end >> /count\n",
+    ) else {
+        return;
+    };
+    let out = ctx.home.join("fs");
+    let dest = format!("type=local,dest={}", out.display());
+    ctx.build_ok(&["-o", &dest, "-t", "onbuild:1"]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("count")).unwrap(),
+        "ran\nend\n"
+    );
+    let config = ctx.inspect("onbuild:1")["config"]["config"].clone();
+    assert!(
+        config
+            .get("OnBuild")
+            .is_none_or(|t| t.is_null() || t.as_array().is_some_and(|a| a.is_empty())),
+        "{config}"
+    );
+}
+
 /// RUN gets HOME as runc gives it: the user's passwd home, `/` for a user without an
 /// entry, and the image's own HOME when its ENV sets one; the image config never gets it.
 #[test]

@@ -229,9 +229,21 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
                 },
                 ..StageScope::default()
             };
+            // A base's ONBUILD triggers run as the stage's first steps: an image's, or those
+            // an earlier stage declared itself (the ones it ran from its own base are not
+            // passed on), as BuildKit runs them for a stage used as a base.
             let triggers = match &stage.base {
                 Base::Image(name) => opts.base_onbuild.get(name).cloned().unwrap_or_default(),
-                _ => Vec::new(),
+                Base::Stage(p) => stages[*p]
+                    .steps
+                    .iter()
+                    .filter(|s| s.trigger.is_none())
+                    .filter_map(|s| match &s.instruction.kind {
+                        Kind::Onbuild(o) => Some(o.expression.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+                Base::Scratch => Vec::new(),
             };
             stages.push(stage);
             let idx = stages.len() - 1;
