@@ -177,6 +177,27 @@ fn onbuild_triggers_of_a_stage_run_once_in_its_child() {
     );
 }
 
+/// WORKDIR after a USER the image does not know (no passwd entry; a scratch stage with no
+/// passwd file at all) creates the directory 0:0 and the build goes on, as BuildKit does.
+#[test]
+fn workdir_for_an_unknown_user_is_made_by_root() {
+    let Some(ctx) = BusyboxContext::new(
+        "build-workdir-user",
+        "FROM base AS named\nUSER ghost\nWORKDIR /srv/app\nUSER root\nRUN stat -c '%u:%g %a' /srv/app > /owner\n\
+         FROM scratch AS bare\nUSER root\nWORKDIR /w\n\
+         FROM named\nCOPY --from=bare /w /w-copy\n",
+    ) else {
+        return;
+    };
+    let out = ctx.home.join("fs");
+    let dest = format!("type=local,dest={}", out.display());
+    ctx.build_ok(&["-o", &dest]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("owner")).unwrap(),
+        "0:0 755\n"
+    );
+}
+
 /// RUN gets HOME as runc gives it: the user's passwd home, `/` for a user without an
 /// entry, and the image's own HOME when its ENV sets one; the image config never gets it.
 #[test]

@@ -43,12 +43,10 @@ pub(crate) fn chown_ids(
     copy::resolve_chown(spec, &passwd, &group).map_err(|e| session.fail_at(instruction, &e))
 }
 
-/// USER's uid and gid in `rootfs`.
-pub(crate) fn user_ids(
-    session: &Session<'_>,
-    instruction: &Instruction,
-    rootfs: &Path,
-    spec: &str,
-) -> Result<(u32, u32), BuildError> {
-    resolve_user(session, instruction, rootfs, spec).map(|u| (u.uid, u.gid))
+/// The owner WORKDIR gives the directory it creates: USER's uid and gid, or root when the
+/// image does not know the user or its group (no passwd entry, no passwd file at all):
+/// BuildKit creates the directory 0:0 and goes on; only a RUN as that user fails.
+pub(crate) fn workdir_owner(rootfs: &Path, spec: &str) -> Result<(u32, u32), BuildError> {
+    let (passwd, group) = passwd_and_group(rootfs)?;
+    Ok(sandbox::user::resolve(spec, &passwd, &group).map_or((0, 0), |u| (u.uid, u.gid)))
 }

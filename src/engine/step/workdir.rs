@@ -31,7 +31,7 @@ impl LayerStep for Workdir {
 
     fn execute(self: Box<Self>, cx: &Cx<'_, '_>, root: &Path) -> Result<(), BuildError> {
         let instruction = &cx.step.instruction;
-        let owner = super::user::user_ids(cx.session, instruction, root, &self.user)?;
+        let owner = super::user::workdir_owner(root, &self.user)?;
         copy::mkdir_in_root(root, &self.path, Some(owner))
             .map_err(|e| cx.session.fail_at(instruction, &e))
     }
