@@ -463,3 +463,18 @@ fn an_unmapped_owner_is_explained() {
         assert!(!other.to_string().contains("subuid"), "{other}");
     }
 }
+
+/// A wildcard source that matches exactly one file, to a destination without a trailing
+/// slash, writes that file at the destination (BuildKit: one match is a plain copy).
+#[test]
+fn one_wildcard_match_to_a_file_destination_is_that_file() {
+    let ctx = Context::new(&["app/", "app/nope/", "app/nope/file.txt"], "");
+    let got = run(
+        &ctx.root(),
+        &[],
+        &op(OpKind::Copy, &["./app/n?pe/file.txt"], "/app4/file.txt"),
+    );
+    assert_eq!(got, lines(&["app4 755 0:0", "app4/file.txt 644 0:0 =app/nope/file.txt"]));
+    let got = run(&ctx.root(), &[], &op(OpKind::Copy, &["app/*/file.txt"], "/one"));
+    assert_eq!(got, lines(&["one 644 0:0 =app/nope/file.txt"]));
+}
