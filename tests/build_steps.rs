@@ -198,6 +198,36 @@ fn workdir_for_an_unknown_user_is_made_by_root() {
     );
 }
 
+/// A RUN in a scratch stage leaves `/proc`, `/dev` and `/sys` in its layer, empty and
+/// 0755 root, as runc leaves them under Docker; the other mount points it needed
+/// (`/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`, a cache mount's target) go.
+#[test]
+fn run_in_scratch_keeps_proc_dev_sys_and_nothing_else() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(ctx) = BusyboxContext::new(
+        "build-scratch-mounts",
+        "FROM base\nRUN --mount=type=cache,target=/var/cache/x true\n",
+    ) else {
+        return;
+    };
+    let out = ctx.home.join("fs");
+    let dest = format!("type=local,dest={}", out.display());
+    ctx.build_ok(&["-o", &dest]);
+    for d in ["proc", "dev", "sys"] {
+        let m = std::fs::metadata(out.join(d)).unwrap_or_else(|e| panic!("/{d}: {e}"));
+        assert!(m.is_dir(), "/{d}");
+        assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o755, 0, 0), "/{d}");
+        assert_eq!(
+            std::fs::read_dir(out.join(d)).unwrap().count(),
+            0,
+            "/{d} is empty"
+        );
+    }
+    for gone in ["etc/hosts", "etc/resolv.conf", "etc/hostname", "var"] {
+        assert!(!out.join(gone).exists(), "/{gone} was left behind");
+    }
+}
+
 /// RUN gets HOME as runc gives it: the user's passwd home, `/` for a user without an
 /// entry, and the image's own HOME when its ENV sets one; the image config never gets it.
 #[test]

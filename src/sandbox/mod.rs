@@ -240,66 +240,71 @@ fn prepare_mount_points(spec: &Spec) -> Result<Vec<MountPoint>, SandboxError> {
         Mode::empty(),
     )
     .map_err(|e| err("", e.into()))?;
-    let mut created = Vec::new();
     // Walk the target one name at a time, as the kernel resolves it in the root (symlinks
     // followed with the root as `/`, `..` stopping at the root), creating what is missing.
-    let mut want = |target: &str, dir: bool| -> Result<(), SandboxError> {
-        let mut walk = crate::rootpath::Walk::new(target);
-        while let Some(name) = walk.next_name() {
-            let at = walk.real();
-            let parent = rustix::fs::openat2(
-                &root,
-                if at.is_empty() { "." } else { at.as_str() },
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-            )
-            .map_err(|e| err(&at, e.into()))?;
-            let path = walk.child(&name);
-            match rustix::fs::statat(&parent, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
-                    let link = rustix::fs::readlinkat(&parent, name.as_str(), Vec::new())
-                        .map_err(|e| err(&path, e.into()))?;
-                    walk.follow(&link.to_string_lossy())
-                        .map_err(|_| err(&path, rustix::io::Errno::LOOP.into()))?;
-                }
-                Ok(_) => walk.push(name),
-                Err(rustix::io::Errno::NOENT) => {
-                    if walk.is_last() && !dir {
-                        rustix::fs::openat(
-                            &parent,
-                            name.as_str(),
-                            OFlags::WRONLY
-                                | OFlags::CREATE
-                                | OFlags::EXCL
-                                | OFlags::NOFOLLOW
-                                | OFlags::CLOEXEC,
-                            Mode::from_raw_mode(0o644),
-                        )
-                        .map_err(|e| err(&path, e.into()))?;
-                    } else {
-                        rustix::fs::mkdirat(&parent, name.as_str(), Mode::from_raw_mode(0o755))
+    let want =
+        |created: &mut Vec<MountPoint>, target: &str, dir: bool| -> Result<(), SandboxError> {
+            let mut walk = crate::rootpath::Walk::new(target);
+            while let Some(name) = walk.next_name() {
+                let at = walk.real();
+                let parent = rustix::fs::openat2(
+                    &root,
+                    if at.is_empty() { "." } else { at.as_str() },
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+                )
+                .map_err(|e| err(&at, e.into()))?;
+                let path = walk.child(&name);
+                match rustix::fs::statat(&parent, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                        let link = rustix::fs::readlinkat(&parent, name.as_str(), Vec::new())
                             .map_err(|e| err(&path, e.into()))?;
+                        walk.follow(&link.to_string_lossy())
+                            .map_err(|_| err(&path, rustix::io::Errno::LOOP.into()))?;
                     }
-                    created.push(MountPoint {
-                        parent,
-                        name: name.clone(),
-                    });
-                    walk.push(name);
+                    Ok(_) => walk.push(name),
+                    Err(rustix::io::Errno::NOENT) => {
+                        if walk.is_last() && !dir {
+                            rustix::fs::openat(
+                                &parent,
+                                name.as_str(),
+                                OFlags::WRONLY
+                                    | OFlags::CREATE
+                                    | OFlags::EXCL
+                                    | OFlags::NOFOLLOW
+                                    | OFlags::CLOEXEC,
+                                Mode::from_raw_mode(0o644),
+                            )
+                            .map_err(|e| err(&path, e.into()))?;
+                        } else {
+                            rustix::fs::mkdirat(&parent, name.as_str(), Mode::from_raw_mode(0o755))
+                                .map_err(|e| err(&path, e.into()))?;
+                        }
+                        created.push(MountPoint {
+                            parent,
+                            name: name.clone(),
+                        });
+                        walk.push(name);
+                    }
+                    Err(e) => return Err(err(&path, e.into())),
                 }
-                Err(e) => return Err(err(&path, e.into())),
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
+    // runc creates `/proc`, `/dev` and `/sys` when the root lacks them and leaves them there
+    // (empty, 0755): a RUN in a scratch stage has them in its layer under Docker, so they
+    // are kept. Every other mount point made here is removed after the run.
+    let mut standard = Vec::new();
     for d in ["proc", "dev", "sys"] {
-        want(d, true)?;
+        want(&mut standard, d, true)?;
     }
+    let mut created = Vec::new();
     for b in &spec.binds {
-        want(&b.target, b.source.is_dir())?;
+        want(&mut created, &b.target, b.source.is_dir())?;
     }
     for (t, _) in &spec.tmpfs {
-        want(t, true)?;
+        want(&mut created, t, true)?;
     }
     Ok(created)
 }

@@ -474,7 +474,14 @@ fn one_wildcard_match_to_a_file_destination_is_that_file() {
         &[],
         &op(OpKind::Copy, &["./app/n?pe/file.txt"], "/app4/file.txt"),
     );
-    assert_eq!(got, lines(&["app4 755 0:0", "app4/file.txt 644 0:0 =app/nope/file.txt"]));
-    let got = run(&ctx.root(), &[], &op(OpKind::Copy, &["app/*/file.txt"], "/one"));
+    assert_eq!(
+        got,
+        lines(&["app4 755 0:0", "app4/file.txt 644 0:0 =app/nope/file.txt"])
+    );
+    let got = run(
+        &ctx.root(),
+        &[],
+        &op(OpKind::Copy, &["app/*/file.txt"], "/one"),
+    );
     assert_eq!(got, lines(&["one 644 0:0 =app/nope/file.txt"]));
 }
