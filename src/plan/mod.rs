@@ -189,7 +189,7 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
         lexer,
         partial,
         scope: StageScope::default(),
-        stage_env: Vec::new(),
+        stage_scopes: Vec::new(),
         lint,
         global: GlobalScope::default(),
         defaults: GlobalScope::default(),
@@ -220,14 +220,16 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
                 planner.end_stage();
             }
             let stage = planner.from(i, f, &stages)?;
-            // ENV carries over from a parent stage; ARGs never cross a FROM.
-            planner.scope = StageScope {
-                env: match &stage.base {
-                    Base::Stage(p) => planner.stage_env[*p].clone(),
-                    Base::Image(name) => opts.base_env.get(name).cloned().unwrap_or_default(),
-                    Base::Scratch => Vec::new(),
+            // A stage built FROM an earlier one starts with its ENV and its ARG values, as
+            // BuildKit carries a base stage's build args into the child; from an image or
+            // scratch, only the image's ENV.
+            planner.scope = match &stage.base {
+                Base::Stage(p) => planner.stage_scopes[*p].clone(),
+                Base::Image(name) => StageScope {
+                    env: opts.base_env.get(name).cloned().unwrap_or_default(),
+                    ..StageScope::default()
                 },
-                ..StageScope::default()
+                Base::Scratch => StageScope::default(),
             };
             // A base's ONBUILD triggers run as the stage's first steps: an image's, or those
             // an earlier stage declared itself (the ones it ran from its own base are not
@@ -330,7 +332,8 @@ struct Planner<'a> {
     /// The current stage's ARGs and ENV so far.
     scope: StageScope,
     /// Each finished stage's final ENV, for stages built on it.
-    stage_env: Vec<Vec<(String, String)>>,
+    /// Each finished stage's variables: a stage built FROM it starts with them.
+    stage_scopes: Vec<StageScope>,
     lint: Linter<'a>,
     global: GlobalScope,
     /// The global scope with defaults only (no build args), for InvalidDefaultArgInFrom.
@@ -340,7 +343,7 @@ struct Planner<'a> {
 impl Planner<'_> {
     fn end_stage(&mut self) {
         let scope = std::mem::take(&mut self.scope);
-        self.stage_env.push(scope.env);
+        self.stage_scopes.push(scope);
     }
 
     fn err_at(&self, span: Span, message: impl Into<String>) -> Diagnostic {

@@ -218,20 +218,24 @@ fn proxy_args_pass_without_declaration() {
     assert_eq!(p.proxy_env.len(), 1);
 }
 
+/// A stage built FROM a stage inherits its ENV and its ARG values (Docker's build-variables
+/// documentation: "arguments and variables are inherited from parent stages"); a stage
+/// FROM anything else sees neither.
 #[test]
-fn a_stage_built_on_a_stage_inherits_its_env_but_not_its_args() {
-    let text = "FROM scratch AS a\nARG V=arg\nENV X=1\nFROM a\nENV Y=${X:?unset} Z=$V\n";
+fn a_stage_built_on_a_stage_inherits_its_env_and_its_args() {
+    let text = "FROM scratch AS a\nARG V=arg\nENV X=1\nFROM a\nENV Y=${X:?unset} Z=$V\n\
+                FROM scratch\nENV W=$V\n";
     let p = plan_of(text, &[]).unwrap();
     assert!(p.stages[1].env_known, "a scratch parent's env is known");
     assert_eq!(
         env_of(&p.stages[1].steps[0]),
-        vec![("Y".into(), "1".into()), ("Z".into(), "".into())]
+        vec![("Y".into(), "1".into()), ("Z".into(), "arg".into())]
     );
     assert_eq!(
-        rules(&p),
-        vec!["UndefinedVar"],
-        "V is an ARG of stage a only"
+        env_of(&p.stages[2].steps[0]),
+        vec![("W".into(), "".into())]
     );
+    assert_eq!(rules(&p), vec!["UndefinedVar"], "V is undefined in the last stage");
 }
 
 #[test]
@@ -352,5 +356,16 @@ fn one_instruction_expands_with_the_variables_before_it() {
     assert_eq!(
         env_of(&steps[8]),
         vec![("l1".into(), "2".into()), ("l2".into(), "1".into())]
+    );
+}
+
+/// A stage built FROM an earlier stage sees the ARG values declared there.
+#[test]
+fn a_child_stage_sees_its_parent_stage_args() {
+    let text = "FROM scratch AS base\nARG NAME=base\nFROM base\nARG NAME=\"$NAME-dev\"\nENV N=$NAME\n";
+    let p = plan_of(text, &[]).unwrap();
+    assert_eq!(
+        env_of(&p.stages[1].steps[1]),
+        vec![("N".into(), "base-dev".into())]
     );
 }
