@@ -228,6 +228,30 @@ fn run_in_scratch_keeps_proc_dev_sys_and_nothing_else() {
     }
 }
 
+/// A bind mount of one context file puts that file at the target, not a directory
+/// holding it; the stub it needed is gone afterwards.
+#[test]
+fn a_bind_mount_of_one_file_is_a_file() {
+    let Some(ctx) = BusyboxContext::new(
+        "build-bind-file",
+        "FROM base\nRUN --mount=type=bind,source=conf/app.conf,target=/etc/app.conf test -f /etc/app.conf && cat /etc/app.conf > /seen\n",
+    ) else {
+        return;
+    };
+    ctx.write("conf/app.conf", "key=value\n");
+    let out = ctx.home.join("fs");
+    let dest = format!("type=local,dest={}", out.display());
+    ctx.build_ok(&["-o", &dest]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("seen")).unwrap(),
+        "key=value\n"
+    );
+    assert!(
+        !out.join("etc/app.conf").exists(),
+        "the mount point stub is removed"
+    );
+}
+
 /// RUN gets HOME as runc gives it: the user's passwd home, `/` for a user without an
 /// entry, and the image's own HOME when its ENV sets one; the image config never gets it.
 #[test]

@@ -256,6 +256,19 @@ impl Mounts {
                 copy::copy(&root, &files, op)
                     .map_err(|e| session.fail_at(&cx.step.instruction, &e))?;
                 self.dirs.push(dir);
+                // A single file is mounted as that file, as BuildKit mounts it; its copy
+                // is the one entry named after it.
+                let source = crate::context::clean::clean(&format!("/{}", op.sources[0]));
+                let name = source.rsplit('/').next().unwrap_or_default();
+                let single = files.join(name);
+                let is_file = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+                let context_file = session
+                    .settings()
+                    .context
+                    .join(source.trim_start_matches('/'));
+                if !name.is_empty() && is_file(&context_file) && is_file(&single) {
+                    return Ok(single);
+                }
                 Ok(files)
             }
         }
