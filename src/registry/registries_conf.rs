@@ -149,6 +149,8 @@ pub enum ConfigError {
         message: String,
         line: String,
     },
+    #[error("RBUILD_SHORT_NAMES={value:?}: expected docker (the default) or registries.conf")]
+    ShortNamePolicy { value: String },
     #[error("{at}: {key}: {message}")]
     InvalidValue {
         at: Position,
@@ -213,6 +215,9 @@ pub struct RewriteError {
 /// [`RegistriesConf::load`] or (one file) [`RegistriesConf::parse`].
 #[derive(Clone, Debug, Default)]
 pub struct RegistriesConf {
+    /// Whether short names follow Docker (`docker.io` only) or the files' aliases and
+    /// search registries.
+    short_names: ShortNames,
     /// `unqualified-search-registries` and where it was last set.
     search: Option<(Vec<String>, Position)>,
     short_name_mode: ShortNameMode,
@@ -220,6 +225,34 @@ pub struct RegistriesConf {
     /// By prefix text: a drop-in replaces the table with the same prefix.
     registries: BTreeMap<String, RegistryEntry>,
     files: Vec<PathBuf>,
+}
+
+/// How a short name (`centos:7`, `team/app`) becomes a full reference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ShortNames {
+    /// As the files say: `[aliases]` and `shortnames.conf`, then
+    /// `unqualified-search-registries` (containers-registries.conf(5)).
+    #[default]
+    RegistriesConf,
+    /// As Docker does: `docker.io`, `library/` for one-word names; aliases and search
+    /// registries are not consulted (mirrors of docker.io still are).
+    Docker,
+}
+
+impl ShortNames {
+    /// The environment variable that chooses the policy.
+    pub const ENV: &'static str = "RBUILD_SHORT_NAMES";
+
+    /// `docker` (also when unset or empty) or `registries.conf`.
+    pub fn from_env() -> Result<ShortNames, ConfigError> {
+        match std::env::var(Self::ENV).as_deref() {
+            Err(_) | Ok("") | Ok("docker") => Ok(ShortNames::Docker),
+            Ok("registries.conf") => Ok(ShortNames::RegistriesConf),
+            Ok(other) => Err(ConfigError::ShortNamePolicy {
+                value: other.to_string(),
+            }),
+        }
+    }
 }
 
 /// A short-name alias target: `registry/repository`, no tag, no digest.
@@ -255,8 +288,20 @@ struct Mirror {
 impl RegistriesConf {
     /// The configuration podman would use in this process's environment
     /// ([`ConfigSources::from_env`]).
+    /// The user's registries configuration, with short names resolved as Docker resolves
+    /// them unless `RBUILD_SHORT_NAMES=registries.conf` asks for the files' aliases and
+    /// search registries (docs/registry.md, "Short names").
     pub fn load_default() -> Result<RegistriesConf, ConfigError> {
-        RegistriesConf::load(&ConfigSources::from_env())
+        let mut conf = RegistriesConf::load(&ConfigSources::from_env())?;
+        conf.short_names = ShortNames::from_env()?;
+        Ok(conf)
+    }
+
+    /// How short names are resolved.
+    #[cfg(test)]
+    pub(crate) fn with_short_names(mut self, policy: ShortNames) -> RegistriesConf {
+        self.short_names = policy;
+        self
     }
 
     /// Read and merge the files of `sources`.

@@ -7,7 +7,7 @@
 //! aliases (podman's `short-name-aliases.conf` cache is out of scope), and must not contact
 //! a registry: trying the candidates in order is the caller's job.
 
-use super::{ConfigError, RegistriesConf, ShortNameMode};
+use super::{ConfigError, RegistriesConf, ShortNameMode, ShortNames};
 use crate::oci::reference::{DOCKER_HUB, Reference};
 
 impl RegistriesConf {
@@ -31,7 +31,8 @@ impl RegistriesConf {
             })
         };
         let parsed = parse(input)?;
-        if !is_short_name(input) {
+        if !is_short_name(input) || self.short_names == ShortNames::Docker {
+            // A Docker reference normalises a short name to docker.io (and `library/`).
             return Ok(vec![parsed]);
         }
         // Man page: "tags and digests are stripped off a user-specified short name for alias
@@ -154,5 +155,29 @@ mod tests {
     fn expand_rejects_invalid_names() {
         let err = conf("").expand_short_name("Busybox").unwrap_err();
         assert!(matches!(err, ConfigError::ParseReference { .. }), "{err:?}");
+    }
+
+    /// Docker's policy (rbuild's default): a short name is docker.io's, whatever aliases
+    /// and search registries the files hold; a full name is unchanged.
+    #[test]
+    fn docker_policy_ignores_aliases_and_search_registries() {
+        let text = "unqualified-search-registries = [\"quay.io\", \"docker.io\"]\n\
+                    [aliases]\n\"centos\" = \"quay.io/centos/centos\"\n";
+        let files = conf(text);
+        let names = |c: &RegistriesConf, n: &str| -> Vec<String> {
+            c.expand_short_name(n)
+                .unwrap()
+                .iter()
+                .map(|r| r.to_string())
+                .collect()
+        };
+        assert_eq!(names(&files, "centos:7"), vec!["quay.io/centos/centos:7"]);
+        let docker = files.with_short_names(ShortNames::Docker);
+        assert_eq!(
+            names(&docker, "centos:7"),
+            vec!["docker.io/library/centos:7"]
+        );
+        assert_eq!(names(&docker, "team/app"), vec!["docker.io/team/app"]);
+        assert_eq!(names(&docker, "quay.io/x/y:1"), vec!["quay.io/x/y:1"]);
     }
 }
