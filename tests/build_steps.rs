@@ -498,6 +498,40 @@ fn add_downloads_urls_with_checksums_and_clones_git_repositories() {
         "# guide\n"
     );
 
+    // A Git source's --checksum is the commit it must check out.
+    let head = {
+        let out = Command::new("git")
+            .args(["-C", work.to_str().unwrap(), "rev-parse", "v1^{commit}"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    std::fs::write(
+        ctx.dir.join("Dockerfile"),
+        format!("{BASE}FROM base\nADD --checksum={head} {repo}#v1 /pinned\n"),
+    )
+    .unwrap();
+    let pinned = ctx.home.join("pinned");
+    ctx.build_ok(&["-o", &format!("type=local,dest={}", pinned.display())]);
+    assert_eq!(
+        std::fs::read_to_string(pinned.join("pinned/README")).unwrap(),
+        "repo readme\n"
+    );
+    let other = "0".repeat(40);
+    std::fs::write(
+        ctx.dir.join("Dockerfile"),
+        format!("{BASE}FROM base\nADD --checksum={other} {repo}#v1 /pinned\n"),
+    )
+    .unwrap();
+    let args = ["build", "--progress=plain", "."];
+    let o = ctx.rbuild(&args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&args, &o));
+    assert!(
+        stderr.contains(&head) && stderr.contains(&other),
+        "the error names both commits: {stderr}"
+    );
+
     // A wrong checksum fails the build and names both digests.
     let wrong = rbuild::oci::digest::Digest::sha256(b"something else");
     std::fs::write(

@@ -31,6 +31,12 @@ pub(crate) enum RemoteError {
         expected: String,
         actual: String,
     },
+    #[error("{url}: checked out commit {actual}, but --checksum says {expected}")]
+    GitChecksumMismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
     #[error("writing {path}")]
     Write {
         path: PathBuf,
@@ -102,11 +108,16 @@ impl Remote {
                 reference,
                 subdir,
             } => {
-                if checksum.is_some() {
-                    return Err(RemoteError::Git {
-                        args: "checksum".into(),
+                // A Git source's --checksum is the commit (or annotated tag) it must
+                // resolve to, in full: sha1 or sha256 object names.
+                if let Some(c) = checksum
+                    && !(matches!(c.len(), 40 | 64) && c.bytes().all(|b| b.is_ascii_hexdigit()))
+                {
+                    return Err(RemoteError::BadChecksum {
+                        url: url.clone(),
+                        checksum: c.to_string(),
                         message:
-                            "--checksum of a Git source (a commit to verify) is not supported yet"
+                            "a Git source's checksum is the full commit hash it must check out"
                                 .into(),
                     });
                 }
@@ -127,6 +138,19 @@ impl Remote {
                     "--detach",
                     wanted,
                 ])?;
+                if let Some(expected) = checksum {
+                    let here = path_str(&checkout);
+                    let commit = git_output(&["-C", &here, "rev-parse", "HEAD"])?;
+                    let object = git_output(&["-C", &here, "rev-parse", wanted])?;
+                    let expected = expected.to_ascii_lowercase();
+                    if expected != commit && expected != object {
+                        return Err(RemoteError::GitChecksumMismatch {
+                            url: url.clone(),
+                            expected,
+                            actual: commit,
+                        });
+                    }
+                }
                 git(&[
                     "-C",
                     &path_str(&checkout),
@@ -154,6 +178,11 @@ fn path_str(p: &Path) -> String {
 }
 
 fn git(args: &[&str]) -> Result<(), RemoteError> {
+    git_output(args).map(drop)
+}
+
+/// Run git; its standard output, trimmed.
+fn git_output(args: &[&str]) -> Result<String, RemoteError> {
     let out = Command::new("git")
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -163,7 +192,7 @@ fn git(args: &[&str]) -> Result<(), RemoteError> {
             message: format!("running git: {e} (ADD of a Git URL needs git installed)"),
         })?;
     if out.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
     }
     Err(RemoteError::Git {
         args: args.join(" "),
