@@ -469,10 +469,11 @@ fn add_downloads_urls_with_checksums_and_clones_git_repositories() {
         ctx.dir.join("Dockerfile"),
         format!(
             "{BASE}FROM base\nADD {url} /downloads/\nADD --checksum={sum} {url} /checked.txt\n\
-             ADD {repo}#v1 /src\nADD {repo}#main:docs /docs\n"
+             ADD {repo}#v1 /src\nADD {repo}#main:docs /docs\nADD {url} local.txt /mixed\n"
         ),
     )
     .unwrap();
+    ctx.write("local.txt", "from the context\n");
     let out = ctx.home.join("fs");
     ctx.build_ok(&["-o", &format!("type=local,dest={}", out.display())]);
     assert_eq!(
@@ -496,6 +497,15 @@ fn add_downloads_urls_with_checksums_and_clones_git_repositories() {
     assert_eq!(
         std::fs::read_to_string(out.join("docs/guide.md")).unwrap(),
         "# guide\n"
+    );
+    // Remote and local sources in one ADD: both land in the destination directory.
+    assert_eq!(
+        std::fs::read_to_string(out.join("mixed/hello.txt")).unwrap(),
+        "hello over http\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("mixed/local.txt")).unwrap(),
+        "from the context\n"
     );
 
     // A Git source's --checksum is the commit it must check out.

@@ -26,6 +26,9 @@ pub(crate) struct CopyStep {
     chown: Option<String>,
     from: CopyFrom,
     inputs: Option<blake3::Hash>,
+    /// The local sources of an ADD that also names remote ones: a second copy, from the
+    /// context, into the same directory.
+    local: Option<Box<CopyStep>>,
 }
 
 /// Where COPY/ADD read from.
@@ -87,12 +90,31 @@ pub(crate) fn prepare_add(
     if remotes.iter().all(Option::is_none) {
         return CopyStep::new(session, instruction, op, chown, CopyFrom::Context);
     }
-    if remotes.iter().any(Option::is_none) {
-        return Err(session.err_at(
+    // Local and remote sources together: several sources, so the destination is a
+    // directory; the local ones are copied from the context as a plain ADD would.
+    let local = if remotes.iter().any(Option::is_none) {
+        if !op.dest.ends_with('/') {
+            op.dest.push('/');
+        }
+        let mut local_op = op.clone();
+        local_op.sources = op
+            .sources
+            .iter()
+            .zip(&remotes)
+            .filter(|(_, r)| r.is_none())
+            .map(|(s, _)| s.clone())
+            .collect();
+        local_op.checksum = None;
+        Some(Box::new(CopyStep::new(
+            session,
             instruction,
-            "ADD of URLs together with local files in one instruction is not supported yet: split it into two ADDs",
-        ));
-    }
+            local_op,
+            chown.clone(),
+            CopyFrom::Context,
+        )?))
+    } else {
+        None
+    };
     // Fetched before the cache lookup: what was downloaded is what the key hashes (a
     // changed file at the same URL is a cache miss).
     let dir = WorkDir::create(&session.settings().state_root)?;
@@ -111,13 +133,15 @@ pub(crate) fn prepare_add(
     op.checksum = None;
     // Remote archives are not unpacked unless --unpack=true (BuildKit).
     op.unpack_archives = a.unpack.unwrap_or(false);
-    CopyStep::new(
+    let mut step = CopyStep::new(
         session,
         instruction,
         op,
         chown,
         CopyFrom::Files(Tree::files(dir)),
-    )
+    )?;
+    step.local = local;
+    Ok(step)
 }
 
 impl CopyStep {
@@ -150,6 +174,7 @@ impl CopyStep {
             chown,
             from,
             inputs,
+            local: None,
         })
     }
 }
@@ -194,6 +219,9 @@ impl LayerStep for CopyStep {
         if let Some(inputs) = &self.inputs {
             key.bytes("inputs", inputs.as_bytes());
         }
+        if let Some(local) = &self.local {
+            key.nested("local", |k| local.key(k));
+        }
     }
 
     fn execute(self: Box<Self>, cx: &Cx<'_, '_>, root: &Path) -> Result<(), BuildError> {
@@ -203,6 +231,7 @@ impl LayerStep for CopyStep {
             mut op,
             chown,
             from,
+            local,
             ..
         } = *self;
         // `--chown` is resolved against the passwd and group files the step sees now; the
@@ -222,7 +251,10 @@ impl LayerStep for CopyStep {
             },
         };
         copy::copy(&source, root, &op).map_err(|e| session.fail_at(instruction, &e))?;
-        Ok(())
+        match local {
+            Some(local) => local.execute(cx, root),
+            None => Ok(()),
+        }
     }
 }
 
@@ -251,6 +283,7 @@ mod tests {
             chown: Some("app:app".into()),
             from: CopyFrom::Context,
             inputs: Some(blake3::hash(b"inputs")),
+            local: None,
         };
         let mut key = KeyEncoder::new("step", None);
         step.key(&mut key);
@@ -275,6 +308,7 @@ mod tests {
             chown: None,
             from: CopyFrom::Context,
             inputs: None,
+            local: None,
         };
         let mut key = KeyEncoder::new("step", None);
         step.key(&mut key);
@@ -296,6 +330,7 @@ mod tests {
                 chown: None,
                 from: CopyFrom::Context,
                 inputs: None,
+                local: None,
             };
             key_of(&step)
         };
