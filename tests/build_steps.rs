@@ -252,6 +252,35 @@ fn a_bind_mount_of_one_file_is_a_file() {
     );
 }
 
+/// `RUN --mount=type=cache,from=STAGE,source=DIR` starts the cache as a copy of DIR in
+/// the stage; once filled, the cache keeps what steps wrote and is not seeded again.
+#[test]
+fn a_cache_mount_is_seeded_from_a_stage() {
+    let Some(ctx) = BusyboxContext::new(
+        "build-cache-from",
+        "FROM base AS seed\nRUN mkdir -p /seed/data && echo seeded > /seed/data/file\n\
+         FROM base\nRUN --mount=type=cache,target=/c,from=seed,source=/seed/data cat /c/file > /out1 && echo more > /c/extra\n\
+         RUN --mount=type=cache,target=/c,from=seed,source=/seed/data ls /c > /out2\n",
+    ) else {
+        return;
+    };
+    let out = ctx.home.join("fs");
+    let dest = format!("type=local,dest={}", out.display());
+    ctx.build_ok(&["-o", &dest]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("out1")).unwrap(),
+        "seeded\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("out2")).unwrap(),
+        "extra\nfile\n"
+    );
+    assert!(
+        !out.join("c/file").exists(),
+        "the cache stays out of the layer"
+    );
+}
+
 /// RUN gets HOME as runc gives it: the user's passwd home, `/` for a user without an
 /// entry, and the image's own HOME when its ENV sets one; the image config never gets it.
 #[test]

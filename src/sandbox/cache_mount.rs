@@ -54,6 +54,26 @@ impl CacheMounts {
         self.dir.join(&Digest::sha256(id.as_bytes()).hex()[..32])
     }
 
+    /// Hold the exclusive lock under which cache `id` is seeded (filled from a stage or
+    /// image while it is still empty), so two steps never seed it at once.
+    pub(crate) fn seed_lock(&self, id: &str) -> Result<File, CacheError> {
+        let lock = self.base(id).with_extension("seed.lock");
+        let err = |source: std::io::Error| CacheError {
+            id: id.to_string(),
+            path: lock.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&self.dir).map_err(err)?;
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(err)?;
+        rustix::fs::flock(&f, FlockOperation::LockExclusive).map_err(|e| err(e.into()))?;
+        Ok(f)
+    }
+
     /// Take cache `id` for one run. `mode`, `uid` and `gid` apply when the directory is
     /// created (BuildKit: the cache root's owner and mode).
     pub fn acquire(

@@ -136,15 +136,25 @@ impl Mounts {
                     });
                 }
                 MountType::Cache => {
+                    let mut identity = cache_identity(m);
+                    // A seeded cache is its seed's own: BuildKit bases the cache on the
+                    // `from` state, so another seed is another cache.
+                    if let Some(BindSource::State(from)) = src {
+                        identity.push_str("\0from=");
+                        identity.push_str(&crate::engine::cache::CacheKey::hex(&from.key));
+                    }
                     let lease = caches
                         .acquire(
-                            &cache_identity(m),
+                            &identity,
                             sharing(m.sharing),
                             m.mode.unwrap_or(0o755),
                             owner.0,
                             owner.1,
                         )
                         .map_err(|e| session.fail_at(instruction, &e))?;
+                    if let Some(BindSource::State(from)) = src {
+                        seed_cache(cx, &caches, &identity, from, m, &lease.path)?;
+                    }
                     out.binds.push(Bind {
                         source: lease.path.clone(),
                         target: m.target.clone(),
@@ -273,6 +283,39 @@ impl Mounts {
             }
         }
     }
+}
+
+/// Fill a new (still empty) cache directory from `source=` (the root by default) of
+/// the stage or image it is seeded from, owners and modes kept, as BuildKit starts a
+/// cache mount from its `from` state.
+fn seed_cache(
+    cx: &Cx<'_, '_>,
+    caches: &CacheMounts,
+    identity: &str,
+    from: &StateRef,
+    m: &Mount,
+    dir: &Path,
+) -> Result<(), BuildError> {
+    let session = cx.session;
+    let instruction = &cx.step.instruction;
+    let _seeding = caches
+        .seed_lock(identity)
+        .map_err(|e| session.fail_at(instruction, &e))?;
+    let empty = std::fs::read_dir(dir)
+        .map_err(|source| BuildError::Files {
+            what: format!("reading cache directory {}", dir.display()),
+            source,
+        })?
+        .next()
+        .is_none();
+    if !empty {
+        return Ok(());
+    }
+    let tree = session.open(from, false)?;
+    let op = CopyOp::contents_of(m.source.as_deref().unwrap_or("/"));
+    copy::copy(&SourceRoot::Tree(tree.root()), dir, &op)
+        .map_err(|e| session.fail_at(instruction, &e))?;
+    Ok(())
 }
 
 /// A bind mount's `source=` inside its tree, which it must not leave.

@@ -78,11 +78,9 @@ pub(crate) fn prepare(
     for m in &step.mounts {
         sources.push(match m.kind {
             MountType::Bind => Some(bind_source(session, m, state, done, instruction)?),
+            // A cache seeded `from=` a stage or image: what it reads is part of the key.
             MountType::Cache if m.from.is_some() => {
-                return Err(session.err_at(
-                    instruction,
-                    "RUN --mount=type=cache,from=… (seeding a cache from a stage) is not supported yet",
-                ));
+                Some(bind_source(session, m, state, done, instruction)?)
             }
             _ => None,
         });
