@@ -281,6 +281,44 @@ fn a_cache_mount_is_seeded_from_a_stage() {
     );
 }
 
+/// `RUN --security=insecure` is refused unless the build passes `--allow
+/// security.insecure`; allowed, the step keeps every capability (Docker's privileged
+/// mode) while other steps keep Docker's default set.
+#[test]
+fn insecure_run_needs_the_entitlement_and_gets_every_capability() {
+    let Some(ctx) = BusyboxContext::new(
+        "build-insecure",
+        "FROM base\nRUN grep CapEff /proc/self/status > /caps-default\n\
+         RUN --security=insecure grep CapEff /proc/self/status > /caps-insecure\n",
+    ) else {
+        return;
+    };
+    let args = ["build", "--progress=plain", "."];
+    let refused = ctx.rbuild(&args);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        describe(&args, &refused)
+    );
+    assert!(stderr.contains("--allow security.insecure"), "{stderr}");
+
+    let out = ctx.home.join("fs");
+    let dest = format!("type=local,dest={}", out.display());
+    ctx.build_ok(&["--allow", "security.insecure", "-o", &dest]);
+    let caps = |f: &str| {
+        let text = std::fs::read_to_string(out.join(f)).unwrap();
+        u64::from_str_radix(text.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    // moby's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
+    // NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP.
+    assert_eq!(caps("caps-default"), 0xa80425fb);
+    let insecure = caps("caps-insecure");
+    assert_eq!(insecure & 0xa80425fb, 0xa80425fb);
+    assert!(insecure & (1 << 21) != 0, "CAP_SYS_ADMIN: {insecure:x}");
+}
+
 /// RUN gets HOME as runc gives it: the user's passwd home, `/` for a user without an
 /// entry, and the image's own HOME when its ENV sets one; the image config never gets it.
 #[test]

@@ -195,6 +195,10 @@ pub(crate) struct BuildArgs {
     /// A secret for `RUN --mount=type=secret` (`id=ID[,src=FILE|,env=VAR]`)
     #[arg(long, value_name = "SPEC")]
     pub(crate) secret: Vec<String>,
+    /// An entitlement the build may use: `security.insecure` (`RUN --security=insecure`
+    /// runs with every capability and no masked paths), `network.host` (always allowed)
+    #[arg(long, value_name = "ENTITLEMENT")]
+    pub(crate) allow: Vec<String>,
     /// An ssh agent for `RUN --mount=type=ssh` (`default`, `ID=SOCKET`)
     #[arg(long, value_name = "ID[=SOCKET]")]
     pub(crate) ssh: Vec<String>,

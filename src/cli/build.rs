@@ -139,6 +139,15 @@ fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> 
         .as_deref()
         .map(rbuild::snapshot::snapshotter::Kind::parse)
         .transpose()?;
+    let mut insecure = false;
+    for entitlement in &args.allow {
+        match entitlement.as_str() {
+            "security.insecure" => insecure = true,
+            // RUN may use the host's network without asking (it is the default network).
+            "network.host" => {}
+            other => bail!("invalid --allow {other:?}: expected security.insecure or network.host"),
+        }
+    }
     let secrets = secrets(&args.secret)?;
     let ssh = SshAgents::parse(&args.ssh, std::env::var_os("SSH_AUTH_SOCK"))?;
     let (source, mut plan) = frontend::load(&args.frontend, &args.context)?;
@@ -159,6 +168,7 @@ fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> 
         limits,
         source_date_epoch,
         snapshotter,
+        allow_insecure: insecure,
         tags,
         outputs,
         ..Request::new(root.to_path_buf(), args.context.clone(), source)

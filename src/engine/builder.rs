@@ -158,6 +158,7 @@ impl Builder {
             source_date_epoch: request.source_date_epoch,
             platform: request.plan.target_platform.clone(),
             snapshotter: request.snapshotter,
+            allow_insecure: request.allow_insecure,
         };
         Ok(Builder {
             source: request.dockerfile,

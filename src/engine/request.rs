@@ -40,6 +40,8 @@ pub struct Request {
     pub source_date_epoch: Option<i64>,
     /// `--snapshotter`; none chooses (overlay where it works).
     pub snapshotter: Option<Snapshotter>,
+    /// `--allow security.insecure`: `RUN --security=insecure` may run privileged.
+    pub allow_insecure: bool,
     /// `-t`: names the result is tagged with in the store.
     pub tags: Vec<Reference>,
     /// `-o`; `--push` is an image output that pushes.
@@ -64,6 +66,7 @@ impl Request {
             limits: Limits::default(),
             source_date_epoch: None,
             snapshotter: None,
+            allow_insecure: false,
             tags: Vec::new(),
             outputs: Vec::new(),
         }

@@ -44,4 +44,6 @@ pub(crate) struct Settings {
     pub(crate) platform: Platform,
     /// `--snapshotter`: overlay or native; none chooses (overlay where it works).
     pub(crate) snapshotter: Option<Snapshotter>,
+    /// `--allow security.insecure`.
+    pub(crate) allow_insecure: bool,
 }

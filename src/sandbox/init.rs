@@ -155,7 +155,7 @@ fn init() -> Result<u8, String> {
     rustix::system::sethostname(spec.hostname.as_bytes())
         .map_err(|e| format!("sethostname: {e}"))?;
     for cap in CapabilitySet::all().iter() {
-        if !KEEP.contains(cap) {
+        if !spec.privileged && !KEEP.contains(cap) {
             // EINVAL: a capability this kernel does not know; nothing to drop.
             match rustix::thread::remove_capability_from_bounding_set(cap) {
                 Ok(()) | Err(rustix::io::Errno::INVAL) => {}

@@ -244,7 +244,13 @@ pub(crate) fn setup(spec: &Spec) -> Result<(), String> {
         )?;
     }
 
-    for path in MASKED {
+    // A privileged step sees the kernel's files as they are.
+    let (masked, readonly): (&[&str], &[&str]) = if spec.privileged {
+        (&[], &[])
+    } else {
+        (&MASKED, &READONLY)
+    };
+    for path in masked {
         let Ok(fd) = root.open(path) else { continue };
         let is_dir = rustix::fs::fstat(&fd)
             .map(|s| {
@@ -258,7 +264,7 @@ pub(crate) fn setup(spec: &Spec) -> Result<(), String> {
             bind(&root, "/dev/null", path, true)?;
         }
     }
-    for path in READONLY {
+    for path in readonly {
         let Ok(fd) = root.open(path) else { continue };
         let source = fd_path(&fd);
         bind(&root, &source, path, true)?;

@@ -52,6 +52,10 @@ pub struct Spec {
     /// Resource limits (cgroups); none by default.
     #[serde(default)]
     pub limits: cgroup::Limits,
+    /// Docker's privileged mode (`RUN --security=insecure`): every capability kept, no
+    /// masked or read-only paths.
+    #[serde(default)]
+    pub privileged: bool,
     /// Set by `spawn`: the parent maps subordinate id ranges into the user namespace
     /// (rootless with /etc/subuid ranges), instead of the helper mapping root alone.
     #[serde(default)]
@@ -76,6 +80,7 @@ impl Spec {
             binds: Vec::new(),
             tmpfs: Vec::new(),
             limits: cgroup::Limits::default(),
+            privileged: false,
             external_idmap: false,
         }
     }

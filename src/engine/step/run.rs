@@ -33,6 +33,8 @@ pub(crate) struct RunStep {
     user: String,
     workdir: String,
     network: Network,
+    /// `--security=insecure`, allowed by the build.
+    privileged: bool,
     mounts: Vec<Mount>,
     /// Per mount: what a bind mount reads (a stage or image, or the context), as the key
     /// knows it; the tree is mounted, or the context copied, only when the step runs.
@@ -68,10 +70,12 @@ pub(crate) fn prepare(
         Some(instruction::Network::None) => Network::None,
         Some(instruction::Network::Host) => Network::Host,
     };
-    if run.security == Some(instruction::Security::Insecure) {
-        return Err(session.err_at(
+    let privileged = run.security == Some(instruction::Security::Insecure);
+    if privileged && !session.settings().allow_insecure {
+        return Err(session.err_hint(
             instruction,
-            "RUN --security=insecure is not supported: rbuild always runs steps sandboxed",
+            "RUN --security=insecure needs the build to allow it",
+            "pass --allow security.insecure to rbuild build (as with docker buildx)",
         ));
     }
     let mut sources = Vec::new();
@@ -91,6 +95,7 @@ pub(crate) fn prepare(
         user: state.image.user(),
         workdir: state.image.workdir(),
         network,
+        privileged,
         mounts: step.mounts.clone(),
         sources,
     })
@@ -160,6 +165,9 @@ impl LayerStep for RunStep {
                 Network::None => "none",
             },
         );
+        if self.privileged {
+            key.str("security", "insecure");
+        }
         key.nested("mounts", |l| {
             for (m, src) in self.mounts.iter().zip(&self.sources) {
                 key_mount(l, m, src.as_ref());
@@ -201,6 +209,7 @@ impl LayerStep for RunStep {
             binds,
             tmpfs: mounts.tmpfs.clone(),
             limits: session.settings().limits,
+            privileged: self.privileged,
             ..Spec::new(root, self.args.clone())
         };
         let log = session.log_path(cx.id);
@@ -324,6 +333,7 @@ mod tests {
             user: "app".into(),
             workdir: "/srv".into(),
             network: Network::Host,
+            privileged: false,
             mounts,
             sources,
         }
