@@ -319,6 +319,29 @@ fn insecure_run_needs_the_entitlement_and_gets_every_capability() {
     assert!(insecure & (1 << 21) != 0, "CAP_SYS_ADMIN: {insecure:x}");
 }
 
+/// `RUN <<EOF` whose body starts with `#!` runs the body as its own executable file,
+/// `/dev/pipes/EOF`, as BuildKit does; nothing of it stays in the image.
+#[test]
+fn a_shebang_heredoc_runs_as_a_script_file() {
+    let Some(ctx) = BusyboxContext::new(
+        "build-shebang",
+        "FROM base\nRUN <<EOF\n#!/bin/sh\necho \"script $0\" > /script-out\nEOF\n",
+    ) else {
+        return;
+    };
+    let out = ctx.home.join("fs");
+    let dest = format!("type=local,dest={}", out.display());
+    ctx.build_ok(&["-o", &dest]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("script-out")).unwrap(),
+        "script /dev/pipes/EOF\n"
+    );
+    assert!(
+        !out.join("dev/pipes").exists(),
+        "the script's mount point is gone"
+    );
+}
+
 /// RUN gets HOME as runc gives it: the user's passwd home, `/` for a user without an
 /// entry, and the image's own HOME when its ENV sets one; the image config never gets it.
 #[test]

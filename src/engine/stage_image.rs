@@ -47,6 +47,10 @@ pub(crate) const DEFAULT_PATH: &str =
 const NON_ENV_ARGS: [&str; 2] = ["BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"];
 
 /// Why a step could not be applied. Messages are BuildKit's where it has one.
+
+/// Where a RUN's `#!` heredoc script is mounted (BuildKit's path).
+pub(crate) const PIPES: &str = "/dev/pipes";
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub(crate) enum StepError {
     #[error(transparent)]
@@ -59,12 +63,6 @@ pub(crate) enum StepError {
     /// Heredocs on an exec-form RUN, or on a RUN that split into several words.
     #[error("parsing produced an invalid run command: [{}]", .args.join(" "))]
     RunCommand { args: Vec<String> },
-    /// `RUN <<EOF` whose body starts with `#!`: BuildKit mounts the body as an executable
-    /// file under `/dev/pipes/` and runs that; the engine cannot mount it yet.
-    #[error(
-        "RUN <<{name}: a heredoc that starts with #! runs as its own script file, which rbuild does not support yet; drop the #! line to run the body with the SHELL, or pipe it to the interpreter (RUN python3 <<{name})"
-    )]
-    ShebangHeredoc { name: String },
     /// `run_args` was handed a step that is not a RUN.
     #[error("not a RUN step: {keyword}")]
     NotRun { keyword: String },
@@ -409,8 +407,8 @@ impl StageImage {
     /// expanded here — the shell expands it) as the shell's command string; any other RUN
     /// with heredocs, such as `RUN python3 <<EOF` or `RUN cat <<A <<B`, hands the shell the
     /// whole line with the bodies and delimiters re-attached, so the shell's own heredoc
-    /// support applies. A lone `<<EOF` whose body starts with `#!` is not supported
-    /// ([`StepError::ShebangHeredoc`]).
+    /// support applies. A lone `<<EOF` whose body starts with `#!` runs as its own
+    /// executable file, `/dev/pipes/EOF` ([`StageImage::run_script`]).
     pub(crate) fn run_args(&self, step: &Step) -> Result<Vec<String>, StepError> {
         match &step.instruction.kind {
             Kind::Run(run) => self.command(&run.cmd),
@@ -418,6 +416,31 @@ impl StageImage {
                 keyword: step.instruction.node.keyword.to_uppercase(),
             }),
         }
+    }
+
+    /// The script file a RUN step runs, when it is a lone `<<NAME` whose body starts with
+    /// `#!`: its name and body. BuildKit writes it 0755 into a read-only mount at
+    /// `/dev/pipes/` and executes `/dev/pipes/NAME` (`dispatchRun`).
+    pub(crate) fn run_script(&self, step: &Step) -> Option<(String, String)> {
+        let Kind::Run(run) = &step.instruction.kind else {
+            return None;
+        };
+        self.shebang(&run.cmd)
+    }
+
+    /// A lone heredoc whose body starts with `#!` (not on Windows): its name and body.
+    fn shebang(&self, cmd: &ShellForm) -> Option<(String, String)> {
+        let first = cmd.files.first()?;
+        if cmd.args.len() != 1 || !cmd.prepend_shell || self.config.os == "windows" {
+            return None;
+        }
+        heredoc::parse_word(&cmd.args[0]).ok().flatten()?;
+        let body = if first.chomp {
+            heredoc::chomp(&first.content)
+        } else {
+            first.content.clone()
+        };
+        body.starts_with("#!").then(|| (first.name.clone(), body))
     }
 
     /// The environment a RUN step sees, `KEY=value` (BuildKit: the LLB state's env, then the
@@ -484,6 +507,9 @@ impl StageImage {
 
     /// BuildKit's RUN argv for a command (`dispatchRun`).
     fn command(&self, cmd: &ShellForm) -> Result<Vec<String>, StepError> {
+        if let Some((name, _)) = self.shebang(cmd) {
+            return Ok(vec![format!("{PIPES}/{name}")]);
+        }
         let mut args = cmd.args.clone();
         if let Some(first) = cmd.files.first() {
             if args.len() != 1 || !cmd.prepend_shell {
@@ -496,11 +522,6 @@ impl StageImage {
                 } else {
                     first.content.clone()
                 };
-                if self.config.os != "windows" && body.starts_with("#!") {
-                    return Err(StepError::ShebangHeredoc {
-                        name: first.name.clone(),
-                    });
-                }
                 args = vec![body];
             } else {
                 let mut script = args.remove(0);

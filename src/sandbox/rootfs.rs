@@ -95,6 +95,30 @@ fn mount(
 /// Bind `source` onto `target` in the root (recursively: in a user namespace a mount with
 /// locked submounts, such as `/sys`, can only be bound whole). Read-only remounts re-open the
 /// target by path, since a descriptor taken before the bind names the covered file.
+/// A mount point directly under `/dev` (`/dev/pipes`): `/dev` is the sandbox's own tmpfs,
+/// which hides what the image has there, so the point is made in the tmpfs.
+fn dev_mount_point(root: &Root, target: &str, dir: bool) -> Result<(), String> {
+    let Some(name) = target.strip_prefix("/dev/") else {
+        return Ok(());
+    };
+    if name.is_empty() || name.contains('/') || root.open(target).is_ok() {
+        return Ok(());
+    }
+    let devdir = root.open_dir("/dev")?;
+    let made = if dir {
+        rustix::fs::mkdirat(&devdir, name, rustix::fs::Mode::from_raw_mode(0o755))
+    } else {
+        rustix::fs::openat(
+            &devdir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )
+        .map(drop)
+    };
+    made.map_err(|e| format!("creating {target}: {e}"))
+}
+
 fn bind(root: &Root, source: &str, target: &str, readonly: bool) -> Result<(), String> {
     let fd = root.open(target)?;
     rustix::mount::mount_bind_recursive(source, fd_path(&fd).as_str())
@@ -230,6 +254,7 @@ pub(crate) fn setup(spec: &Spec) -> Result<(), String> {
 
     for b in &spec.binds {
         let source = b.source.to_str().ok_or("a bind source is not UTF-8")?;
+        dev_mount_point(&root, &b.target, b.source.is_dir())?;
         bind(&root, source, &b.target, b.readonly)?;
     }
     for (target, size) in &spec.tmpfs {

@@ -405,8 +405,6 @@ rejects! {
     stopsignal_zero: "FROM scratch\nSTOPSIGNAL 0\n" => "invalid signal: 0";
     stopsignal_rt_out_of_range: "FROM scratch\nSTOPSIGNAL RTMIN+16\n" => "invalid signal: RTMIN+16";
     volume_empty_after_expansion: "FROM scratch\nARG EMPTY=\nVOLUME $EMPTY\n" => "VOLUME specified can not be an empty string";
-    run_shebang_heredoc: "FROM scratch\nRUN <<EOF\n#!/usr/bin/env python3\nprint(1)\nEOF\n"
-        => "RUN <<EOF: a heredoc that starts with #! runs as its own script file, which rbuild does not support yet; drop the #! line to run the body with the SHELL, or pipe it to the interpreter (RUN python3 <<EOF)";
 }
 
 macro_rules! signals_accepted {
@@ -429,6 +427,9 @@ signals_accepted! {
 }
 
 runs! {
+    // BuildKit runs a lone `#!` heredoc as its own file, mounted under /dev/pipes.
+    run_shebang_heredoc: "FROM scratch\nRUN <<EOF\n#!/usr/bin/env python3\nprint(1)\nEOF\n" => ["/dev/pipes/EOF"];
+    run_shebang_needs_a_lone_heredoc: "FROM scratch\nRUN python3 <<EOF\n#!/x\nEOF\n" => ["/bin/sh", "-c", "python3 <<EOF\n#!/x\nEOF"];
     run_shell_form: "FROM scratch\nRUN echo hi\n" => ["/bin/sh", "-c", "echo hi"];
     run_exec_form: "FROM scratch\nRUN [\"echo\", \"hi\"]\n" => ["echo", "hi"];
     run_uses_shell: "FROM scratch\nSHELL [\"/bin/bash\", \"-eo\", \"pipefail\", \"-c\"]\nRUN a | b\n" => ["/bin/bash", "-eo", "pipefail", "-c", "a | b"];

@@ -18,10 +18,11 @@ use crate::engine::copy;
 use crate::engine::error::BuildError;
 use crate::engine::interrupt;
 use crate::engine::session::Session;
+use crate::engine::stage_image::PIPES;
 use crate::engine::state::State;
 use crate::plan::Step;
 use crate::progress::{Event, Stream};
-use crate::sandbox::{self, Network, Spec};
+use crate::sandbox::{self, Bind, Network, Spec};
 
 /// How many lines of output a failed RUN's error shows (the log has them all).
 const TAIL_LINES: usize = 15;
@@ -35,6 +36,9 @@ pub(crate) struct RunStep {
     network: Network,
     /// `--security=insecure`, allowed by the build.
     privileged: bool,
+    /// A lone `<<NAME` heredoc starting with `#!`: the file NAME, mounted at
+    /// `/dev/pipes/NAME` (which `args` runs), and its body.
+    script: Option<(String, String)>,
     mounts: Vec<Mount>,
     /// Per mount: what a bind mount reads (a stage or image, or the context), as the key
     /// knows it; the tree is mounted, or the context copied, only when the step runs.
@@ -96,6 +100,7 @@ pub(crate) fn prepare(
         workdir: state.image.workdir(),
         network,
         privileged,
+        script: state.image.run_script(step),
         mounts: step.mounts.clone(),
         sources,
     })
@@ -168,6 +173,12 @@ impl LayerStep for RunStep {
         if self.privileged {
             key.str("security", "insecure");
         }
+        if let Some((name, body)) = &self.script {
+            key.nested("script", |s| {
+                s.str("name", name);
+                s.str("body", body);
+            });
+        }
         key.nested("mounts", |l| {
             for (m, src) in self.mounts.iter().zip(&self.sources) {
                 key_mount(l, m, src.as_ref());
@@ -191,6 +202,9 @@ impl LayerStep for RunStep {
             ))?;
         let mounts = Mounts::make(cx, &self.mounts, &self.sources, &self.env)?;
         binds.extend(mounts.binds.iter().cloned());
+        if let Some((name, body)) = &self.script {
+            binds.push(write_script(cx.work_dir, name, body)?);
+        }
         let mut env = self.env.clone();
         env.extend(mounts.env.iter().cloned());
         // runc sets HOME from the user's passwd entry (`/` without one) unless the
@@ -275,6 +289,24 @@ impl LayerStep for RunStep {
     }
 }
 
+/// Write a `#!` heredoc as an executable file (0755) in a directory of the step's own, and
+/// the read-only bind that puts that directory at `/dev/pipes`.
+fn write_script(work_dir: &Path, name: &str, body: &str) -> Result<Bind, BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = work_dir.join("pipes");
+    let io = |what: String| move |source| BuildError::Files { what, source };
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let file = dir.join(name);
+    std::fs::write(&file, body).map_err(io(format!("writing {}", file.display())))?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+        .map_err(io(format!("making {} executable", file.display())))?;
+    Ok(Bind {
+        source: dir,
+        target: PIPES.to_string(),
+        readonly: true,
+    })
+}
+
 /// A RUN's output: every line to the log and the progress, the last ones kept for errors.
 struct Output {
     log: Mutex<std::fs::File>,
@@ -334,6 +366,7 @@ mod tests {
             workdir: "/srv".into(),
             network: Network::Host,
             privileged: false,
+            script: None,
             mounts,
             sources,
         }
