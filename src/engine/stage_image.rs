@@ -46,11 +46,10 @@ pub(crate) const DEFAULT_PATH: &str =
 /// (`convert.go` `nonEnvArgs`); they still count in the history's `|N` prefix.
 const NON_ENV_ARGS: [&str; 2] = ["BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SCAN_STAGE"];
 
-/// Why a step could not be applied. Messages are BuildKit's where it has one.
-
 /// Where a RUN's `#!` heredoc script is mounted (BuildKit's path).
 pub(crate) const PIPES: &str = "/dev/pipes";
 
+/// Why a step could not be applied. Messages are BuildKit's where it has one.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub(crate) enum StepError {
     #[error(transparent)]
