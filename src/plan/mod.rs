@@ -472,10 +472,25 @@ impl Planner<'_> {
             }
         };
         let lower = image.to_lowercase();
-        let base = if let Some(idx) = stages
+        let stage = stages
             .iter()
-            .position(|s| s.name.as_deref() == Some(lower.as_str()))
-        {
+            .position(|s| s.name.as_deref() == Some(lower.as_str()));
+        // Stage names are lower case (`AS Build` names `build`); a reference to one in
+        // another case is taken for an image name, which upper case makes invalid: BuildKit
+        // refuses it, and so does rbuild, naming the stage that was meant.
+        if stage.is_some() && lower != image {
+            return Err(self
+                .err_at(
+                    f.image.span,
+                    format!(
+                        "invalid base image reference \"{image}\": repository name must be lowercase"
+                    ),
+                )
+                .with_hint(format!(
+                    "stage names are lower case: write FROM {lower} to build on that stage"
+                )));
+        }
+        let base = if let Some(idx) = stage {
             Base::Stage(idx)
         } else if lower == "scratch" {
             Base::Scratch

@@ -371,3 +371,16 @@ fn a_child_stage_sees_its_parent_stage_args() {
         vec![("N".into(), "base-dev".into())]
     );
 }
+
+/// A stage referenced in another case is an invalid image name, as BuildKit has it; the
+/// hint names the stage.
+#[test]
+fn a_mixed_case_stage_reference_is_refused() {
+    let err = plan_of("FROM scratch AS bug_stage\nFROM BUG_stage\n", &[]).unwrap_err();
+    assert!(
+        err.message.contains("\"BUG_stage\"") && err.message.contains("lowercase"),
+        "{}",
+        err.message
+    );
+    assert!(plan_of("FROM scratch AS Build\nFROM build\n", &[]).is_ok());
+}
