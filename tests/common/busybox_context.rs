@@ -52,6 +52,17 @@ impl BusyboxContext {
         })
     }
 
+    /// Build with `args` into `<home>/<name>` as files (`-o type=local`); returns that
+    /// directory.
+    pub fn build_files(&self, name: &str, args: &[&str]) -> PathBuf {
+        let out = self.home.join(name);
+        let dest = format!("type=local,dest={}", out.display());
+        let mut all = args.to_vec();
+        all.extend(["-o", dest.as_str()]);
+        self.build_ok(&all);
+        out
+    }
+
     /// Write `text` to `rel` in the context.
     pub fn write(&self, rel: &str, text: &str) {
         let p = self.dir.join(rel);
