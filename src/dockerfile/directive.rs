@@ -84,7 +84,7 @@ impl DirectiveParser {
 /// The `# check=skip=A,B;error=true` directive: which lint rules to skip and whether rule
 /// violations fail the check.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CheckConfig {
+pub(crate) struct CheckConfig {
     /// Rule names to skip; `all` skips every rule.
     pub(crate) skip: Vec<String>,
     pub(crate) skip_all: bool,

@@ -87,10 +87,6 @@ pub(crate) struct Stage {
 
 #[derive(Clone, Debug)]
 pub struct Plan {
-    pub escape: char,
-    pub check: CheckConfig,
-    /// The global scope after meta ARGs (platform ARGs included).
-    pub meta_args: BTreeMap<String, String>,
     pub(crate) stages: Vec<Stage>,
     /// Index of the stage to build.
     pub(crate) target: usize,
@@ -312,9 +308,6 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
     let mut lints = planner.lint.found;
     lints.sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.column)));
     Ok(Plan {
-        escape: df.escape,
-        check,
-        meta_args: planner.global.values,
         stages,
         target,
         proxy_env,
