@@ -19,10 +19,7 @@ fn a_failing_run_says_where_why_and_what_it_printed_and_tags_nothing() {
     ) else {
         return;
     };
-    let args = ["build", "--progress=plain", "-t", "broken:1", "."];
-    let out = ctx.rbuild(&args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+    let stderr = ctx.build_fails(&["-t", "broken:1"]);
     for want in [
         "did not complete successfully: exit code 3",
         "Dockerfile:5",
@@ -232,10 +229,7 @@ fn onbuild_triggers_run_after_from_in_the_child() {
     // A failing trigger is reported at the FROM that brought it.
     std::fs::write(ctx.dir.join("Dockerfile"), "FROM parent:1\n").unwrap();
     std::fs::remove_file(ctx.dir.join("trig.txt")).unwrap();
-    let args = ["build", "--progress=plain", "."];
-    let o = ctx.rbuild(&args);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{}", describe(&args, &o));
+    let stderr = ctx.build_fails(&[]);
     assert!(
         stderr.contains("ONBUILD trigger `COPY trig.txt ./`") && stderr.contains("Dockerfile:1"),
         "{stderr}"

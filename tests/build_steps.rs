@@ -144,10 +144,7 @@ fn ssh_agents_reach_run_through_ssh_flags() {
     );
 
     // Without --ssh, the step fails and says which flag is missing.
-    let args = ["build", "--progress=plain", "--no-cache", "."];
-    let o = ctx.rbuild(&args);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{}", describe(&args, &o));
+    let stderr = ctx.build_fails(&["--no-cache"]);
     assert!(stderr.contains("--ssh default"), "{stderr}");
 }
 
@@ -397,10 +394,7 @@ fn add_downloads_urls_with_checksums_and_clones_git_repositories() {
         format!("{BASE}FROM base\nADD --checksum={other} {repo}#v1 /pinned\n"),
     )
     .unwrap();
-    let args = ["build", "--progress=plain", "."];
-    let o = ctx.rbuild(&args);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{}", describe(&args, &o));
+    let stderr = ctx.build_fails(&[]);
     assert!(
         stderr.contains(&head) && stderr.contains(&other),
         "the error names both commits: {stderr}"
@@ -413,10 +407,7 @@ fn add_downloads_urls_with_checksums_and_clones_git_repositories() {
         format!("{BASE}FROM base\nADD --checksum={wrong} {url} /x\n"),
     )
     .unwrap();
-    let args = ["build", "--progress=plain", "."];
-    let o = ctx.rbuild(&args);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{}", describe(&args, &o));
+    let stderr = ctx.build_fails(&[]);
     assert!(
         stderr.contains(&wrong.to_string()) && stderr.contains(&sum.to_string()),
         "{stderr}"

@@ -52,6 +52,17 @@ impl BusyboxContext {
         })
     }
 
+    /// A build with `args` (before the context) that must fail as a build (exit 1);
+    /// returns its standard error.
+    pub fn build_fails(&self, args: &[&str]) -> String {
+        let mut all = vec!["build", "--progress=plain"];
+        all.extend(args);
+        all.push(".");
+        let out = self.rbuild(&all);
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&all, &out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// Build with `args` into `<home>/<name>` as files (`-o type=local`); returns that
     /// directory.
     pub fn build_files(&self, name: &str, args: &[&str]) -> PathBuf {

@@ -285,10 +285,8 @@ mod tests {
             inputs: Some(blake3::hash(b"inputs")),
             local: None,
         };
-        let mut key = KeyEncoder::new("step", None);
-        step.key(&mut key);
         assert_eq!(
-            key.finish().hex(),
+            key_of(&step).hex(),
             "7e165c604e6fa0f893706c12892c0e81f125eecd6c3f1c978ed06878e00ea9e8"
         );
 
@@ -310,10 +308,8 @@ mod tests {
             inputs: None,
             local: None,
         };
-        let mut key = KeyEncoder::new("step", None);
-        step.key(&mut key);
         assert_eq!(
-            key.finish().hex(),
+            key_of(&step).hex(),
             "c3fe84d57ca8f2be592c334082bb666dcd6c3834a6dc066b1e3eaef2adb8764a"
         );
     }
