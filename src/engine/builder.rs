@@ -247,8 +247,7 @@ impl Planned {
         })?;
         let session = Session::new(&plan, &builder.source, settings, &store, progress, bases)?;
         let mut done = schedule(&session)?;
-        // Saving the context hashes is an optimisation for the next build.
-        let _ = session.hashes().save();
+        session.save_hashes();
         let state = done
             .remove(&plan.target)
             .expect("the target stage was built");

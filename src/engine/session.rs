@@ -37,7 +37,9 @@ pub(crate) struct Session<'a> {
     snapshots: Snapshots,
     trees: Trees,
     cache: BuildCache,
-    hashes: Mutex<HashCache>,
+    /// The context's content hashes, loaded the first time a step hashes files (resolving
+    /// base images never does).
+    hashes: OnceLock<Mutex<HashCache>>,
     ignore: Option<Matcher>,
     /// registries.conf, read the first time a base image has to be pulled.
     conf: OnceLock<RegistriesConf>,
@@ -85,10 +87,7 @@ impl<'a> Session<'a> {
             snapshots: Snapshots::new(root),
             trees: Trees::new(root),
             cache: BuildCache::new(root),
-            hashes: Mutex::new(
-                HashCache::load(&root.join("cache").join("context-hashes"))
-                    .unwrap_or_else(|_| HashCache::in_memory()),
-            ),
+            hashes: OnceLock::new(),
             ignore,
             conf: OnceLock::new(),
             next_id: AtomicUsize::new(bases.next_id.max(1)),
@@ -133,7 +132,25 @@ impl<'a> Session<'a> {
         self.ignore.as_ref()
     }
     pub(crate) fn hashes(&self) -> std::sync::MutexGuard<'_, HashCache> {
-        self.hashes.lock().expect("hash cache")
+        self.hashes
+            .get_or_init(|| {
+                let path = self
+                    .settings
+                    .state_root
+                    .join("cache")
+                    .join("context-hashes");
+                Mutex::new(HashCache::load(&path).unwrap_or_else(|_| HashCache::in_memory()))
+            })
+            .lock()
+            .expect("hash cache")
+    }
+
+    /// Keep the context hashes for the next build, if this one loaded them.
+    pub(crate) fn save_hashes(&self) {
+        if let Some(hashes) = self.hashes.get() {
+            // An optimisation for the next build: a failure to save costs nothing else.
+            let _ = hashes.lock().expect("hash cache").save();
+        }
     }
     /// Where a step's whole output is kept.
     pub(crate) fn log_path(&self, id: usize) -> PathBuf {
