@@ -13,6 +13,7 @@ use crate::engine::fs::StepFs;
 use crate::engine::session::Session;
 use crate::engine::state::State;
 use crate::layer::LayerOptions;
+use crate::oci::platform::Platform;
 use crate::plan::Step;
 use crate::snapshot::workdir::WorkDir;
 
@@ -35,8 +36,8 @@ fn prepare(
 /// What every layer step's key starts with: the platform, and how the layer is written (a
 /// layer cached as gzip must not answer a zstd build, nor one without SOURCE_DATE_EPOCH a
 /// reproducible one). Compression threads do not change the bytes and stay out.
-fn key_header(key: &mut KeyEncoder, state: &State, layer: &LayerOptions) {
-    key.str("platform", &state.platform.to_string());
+fn key_header(key: &mut KeyEncoder, platform: &Platform, layer: &LayerOptions) {
+    key.str("platform", &platform.to_string());
     key.nested("layer", |l| {
         l.str("compression", &layer.compression.to_string());
         l.opt_i64("level", layer.level.map(i64::from));
@@ -56,7 +57,7 @@ pub(crate) fn run_layer_step(
 ) -> Result<bool, BuildError> {
     let work = prepare(session, kind, step, state, done)?;
     let mut key = KeyEncoder::new("step", Some(&state.key));
-    key_header(&mut key, state, &session.settings().layer);
+    key_header(&mut key, &state.platform, &session.settings().layer);
     work.key(&mut key);
     let key = key.finish();
     if !session.settings().no_cache
@@ -110,4 +111,45 @@ fn reuse(
     state.clock = record.created.clone().or_else(|| session.created());
     commit::add_layer(session, state, created_by, record.layer.as_ref(), None)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::media_type::Compression;
+
+    /// The header every layer step's key starts with, pinned: platform, compression, level
+    /// and SOURCE_DATE_EPOCH are in it, compression threads are not.
+    #[test]
+    fn key_header_is_pinned() {
+        let key = |layer: &LayerOptions| {
+            let mut k = KeyEncoder::new("step", None);
+            key_header(&mut k, &Platform::parse("linux/amd64").unwrap(), layer);
+            k.finish()
+        };
+        let gzip = LayerOptions {
+            compression: Compression::Gzip,
+            level: None,
+            threads: 2,
+            source_date_epoch: Some(1_700_000_000),
+        };
+        assert_eq!(
+            key(&gzip).hex(),
+            "630ce8676d0412621634fd3359fc3a7f19c29c83dbd0169eb00d13037a5a8580"
+        );
+        assert_eq!(
+            key(&LayerOptions {
+                threads: 1,
+                ..gzip.clone()
+            }),
+            key(&gzip)
+        );
+        assert_ne!(
+            key(&LayerOptions {
+                compression: Compression::Zstd,
+                ..gzip.clone()
+            }),
+            key(&gzip)
+        );
+    }
 }
