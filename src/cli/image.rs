@@ -8,7 +8,6 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use rbuild::diag::chain;
-use rbuild::oci::digest::Digest;
 use rbuild::oci::manifest::descriptor_digest;
 use rbuild::oci::platform::Platform;
 use rbuild::progress::human_size;
@@ -100,10 +99,6 @@ pub(crate) fn inspect_cmd(root: &Path, args: InspectArgs) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-fn short(d: &Digest) -> &str {
-    &d.hex()[..12]
-}
-
 /// One indicatif bar per blob being downloaded, on a terminal.
 #[derive(Default)]
 struct Bars {
@@ -125,7 +120,7 @@ impl Bars {
                     .expect("progress template")
                     .progress_chars("=> "),
                 );
-                bar.set_prefix(short(digest).to_string());
+                bar.set_prefix(digest.short().to_string());
                 bars.insert(digest.to_string(), bar);
                 true
             }
@@ -141,7 +136,7 @@ impl Bars {
                 }
                 let _ = self.multi.println(format!(
                     "  {}: downloaded ({})",
-                    short(digest),
+                    digest.short(),
                     human_size(*size)
                 ));
                 true
@@ -179,11 +174,11 @@ pub fn pull_cmd(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
             Event::Manifest { .. } => {}
             Event::Cached { digest, size } => eprintln!(
                 "  {}: already present ({})",
-                short(&digest),
+                digest.short(),
                 human_size(size)
             ),
             Event::Downloaded { digest, size } => {
-                eprintln!("  {}: downloaded ({})", short(&digest), human_size(size))
+                eprintln!("  {}: downloaded ({})", digest.short(), human_size(size))
             }
             Event::Tagged { digest, .. } => eprintln!("Digest: {digest}"),
             Event::Started { .. } | Event::Progress { .. } => {}
@@ -227,7 +222,7 @@ pub(crate) fn images_cmd(root: &Path, _args: ImagesArgs) -> anyhow::Result<ExitC
         let row = match store.image_at(&desc, &host) {
             Ok(img) => {
                 let id = descriptor_digest(img.manifest.config())
-                    .map(|d| short(&d).to_string())
+                    .map(|d| d.short().to_string())
                     .unwrap_or_default();
                 let size: u64 = img.manifest.layers().iter().map(|l| l.size()).sum();
                 let created = img

@@ -153,7 +153,7 @@ pub(crate) fn resolve_image(
                         let total = sizes.lock().expect("sizes").get(&digest).copied();
                         progress.event(Event::Bytes {
                             id,
-                            what: digest.hex()[..12].to_string(),
+                            what: digest.short().to_string(),
                             current: written,
                             total: total.unwrap_or(written),
                         });

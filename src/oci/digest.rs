@@ -155,6 +155,12 @@ impl Digest {
         self.encoded()
     }
 
+    /// The first 12 hex digits, as Docker shows digests and image IDs to people.
+    pub fn short(&self) -> &str {
+        let hex = self.hex();
+        &hex[..hex.len().min(12)]
+    }
+
     /// The whole `algorithm:encoded` string.
     pub fn as_str(&self) -> &str {
         &self.repr

@@ -70,7 +70,7 @@ pub fn push_by_name(
                 };
                 say(format!(
                     "  {}: {what} ({})",
-                    &digest.hex()[..12],
+                    digest.short(),
                     human_size(size)
                 ));
             }
