@@ -2,7 +2,7 @@
 //! split the way BuildKit's line parsers split them, heredoc bodies, and source spans.
 //!
 //! Arguments are still raw text here (quotes kept where BuildKit keeps them); typing and
-//! word expansion happen later. [`Node::dump`] renders BuildKit's S-expression dump
+//! word expansion happen later. `Node::dump` renders BuildKit's S-expression dump
 //! (`(copy ["--from=a"] "x" "/y")`), which the conformance tests compare byte for byte.
 
 use crate::diag::Span;

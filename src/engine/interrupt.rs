@@ -3,7 +3,7 @@
 //! once; the engine then stops with [`super::BuildError::Interrupted`], and the normal
 //! unwinding unmounts the step's overlay and removes its work directory. A build killed
 //! outright (SIGKILL) leaves its mounts to the next run's cleanup
-//! ([`crate::snapshot::workdir::cleanup_stale`]).
+//! (`crate::snapshot::workdir::cleanup_stale`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};

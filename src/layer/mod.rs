@@ -1,5 +1,5 @@
-//! Turning a list of changes into an OCI layer blob in one streaming pass: tar ([`tar`]) →
-//! sha256 (the diff ID) → compression ([`compress`]) → sha256 (the blob digest) → the
+//! Turning a list of changes into an OCI layer blob in one streaming pass: tar (`tar`) →
+//! sha256 (the diff ID) → compression (`compress`) → sha256 (the blob digest) → the
 //! caller's writer (the store's `BlobWriter`). This module wires the stages together; it
 //! never buffers the layer, never writes it twice and never decides where it is stored.
 

@@ -149,7 +149,7 @@ impl Digest {
         &self.repr[self.algorithm.name().len() + 1..]
     }
 
-    /// The hex digits of the hash: the same as [`Digest::encoded`] for every registered
+    /// The hex digits of the hash: the same as `Digest::encoded` for every registered
     /// algorithm, named for callers that build paths such as `blobs/sha256/<hex>`.
     pub fn hex(&self) -> &str {
         self.encoded()
@@ -258,8 +258,8 @@ enum Hasher {
     Sha512(sha2::Sha512),
 }
 
-/// Incremental hashing that also counts bytes. Feed it with [`Digester::update`] or as an
-/// `io::Write` (e.g. `io::copy(&mut reader, &mut digester)`), then [`Digester::finish`].
+/// Incremental hashing that also counts bytes. Feed it with `Digester::update` or as an
+/// `io::Write` (e.g. `io::copy(&mut reader, &mut digester)`), then `Digester::finish`.
 #[derive(Clone)]
 pub struct Digester {
     hasher: Hasher,

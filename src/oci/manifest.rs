@@ -8,11 +8,11 @@
 //! - its descriptor `Platform` names the fields `os_version`/`os_features` on the wire
 //!   instead of `os.version`/`os.features` (youki-dev/oci-spec-rs#163, unmerged): parsing
 //!   re-reads each index entry's platform with our own [`Platform`] and patches the value,
-//!   and [`to_canonical_oci`] renames the keys back before anything is written;
-//! - its `Arch::from("armbe")` yields `arm64be`: [`oci_platform`] maps it itself.
+//!   and `to_canonical_oci` renames the keys back before anything is written;
+//! - its `Arch::from("armbe")` yields `arm64be`: `oci_platform` maps it itself.
 //!
 //! Never hash `oci-spec`'s own serialisation (its annotations are `HashMap`s): write through
-//! [`to_canonical_oci`]. Callers keep pulled manifests as the raw bytes they were served
+//! `to_canonical_oci`. Callers keep pulled manifests as the raw bytes they were served
 //! and hash those; the values parsed here are for reading, not for re-serialising.
 //! This file does no I/O.
 

@@ -28,7 +28,7 @@ mod matcher;
 /// fields are omitted, like Go's `omitempty`.
 ///
 /// Values built by [`Platform::parse`] and [`Platform::host`] are always normalised (see
-/// [`Platform::normalize`]); values deserialised from JSON are kept as written (they are
+/// `Platform::normalize`); values deserialised from JSON are kept as written (they are
 /// somebody else's bytes), and every comparison normalises both sides first.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Platform {

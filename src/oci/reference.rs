@@ -34,7 +34,7 @@ pub(crate) const MAX_TAG_LEN: usize = 128;
 
 /// A normalised image reference: always a registry and a repository, optionally a tag and a
 /// digest. Fields are private so that a `Reference` is always valid; `Display` gives the full
-/// form (`docker.io/library/busybox:latest`), [`Reference::familiar`] the short one.
+/// form (`docker.io/library/busybox:latest`), `Reference::familiar` the short one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Reference {
     registry: String,

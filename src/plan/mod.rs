@@ -29,7 +29,7 @@ pub struct Options {
     pub target_platform: Platform,
     /// The ENV of base images, by the name as FROM gives it (expanded): a stage on such an
     /// image expands words with the image's variables, as BuildKit does. A stage whose image
-    /// is not here leaves variables it cannot know unexpanded ([`Stage::env_known`]).
+    /// is not here leaves variables it cannot know unexpanded (`Stage::env_known`).
     pub base_env: BTreeMap<String, Vec<(String, String)>>,
     /// The ONBUILD triggers of base images, by name as FROM gives it: they become the
     /// stage's first steps, as BuildKit runs them.

@@ -2,8 +2,8 @@
 //! `buildah login` and `skopeo login` left behind, found the way those tools find them, and
 //! (for `rbuild login`/`logout`) stored and erased the way `docker login` does.
 //!
-//! Owns: [`CredentialSources`] (which files, which `PATH` for helpers — injectable),
-//! [`CredentialStore`] (`lookup`, `store`, `erase`) and [`Credential`]. Must not talk to a
+//! Owns: `CredentialSources` (which files, which `PATH` for helpers — injectable),
+//! `CredentialStore` (`lookup`, `store`, `erase`) and `Credential`. Must not talk to a
 //! registry (turning a credential into a token is the HTTP client's job) and must never put
 //! a secret into a `Debug`, `Display` or error string. Which files is `credentials/sources.rs`,
 //! key spellings are `credentials/key.rs`, reading one file is `credentials/auth_file.rs`,
@@ -130,7 +130,7 @@ pub enum StoredIn {
     Helper(String),
 }
 
-/// Looks credentials up in, and stores them into, the files of a [`CredentialSources`].
+/// Looks credentials up in, and stores them into, the files of a `CredentialSources`.
 #[derive(Clone, Debug)]
 pub struct CredentialStore {
     sources: CredentialSources,

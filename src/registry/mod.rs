@@ -1,12 +1,12 @@
-//! Registries: where an image reference is really pulled from or pushed to ([`config`],
+//! Registries: where an image reference is really pulled from or pushed to (`config`,
 //! containers-registries.conf(5)), which credentials the user already has for it
 //! ([`credentials`], Docker's `config.json` and containers-auth.json(5)), authentication
-//! ([`auth`]), the OCI distribution v1.1 HTTP client ([`client`]) and pulling into the
+//! (`auth`), the OCI distribution v1.1 HTTP client ([`client`]) and pulling into the
 //! store ([`pull`]).
 //!
 //! `config` and `credentials` never open a network connection; the client calls them, never
 //! the reverse. The one mapping from a registry name to the host that serves its API (Docker
-//! Hub's `docker.io` → `registry-1.docker.io`) is [`registries_conf::api_host`].
+//! Hub's `docker.io` → `registry-1.docker.io`) is `registries_conf::api_host`.
 
 pub(crate) mod auth;
 pub mod client;

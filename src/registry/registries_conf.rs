@@ -1,11 +1,11 @@
 //! Registry configuration compatible with podman and buildah: containers-registries.conf(5)
 //! version 2 (and the deprecated version 1, converted), with the drop-in directories of
 //! containers-registries.conf.d(5). Answers three questions for the HTTP client:
-//! [`RegistriesConf::resolve`] (where to pull a reference from, mirrors first),
+//! `RegistriesConf::resolve` (where to pull a reference from, mirrors first),
 //! [`RegistriesConf::push_endpoint`] (where to push it) and
-//! [`RegistriesConf::expand_short_name`] (what `busybox` may mean).
+//! `RegistriesConf::expand_short_name` (what `busybox` may mean).
 //!
-//! Owns: the model of the merged configuration and those three answers, plus [`api_host`],
+//! Owns: the model of the merged configuration and those three answers, plus `api_host`,
 //! the single place that knows Docker Hub's API is served by `registry-1.docker.io`. Must not
 //! open connections, prompt, or write files. Which files are read is `config/sources.rs`;
 //! the TOML schema and per-file checks are `config/file.rs`; prefix matching is
@@ -95,7 +95,7 @@ impl Endpoint {
         self.reference.registry()
     }
 
-    /// Where to send HTTP requests: [`api_host`] of [`Endpoint::host`].
+    /// Where to send HTTP requests: `api_host` of `Endpoint::host`.
     pub fn api_host(&self) -> &str {
         api_host(self.host())
     }
@@ -212,7 +212,7 @@ pub struct RewriteError {
 }
 
 /// The merged registries configuration. Build it with [`RegistriesConf::load_default`],
-/// [`RegistriesConf::load`] or (one file) [`RegistriesConf::parse`].
+/// `RegistriesConf::load` or (one file) `RegistriesConf::parse`.
 #[derive(Clone, Debug, Default)]
 pub struct RegistriesConf {
     /// Whether short names follow Docker (`docker.io` only) or the files' aliases and
@@ -287,7 +287,7 @@ struct Mirror {
 
 impl RegistriesConf {
     /// The configuration podman would use in this process's environment
-    /// ([`ConfigSources::from_env`]).
+    /// (`ConfigSources::from_env`).
     /// The user's registries configuration, with short names resolved as Docker resolves
     /// them unless `RBUILD_SHORT_NAMES=registries.conf` asks for the files' aliases and
     /// search registries (docs/registry.md, "Short names").

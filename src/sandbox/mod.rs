@@ -11,7 +11,7 @@
 //! How: rbuild re-executes itself as a single-threaded helper (no Rust code runs after a
 //! fork of the multi-threaded parent). The helper unshares the namespaces and spawns PID 1
 //! of the new pid namespace, which builds the container's view of the filesystem
-//! ([`rootfs`]), switches to the step's user and execs the command — as PID 1, as Docker's
+//! (`rootfs`), switches to the step's user and execs the command — as PID 1, as Docker's
 //! RUN does. Both helper processes die with their parent (`PR_SET_PDEATHSIG`), so killing
 //! the helper kills the whole pid namespace.
 
@@ -105,7 +105,7 @@ pub(crate) fn spawn(spec: &Spec, stdout: Stdio, stderr: Stdio) -> Result<Running
     spawn_with(&exe, spec, stdout, stderr)
 }
 
-/// [`spawn`] with an explicit `rbuild` executable as the helper (for callers that are not
+/// `spawn` with an explicit `rbuild` executable as the helper (for callers that are not
 /// rbuild itself, such as tests).
 pub fn spawn_with(
     exe: &Path,

@@ -63,7 +63,7 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// `args` run in `rootfs` as root (0:0, groups [0]) in `/`, with `PATH=/bin`, hostname
+    /// `args` run in `rootfs` as root (0:0, groups `0`) in `/`, with `PATH=/bin`, hostname
     /// `rbuild`, no network, no mounts and no limits; callers change what they need with
     /// struct update syntax (`Spec { network, ..Spec::new(root, args) }`).
     pub fn new(rootfs: impl Into<PathBuf>, args: Vec<String>) -> Spec {

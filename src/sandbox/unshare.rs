@@ -182,7 +182,7 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
 }
 
 /// The inner half, called first thing in `main` with the process's arguments: when they
-/// start with [`USERNS_ARG`], enter the user and mount namespaces and return the command
+/// start with `USERNS_ARG`, enter the user and mount namespaces and return the command
 /// line without the marker; any other command line comes back unchanged.
 pub fn enter(args: Vec<OsString>) -> Result<Vec<OsString>, UnshareError> {
     if args.get(1).is_none_or(|a| a != USERNS_ARG) {

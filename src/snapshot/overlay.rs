@@ -22,7 +22,7 @@
 //!   which would otherwise flush every dirty page of the state root's filesystem after each
 //!   step (0.14 s after unpacking a 150 MB base image here, and whatever else is being
 //!   written on the machine). A step's upper directory becomes a snapshot, a cache that
-//!   [`super::journal`] drops if the machine goes down before it reached the disk.
+//!   `super::journal` drops if the machine goes down before it reached the disk.
 //! - `userxattr` unless we are root of the initial user namespace: the `user.overlay.*`
 //!   namespace instead of `trusted.*`, required when mounting from inside a user namespace
 //!   (section "Permission model", "userxattr") — a rootless build's own namespace

@@ -29,7 +29,7 @@ pub const TMP_DIR: &str = "tmp";
 const BLOB_MODE: u32 = 0o444;
 /// The copy buffer: the most of a blob that is ever in memory at once.
 const COPY_BUFFER: usize = 128 * 1024;
-/// The largest manifest, index or config [`BlobStore::read_small`] reads into memory.
+/// The largest manifest, index or config `BlobStore::read_small` reads into memory.
 /// Registries refuse manifests over 4 MiB (distribution `maxManifestBodySize`); configs with
 /// long histories are bigger than manifests but nowhere near this.
 pub const MAX_SMALL_BLOB: u64 = 16 * 1024 * 1024;
@@ -317,7 +317,7 @@ pub(crate) fn read_verified(
     Ok(bytes)
 }
 
-/// A blob being written by its producer. Implements `io::Write`; [`BlobWriter::commit`]
+/// A blob being written by its producer. Implements `io::Write`; `BlobWriter::commit`
 /// publishes it, dropping it discards it (the temporary file is removed).
 #[derive(Debug)]
 pub struct BlobWriter {

@@ -26,7 +26,7 @@ pub struct Store {
 impl Store {
     /// Open the store at `root`, creating the layout on first use (directories mode 0700,
     /// `oci-layout`, an empty `index.json`, the lock file) and removing temporary files
-    /// that a crashed process left more than [`STALE_AFTER`] ago. Takes no lock. A corrupt
+    /// that a crashed process left more than `STALE_AFTER` ago. Takes no lock. A corrupt
     /// `index.json` does not stop the store from opening: blob operations still work, and
     /// tag operations report it.
     pub fn open(root: impl AsRef<Path>) -> Result<Store, StoreError> {
@@ -101,7 +101,7 @@ impl Store {
         Ok(descriptor(media_type, &stored.digest, stored.size))
     }
 
-    /// Tag `descriptor` as `reference` (see [`Tags::tag`]); its blob must be in the store.
+    /// Tag `descriptor` as `reference` (see `Tags::tag`); its blob must be in the store.
     /// Returns the descriptor the tag named before, if any.
     pub fn tag(
         &self,
@@ -118,12 +118,12 @@ impl Store {
         self.index.tag(reference, descriptor)
     }
 
-    /// Remove a tag (see [`Tags::untag`]); its blobs stay until a prune.
+    /// Remove a tag (see `Tags::untag`); its blobs stay until a prune.
     pub fn untag(&self, reference: &Reference) -> Result<Option<Descriptor>, StoreError> {
         self.index.untag(reference)
     }
 
-    /// The descriptor tagged `reference` (see [`Tags::resolve`]).
+    /// The descriptor tagged `reference` (see `Tags::resolve`).
     pub fn resolve(&self, reference: &Reference) -> Result<Option<Descriptor>, StoreError> {
         self.index.resolve(reference)
     }

@@ -11,7 +11,7 @@
 //! put a caret under it.
 //!
 //! Layout: this file is the API and the scanner (quotes, escapes, names, `${...}` forms);
-//! `glob` compiles the patterns of `#`, `%` and `/`; `error` is [`ShellError`].
+//! `glob` compiles the patterns of `#`, `%` and `/`; `error` is `ShellError`.
 
 mod chars;
 mod error;
@@ -23,7 +23,7 @@ use chars::{is_go_digit, is_name_char};
 pub(crate) use error::{MAX_DEPTH, ShellError};
 
 /// Where variable values come from. Implemented for maps, for `(name, value)` lists (where
-/// the last duplicate wins, like `docker run -e`), and for [`EmptyEnv`].
+/// the last duplicate wins, like `docker run -e`), and for `EmptyEnv`.
 pub trait Env {
     /// The value of `name`, or `None` when it is unset. Set-but-empty is `Some("")`, which
     /// is what makes `${V-w}` differ from `${V:-w}`.

@@ -1,5 +1,5 @@
-//! The build cache: what a step produced ([`record`]), found again by a key that names
-//! everything the result depends on ([`key`]). Records live under
+//! The build cache: what a step produced (`record`), found again by a key that names
+//! everything the result depends on (`key`). Records live under
 //! `<state root>/cache/steps/<key hex>.json`; `rbuild prune` removes them.
 
 pub(crate) mod key;

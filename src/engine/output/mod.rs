@@ -1,4 +1,4 @@
-//! `-o` outputs: what a `--output` flag asks for ([`spec`]) and writing a built image
+//! `-o` outputs: what a `--output` flag asks for (`spec`) and writing a built image
 //! there ([`write`]).
 
 pub(crate) mod spec;

@@ -9,7 +9,7 @@ use super::Platform;
 
 impl Platform {
     /// Whether a host of platform `self` can run an image built for `candidate`, using
-    /// containerd's default rule (`platforms.Only`): see [`Platform::preference_order`].
+    /// containerd's default rule (`platforms.Only`): see `Platform::preference_order`.
     pub fn matches(&self, candidate: &Platform) -> bool {
         self.preference_order()
             .iter()
