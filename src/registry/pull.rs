@@ -100,8 +100,6 @@ pub enum PullError {
 pub struct Pulled {
     /// What the tag now names: the index when the registry served one, else the manifest.
     pub tagged: Descriptor,
-    /// The platform's image manifest.
-    pub manifest: Descriptor,
     pub source: Source,
 }
 
@@ -227,8 +225,8 @@ fn pull_from(
         .put_manifest(&top.bytes, &parsed.media_type())
         .map_err(st)?;
 
-    let (manifest_desc, image) = match parsed {
-        Manifest::Image(m) => (tagged.clone(), m),
+    let image = match parsed {
+        Manifest::Image(m) => m,
         Manifest::Index(index) => {
             let entry = select_manifest(&index, platform).ok_or_else(|| {
                 let offered: Vec<String> = index
@@ -259,8 +257,8 @@ fn pull_from(
                     body: "index".into(),
                 }));
             };
-            let desc = store.put_manifest(&fetched.bytes, &media).map_err(st)?;
-            (desc, m)
+            store.put_manifest(&fetched.bytes, &media).map_err(st)?;
+            m
         }
     };
 
@@ -299,7 +297,6 @@ fn pull_from(
     });
     Ok(Pulled {
         tagged,
-        manifest: manifest_desc,
         source: source.clone(),
     })
 }
