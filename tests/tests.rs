@@ -24,6 +24,7 @@ mod conformance_dockerignore;
 mod conformance_parser;
 mod conformance_shell;
 mod engine_library;
+mod fidelity;
 mod layer_apply;
 mod layer_write;
 mod oci_peers;

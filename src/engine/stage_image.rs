@@ -116,7 +116,8 @@ impl StageImage {
     /// As BuildKit does, which decodes the config into its own Go type: `created` goes, keys
     /// the OCI and Docker image specs do not define (`container_config`, `docker_version`,
     /// vendor keys) go, and the ONBUILD triggers move out of the config into
-    /// [`StageImage::take_onbuild`]. `PATH` is added when the image sets none.
+    /// [`StageImage::take_onbuild`]. `PATH` is added when the image sets none. A relative
+    /// WorkingDir becomes absolute, from `/`.
     pub(crate) fn from_base(base: ImageConfig) -> StageImage {
         let mut config = base;
         config.created = None;
@@ -129,6 +130,10 @@ impl StageImage {
             cc.extra.clear();
             if let Some(hc) = &mut cc.healthcheck {
                 hc.extra.clear();
+            }
+            // A relative WorkingDir is taken from `/`, as BuildKit takes it.
+            if !cc.working_dir.is_empty() && !cc.working_dir.starts_with('/') {
+                cc.working_dir = clean(&format!("/{}", cc.working_dir));
             }
         }
         StageImage::start(config, Vec::new(), Vec::new())

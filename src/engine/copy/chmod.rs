@@ -6,9 +6,11 @@
 //! Owns: parsing the flag value into a [`Chmod`] and computing the mode it gives an entry.
 //! Must not touch the filesystem. The process umask plays no part: symbolic clauses without
 //! `u`, `g`, `o` or `a` act on every class, as with the cleared umask `buildkitd` runs with
-//! (moby/buildkit#6801 is about the daemon that does not clear it). One quirk of the port is
-//! kept on purpose: `X` acts only after `+`, so `a=rX` means `a=r` (BSD `chmod(1)` would also
-//! honour it after `=`); `a=r,a+X` is the spelling that works in both.
+//! (moby/buildkit#6801 is about the daemon that does not clear it). `X` ("execute, if a
+//! directory or already executable by someone") acts after every operator, as in BSD
+//! `setmode(3)` and GNU `chmod(1)`: `u=rwX,go=rX` gives directories and executables 0755 and
+//! other files 0644, the result `docker build` users get; after `-` it clears those bits under
+//! the same condition. (The Go port drops `X` after `=` and `-`; docs/build.md records this.)
 
 /// A parsed `--chmod` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,8 +54,10 @@ const STANDARD: u32 = SET_UID | SET_GID | USER | GROUP | OTHER;
 enum Command {
     Set(u32),
     Clear(u32),
-    /// `+X`: set these bits if the original mode has an execute bit or is a directory.
+    /// `+X` or `=X`: set these bits if the original mode has an execute bit or is a directory.
     SetIfExecutable(u32),
+    /// `-X`: clear these bits under the same condition.
+    ClearIfExecutable(u32),
     /// `u`, `g` or `o` on the right of an operator: copy that class's current bits.
     Copy {
         from: Class,
@@ -126,6 +130,11 @@ impl Chmod {
                         mode |= bits;
                     }
                 }
+                Command::ClearIfExecutable(bits) => {
+                    if original & 0o111 != 0 || is_dir {
+                        mode &= !bits;
+                    }
+                }
                 Command::Copy {
                     from,
                     into,
@@ -195,8 +204,7 @@ fn parse_symbolic(text: &str) -> Option<Vec<Command>> {
                     Some(b'r') => perm |= 0o444,
                     Some(b'w') => perm |= 0o222,
                     Some(b'x') => perm |= 0o111,
-                    Some(b'X') if op == b'+' => perm_x = 0o111,
-                    Some(b'X') => {}
+                    Some(b'X') => perm_x = 0o111,
                     // Set-id and sticky bits mean nothing for "other" alone.
                     Some(b's') if who == 0 || who & !OTHER != 0 => perm |= SET_UID | SET_GID,
                     Some(b't') if who == 0 || who & !OTHER != 0 => {
@@ -213,7 +221,7 @@ fn parse_symbolic(text: &str) -> Option<Vec<Command>> {
                             equal_done = true;
                         }
                         if perm_x != 0 {
-                            commands.push(Command::SetIfExecutable(target(who, perm_x)));
+                            commands.push(conditional_x(op, target(who, perm_x)));
                             perm_x = 0;
                         }
                         let from = match c {
@@ -240,7 +248,7 @@ fn parse_symbolic(text: &str) -> Option<Vec<Command>> {
                             push_op(&mut commands, op, who, target(who, perm));
                         }
                         if perm_x != 0 {
-                            commands.push(Command::SetIfExecutable(target(who, perm_x)));
+                            commands.push(conditional_x(op, target(who, perm_x)));
                         }
                         break;
                     }
@@ -258,6 +266,15 @@ fn parse_symbolic(text: &str) -> Option<Vec<Command>> {
         }
         // `setmode` reads the next clause's first byte unconditionally: "u+x," is an error.
         bytes.get(i)?;
+    }
+}
+
+/// The command for `X` after `op`: a conditional set, or a conditional clear after `-`.
+fn conditional_x(op: u8, bits: u32) -> Command {
+    if op == b'-' {
+        Command::ClearIfExecutable(bits)
+    } else {
+        Command::SetIfExecutable(bits)
     }
 }
 
@@ -304,8 +321,11 @@ mod tests {
         modes! {
             "u+x" => [(0o644, false) => 0o744];
             "u+x,g-w" => [(0o664, false) => 0o744];
-            // The port honours `X` only after `+`: `a=rX` is `a=r`, even on directories.
-            "a=rX" => [(0o700, false) => 0o444, (0o700, true) => 0o444];
+            // `X` after `=`: directories and executables get x, other files do not.
+            "a=rX" => [(0o700, false) => 0o555, (0o600, true) => 0o555, (0o600, false) => 0o444];
+            "u=rwX,go=rX" => [(0o700, true) => 0o755, (0o600, false) => 0o644, (0o711, false) => 0o755];
+            // `X` after `-`: clears x from directories and executables only.
+            "go-X" => [(0o755, true) => 0o744, (0o751, false) => 0o740, (0o644, false) => 0o644];
             "a=r,a+X" => [(0o700, false) => 0o555, (0o600, true) => 0o555, (0o600, false) => 0o444];
             "+X" => [(0o644, false) => 0o644, (0o744, false) => 0o755, (0o700, true) => 0o711];
             "go=" => [(0o777, false) => 0o700];
@@ -316,7 +336,7 @@ mod tests {
             "u+s,+t" => [(0o755, true) => 0o5755];
             "g=u" => [(0o640, false) => 0o660];
             "-x" => [(0o755, false) => 0o644];
-            "u-X" => [(0o755, false) => 0o755];
+            "u-X" => [(0o755, false) => 0o655];
             "a+rw-x" => [(0o711, false) => 0o666];
         }
     }

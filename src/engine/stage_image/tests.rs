@@ -491,3 +491,14 @@ fn image_env_and_run_env_differ_in_order() {
     );
     assert_eq!(image.run_env(&BTreeMap::new()), vec![PATH, "B=2", "A=3"]);
 }
+
+#[test]
+fn relative_base_workdir_is_taken_from_the_root() {
+    for (written, want) in [("app", "/app"), ("./a/../b/", "/b"), ("/srv", "/srv")] {
+        let mut base = base_config();
+        base.config.as_mut().unwrap().working_dir = written.into();
+        let image = StageImage::from_base(base);
+        assert_eq!(image.workdir(), want, "{written:?}");
+        assert_eq!(container_json(&image)["WorkingDir"], json!(want));
+    }
+}
