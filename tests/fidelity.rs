@@ -152,9 +152,10 @@ fn check_case(case: &Case, home: &Path, conf: &Path, base: &Base) -> Result<(), 
         .expect("run rbuild");
     let refused = expect::is_refused(&expected);
     let result = match (refused, out.status.success()) {
-        (true, false) if out.status.code() == Some(1) => Ok(()),
+        // 1: the build failed; 2: the Dockerfile is wrong. Anything else is a crash.
+        (true, false) if matches!(out.status.code(), Some(1 | 2)) => Ok(()),
         (true, false) => Err(format!(
-            "docker refused it; rbuild failed, but not as a build (exit 1):\n{}",
+            "docker refused it; rbuild failed, but not as a build (exit 1 or 2):\n{}",
             describe(&args, &out)
         )),
         (true, true) => Err("docker refused it; rbuild built it".to_string()),
@@ -166,10 +167,10 @@ fn check_case(case: &Case, home: &Path, conf: &Path, base: &Base) -> Result<(), 
             let image = Image::from_docker_archive(&tar, &scratch.join("archive"));
             let actual = expect::render(&image, base);
             let diffs = expect::differences(&expected, &actual);
-            if diffs.is_empty() {
-                Ok(())
-            } else {
-                Err(diffs.join("\n"))
+            match (expected.is_empty(), diffs.is_empty()) {
+                (true, _) => Err(format!("no expected.txt; rbuild made:\n{actual}")),
+                (false, true) => Ok(()),
+                (false, false) => Err(diffs.join("\n")),
             }
         }
     };

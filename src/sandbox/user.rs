@@ -33,7 +33,8 @@ pub(crate) fn read_in_root(root: &std::path::Path, path: &str) -> std::io::Resul
 pub(crate) struct User {
     pub(crate) uid: u32,
     pub(crate) gid: u32,
-    /// Supplementary groups: every group in `/etc/group` listing the user by name.
+    /// Supplementary groups: every group in `/etc/group` listing the user by name (none when
+    /// `USER` names a group or is unset).
     pub(crate) groups: Vec<u32>,
     pub(crate) home: String,
 }
@@ -87,9 +88,14 @@ pub(crate) fn resolve(spec: &str, passwd: &str, group: &str) -> Result<User, Use
             None => n.ok_or_else(|| UserError::NoGroup(g.to_string()))?,
         };
     }
-    let mut groups = vec![gid];
+    // Supplementary groups are the groups that list the user by name, and only when no
+    // group was given and a user was named (runc `GetExecUser`, as BuildKit calls it; the
+    // empty spec takes BuildKit's fast path, 0:0 with none): `id` shows no `groups=` for a
+    // user whose groups list nobody.
+    let mut groups = Vec::new();
     if let Some(name) = name
         && grp.is_none()
+        && !spec.is_empty()
     {
         for f in &groups_file {
             if f[3].split(',').any(|m| m == name)
@@ -129,7 +135,7 @@ mod tests {
     }
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n# comment\nnobody:x:65534:65534::/nonexistent:/bin/false\n";
-    const GROUP: &str = "root:x:0:\napp:x:1000:\nwheel:x:10:app,other\naudio:x:29:app\n";
+    const GROUP: &str = "root:x:0:\ntty:x:5:root\napp:x:1000:\nwheel:x:10:app,other\naudio:x:29:app\n";
 
     macro_rules! users {
         ($($name:ident: $spec:expr => $want:expr;)*) => {$(
@@ -142,12 +148,14 @@ mod tests {
     }
 
     users! {
-        default_is_root: "" => Ok((0, 0, vec![0]));
-        by_name_with_supplementary: "app" => Ok((1000, 1000, vec![1000, 10, 29]));
-        by_uid: "1000" => Ok((1000, 1000, vec![1000, 10, 29]));
-        unknown_numeric_uid: "4242" => Ok((4242, 0, vec![0]));
-        explicit_group_by_name: "app:wheel" => Ok((1000, 10, vec![10]));
-        explicit_group_by_id: "app:77" => Ok((1000, 77, vec![77]));
+        default_is_root: "" => Ok((0, 0, vec![]));
+        root_by_name_has_its_memberships: "root" => Ok((0, 0, vec![5]));
+        by_name_with_supplementary: "app" => Ok((1000, 1000, vec![10, 29]));
+        by_uid: "1000" => Ok((1000, 1000, vec![10, 29]));
+        listed_in_no_group: "nobody" => Ok((65534, 65534, vec![]));
+        unknown_numeric_uid: "4242" => Ok((4242, 0, vec![]));
+        explicit_group_by_name: "app:wheel" => Ok((1000, 10, vec![]));
+        explicit_group_by_id: "app:77" => Ok((1000, 77, vec![]));
         unknown_name: "ghost" => Err(UserError::NoUser("ghost".into()));
         unknown_group: "app:ghosts" => Err(UserError::NoGroup("ghosts".into()));
     }
