@@ -236,10 +236,8 @@ fn record() {
             let _ = std::fs::remove_dir_all(home.join("archive"));
             let _ = std::fs::remove_file(&tar);
         } else {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-            for l in &lines[lines.len().saturating_sub(4)..] {
-                text.push_str(&format!("# docker: {}\n", l.trim()));
+            for l in docker_error_lines(&String::from_utf8_lossy(&out.stderr)) {
+                text.push_str(&format!("# docker: {l}\n"));
             }
             text.push_str("refused\n");
         }
@@ -268,6 +266,24 @@ fn record() {
         "recorded {} cases with docker {version}: {changed} changed",
         cases.len()
     );
+}
+
+/// The lines of a failed `docker build`'s output that say why (the last three that read
+/// as an error), without the progress lines around them, whose digests and timings change
+/// from run to run.
+fn docker_error_lines(stderr: &str) -> Vec<String> {
+    let lines: Vec<String> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            ["error", "failed", "invalid", "unknown", "not found", "exit code"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .map(str::to_string)
+        .collect();
+    lines[lines.len().saturating_sub(3)..].to_vec()
 }
 
 /// A dockerd of the recording's own: data under the test's home, its own socket, the

@@ -329,8 +329,10 @@ fn cleanup(created: &[MountPoint]) {
     }
 }
 
-/// The sandbox's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`, written under
-/// `dir` (outside the rootfs: they never enter a layer) and returned as binds.
+/// The sandbox's `/etc/hosts` and `/etc/resolv.conf`, written under `dir` (outside the
+/// rootfs: they never enter a layer) and returned as read-only binds, as BuildKit mounts
+/// them (a RUN that appends to `/etc/hosts` fails under `docker build` too). There is no
+/// `/etc/hostname`: BuildKit gives none, so a RUN that writes one leaves it in the layer.
 pub fn standard_files(dir: &Path, hostname: &str, network: Network) -> std::io::Result<Vec<Bind>> {
     std::fs::create_dir_all(dir)?;
     let hosts = dir.join("hosts");
@@ -340,8 +342,6 @@ pub fn standard_files(dir: &Path, hostname: &str, network: Network) -> std::io::
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
         ),
     )?;
-    let name = dir.join("hostname");
-    std::fs::write(&name, format!("{hostname}\n"))?;
     let resolv = dir.join("resolv.conf");
     match network {
         // The host's resolvers, as BuildKit does for host networking.
@@ -354,11 +354,10 @@ pub fn standard_files(dir: &Path, hostname: &str, network: Network) -> std::io::
     let bind = |source: PathBuf, target: &str| Bind {
         source,
         target: target.to_string(),
-        readonly: false,
+        readonly: true,
     };
     Ok(vec![
         bind(hosts, "/etc/hosts"),
-        bind(name, "/etc/hostname"),
         bind(resolv, "/etc/resolv.conf"),
     ])
 }

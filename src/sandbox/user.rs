@@ -33,8 +33,7 @@ pub(crate) fn read_in_root(root: &std::path::Path, path: &str) -> std::io::Resul
 pub(crate) struct User {
     pub(crate) uid: u32,
     pub(crate) gid: u32,
-    /// Supplementary groups: every group in `/etc/group` listing the user by name (none when
-    /// `USER` names a group or is unset).
+    /// Supplementary groups: every group in `/etc/group` listing the user by name.
     pub(crate) groups: Vec<u32>,
     pub(crate) home: String,
 }
@@ -88,14 +87,13 @@ pub(crate) fn resolve(spec: &str, passwd: &str, group: &str) -> Result<User, Use
             None => n.ok_or_else(|| UserError::NoGroup(g.to_string()))?,
         };
     }
-    // Supplementary groups are the groups that list the user by name, and only when no
-    // group was given and a user was named (runc `GetExecUser`, as BuildKit calls it; the
-    // empty spec takes BuildKit's fast path, 0:0 with none): `id` shows no `groups=` for a
-    // user whose groups list nobody.
-    let mut groups = Vec::new();
+    // The primary group first, then the groups that list the user by name, and those only
+    // when no group was given: runc's `GetExecUser` as BuildKit calls it, with the primary
+    // group added as BuildKit adds it since the fix for CVE-2023-25173
+    // (`ensureAdditionalGids`). Docker 20.10's BuildKit predates that fix and left it out.
+    let mut groups = vec![gid];
     if let Some(name) = name
         && grp.is_none()
-        && !spec.is_empty()
     {
         for f in &groups_file {
             if f[3].split(',').any(|m| m == name)
@@ -148,14 +146,13 @@ mod tests {
     }
 
     users! {
-        default_is_root: "" => Ok((0, 0, vec![]));
-        root_by_name_has_its_memberships: "root" => Ok((0, 0, vec![5]));
-        by_name_with_supplementary: "app" => Ok((1000, 1000, vec![10, 29]));
-        by_uid: "1000" => Ok((1000, 1000, vec![10, 29]));
-        listed_in_no_group: "nobody" => Ok((65534, 65534, vec![]));
-        unknown_numeric_uid: "4242" => Ok((4242, 0, vec![]));
-        explicit_group_by_name: "app:wheel" => Ok((1000, 10, vec![]));
-        explicit_group_by_id: "app:77" => Ok((1000, 77, vec![]));
+        default_is_root_with_its_memberships: "" => Ok((0, 0, vec![0, 5]));
+        listed_in_no_group: "nobody" => Ok((65534, 65534, vec![65534]));
+        by_name_with_supplementary: "app" => Ok((1000, 1000, vec![1000, 10, 29]));
+        by_uid: "1000" => Ok((1000, 1000, vec![1000, 10, 29]));
+        unknown_numeric_uid: "4242" => Ok((4242, 0, vec![0]));
+        explicit_group_by_name: "app:wheel" => Ok((1000, 10, vec![10]));
+        explicit_group_by_id: "app:77" => Ok((1000, 77, vec![77]));
         unknown_name: "ghost" => Err(UserError::NoUser("ghost".into()));
         unknown_group: "app:ghosts" => Err(UserError::NoGroup("ghosts".into()));
     }

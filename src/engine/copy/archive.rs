@@ -3,13 +3,13 @@
 //!
 //! Owns: the "is this an archive" test (a gzip, bzip2, xz or zstd stream, or none, whose
 //! first tar header reads cleanly, as `isArchivePath` decides) and extraction. Extraction
-//! treats the archive as hostile: entry names are cleaned and may not climb out (`..` after
-//! cleaning is an error), and every path, link targets included, is resolved with the
+//! treats the archive as hostile: entry names are cleaned from the extraction root, so a
+//! `..` cannot climb out (`../x` lands at `x`, as under `docker build`), and every path, link targets included, is resolved with the
 //! extraction directory as `/` through [`Target`], so a symlink in the archive or already in
 //! the image never redirects a write outside it (BuildKit refuses a symlink that points out;
 //! here it is clamped to the extraction root instead, which writes nothing outside either).
-//! Entries keep the archive's owners unless `--chown` is given, and their modes and
-//! modification times; a path that exists is replaced unless both are directories; missing
+//! Entries keep the archive's owners, even with `--chown` (BuildKit gives that owner only
+//! to the destination directory it creates), and their modes and modification times; a path that exists is replaced unless both are directories; missing
 //! parents are created 0755, owned by root; device nodes and FIFOs are refused, as upstream.
 //! `--chmod` does not apply to archive contents (BuildKit does not pass it to the unpacker).
 
@@ -54,7 +54,6 @@ pub(super) fn extract(
     file: File,
     archive: &str,
     root: &Target,
-    owner: Option<(u32, u32)>,
     stats: &mut CopyStats,
 ) -> Result<(), CopyError> {
     let read = |source| CopyError::ReadArchive {
@@ -77,20 +76,14 @@ pub(super) fn extract(
             continue;
         }
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let Some(name) = entry_name(&raw, archive)? else {
+        let Some(name) = entry_name(&raw) else {
             continue;
         };
         let header = entry.header();
         let kind = header.entry_type();
-        let (uid, gid) = match owner {
-            Some(owner) => owner,
-            // An empty numeric field is 0 for Go's archive/tar; the tar crate calls it an
-            // error.
-            None => (
-                header.uid().unwrap_or(0) as u32,
-                header.gid().unwrap_or(0) as u32,
-            ),
-        };
+        // An empty numeric field is 0 for Go's archive/tar; the tar crate calls it an error.
+        let uid = header.uid().unwrap_or(0) as u32;
+        let gid = header.gid().unwrap_or(0) as u32;
         let mode = header.mode().map_err(read)? & 0o7777;
         let mtime = Timespec {
             tv_sec: header.mtime().map_err(read)? as i64,
@@ -161,7 +154,7 @@ pub(super) fn extract(
         } else if kind.is_hard_link() {
             let link = entry.link_name_bytes().unwrap_or_default();
             let link = String::from_utf8_lossy(&link).into_owned();
-            let Some(link) = entry_name(&link, archive)? else {
+            let Some(link) = entry_name(&link) else {
                 return Err(CopyError::ArchiveEntry {
                     archive: archive.to_string(),
                     entry: raw,
@@ -190,21 +183,13 @@ pub(super) fn extract(
     Ok(())
 }
 
-/// An entry's name cleaned as BuildKit's `cleanRootTarPath` does: leading `/` dropped,
-/// `path.Clean`ed; `None` for the root itself; an error when it climbs out.
-fn entry_name(raw: &str, archive: &str) -> Result<Option<String>, CopyError> {
-    let name = crate::context::clean(raw.trim_start_matches('/'));
-    if name == "." || name.is_empty() {
-        return Ok(None);
-    }
-    if name == ".." || name.starts_with("../") {
-        return Err(CopyError::ArchiveEntry {
-            archive: archive.to_string(),
-            entry: raw.to_string(),
-            reason: "path is outside the extraction root".to_string(),
-        });
-    }
-    Ok(Some(name))
+/// An entry's name taken from the extraction root, as BuildKit's untar (run chrooted into
+/// the destination) takes it: cleaned as `/` + name, so `../x`, `/x` and `a/../../x` all
+/// land at `x` inside the root and nothing climbs out; `None` for the root itself.
+fn entry_name(raw: &str) -> Option<String> {
+    let name = crate::context::clean(&format!("/{raw}"));
+    let name = name.trim_start_matches('/');
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 #[cfg(test)]
@@ -283,12 +268,11 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn entry_names_may_not_climb_out() {
-        assert_eq!(entry_name("/a/./b/", "x").unwrap(), Some("a/b".into()));
-        assert_eq!(entry_name("./", "x").unwrap(), None);
-        assert_eq!(
-            entry_name("a/../../etc", "x").unwrap_err().to_string(),
-            "archive x: entry \"a/../../etc\": path is outside the extraction root"
-        );
+    fn entry_names_are_taken_from_the_root() {
+        assert_eq!(entry_name("/a/./b/"), Some("a/b".into()));
+        assert_eq!(entry_name("./"), None);
+        assert_eq!(entry_name(".."), None);
+        assert_eq!(entry_name("a/../../etc"), Some("etc".into()));
+        assert_eq!(entry_name("../up.txt"), Some("up.txt".into()));
     }
 }

@@ -109,7 +109,6 @@ impl Copier<'_> {
                 self.view.open_file(real)?,
                 &shown,
                 &root,
-                self.op.owner,
                 &mut self.stats,
             );
         }

@@ -22,9 +22,9 @@
 //!   found`); a wildcard matching nothing copies nothing, but the directory before the first
 //!   wildcard must exist.
 //! - The destination is relative to the working directory; it is a directory when it ends
-//!   in `/` (or is `.`), when it exists as one, or when more than one thing is copied.
-//!   BuildKit lets the last of several sources overwrite a destination file in that last
-//!   case; Docker's documentation requires a directory, which is what is done here.
+//!   in `/` (or is `.`) or exists as one. Otherwise each source (each wildcard match) is
+//!   copied to that path in turn, so of several files the last one is left there: BuildKit
+//!   does that, although Docker's documentation asks for a trailing `/`.
 //! - Modes and times (access and modification) are kept unless `--chmod` (octal or
 //!   symbolic, [`Chmod`]) or a fixed timestamp (`SOURCE_DATE_EPOCH`) says otherwise.
 //!   Directories created on the way are 0755, or the `--chmod` mode.
@@ -47,7 +47,7 @@ mod wildcard;
 
 use std::path::Path;
 
-pub(crate) use chown::resolve_chown;
+pub(crate) use chown::file_op_owner;
 pub(crate) use error::CopyError;
 pub(crate) use hash::HashCache;
 pub(crate) use op::{CopyOp, CopyStats, OpKind, SourceRoot};
@@ -87,7 +87,7 @@ pub(crate) fn copy(
     let exclude = exclude_matcher(op)?;
     let items = selection::select(&view, op)?;
     let target = target::Target::open(dest_root)?;
-    let dest = destination(op, items.len());
+    let dest = destination(op);
     let mut copier = copier::Copier {
         view: &view,
         target: &target,
@@ -152,15 +152,14 @@ fn exclude_matcher(op: &CopyOp) -> Result<Option<Matcher>, CopyError> {
 
 /// The destination as a clean container path (BuildKit `pathRelativeToWorkingDir`), and
 /// whether it names a directory.
-fn destination(op: &CopyOp, items: usize) -> copier::Dest {
+fn destination(op: &CopyOp) -> copier::Dest {
     let dest = op.dest.as_str();
     let joined = if dest.starts_with('/') {
         dest.to_string()
     } else {
         format!("{}/{}", op.workdir, dest)
     };
-    let dir =
-        dest.is_empty() || dest == "." || dest.ends_with('/') || dest.ends_with("/.") || items > 1;
+    let dir = dest.is_empty() || dest == "." || dest.ends_with('/') || dest.ends_with("/.");
     copier::Dest {
         path: clean(&format!("/{joined}")),
         dir,

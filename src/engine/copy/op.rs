@@ -40,7 +40,7 @@ pub(crate) struct CopyOp {
     pub(crate) dest: String,
     /// The stage's working directory (absolute).
     pub(crate) workdir: String,
-    /// `--chown`, resolved (see [`resolve_chown`]).
+    /// `--chown`, resolved (see [`file_op_owner`]).
     pub(crate) owner: Option<(u32, u32)>,
     pub(crate) chmod: Option<Chmod>,
     /// `--exclude` patterns (`.dockerignore` syntax), matched relative to each source.

@@ -237,7 +237,7 @@ impl LayerStep for CopyStep {
         // `--chown` is resolved against the passwd and group files the step sees now; the
         // key has it as written, with the stage's key, which names those files.
         if let Some(spec) = &chown {
-            op.owner = Some(super::user::chown_ids(session, instruction, root, spec)?);
+            op.owner = Some(super::user::chown_ids(root, spec)?);
         }
         let mounted = match &from {
             CopyFrom::State(state_ref) => Some(session.open(state_ref, false)?),

@@ -76,9 +76,10 @@ pub(crate) fn run_layer_step(
         step,
         work_dir: dir.path(),
     };
+    let keeps_empty = work.keeps_empty_layer();
     work.execute(&cx, fs.root())?;
     let (upper, changes) = fs.finish()?;
-    let layer = if changes.is_empty() {
+    let layer = if changes.is_empty() && !keeps_empty {
         None
     } else {
         Some(commit::write(session, &upper, &changes)?)

@@ -32,21 +32,16 @@ pub(crate) fn resolve_user(
     sandbox::user::resolve(spec, &passwd, &group).map_err(|e| session.fail_at(instruction, &e))
 }
 
-/// `--chown` of COPY/ADD resolved in `rootfs`.
-pub(crate) fn chown_ids(
-    session: &Session<'_>,
-    instruction: &Instruction,
-    rootfs: &Path,
-    spec: &str,
-) -> Result<(u32, u32), BuildError> {
+/// `--chown` of COPY/ADD resolved in `rootfs`, with BuildKit's file-op rules.
+pub(crate) fn chown_ids(rootfs: &Path, spec: &str) -> Result<(u32, u32), BuildError> {
     let (passwd, group) = passwd_and_group(rootfs)?;
-    copy::resolve_chown(spec, &passwd, &group).map_err(|e| session.fail_at(instruction, &e))
+    Ok(copy::file_op_owner(spec, &passwd, &group))
 }
 
-/// The owner WORKDIR gives the directory it creates: USER's uid and gid, or root when the
-/// image does not know the user or its group (no passwd entry, no passwd file at all):
-/// BuildKit creates the directory 0:0 and goes on; only a RUN as that user fails.
+/// The owner WORKDIR gives the directory it creates: BuildKit makes it with its file
+/// operation for the USER ([`copy::file_op_owner`]): `USER 4242` gives 4242:4242 whatever
+/// passwd says, a user the image does not know gives 0:0 (only a RUN as that user fails).
 pub(crate) fn workdir_owner(rootfs: &Path, spec: &str) -> Result<(u32, u32), BuildError> {
     let (passwd, group) = passwd_and_group(rootfs)?;
-    Ok(sandbox::user::resolve(spec, &passwd, &group).map_or((0, 0), |u| (u.uid, u.gid)))
+    Ok(copy::file_op_owner(spec, &passwd, &group))
 }

@@ -16,6 +16,13 @@ pub(crate) trait LayerStep {
 
     /// Do the work in `root`, the step's filesystem.
     fn execute(self: Box<Self>, cx: &Cx<'_, '_>, root: &Path) -> Result<(), BuildError>;
+
+    /// Whether the step commits a layer when it changed nothing. BuildKit makes one for
+    /// every RUN, COPY, ADD and WORKDIR, empty or not (`docker history` shows them as
+    /// `0B`); only `WORKDIR /` makes none.
+    fn keeps_empty_layer(&self) -> bool {
+        true
+    }
 }
 
 /// What a step's work may use besides its own inputs.

@@ -1,5 +1,6 @@
 //! WORKDIR: the directory is created (with missing parents) owned by the current USER, as
-//! BuildKit does; the layer is dropped when it already existed.
+//! BuildKit does, with BuildKit's file-operation rules for that user (not RUN's). Its
+//! layer is kept even when the directory already existed; `WORKDIR /` makes none.
 
 use std::path::Path;
 
@@ -34,6 +35,10 @@ impl LayerStep for Workdir {
         let owner = super::user::workdir_owner(root, &self.user)?;
         copy::mkdir_in_root(root, &self.path, Some(owner))
             .map_err(|e| cx.session.fail_at(instruction, &e))
+    }
+
+    fn keeps_empty_layer(&self) -> bool {
+        self.path != "/"
     }
 }
 
