@@ -277,9 +277,16 @@ fn docker_error_lines(stderr: &str) -> Vec<String> {
         .map(str::trim)
         .filter(|l| {
             let l = l.to_ascii_lowercase();
-            ["error", "failed", "invalid", "unknown", "not found", "exit code"]
-                .iter()
-                .any(|w| l.contains(w))
+            [
+                "error",
+                "failed",
+                "invalid",
+                "unknown",
+                "not found",
+                "exit code",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
         })
         .map(str::to_string)
         .collect();

@@ -133,7 +133,8 @@ mod tests {
     }
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n# comment\nnobody:x:65534:65534::/nonexistent:/bin/false\n";
-    const GROUP: &str = "root:x:0:\ntty:x:5:root\napp:x:1000:\nwheel:x:10:app,other\naudio:x:29:app\n";
+    const GROUP: &str =
+        "root:x:0:\ntty:x:5:root\napp:x:1000:\nwheel:x:10:app,other\naudio:x:29:app\n";
 
     macro_rules! users {
         ($($name:ident: $spec:expr => $want:expr;)*) => {$(

@@ -44,7 +44,6 @@ mod tests {
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n";
     const GROUP: &str = "root:x:0:\napp:x:1001:\nwheel:x:10:app\n";
 
-
     #[test]
     fn buildkit_file_op_rules_never_fail() {
         for (spec, want) in [

@@ -105,12 +105,7 @@ impl Copier<'_> {
             )?;
             let root = self.target.sub(&into)?;
             let shown = format!("/{}", item.source.trim_start_matches('/'));
-            return archive::extract(
-                self.view.open_file(real)?,
-                &shown,
-                &root,
-                &mut self.stats,
-            );
+            return archive::extract(self.view.open_file(real)?, &shown, &root, &mut self.stats);
         }
         let resolved = self.target.resolve(&dest.path)?;
         let dest_is_dir = resolved

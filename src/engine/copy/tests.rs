@@ -267,7 +267,12 @@ fn add_unpacks_archives_of_every_compression() {
         let got = run(&ctx.root(), &[], &chowned).unwrap();
         assert_eq!(
             got,
-            ["x 755 1:2", "x/d 750 7:8", "x/d/f 4755 7:8 =hello", "x/d/l 777 7:8 -> f"],
+            [
+                "x 755 1:2",
+                "x/d 750 7:8",
+                "x/d/f 4755 7:8 =hello",
+                "x/d/l 777 7:8 -> f"
+            ],
             "{kind}"
         );
         let kept = with(op(OpKind::Add, &["blob.bin"], "/y"), |o| {
