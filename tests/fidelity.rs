@@ -8,7 +8,6 @@
 //! As root every case runs; as another user, the cases marked `rootless` (rbuild then builds
 //! in a user namespace).
 
-mod base;
 mod case;
 mod expect;
 mod image;
@@ -23,6 +22,7 @@ use case::Case;
 use expect::Base;
 use image::Image;
 
+use crate::common::busybox_image;
 use crate::common::process::Process;
 use crate::common::registry::Registry;
 use crate::common::{describe, mirror_conf, rbuild_cmd, require, temp_home};
@@ -43,10 +43,14 @@ impl Lab {
     fn start(home: &Path) -> Lab {
         let registry = Registry::start(None);
         let layout = home.join("base-oci");
-        let (diff_id, layer) = base::publish(&layout, &registry.addr);
-        let rootfs = image::apply_layers(&[layer]);
+        // `busybox` to the cases' Dockerfiles, through the docker.io mirror.
+        let dest = format!("{}/library/busybox:latest", registry.addr);
+        let mut pushed =
+            busybox_image::publish(&layout, &dest, &[("amd64", Path::new("/bin/busybox"))]);
+        let base = pushed.remove(0);
+        let rootfs = image::apply_layers(&[base.blob]);
         Lab {
-            base: Base::new(vec![diff_id], rootfs),
+            base: Base::new(vec![base.diff_id], rootfs),
             registry,
         }
     }

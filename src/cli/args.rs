@@ -171,8 +171,9 @@ pub(crate) struct FrontendArgs {
     /// Build (or check) the stage with this name (default: the last stage)
     #[arg(long, value_name = "STAGE")]
     pub(crate) target: Option<String>,
-    /// Target platform (`os/arch[/variant]`)
-    #[arg(long, value_name = "PLATFORM")]
+    /// Target platforms (`os/arch[/variant]`, comma-separated: `linux/amd64,linux/arm64`
+    /// builds both and makes an image index)
+    #[arg(long, value_name = "PLATFORM[,PLATFORM...]")]
     pub(crate) platform: Option<String>,
 }
 

@@ -150,7 +150,7 @@ fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> 
     }
     let secrets = secrets(&args.secret)?;
     let ssh = SshAgents::parse(&args.ssh, std::env::var_os("SSH_AUTH_SOCK"))?;
-    let (source, mut plan) = frontend::load(&args.frontend, &args.context)?;
+    let (source, mut plan, platforms) = frontend::load(&args.frontend, &args.context)?;
     plan.build_platform = rbuild::oci::platform::Platform::host();
     let dockerfile_path = Some(frontend::dockerfile_path(
         args.frontend.file.as_deref(),
@@ -160,6 +160,7 @@ fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> 
     Ok(Request {
         dockerfile_path,
         plan,
+        platforms,
         no_cache: args.no_cache,
         pull: args.pull,
         network,

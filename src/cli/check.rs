@@ -13,7 +13,7 @@ use super::frontend;
 use super::render::color_stderr;
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let (source, opts) = frontend::load(&args.frontend, &args.context)?;
+    let (source, opts, _) = frontend::load(&args.frontend, &args.context)?;
     let result = rbuild::plan::plan(&source, &opts);
     let unused = result
         .as_ref()

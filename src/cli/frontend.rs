@@ -72,13 +72,13 @@ pub(crate) fn build_args(raw: &[String]) -> anyhow::Result<BTreeMap<String, Stri
     Ok(out)
 }
 
-/// Planner options from the command line.
+/// Planner options from the command line, for the first of the `--platform` list.
 pub(crate) fn options(
     raw_args: &[String],
     target: Option<&str>,
-    platform: Option<&str>,
+    platforms: &[Platform],
 ) -> anyhow::Result<Options> {
-    let target_platform = super::image::platform_or_host(platform)?;
+    let target_platform = platforms.first().cloned().unwrap_or_else(Platform::host);
     Ok(Options {
         build_args: build_args(raw_args)?,
         target: target.map(str::to_string),
@@ -89,16 +89,27 @@ pub(crate) fn options(
     })
 }
 
-/// Read the Dockerfile and turn the flags into planner options.
-pub(crate) fn load(args: &FrontendArgs, context: &Path) -> anyhow::Result<(Source, Options)> {
+/// The target platforms `--platform` names (a comma-separated list), or none.
+pub(crate) fn platforms(args: &FrontendArgs) -> anyhow::Result<Vec<Platform>> {
+    match args.platform.as_deref() {
+        Some(list) => {
+            Platform::parse_list(list).with_context(|| format!("invalid --platform {list:?}"))
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Read the Dockerfile and turn the flags into planner options (for the first target
+/// platform) and the list of target platforms.
+pub(crate) fn load(
+    args: &FrontendArgs,
+    context: &Path,
+) -> anyhow::Result<(Source, Options, Vec<Platform>)> {
+    let platforms = platforms(args)?;
     let path = dockerfile_path(args.file.as_deref(), context);
     let source = read_dockerfile(&path)?;
-    let opts = options(
-        &args.build_args,
-        args.target.as_deref(),
-        args.platform.as_deref(),
-    )?;
-    Ok((source, opts))
+    let opts = options(&args.build_args, args.target.as_deref(), &platforms)?;
+    Ok((source, opts, platforms))
 }
 
 /// Docker's warning for `--build-arg`s that no ARG declares, if there are any.

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 use rbuild::diag::chain;
 use rbuild::oci::manifest::descriptor_digest;
+use rbuild::oci::media_type::MediaType;
 use rbuild::oci::platform::Platform;
 use rbuild::progress::human_size;
 use rbuild::registry::client::Client;
@@ -208,36 +209,75 @@ pub fn pull_cmd(root: &Path, args: PullArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn images_cmd(root: &Path, _args: ImagesArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
-    let host = Platform::host();
     let mut rows = vec![[
         "REPOSITORY".to_string(),
         "TAG".into(),
         "IMAGE ID".into(),
         "CREATED".into(),
         "SIZE".into(),
+        "PLATFORM".into(),
     ]];
     for (reference, desc) in store.list()? {
         let repo = reference.familiar_name();
         let tag = reference.tag().unwrap_or("<none>").to_string();
-        let row = match store.image_at(&desc, &host) {
-            Ok(img) => {
-                let id = descriptor_digest(img.manifest.config())
-                    .map(|d| d.short().to_string())
-                    .unwrap_or_default();
-                let size: u64 = img.manifest.layers().iter().map(|l| l.size()).sum();
-                let created = img
-                    .config
-                    .created
+        let row = match store.images_at_all(&desc) {
+            Ok(images) if !images.is_empty() => {
+                // An index is one image to its users: its own digest is its ID, its size
+                // the layers of the platforms it has here (each counted once).
+                let id = if MediaType::parse(desc.media_type().as_ref()).is_index() {
+                    descriptor_digest(&desc)
+                } else {
+                    descriptor_digest(images[0].manifest.config())
+                }
+                .map(|d| d.short().to_string())
+                .unwrap_or_default();
+                let mut layers = std::collections::BTreeMap::new();
+                for img in &images {
+                    for l in img.manifest.layers() {
+                        layers.insert(l.digest().to_string(), l.size());
+                    }
+                }
+                let size: u64 = layers.values().sum();
+                let created = images
+                    .iter()
+                    .filter_map(|i| i.config.created.clone())
+                    .max()
                     .as_deref()
                     .map(ago)
                     .unwrap_or_else(|| "N/A".into());
-                [repo, tag, id, created, human_size(size)]
+                let platforms: Vec<String> = images
+                    .iter()
+                    .map(|i| i.config.platform().to_string())
+                    .collect();
+                [
+                    repo,
+                    tag,
+                    id,
+                    created,
+                    human_size(size),
+                    platforms.join(","),
+                ]
             }
-            Err(e) => [repo, tag, "<error>".into(), String::new(), chain(&e)],
+            Ok(_) => [
+                repo,
+                tag,
+                "<error>".into(),
+                String::new(),
+                "no platform of this index is in the store".into(),
+                String::new(),
+            ],
+            Err(e) => [
+                repo,
+                tag,
+                "<error>".into(),
+                String::new(),
+                chain(&e),
+                String::new(),
+            ],
         };
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..6)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     for r in rows {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::store::Image;
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Bases {
     /// By (name as FROM gives it, platform).
     pub(crate) images: BTreeMap<(String, String), Image>,

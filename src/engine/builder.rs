@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use super::bases::Bases;
-use super::built::Built;
+use super::built::{Built, Images};
 use super::commit::commit_image;
 use super::error::BuildError;
 use super::output::{Kind, Output};
@@ -52,6 +52,8 @@ pub fn check_context(context: &std::path::Path) -> Result<(), BuildError> {
 pub struct Builder {
     source: Source,
     plan_options: crate::plan::Options,
+    /// The target platforms, in the order the index lists them; one for most builds.
+    platforms: Vec<Platform>,
     settings: Settings,
     /// Names to tag the result with: `-t`, and `type=image` outputs' `name=`.
     names: Vec<Reference>,
@@ -64,10 +66,12 @@ pub struct Builder {
 /// What a build produced and where it went.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The image ID: the config's digest.
+    /// The image ID: the config's digest; for several platforms, the index's digest.
     pub image_id: Digest,
-    /// The image manifest in the store.
+    /// The image manifest in the store; for several platforms, the image index.
     pub manifest: Descriptor,
+    /// Each platform's manifest (with its `platform`) when the build made an index.
+    pub platforms: Vec<Descriptor>,
     /// The names it was tagged with.
     pub tagged: Vec<Reference>,
     /// The names it was pushed to, with the manifest's digest in the registry.
@@ -82,6 +86,33 @@ impl Builder {
     /// outputs agree on compression, pushes have names.
     pub fn new(request: Request) -> Result<Builder, BuildError> {
         check_context(&request.context)?;
+        let mut platforms: Vec<Platform> = Vec::new();
+        for p in &request.platforms {
+            let p = p.clone().normalize();
+            if !platforms.contains(&p) {
+                platforms.push(p);
+            }
+        }
+        if platforms.is_empty() {
+            platforms.push(request.plan.target_platform.clone());
+        }
+        if platforms.len() > 1
+            && let Some(o) = request.outputs.iter().find(|o| o.kind == Kind::Docker)
+        {
+            return Err(BuildError::Request(format!(
+                "-o type=docker{}: a docker-archive holds one platform, and this build makes {} ({}); write type=oci for all of them, or pick one with --platform",
+                o.dest
+                    .as_deref()
+                    .map(|d| format!(",dest={}", d.display()))
+                    .unwrap_or_default(),
+                platforms.len(),
+                platforms
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let compression = {
             let mut chosen = request.outputs.iter().filter_map(|o| o.compression);
             let first = chosen.next();
@@ -156,13 +187,13 @@ impl Builder {
                 ..LayerOptions::default()
             },
             source_date_epoch: request.source_date_epoch,
-            platform: request.plan.target_platform.clone(),
             snapshotter: request.snapshotter,
             allow_insecure: request.allow_insecure,
         };
         Ok(Builder {
             source: request.dockerfile,
             plan_options: request.plan,
+            platforms,
             settings,
             names,
             push,
@@ -170,38 +201,45 @@ impl Builder {
         })
     }
 
-    /// Plan the build. A first plan finds the stages and their base images (and stops a
-    /// Dockerfile that cannot be built before anything is pulled); the base images are
-    /// resolved; the plan that builds then knows their ENV, as BuildKit expands words with
-    /// it, and their ONBUILD triggers. Holds the builds lock from here on: a prune waits.
+    /// Plan the build, once per target platform. A first plan finds the stages and their
+    /// base images (and stops a Dockerfile that cannot be built before anything is
+    /// pulled); the base images are resolved for that platform; the plan that builds then
+    /// knows their ENV, as BuildKit expands words with it, and their ONBUILD triggers.
+    /// Holds the builds lock from here on: a prune waits.
     pub fn plan(self, progress: &dyn Reporter) -> Result<Planned, BuildError> {
-        let first = crate::plan::plan(&self.source, &self.plan_options)
-            .map_err(|d| BuildError::Dockerfile(Box::new(d)))?;
         let root = &self.settings.state_root;
         let store = Store::open(root).map_err(|source| BuildError::OpenStore {
             root: root.clone(),
             source: Box::new(source),
         })?;
         let running = builds_lock(root).shared()?;
-        let bases = {
-            let session = Session::new(
-                &first,
-                &self.source,
-                &self.settings,
-                &store,
-                progress,
-                Bases::default(),
-            )?;
-            resolve_bases(&session)?
-        };
-        let mut options = self.plan_options.clone();
-        options.base_env = bases.env();
-        options.base_onbuild = bases.onbuild();
-        let plan = crate::plan::plan(&self.source, &options)
-            .map_err(|d| BuildError::Dockerfile(Box::new(d)))?;
+        let mut plans = Vec::with_capacity(self.platforms.len());
+        let mut bases = Bases::default();
+        for platform in &self.platforms {
+            let mut options = self.plan_options.clone();
+            options.target_platform = platform.clone();
+            let first = crate::plan::plan(&self.source, &options)
+                .map_err(|d| BuildError::Dockerfile(Box::new(d)))?;
+            let found = {
+                let ids = Bases {
+                    next_id: bases.next_id,
+                    ..Bases::default()
+                };
+                let session =
+                    Session::new(&first, &self.source, &self.settings, &store, progress, ids)?;
+                resolve_bases(&session)?
+            };
+            options.base_env = found.env();
+            options.base_onbuild = found.onbuild();
+            let plan = crate::plan::plan(&self.source, &options)
+                .map_err(|d| BuildError::Dockerfile(Box::new(d)))?;
+            bases.next_id = found.next_id;
+            bases.images.extend(found.images);
+            plans.push(plan);
+        }
         Ok(Planned {
             builder: self,
-            plan,
+            plans,
             store,
             bases,
             _running: running,
@@ -209,29 +247,33 @@ impl Builder {
     }
 }
 
-/// A planned build: the plan (its lint findings and unused build args are the caller's to
-/// show), the base images it was made with, and the store.
+/// A planned build: a plan per target platform (their lint findings and unused build args
+/// are the caller's to show), the base images they were made with, and the store.
 pub struct Planned {
     builder: Builder,
-    plan: Plan,
+    plans: Vec<Plan>,
     store: Store,
     bases: Bases,
     _running: LockGuard,
 }
 
 impl Planned {
+    /// The plan of the first target platform (the lints and unused build args of every
+    /// platform's plan are the same: they come from the Dockerfile and the build args).
     pub fn plan(&self) -> &Plan {
-        &self.plan
+        &self.plans[0]
     }
 
-    /// Build the target stage, then tag, write and push the result.
+    /// Build the target stage for each platform, then tag, write and push the result: the
+    /// image, or for several platforms an image index of their images, in the order the
+    /// platforms were given (so its digest does not depend on which finished first).
     pub fn build(self, progress: &dyn Reporter) -> Result<Outcome, BuildError> {
-        if self.plan.lint_failed() {
+        if self.plans.iter().any(|p| p.lint_failed()) {
             return Err(BuildError::LintFailed);
         }
         let Planned {
             builder,
-            plan,
+            plans,
             store,
             bases,
             _running,
@@ -245,22 +287,46 @@ impl Planned {
             what: format!("checking {} for unsynced snapshots", root.display()),
             source,
         })?;
-        let session = Session::new(&plan, &builder.source, settings, &store, progress, bases)?;
-        let mut done = schedule(&session)?;
-        session.save_hashes();
-        let state = done
-            .remove(&plan.target)
-            .expect("the target stage was built");
-        let (manifest, config_digest) = commit_image(&session, &state)?;
-        let built = Built {
-            manifest,
-            config_digest,
-            lowers: state.lowers,
-            snapshotter: session.snapshotter(),
+        for plan in &plans {
+            super::emulation::check(plan)?;
+        }
+        let mut next_id = bases.next_id;
+        let mut images: Vec<Built> = Vec::with_capacity(plans.len());
+        let (mut ran, mut cached) = (0, 0);
+        for plan in &plans {
+            let ids = Bases {
+                images: bases.images.clone(),
+                next_id,
+            };
+            let session = Session::new(plan, &builder.source, settings, &store, progress, ids)?;
+            let mut done = schedule(&session)?;
+            session.save_hashes();
+            let state = done
+                .remove(&plan.target)
+                .expect("the target stage was built");
+            let (manifest, config_digest) = commit_image(&session, &state)?;
+            images.push(Built {
+                manifest,
+                config_digest,
+                platform: plan.target_platform.clone(),
+                lowers: state.lowers,
+                snapshotter: session.snapshotter(),
+            });
+            let (r, c) = session.counts();
+            ran += r;
+            cached += c;
+            next_id = session.next_id();
+        }
+        let index = if images.len() > 1 {
+            let bytes = crate::oci::manifest::to_canonical_oci(&Images::index_document(&images))?;
+            Some(store.put_manifest(&bytes, &crate::oci::media_type::MediaType::OciIndex)?)
+        } else {
+            None
         };
-        let (ran, cached) = session.counts();
-        let vertex = |name: String| {
-            let id = session.id();
+        let result = Images::new(images, index);
+        let mut vertex = |name: String| {
+            let id = next_id;
+            next_id += 1;
             progress.event(Event::Start { id, name });
             (id, Instant::now())
         };
@@ -272,7 +338,7 @@ impl Planned {
         };
         for name in &builder.names {
             let v = vertex(format!("naming to {name}"));
-            store.tag(name, built.manifest.clone())?;
+            store.tag(name, result.descriptor().clone())?;
             done(v);
         }
         for o in &builder.files {
@@ -283,7 +349,7 @@ impl Planned {
                     .unwrap_or(std::path::Path::new("-"))
                     .display()
             ));
-            super::output::write::write(&store, root, &built, o, builder.names.first())?;
+            super::output::write::write(&store, root, &result, o, builder.names.first())?;
             done(v);
         }
         let mut pushed = Vec::new();
@@ -307,8 +373,9 @@ impl Planned {
             done(v);
         }
         Ok(Outcome {
-            image_id: built.config_digest,
-            manifest: built.manifest,
+            image_id: result.image_id(),
+            manifest: result.descriptor().clone(),
+            platforms: result.platform_manifests(),
             tagged: builder.names,
             pushed,
             ran,

@@ -23,6 +23,7 @@ mod built;
 pub mod cache;
 mod commit;
 pub(crate) mod copy;
+mod emulation;
 mod error;
 mod fs;
 pub mod interrupt;

@@ -9,6 +9,7 @@ use super::output::Output;
 use super::settings::SecretSource;
 use super::ssh::SshAgents;
 use crate::diag::Source;
+use crate::oci::platform::Platform;
 use crate::oci::reference::Reference;
 use crate::sandbox::Network;
 use crate::sandbox::cgroup::Limits;
@@ -25,8 +26,11 @@ pub struct Request {
     /// Where the Dockerfile was read from, for `<Dockerfile>.dockerignore`; none for
     /// standard input.
     pub dockerfile_path: Option<PathBuf>,
-    /// Build args, target stage and platforms.
+    /// Build args, target stage and platform.
     pub plan: crate::plan::Options,
+    /// The target platforms (`--platform a,b`): each is built with its own plan, and with
+    /// several the result is an image index. Empty builds `plan.target_platform` alone.
+    pub platforms: Vec<Platform>,
     /// `--no-cache`.
     pub no_cache: bool,
     /// `--pull`: pull base images even when the store has them.
@@ -58,6 +62,7 @@ impl Request {
             dockerfile,
             dockerfile_path: None,
             plan: crate::plan::Options::default(),
+            platforms: Vec::new(),
             no_cache: false,
             pull: false,
             network: Network::Host,

@@ -38,7 +38,7 @@ pub(crate) fn resolve_bases(session: &Session<'_>) -> Result<Bases, BuildError> 
         let platform = stage
             .platform
             .clone()
-            .unwrap_or_else(|| session.settings().platform.clone());
+            .unwrap_or_else(|| plan.target_platform.clone());
         let key = (name.clone(), platform.to_string());
         if images.contains_key(&key) {
             continue;
@@ -130,7 +130,13 @@ pub(crate) fn resolve_image(
     } else {
         match store.image(&reference, platform) {
             Ok(image) => Some(image),
-            Err(StoreError::ImageNotFound { .. } | StoreError::NoMatchingPlatform { .. }) => None,
+            // Not here, or a pulled index whose manifest for this platform was never
+            // fetched (another platform of a multi-platform build was).
+            Err(
+                StoreError::ImageNotFound { .. }
+                | StoreError::NoMatchingPlatform { .. }
+                | StoreError::BlobNotFound { .. },
+            ) => None,
             Err(e) => return Err(e.into()),
         }
     };

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use super::ssh::SshAgents;
 use crate::layer::LayerOptions;
-use crate::oci::platform::Platform;
 use crate::sandbox::Network;
 use crate::sandbox::cgroup::Limits;
 use crate::snapshot::snapshotter::Kind as Snapshotter;
@@ -40,8 +39,6 @@ pub(crate) struct Settings {
     pub(crate) layer: LayerOptions,
     /// `SOURCE_DATE_EPOCH`: image `created` times and layer mtimes clamped to it.
     pub(crate) source_date_epoch: Option<i64>,
-    /// Platform of stages whose FROM does not say.
-    pub(crate) platform: Platform,
     /// `--snapshotter`: overlay or native; none chooses (overlay where it works).
     pub(crate) snapshotter: Option<Snapshotter>,
     /// `--allow security.insecure`.

@@ -36,7 +36,7 @@ pub(crate) fn run_stage(
     let platform = stage
         .platform
         .clone()
-        .unwrap_or_else(|| session.settings().platform.clone());
+        .unwrap_or_else(|| plan.target_platform.clone());
     let total = 1 + stage
         .steps
         .iter()

@@ -90,18 +90,47 @@ pub fn write_tar(
     opts: &TarOptions,
     out: impl Write,
 ) -> Result<TarStats, LayerError> {
-    let items = plan(changes)?;
+    write_tar_dirs(&[("", root, changes)], opts, out)
+}
+
+/// Several trees in one archive, each `(dir, root, changes)` under the directory `dir`
+/// (with an entry of its own, 0755 root; `""` puts it at the top), as a multi-platform
+/// `type=tar` output holds one root filesystem per platform (`linux_amd64/`, ...).
+pub(crate) fn write_tar_dirs(
+    parts: &[(&str, &Path, &[Change])],
+    opts: &TarOptions,
+    out: impl Write,
+) -> Result<TarStats, LayerError> {
     let mut w = TarWriter {
         out: Counting { inner: out, n: 0 },
         stats: TarStats::default(),
         links: HashMap::new(),
         opts,
         buf: vec![0; COPY_BUFFER],
+        prefix: String::new(),
     };
-    for (path, item) in &items {
-        match item {
-            Item::Tree(rel, dir) => w.tree_entry(root, path, rel, *dir)?,
-            Item::Whiteout => w.whiteout(path)?,
+    for (dir, root, changes) in parts {
+        let items = plan(changes)?;
+        w.prefix = String::new();
+        w.links.clear();
+        if !dir.is_empty() {
+            check_path(dir)?;
+            let meta = Meta {
+                path: dir.to_string(),
+                kind: b'5',
+                mode: 0o755,
+                mtime: opts.source_date_epoch.unwrap_or(0),
+                ..Meta::default()
+            };
+            w.write(dir, &encode(&meta))?;
+            w.stats.entries += 1;
+            w.prefix = format!("{dir}/");
+        }
+        for (path, item) in &items {
+            match item {
+                Item::Tree(rel, is_dir) => w.tree_entry(root, path, rel, *is_dir)?,
+                Item::Whiteout => w.whiteout(path)?,
+            }
         }
     }
     w.out
@@ -197,6 +226,8 @@ struct TarWriter<'o, W> {
     links: HashMap<(u64, u64), String>,
     opts: &'o TarOptions,
     buf: Vec<u8>,
+    /// Put before every archive path (`linux_amd64/`): see [`write_tar_dirs`].
+    prefix: String,
 }
 
 impl<W: Write> TarWriter<'_, W> {
@@ -211,7 +242,7 @@ impl<W: Write> TarWriter<'_, W> {
 
     fn whiteout(&mut self, path: &str) -> Result<(), LayerError> {
         let meta = Meta {
-            path: path.to_string(),
+            path: format!("{}{path}", self.prefix),
             kind: b'0',
             mtime: self.opts.source_date_epoch.unwrap_or(0),
             ..Meta::default()
@@ -243,7 +274,7 @@ impl<W: Write> TarWriter<'_, W> {
             None => st.st_mtime,
         };
         let mut meta = Meta {
-            path: path.to_string(),
+            path: format!("{}{path}", self.prefix),
             mode: st.st_mode & 0o7777,
             uid: st.st_uid.into(),
             gid: st.st_gid.into(),
@@ -260,7 +291,7 @@ impl<W: Write> TarWriter<'_, W> {
                 self.stats.hardlinks += 1;
                 return Ok(());
             }
-            self.links.insert(key, path.to_string());
+            self.links.insert(key, meta.path.clone());
         }
         meta.xattrs = read_xattrs(&full)?;
         match ft {

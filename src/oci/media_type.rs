@@ -135,7 +135,7 @@ impl MediaType {
     /// Parameters (`; charset=utf-8`) and surrounding whitespace are ignored and the match is
     /// case-insensitive (RFC 6838 §4.2: type and subtype names are case-insensitive). An
     /// unknown type is kept exactly as given.
-    pub(crate) fn parse(s: &str) -> MediaType {
+    pub fn parse(s: &str) -> MediaType {
         let essence = s.split(';').next().unwrap_or_default().trim();
         KNOWN
             .iter()
@@ -162,7 +162,7 @@ impl MediaType {
     }
 
     /// A list of manifests (OCI image index, or Docker manifest list).
-    pub(crate) fn is_index(&self) -> bool {
+    pub fn is_index(&self) -> bool {
         matches!(self, MediaType::OciIndex | MediaType::DockerManifestList)
     }
 

@@ -161,6 +161,19 @@ impl Platform {
         Ok(platform.normalize())
     }
 
+    /// A comma-separated list of specifiers (`linux/amd64,linux/arm64`, as `--platform`
+    /// takes it), each parsed and normalised, duplicates dropped, order kept.
+    pub fn parse_list(list: &str) -> Result<Vec<Platform>, PlatformError> {
+        let mut out: Vec<Platform> = Vec::new();
+        for item in list.split(',') {
+            let p = Platform::parse(item.trim())?;
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
     /// The platform this binary runs on, from `std::env::consts` mapped to Go's
     /// `GOOS`/`GOARCH` names (the names OCI uses: image-spec `config.md` refers to the Go
     /// language documentation for `$GOOS` and `$GOARCH`).

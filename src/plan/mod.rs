@@ -90,6 +90,9 @@ pub struct Plan {
     pub(crate) stages: Vec<Stage>,
     /// Index of the stage to build.
     pub(crate) target: usize,
+    /// The platform this plan builds for: the platform of every stage whose FROM names
+    /// none. A multi-platform build has one plan per target platform.
+    pub(crate) target_platform: Platform,
     /// Proxy variables given as build args: in RUN's environment, never in the image.
     pub(crate) proxy_env: BTreeMap<String, String>,
     /// Lint findings, in source order.
@@ -310,6 +313,7 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
     Ok(Plan {
         stages,
         target,
+        target_platform: opts.target_platform.clone(),
         proxy_env,
         lints,
         unused_build_args,

@@ -66,6 +66,12 @@ pub enum Event {
 pub enum PullError {
     #[error("pulling {reference}: no source to pull from")]
     NoSource { reference: String },
+    /// Every source failed: what each one answered, in the order they were tried.
+    #[error("pulling {reference}: no source had it ({})", .tried.iter().map(|(s, e)| format!("{s}: {e}")).collect::<Vec<_>>().join("; "))]
+    AllSources {
+        reference: String,
+        tried: Vec<(String, String)>,
+    },
     #[error("pulling {reference} from {host}")]
     Registry {
         reference: String,
@@ -161,7 +167,8 @@ pub fn pull(
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<Pulled, PullError> {
     let name = reference.to_string();
-    let mut last = None;
+    let mut last: Option<PullError> = None;
+    let mut tried: Vec<(String, String)> = Vec::new();
     for (i, source) in sources.iter().enumerate() {
         events(Event::Source {
             host: source.origin.host.clone(),
@@ -170,8 +177,31 @@ pub fn pull(
         });
         match pull_from(client, store, source, reference, platform, events) {
             Ok(p) => return Ok(p),
-            // A mirror that fails hands over to the next source; the last error stands.
-            Err(e) if i + 1 < sources.len() && is_retryable_elsewhere(&e) => last = Some(e),
+            // A mirror that fails hands over to the next source; if every one fails, each
+            // one's answer is told (a mirror's "not found" matters as much as the last
+            // source's DNS failure).
+            Err(e) if is_retryable_elsewhere(&e) => {
+                let shown = format!("{}/{}", source.origin.host, source.repository);
+                // Each answer without the "pulling NAME (from HOST)" every one starts with.
+                let said = crate::diag::chain(&e);
+                let said = said
+                    .strip_prefix(&format!("pulling {name} from {}: ", source.origin.host))
+                    .or_else(|| said.strip_prefix(&format!("pulling {name}: ")))
+                    .unwrap_or(&said)
+                    .to_string();
+                tried.push((shown, said));
+                if i + 1 == sources.len() {
+                    return Err(if tried.len() == 1 {
+                        e
+                    } else {
+                        PullError::AllSources {
+                            reference: name,
+                            tried,
+                        }
+                    });
+                }
+                last = Some(e);
+            }
             Err(e) => return Err(e),
         }
     }

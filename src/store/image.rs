@@ -44,6 +44,35 @@ impl Store {
         self.image_named(&descriptor, platform, &reference.to_string())
     }
 
+    /// Every image `descriptor` holds here: the image it names, or each platform of the
+    /// index it names whose manifest is in the store, in the index's order.
+    pub fn images_at_all(&self, descriptor: &Descriptor) -> Result<Vec<Image>, StoreError> {
+        match self.read_document(descriptor)?.0 {
+            Manifest::Image(_) => Ok(vec![self.image_named(
+                descriptor,
+                &Platform::host(),
+                descriptor.digest().as_ref(),
+            )?]),
+            Manifest::Index(index) => {
+                let mut out = Vec::new();
+                for child in index.manifests() {
+                    let local = descriptor_digest(child)
+                        .map(|d| self.blobs().contains(&d))
+                        .unwrap_or(false);
+                    let media_type = media_type_from_oci(child.media_type());
+                    if local && media_type.is_manifest() {
+                        out.push(self.image_named(
+                            child,
+                            &Platform::host(),
+                            child.digest().as_ref(),
+                        )?);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
     /// The image `descriptor` points at, for `platform` when it is an index.
     pub fn image_at(
         &self,

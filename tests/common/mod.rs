@@ -5,6 +5,7 @@
 //! podman, the Python base image, a busybox build context.
 
 pub mod busybox_context;
+pub mod busybox_image;
 pub mod podman;
 pub mod process;
 pub mod python;

@@ -292,9 +292,7 @@ fn xattrs_of<R: Read>(entry: &mut tar::Entry<R>) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::common::busybox_image::hex;
 
 #[cfg(test)]
 mod tests {

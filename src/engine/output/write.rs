@@ -8,10 +8,12 @@ use std::path::Path;
 use super::spec::{Kind, Output};
 use crate::archive::save::{self, save_descriptors};
 use crate::archive::{ExportError, Format};
-use crate::engine::built::Built;
+use crate::engine::built::{Built, Images};
 use crate::engine::fs::{FsError, Tree};
-use crate::layer::{TarOptions, write_tar};
+use crate::layer::TarOptions;
+use crate::layer::tar::write_tar_dirs;
 use crate::oci::reference::Reference;
+use crate::snapshot::change::Change;
 use crate::snapshot::{diff, native};
 use crate::store::Store;
 
@@ -46,11 +48,13 @@ pub enum OutputError {
 }
 
 /// Write one file-kind output (every kind but `image`) of `built`. `name` is recorded in
-/// archives (RepoTags, ref.name) when the build has one.
+/// archives (RepoTags, ref.name) when the build has one. With several platforms, OCI
+/// outputs hold the index, and `local` and `tar` put each platform's files in a directory
+/// of its own (`linux_arm64/`), as buildx does.
 pub(crate) fn write(
     store: &Store,
     state_root: &Path,
-    built: &Built,
+    built: &Images,
     output: &Output,
     name: Option<&Reference>,
 ) -> Result<(), OutputError> {
@@ -69,7 +73,7 @@ pub(crate) fn write(
             })
     };
     let save = |format: Format, out: save::Output<'_>| {
-        let named = [(name.cloned(), built.manifest.clone())];
+        let named = [(name.cloned(), built.descriptor().clone())];
         save_descriptors(store, &named, None, format, out).map_err(|source| OutputError::Save {
             dest: shown.clone(),
             source,
@@ -80,26 +84,46 @@ pub(crate) fn write(
         Kind::Oci { tar: true } => save(Format::OciArchive, save::Output::Stream(create()?)),
         Kind::Docker => save(Format::DockerArchive, save::Output::Stream(create()?)),
         Kind::Tar => {
-            let tree = Tree::open(built.snapshotter, state_root, &built.lowers, false)
-                .map_err(|e| OutputError::Mount(Box::new(e)))?;
-            let changes =
-                diff::overlay_changes(tree.root()).map_err(|source| OutputError::Walk {
-                    dest: shown.clone(),
-                    source,
-                })?;
+            let mut trees = Vec::new();
+            for image in &built.images {
+                let tree = Tree::open(image.snapshotter, state_root, &image.lowers, false)
+                    .map_err(|e| OutputError::Mount(Box::new(e)))?;
+                let changes =
+                    diff::overlay_changes(tree.root()).map_err(|source| OutputError::Walk {
+                        dest: shown.clone(),
+                        source,
+                    })?;
+                let dir = if built.is_multi_platform() {
+                    image.platform_dir()
+                } else {
+                    String::new()
+                };
+                trees.push((dir, tree, changes));
+            }
+            let parts: Vec<(&str, &Path, &[Change])> = trees
+                .iter()
+                .map(|(dir, tree, changes)| (dir.as_str(), tree.root(), changes.as_slice()))
+                .collect();
             let mut out = create()?;
-            write_tar(tree.root(), &changes, &TarOptions::default(), &mut out).map_err(
-                |source| OutputError::Tar {
+            write_tar_dirs(&parts, &TarOptions::default(), &mut out).map_err(|source| {
+                OutputError::Tar {
                     dest: shown.clone(),
                     source,
-                },
-            )?;
+                }
+            })?;
             out.flush().map_err(|source| OutputError::Files {
                 dest: shown.clone(),
                 source,
             })
         }
-        Kind::Local => local(state_root, built, dest),
+        Kind::Local if built.is_multi_platform() => {
+            empty_dir(dest)?;
+            for image in &built.images {
+                local(state_root, image, &dest.join(image.platform_dir()))?;
+            }
+            Ok(())
+        }
+        Kind::Local => local(state_root, &built.images[0], dest),
         Kind::Image { .. } => unreachable!("image outputs are tags, not files"),
     }
 }
@@ -115,15 +139,8 @@ fn local(state_root: &Path, built: &Built, dest: &Path) -> Result<(), OutputErro
         dest: shown.clone(),
         source,
     };
-    match std::fs::read_dir(dest) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return Err(OutputError::NotEmpty { dest: shown });
-            }
-            std::fs::remove_dir(dest).map_err(io)?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
+    if empty_dir(dest)? {
+        std::fs::remove_dir(dest).map_err(io)?;
     }
     let tree = Tree::open(built.snapshotter, state_root, &built.lowers, false)
         .map_err(|e| OutputError::Mount(Box::new(e)))?;
@@ -151,4 +168,21 @@ fn local(state_root: &Path, built: &Built, dest: &Path) -> Result<(), OutputErro
     let result = copied.and_then(|snap| std::fs::rename(snap.rootfs(), dest).map_err(io));
     let _ = std::fs::remove_dir_all(&staging);
     result
+}
+
+/// Check that `dest` is an empty directory (true) or missing (false): `type=local` writes
+/// only into a new or empty directory.
+fn empty_dir(dest: &Path) -> Result<bool, OutputError> {
+    let shown = dest.display().to_string();
+    match std::fs::read_dir(dest) {
+        Ok(mut entries) => match entries.next() {
+            Some(_) => Err(OutputError::NotEmpty { dest: shown }),
+            None => Ok(true),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(OutputError::Files {
+            dest: shown,
+            source,
+        }),
+    }
 }

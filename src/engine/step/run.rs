@@ -53,17 +53,8 @@ pub(crate) fn prepare(
     done: &BTreeMap<usize, State>,
 ) -> Result<RunStep, BuildError> {
     let instruction = &step.instruction;
-    let host = crate::oci::platform::Platform::host();
-    if !host.matches(&state.platform) {
-        return Err(session.err_hint(
-            instruction,
-            format!(
-                "RUN in a {} stage cannot run on this {host} machine: rbuild does not emulate other architectures",
-                state.platform
-            ),
-            "build for this machine's platform, or give stages that only run tools FROM --platform=$BUILDPLATFORM",
-        ));
-    }
+    // A stage of another architecture runs through QEMU user emulation, which the engine
+    // checked for before the build (`engine/emulation.rs`).
     let args = state
         .image
         .run_args(step)
