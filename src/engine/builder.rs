@@ -5,12 +5,15 @@
 //!
 //! Must not print: everything it has to say goes to the [`Reporter`] or into the result.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::bases::Bases;
 use super::built::{Built, Images};
 use super::commit::commit_image;
 use super::error::BuildError;
+use super::inflight::InFlight;
 use super::output::{Kind, Output};
 use super::request::Request;
 use super::resolve::resolve_bases;
@@ -290,33 +293,69 @@ impl Planned {
         for plan in &plans {
             super::emulation::check(plan)?;
         }
-        let mut next_id = bases.next_id;
-        let mut images: Vec<Built> = Vec::with_capacity(plans.len());
-        let (mut ran, mut cached) = (0, 0);
-        for plan in &plans {
-            let ids = Bases {
-                images: bases.images.clone(),
-                next_id,
-            };
-            let session = Session::new(plan, &builder.source, settings, &store, progress, ids)?;
+        // The platforms build at once, sharing vertex numbers and the steps in flight: a
+        // step that another platform is computing is waited for and taken from the cache.
+        let ids = Arc::new(AtomicUsize::new(bases.next_id.max(1)));
+        let inflight = Arc::new(InFlight::default());
+        let multi = plans.len() > 1;
+        let build_one = |plan: &Plan| -> Result<(Built, usize, usize), BuildError> {
+            let mut session = Session::new(
+                plan,
+                &builder.source,
+                settings,
+                &store,
+                progress,
+                Bases {
+                    images: bases.images.clone(),
+                    next_id: ids.load(Ordering::Relaxed),
+                },
+            )?;
+            if multi {
+                session = session.joined(
+                    ids.clone(),
+                    inflight.clone(),
+                    plan.target_platform.to_string(),
+                );
+            }
             let mut done = schedule(&session)?;
             session.save_hashes();
             let state = done
                 .remove(&plan.target)
                 .expect("the target stage was built");
             let (manifest, config_digest) = commit_image(&session, &state)?;
-            images.push(Built {
+            let (ran, cached) = session.counts();
+            if !multi {
+                ids.store(session.next_id(), Ordering::Relaxed);
+            }
+            let built = Built {
                 manifest,
                 config_digest,
                 platform: plan.target_platform.clone(),
                 lowers: state.lowers,
                 snapshotter: session.snapshotter(),
-            });
-            let (r, c) = session.counts();
+            };
+            Ok((built, ran, cached))
+        };
+        let results: Vec<Result<(Built, usize, usize), BuildError>> = if multi {
+            std::thread::scope(|s| {
+                let running: Vec<_> = plans.iter().map(|p| s.spawn(|| build_one(p))).collect();
+                running
+                    .into_iter()
+                    .map(|h| h.join().expect("a platform's build panicked"))
+                    .collect()
+            })
+        } else {
+            vec![build_one(&plans[0])]
+        };
+        let mut images: Vec<Built> = Vec::with_capacity(plans.len());
+        let (mut ran, mut cached) = (0, 0);
+        for result in results {
+            let (built, r, c) = result?;
+            images.push(built);
             ran += r;
             cached += c;
-            next_id = session.next_id();
         }
+        let mut next_id = ids.load(Ordering::Relaxed);
         let index = if images.len() > 1 {
             let bytes = crate::oci::manifest::to_canonical_oci(&Images::index_document(&images))?;
             Some(store.put_manifest(&bytes, &crate::oci::media_type::MediaType::OciIndex)?)

@@ -26,6 +26,7 @@ pub(crate) mod copy;
 mod emulation;
 mod error;
 mod fs;
+mod inflight;
 pub mod interrupt;
 pub mod output;
 pub(crate) mod remote;

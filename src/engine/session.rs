@@ -6,13 +6,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::bases::Bases;
 use super::cache::BuildCache;
 use super::copy::HashCache;
 use super::error::BuildError;
 use super::fs::Tree;
+use super::inflight::InFlight;
 use super::settings::Settings;
 use super::state::StateRef;
 use crate::context::Matcher;
@@ -43,7 +44,13 @@ pub(crate) struct Session<'a> {
     ignore: Option<Matcher>,
     /// registries.conf, read the first time a base image has to be pulled.
     conf: OnceLock<RegistriesConf>,
-    next_id: AtomicUsize,
+    /// Progress vertex numbers, shared by the builds of a multi-platform build.
+    ids: Arc<AtomicUsize>,
+    /// Steps being computed now, shared by the builds of a multi-platform build.
+    inflight: Arc<InFlight>,
+    /// The target platform in vertex names (`[linux/arm64 2/3] RUN ...`) when the build
+    /// makes several.
+    label: Option<String>,
     /// Base images resolved before the build.
     bases: Bases,
     ran: AtomicUsize,
@@ -75,7 +82,7 @@ impl<'a> Session<'a> {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            std::process::id()
+            crate::store::unique_suffix()
         ));
         Ok(Session {
             plan,
@@ -90,7 +97,9 @@ impl<'a> Session<'a> {
             hashes: OnceLock::new(),
             ignore,
             conf: OnceLock::new(),
-            next_id: AtomicUsize::new(bases.next_id.max(1)),
+            ids: Arc::new(AtomicUsize::new(bases.next_id.max(1))),
+            inflight: Arc::default(),
+            label: None,
             bases,
             ran: AtomicUsize::new(0),
             cached: AtomicUsize::new(0),
@@ -168,10 +177,34 @@ impl<'a> Session<'a> {
 
     /// A new progress vertex number.
     pub(crate) fn id(&self) -> usize {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+        self.ids.fetch_add(1, Ordering::Relaxed)
     }
     pub(crate) fn next_id(&self) -> usize {
-        self.next_id.load(Ordering::Relaxed)
+        self.ids.load(Ordering::Relaxed)
+    }
+
+    /// This session as one of the builds of a multi-platform build: vertex numbers and
+    /// steps in flight shared with the others, and its platform in vertex names.
+    pub(crate) fn joined(
+        mut self,
+        ids: Arc<AtomicUsize>,
+        inflight: Arc<InFlight>,
+        label: String,
+    ) -> Session<'a> {
+        self.ids = ids;
+        self.inflight = inflight;
+        self.label = Some(label);
+        self
+    }
+
+    /// The steps being computed now, by key.
+    pub(crate) fn inflight(&self) -> &InFlight {
+        &self.inflight
+    }
+
+    /// The platform label of vertex names, in a multi-platform build.
+    pub(crate) fn label(&self) -> Option<&str> {
+        self.label.as_deref()
     }
 
     /// Count a step that ran, or (`cached`) one taken from the cache.

@@ -42,12 +42,18 @@ pub(crate) fn run_stage(
         .iter()
         .filter(|s| StepKind::of(&s.instruction.kind).writes_layer())
         .count();
-    let label = (plan.needed_stages().len() > 1).then(|| {
+    let stage_label = (plan.needed_stages().len() > 1).then(|| {
         stage
             .name
             .clone()
             .unwrap_or_else(|| format!("stage-{index}"))
     });
+    // In a multi-platform build BuildKit puts the platform first: `[linux/arm64 build 2/3]`.
+    let label = match (session.label(), stage_label) {
+        (Some(p), Some(s)) => Some(format!("{p} {s}")),
+        (Some(p), None) => Some(p.to_string()),
+        (None, s) => s,
+    };
     let id = session.id();
     progress.event(Event::Start {
         id,

@@ -264,7 +264,13 @@ fn layer_stack(image: &Image) -> Result<Vec<(&Descriptor, &Digest, Digest)>, Sna
 /// A fresh directory in `dir` to build the snapshot or tree `chain` in, named so that a
 /// prune spares it while this process lives (`tmp-<pid>-…`).
 fn temp_in(dir: &Path, chain: &Digest) -> PathBuf {
-    let tmp = dir.join(format!("tmp-{}-{}", std::process::id(), chain.hex()));
+    // Unique per thread too: two builds of one process may unpack the same layer at once
+    // (the platforms of a multi-platform build); `publish` keeps the first.
+    let tmp = dir.join(format!(
+        "tmp-{}-{}",
+        crate::store::unique_suffix(),
+        chain.hex()
+    ));
     let _ = std::fs::remove_dir_all(&tmp);
     tmp
 }

@@ -92,7 +92,7 @@ pub fn detect(state_root: &Path) -> Kind {
         Kind::Native
     };
     // Caching is an optimisation: a read-only state root just probes every time.
-    let tmp = cache.with_extension(format!("tmp-{}", std::process::id()));
+    let tmp = cache.with_extension(format!("tmp-{}", crate::store::unique_suffix()));
     if std::fs::write(&tmp, format!("{kind} {release}\n")).is_ok() {
         let _ = std::fs::rename(&tmp, &cache);
     }
@@ -102,7 +102,7 @@ pub fn detect(state_root: &Path) -> Kind {
 /// Mount a one-file overlay, write through it, and check the write landed in the upper
 /// dir as overlay form reports it.
 fn probe(state_root: &Path) -> bool {
-    let dir = state_root.join(format!("tmp-detect-{}", std::process::id()));
+    let dir = state_root.join(format!("tmp-detect-{}", crate::store::unique_suffix()));
     let _ = std::fs::remove_dir_all(&dir);
     let ok = (|| -> Option<()> {
         let lower = dir.join("lower");

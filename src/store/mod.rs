@@ -17,6 +17,7 @@ mod layout;
 mod local;
 mod lock;
 mod temp;
+pub use temp::unique_suffix;
 
 pub use blobs::{BLOBS_DIR, BlobStore, BlobWriter, Expected, MAX_SMALL_BLOB, TMP_DIR};
 pub use error::StoreError;

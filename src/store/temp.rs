@@ -28,6 +28,18 @@ pub(crate) const STALE_AFTER: Duration = Duration::from_secs(60 * 60);
 /// Mode of a temporary file while it is written (only its owner may touch it).
 const TEMP_MODE: u32 = 0o600;
 
+/// `<pid>-<n>`: a name part no other process, and no other thread of this one, uses at the
+/// same time (for temporary names outside `tmp/`: snapshots being unpacked, cache records,
+/// the context hash cache). A prune reads the pid from it.
+pub fn unique_suffix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// A temporary file's path, removed on drop unless [`TempPath::publish`]ed.
 #[derive(Debug)]
 pub(crate) struct TempPath {

@@ -73,9 +73,11 @@ impl BuildCache {
             source,
         };
         std::fs::create_dir_all(&self.dir).map_err(err)?;
-        let tmp = self
-            .dir
-            .join(format!(".{}.tmp-{}", key.hex(), std::process::id()));
+        let tmp = self.dir.join(format!(
+            ".{}.tmp-{}",
+            key.hex(),
+            crate::store::unique_suffix()
+        ));
         let bytes = serde_json::to_vec(record).expect("a record serialises");
         std::fs::write(&tmp, bytes).map_err(err)?;
         std::fs::rename(&tmp, &path).map_err(|e| {

@@ -139,7 +139,7 @@ impl HashCache {
         };
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| failed(dir, e))?;
-        let tmp = dir.join(format!("{FILE_NAME}.tmp-{}", std::process::id()));
+        let tmp = dir.join(format!("{FILE_NAME}.tmp-{}", crate::store::unique_suffix()));
         let write = || -> io::Result<()> {
             let mut out = BufWriter::new(File::create(&tmp)?);
             out.write_all(MAGIC)?;

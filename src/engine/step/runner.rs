@@ -60,7 +60,11 @@ pub(crate) fn run_layer_step(
     key_header(&mut key, &state.platform, &session.settings().layer);
     work.key(&mut key);
     let key = key.finish();
-    if !session.settings().no_cache
+    // Another platform's build computing this very step: wait for it, then take its result.
+    let _claim = session.inflight().claim(&key);
+    // `--no-cache` means nothing from earlier builds; what this build made (another
+    // platform's identical stage) is still taken.
+    if (!session.settings().no_cache || session.inflight().was_made(&key))
         && let Some(record) = session.cache().get(&key)
         && reuse(session, &record, state, created_by)?
     {
@@ -93,6 +97,7 @@ pub(crate) fn run_layer_step(
             created: state.clock.clone(),
         },
     )?;
+    session.inflight().made(&key);
     state.key = key;
     Ok(false)
 }
