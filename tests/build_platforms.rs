@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::busybox_image::{self, arm64_busybox, arm64_emulation};
+use crate::common::podman::{PodmanCleanup, podman};
 use crate::common::registry::{Registry, run};
 use crate::common::{describe, mirror_conf, rbuild_cmd, require, temp_home};
 
@@ -202,6 +203,87 @@ fn a_pushed_index_serves_each_platform() {
         let config: serde_json::Value = serde_json::from_str(&config).unwrap();
         assert_eq!(config["architecture"], arch, "{config}");
     }
+    // podman, an independent consumer, pulls and runs each platform (arm64 emulated).
+    if !require::tools(&["podman", "runc"]) {
+        return;
+    }
+    let _cleanup = PodmanCleanup(&lab.home);
+    for (arch, uname) in [("arm64", "aarch64"), ("amd64", "x86_64")] {
+        let out = podman(
+            &lab.home,
+            &[
+                "run",
+                "--rm",
+                "--tls-verify=false",
+                "--arch",
+                arch,
+                &name,
+                "cat",
+                "/arch",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "podman run --arch {arch}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{uname}\n"));
+    }
+}
+
+/// `rbuild save` writes the whole index (OCI), and `rbuild load` into another state root
+/// brings back one name with both platforms.
+#[test]
+fn an_index_saves_and_loads_whole() {
+    let Some(lab) = Lab::new("platforms-save") else {
+        return;
+    };
+    let ctx = lab.context(CROSS);
+    lab.build_ok(&[
+        "build",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-t",
+        "multi:2",
+        ctx.to_str().unwrap(),
+    ]);
+    let archive = lab.home.join("multi.tar");
+    lab.build_ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        archive.to_str().unwrap(),
+        "multi:2",
+    ]);
+    let raw = run(std::process::Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci-archive:{}", archive.display())));
+    assert!(
+        raw.contains("image.index") && raw.contains("arm64"),
+        "{raw}"
+    );
+    let other = rbuild_cmd(&lab.home, &lab.conf)
+        .env("RBUILD_ROOT", lab.home.join("other"))
+        .args(["load", "-i", archive.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        other.status.success(),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    let images = rbuild_cmd(&lab.home, &lab.conf)
+        .env("RBUILD_ROOT", lab.home.join("other"))
+        .arg("images")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&images.stdout);
+    let row = listing
+        .lines()
+        .find(|l| l.starts_with("multi "))
+        .unwrap_or_default();
+    assert!(row.ends_with("linux/amd64,linux/arm64"), "{listing}");
 }
 
 #[test]
