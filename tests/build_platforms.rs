@@ -159,13 +159,18 @@ fn two_platforms_make_one_index_and_run_each_architecture() {
     );
     vertex("linux/arm64", "stage-1 3/3] RUN");
     // The store has one name with both platforms.
-    let images = lab.rbuild(&["images"]);
-    let listing = String::from_utf8_lossy(&images.stdout);
-    let row = listing
+    assert_listed_with_both_platforms(&lab.rbuild(&["images"]).stdout);
+}
+
+/// `rbuild images` shows `multi` once, with both platforms.
+fn assert_listed_with_both_platforms(stdout: &[u8]) {
+    let listing = String::from_utf8_lossy(stdout);
+    let rows: Vec<&str> = listing
         .lines()
-        .find(|l| l.starts_with("multi "))
-        .unwrap_or_default();
-    assert!(row.ends_with("linux/amd64,linux/arm64"), "{listing}");
+        .filter(|l| l.starts_with("multi "))
+        .collect();
+    assert_eq!(rows.len(), 1, "{listing}");
+    assert!(rows[0].ends_with("linux/amd64,linux/arm64"), "{listing}");
 }
 
 #[test]
@@ -263,27 +268,17 @@ fn an_index_saves_and_loads_whole() {
         raw.contains("image.index") && raw.contains("arm64"),
         "{raw}"
     );
-    let other = rbuild_cmd(&lab.home, &lab.conf)
-        .env("RBUILD_ROOT", lab.home.join("other"))
-        .args(["load", "-i", archive.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        other.status.success(),
-        "{}",
-        String::from_utf8_lossy(&other.stderr)
-    );
-    let images = rbuild_cmd(&lab.home, &lab.conf)
-        .env("RBUILD_ROOT", lab.home.join("other"))
-        .arg("images")
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&images.stdout);
-    let row = listing
-        .lines()
-        .find(|l| l.starts_with("multi "))
-        .unwrap_or_default();
-    assert!(row.ends_with("linux/amd64,linux/arm64"), "{listing}");
+    let in_other = |args: &[&str]| {
+        let out = rbuild_cmd(&lab.home, &lab.conf)
+            .env("RBUILD_ROOT", lab.home.join("other"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(args, &out));
+        out.stdout
+    };
+    in_other(&["load", "-i", archive.to_str().unwrap()]);
+    assert_listed_with_both_platforms(&in_other(&["images"]));
 }
 
 #[test]
