@@ -20,6 +20,7 @@ mod build_steps;
 mod cli_check;
 mod cli_login;
 mod cli_pull;
+mod cli_run;
 mod cli_save;
 mod conformance_dockerignore;
 mod conformance_parser;

@@ -48,6 +48,52 @@ pub(crate) enum Command {
     Logout(LogoutArgs),
     /// Delete blobs and snapshots that no image name references, and say what was freed
     Prune(PruneArgs),
+    /// Run an image's command once, in the build sandbox, for smoke tests (always --rm)
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub(crate) struct RunArgs {
+    /// Accepted for docker's habit: every run is removed when it exits
+    #[arg(long)]
+    pub(crate) rm: bool,
+    /// Set an environment variable (`KEY=VALUE`, or `KEY` to take it from this environment)
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub(crate) env: Vec<String>,
+    /// Bind a host path (`SRC:DST[:ro]`; SRC absolute or relative to here)
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
+    pub(crate) volumes: Vec<String>,
+    /// Working directory inside (default: the image's WORKDIR)
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub(crate) workdir: Option<String>,
+    /// User (`name|uid[:group|gid]`; default: the image's USER)
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    pub(crate) user: Option<String>,
+    /// Replace the image's ENTRYPOINT (an empty string clears it)
+    #[arg(long, value_name = "COMMAND")]
+    pub(crate) entrypoint: Option<String>,
+    /// `host` (the default: the host's network) or `none`
+    #[arg(long, value_name = "MODE", default_value = "host")]
+    pub(crate) network: String,
+    /// Publish a TCP port: `HOST:CONTAINER` (a relay on the host) or `PORT`
+    #[arg(short = 'p', long = "publish", value_name = "HOST:CONTAINER")]
+    pub(crate) publish: Vec<String>,
+    /// Run the image for this platform (another architecture runs under QEMU emulation)
+    #[arg(long, value_name = "PLATFORM")]
+    pub(crate) platform: Option<String>,
+    /// Not supported yet: standard input is not passed to the process
+    #[arg(short = 'i', long)]
+    pub(crate) interactive: bool,
+    /// Not supported yet: no terminal is allocated
+    #[arg(short = 't', long)]
+    pub(crate) tty: bool,
+    /// Not supported: runs are never detached
+    #[arg(short = 'd', long)]
+    pub(crate) detach: bool,
+    /// The image, then the command and its arguments (default: the image's CMD)
+    #[arg(value_name = "IMAGE", required = true, num_args = 1.., allow_hyphen_values = true)]
+    pub(crate) image_and_command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

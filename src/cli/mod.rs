@@ -12,6 +12,7 @@ mod frontend;
 mod image;
 mod login;
 mod render;
+mod run;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -45,6 +46,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Save(args) => archive::save_cmd(&root()?, args),
         Command::Load(args) => archive::load_cmd(&root()?, args),
         Command::Prune(args) => image::prune_cmd(&root()?, args),
+        Command::Run(args) => run::run_cmd(&root()?, args),
     }
 }
 

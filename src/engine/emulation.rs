@@ -36,13 +36,23 @@ pub(crate) fn check(plan: &Plan) -> Result<(), BuildError> {
             foreign.push(platform);
         }
     }
+    for platform in foreign {
+        check_platform(&platform)?;
+    }
+    Ok(())
+}
+
+/// Fail when `platform`'s executables need emulation and no usable handler is registered.
+pub(crate) fn check_platform(platform: &Platform) -> Result<(), BuildError> {
+    if native(&Platform::host(), platform) {
+        return Ok(());
+    }
     let dir = std::env::var_os("RBUILD_BINFMT_MISC")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| BINFMT_MISC.into());
-    for platform in foreign {
-        handler_for(&dir, &platform).map_err(BuildError::Request)?;
-    }
-    Ok(())
+    handler_for(&dir, platform)
+        .map(|_| ())
+        .map_err(BuildError::Request)
 }
 
 /// Whether the host runs `platform`'s binaries itself (its own architecture, or 386 on
@@ -82,12 +92,12 @@ fn handler_for(dir: &Path, platform: &Platform) -> Result<String, String> {
     );
     let Some((class, data, machine)) = elf_id(arch) else {
         return Err(format!(
-            "RUN steps for {platform} need emulation, and rbuild does not know the executables of architecture {arch:?}"
+            "running {platform} executables needs emulation, and rbuild does not know the executables of architecture {arch:?}"
         ));
     };
     let entries = std::fs::read_dir(dir).map_err(|e| {
         format!(
-            "RUN steps for {platform} need QEMU user emulation through binfmt_misc, and {} cannot be read ({e}): mount it (`mount -t binfmt_misc binfmt_misc {}`), then {install}",
+            "running {platform} executables needs QEMU user emulation through binfmt_misc, and {} cannot be read ({e}): mount it (`mount -t binfmt_misc binfmt_misc {}`), then {install}",
             dir.display(),
             dir.display()
         )
@@ -112,10 +122,10 @@ fn handler_for(dir: &Path, platform: &Platform) -> Result<String, String> {
     }
     Err(match without_f {
         Some(name) => format!(
-            "RUN steps for {platform} need QEMU user emulation; the binfmt_misc handler {name:?} runs {arch} executables but was registered without the F flag, so it cannot work inside the build's root filesystem: register it again with F (Debian: `apt-get install --reinstall qemu-user-static`)"
+            "running {platform} executables needs QEMU user emulation; the binfmt_misc handler {name:?} runs {arch} executables but was registered without the F flag, so it cannot work inside the build's root filesystem: register it again with F (Debian: `apt-get install --reinstall qemu-user-static`)"
         ),
         None => format!(
-            "RUN steps for {platform} need QEMU user emulation, and this machine has no binfmt_misc handler for {arch}: {install}"
+            "running {platform} executables needs QEMU user emulation, and this machine has no binfmt_misc handler for {arch}: {install}"
         ),
     })
 }

@@ -22,7 +22,7 @@ pub fn interrupt() {
 }
 
 /// Whether [`interrupt`] was called.
-pub(crate) fn interrupted() -> bool {
+pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 

@@ -22,6 +22,7 @@ mod builder;
 mod built;
 pub mod cache;
 mod commit;
+pub mod container;
 pub(crate) mod copy;
 mod emulation;
 mod error;
