@@ -82,6 +82,7 @@ fn two_platforms_make_one_index_and_run_each_architecture() {
     let ctx = lab.context(CROSS);
     let oci = lab.home.join("out.tar");
     let files = lab.home.join("files");
+    let tarball = lab.home.join("all.tar");
     // `--no-cache` too: nothing from earlier builds, but one platform still takes what the
     // other made in this build.
     let stderr = lab.build_ok(&[
@@ -96,8 +97,23 @@ fn two_platforms_make_one_index_and_run_each_architecture() {
         &format!("type=oci,dest={}", oci.display()),
         "-o",
         &format!("type=local,dest={}", files.display()),
+        "-o",
+        &format!("type=tar,dest={}", tarball.display()),
         ctx.to_str().unwrap(),
     ]);
+    // One tarball, each platform's files under its directory.
+    let listing = run(std::process::Command::new("tar").arg("-tf").arg(&tarball));
+    for entry in [
+        "linux_amd64/",
+        "linux_amd64/arch",
+        "linux_arm64/",
+        "linux_arm64/arch",
+    ] {
+        assert!(
+            listing.lines().any(|l| l == entry),
+            "{entry} in:\n{listing}"
+        );
+    }
     // The index, in the order the platforms were given.
     let raw = run(std::process::Command::new("skopeo")
         .args(["inspect", "--raw"])
