@@ -41,7 +41,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&work);
     let lower = work.join("lower");
     busybox(&lower);
-    let files = standard_files(&work.join("files"), "rbuild", Network::Host).unwrap();
+    let files = standard_files(&work.join("files"), "rbuild", Network::Host, &[]).unwrap();
     let (mut mount, mut run, mut changes, mut umount, mut total) =
         (vec![], vec![], vec![], vec![], vec![]);
     for i in 0..33 {

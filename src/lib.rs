@@ -21,5 +21,5 @@ pub(crate) mod rootpath;
 pub mod sandbox;
 pub mod snapshot;
 pub mod store;
-pub(crate) mod suggest;
+pub mod suggest;
 pub(crate) mod sys;

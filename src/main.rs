@@ -23,7 +23,10 @@ fn main() -> ExitCode {
         }
     };
     let args = cli::with_default_subcommand(args);
-    let cli = cli::Cli::parse_from(args);
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return cli::clap_error(e),
+    };
     match cli::run(cli) {
         Ok(code) => code,
         Err(err) => {

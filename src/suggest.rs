@@ -3,7 +3,7 @@
 
 /// The closest candidate to `input` (case-insensitively) when it is close enough to be a
 /// plausible typo: at most a third of the input's length away, and never more than 3 edits.
-pub(crate) fn did_you_mean<'a, I>(input: &str, candidates: I) -> Option<&'a str>
+pub fn did_you_mean<'a, I>(input: &str, candidates: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
 {

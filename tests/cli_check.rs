@@ -134,7 +134,8 @@ fn build_rejects_a_bad_tag_before_planning() {
     let args = ["-t", "BAD::TAG", "testdata/flask-watchlist"];
     let out = check(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+    // A bad flag value is the command line's fault: exit 2, as clap's own errors.
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&args, &out));
     assert!(
         stderr.starts_with("error: -t BAD::TAG\n\nCaused by:\n  invalid image name \"BAD::TAG\"\n")
             && stderr.contains("must be lowercase")

@@ -122,7 +122,7 @@ fn run_step_layer_rebuilds_the_tree_in_rbuild_and_umoci() {
         chown 1000:1000 /data/new.txt
         mkdir -p /app/deep && touch /app/deep/x";
     let spec = Spec {
-        binds: standard_files(&work.join("files"), "rbuild", Network::None).unwrap(),
+        binds: standard_files(&work.join("files"), "rbuild", Network::None, &[]).unwrap(),
         ..Spec::new(
             mounted.merged(),
             vec!["/bin/sh".into(), "-c".into(), script.into()],

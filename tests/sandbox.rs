@@ -45,7 +45,7 @@ impl Box {
     }
 
     fn spec(&self, script: &str, network: Network) -> Spec {
-        let binds = standard_files(&self.dir.join("files"), "rbuild-test", network).unwrap();
+        let binds = standard_files(&self.dir.join("files"), "rbuild-test", network, &[]).unwrap();
         Spec {
             env: vec!["PATH=/bin".into(), "HOME=/root".into()],
             hostname: "rbuild-test".into(),

@@ -18,6 +18,7 @@ mod build_platforms;
 mod build_rootless;
 mod build_steps;
 mod cli_check;
+mod cli_docker;
 mod cli_login;
 mod cli_pull;
 mod cli_run;

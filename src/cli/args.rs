@@ -50,6 +50,8 @@ pub(crate) enum Command {
     Prune(PruneArgs),
     /// Run an image's command once, in the build sandbox, for smoke tests (always --rm)
     Run(RunArgs),
+    /// Print rbuild's version and the commit it was built from
+    Version,
 }
 
 #[derive(Debug, Args)]
@@ -275,6 +277,37 @@ pub(crate) struct BuildArgs {
     #[arg(long, value_name = "KIND")]
     pub(crate) snapshotter: Option<String>,
     /// The build context directory
+    /// Write the image ID to this file
+    #[arg(long, value_name = "FILE")]
+    pub(crate) iidfile: Option<PathBuf>,
+    /// Write the build's result as JSON to this file (buildx's keys: containerimage.digest,
+    /// containerimage.config.digest, containerimage.descriptor, image.name)
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub(crate) metadata_file: Option<PathBuf>,
+    /// Set a label on the image (`KEY=VALUE`), over the Dockerfile's LABELs
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub(crate) labels: Vec<String>,
+    /// Add a line to RUN's /etc/hosts (`NAME:IP`)
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub(crate) add_hosts: Vec<String>,
+    /// Size of RUN's /dev/shm (`128m`, `1g`; default 64m)
+    #[arg(long = "shm-size", value_name = "BYTES")]
+    pub(crate) shm_size: Option<String>,
+    /// Put the image in the local store: what every rbuild build does
+    #[arg(long)]
+    pub(crate) load: bool,
+    /// Accepted for docker's habit: rbuild keeps no intermediate containers to remove
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub(crate) rm: Option<bool>,
+    /// Accepted for docker's habit: rbuild keeps no intermediate containers to remove
+    #[arg(long = "force-rm", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub(crate) force_rm: Option<bool>,
+    /// rbuild makes no provenance attestation: only `false` is accepted
+    #[arg(long, value_name = "VALUE")]
+    pub(crate) provenance: Option<String>,
+    /// rbuild makes no SBOM attestation: only `false` is accepted
+    #[arg(long, value_name = "VALUE")]
+    pub(crate) sbom: Option<String>,
     #[arg(value_name = "PATH")]
     pub(crate) context: PathBuf,
 }

@@ -15,7 +15,7 @@ use rbuild::sandbox::Network;
 use rbuild::sandbox::cgroup::Limits;
 
 use super::args::BuildArgs;
-use super::render::{BuildFailed, color_stderr};
+use super::render::{BuildFailed, color_stderr, usage};
 use super::{frontend, image};
 
 pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> {
@@ -28,14 +28,17 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
     let mode = if args.quiet {
         Mode::Quiet
     } else {
-        Mode::parse(&args.progress).with_context(|| {
-            format!(
-                "invalid --progress {:?}: expected auto, tty, plain, rawjson or quiet",
-                args.progress
-            )
-        })?
+        Mode::parse(&args.progress)
+            .with_context(|| {
+                format!(
+                    "invalid --progress {:?}: expected auto, tty, plain, rawjson or quiet",
+                    args.progress
+                )
+            })
+            .map_err(usage)?
     };
-    let request = request(&args, root)?;
+    engine::check_context(&args.context)?;
+    let request = request(&args, root).map_err(usage)?;
     let builder = Builder::new(request).map_err(failed)?;
     // Ctrl-C (and SIGTERM) stop the RUN in progress and unwind, unmounting as they go.
     ctrlc::set_handler(engine::interrupt::interrupt).context("installing the Ctrl-C handler")?;
@@ -51,6 +54,14 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
     let outcome = planned.build(progress.as_ref()).map_err(failed)?;
     drop(progress);
     let image_id = format!("sha256:{}", outcome.image_id.hex());
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, &image_id)
+            .with_context(|| format!("writing --iidfile {}", path.display()))?;
+    }
+    if let Some(path) = &args.metadata_file {
+        std::fs::write(path, metadata(&outcome)?)
+            .with_context(|| format!("writing --metadata-file {}", path.display()))?;
+    }
     // `-q` and `--progress=quiet` are the same (buildx): only the image ID, on stdout.
     if mode == Mode::Quiet {
         println!("{image_id}");
@@ -78,6 +89,34 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--metadata-file`: what buildx writes, under its keys.
+fn metadata(outcome: &engine::Outcome) -> anyhow::Result<Vec<u8>> {
+    let manifest = &outcome.manifest;
+    let digest = rbuild::oci::manifest::descriptor_digest(manifest)?;
+    let mut m = serde_json::Map::new();
+    m.insert("containerimage.digest".into(), digest.to_string().into());
+    m.insert(
+        "containerimage.descriptor".into(),
+        serde_json::json!({
+            "mediaType": manifest.media_type().to_string(),
+            "digest": digest.to_string(),
+            "size": manifest.size(),
+        }),
+    );
+    // An index has no one config: buildx leaves the key out then.
+    if outcome.platforms.is_empty() {
+        m.insert(
+            "containerimage.config.digest".into(),
+            outcome.image_id.to_string().into(),
+        );
+    }
+    if !outcome.tagged.is_empty() {
+        let names: Vec<String> = outcome.tagged.iter().map(|n| n.to_string()).collect();
+        m.insert("image.name".into(), names.join(",").into());
+    }
+    Ok(serde_json::to_vec_pretty(&m)?)
+}
+
 /// A build error for the CLI: a step's diagnostic fails the build (exit 1), a Dockerfile
 /// that cannot be built is a diagnostic (exit 2), anything else an error with its causes.
 fn failed(e: BuildError) -> anyhow::Error {
@@ -89,9 +128,8 @@ fn failed(e: BuildError) -> anyhow::Error {
 }
 
 /// The flags as a build request. Bad tags and options fail before any work, as docker
-/// build's do.
+/// build's do; such an error is the command line's (exit 2).
 fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> {
-    engine::check_context(&args.context)?;
     let mut tags = Vec::new();
     for tag in &args.tags {
         tags.push(image::local_name(tag).with_context(|| format!("-t {tag}"))?);
@@ -148,6 +186,42 @@ fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> 
             other => bail!("invalid --allow {other:?}: expected security.insecure or network.host"),
         }
     }
+    for (flag, value) in [("--provenance", &args.provenance), ("--sbom", &args.sbom)] {
+        if let Some(v) = value
+            && !matches!(v.as_str(), "false" | "0")
+        {
+            bail!(
+                "{flag}={v}: rbuild makes no attestations yet; drop the flag, or pass {flag}=false (what rbuild does)"
+            );
+        }
+    }
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &args.labels {
+        // `--label KEY` is an empty value, as docker takes it.
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        if k.is_empty() {
+            bail!("invalid --label {l:?}: the key is empty");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let mut extra_hosts = Vec::new();
+    for h in &args.add_hosts {
+        // NAME:IP (the IP may be IPv6, with colons of its own), or NAME=IP as buildx allows.
+        let (name, ip) = h
+            .split_once('=')
+            .or_else(|| h.split_once(':'))
+            .with_context(|| format!("invalid --add-host {h:?}: expected NAME:IP"))?;
+        if name.is_empty() || ip.parse::<std::net::IpAddr>().is_err() {
+            bail!("invalid --add-host {h:?}: expected NAME:IP, with an IPv4 or IPv6 address");
+        }
+        extra_hosts.push((name.to_string(), ip.to_string()));
+    }
+    let shm_size = args
+        .shm_size
+        .as_deref()
+        .map(rbuild::dockerfile::units::parse_ram_size)
+        .transpose()
+        .context("invalid --shm-size")?;
     let secrets = secrets(&args.secret)?;
     let ssh = SshAgents::parse(&args.ssh, std::env::var_os("SSH_AUTH_SOCK"))?;
     let (source, mut plan, platforms) = frontend::load(&args.frontend, &args.context)?;
@@ -167,6 +241,9 @@ fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> 
         secrets,
         ssh,
         limits,
+        extra_hosts,
+        shm_size,
+        labels,
         source_date_epoch,
         snapshotter,
         allow_insecure: insecure,

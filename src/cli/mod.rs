@@ -8,6 +8,7 @@ mod archive;
 mod args;
 mod build;
 mod check;
+mod docker_flags;
 mod frontend;
 mod image;
 mod login;
@@ -47,7 +48,44 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => archive::load_cmd(&root()?, args),
         Command::Prune(args) => image::prune_cmd(&root()?, args),
         Command::Run(args) => run::run_cmd(&root()?, args),
+        Command::Version => {
+            println!(
+                "rbuild {} (commit {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("RBUILD_GIT_COMMIT")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Report a command line clap refused and return its exit code (2, or 0 for `--help`):
+/// a docker build flag rbuild lacks gets what to do instead, any other unknown flag the
+/// command's help to look at, never clap's tip to pass the flag after `--`.
+pub(crate) fn clap_error(e: clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        let _ = e.print();
+        return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+    }
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let flag = arg.split_once('=').map_or(arg.as_str(), |(f, _)| f);
+    match docker_flags::advice(flag) {
+        Some(advice) => eprintln!("error: rbuild does not support {flag} yet: {advice}"),
+        None => {
+            let similar = match e.get(ContextKind::SuggestedArg) {
+                Some(ContextValue::String(s)) => format!(" (did you mean {s}?)"),
+                _ => String::new(),
+            };
+            eprintln!(
+                "error: unknown flag {flag}{similar}\n\nSee `rbuild help` and `rbuild <COMMAND> --help` for the flags there are."
+            );
+        }
+    }
+    ExitCode::from(2)
 }
 
 /// Global options that take a value as the next argument.
@@ -87,12 +125,48 @@ pub(crate) fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
         return args;
     };
     let is_meta = matches!(first.as_str(), "-h" | "--help" | "-V" | "--version");
-    if subcommand_names().contains(&first) || is_meta {
+    let names = subcommand_names();
+    if names.contains(&first) || is_meta {
+        return args;
+    }
+    // Docker's two-word commands: `image ls`, `builder prune`, `buildx build`, ...
+    let second = args.get(i + 1).map(|a| a.to_string_lossy().into_owned());
+    if let Some(alias) = docker_alias(&first, second.as_deref()) {
+        let mut out = args;
+        out.splice(i..i + 2, [OsString::from(alias)]);
+        return out;
+    }
+    // A word that is no path here but is close to a command is a typo of the command
+    // (`rbuild imgaes`): clap then says which command it may be, instead of the build
+    // complaining about a context directory.
+    if !first.starts_with('-')
+        && !std::path::Path::new(&first).exists()
+        && rbuild::suggest::did_you_mean(&first, names.iter().map(String::as_str)).is_some()
+    {
         return args;
     }
     let mut out = args;
     out.insert(i, OsString::from("build"));
     out
+}
+
+/// The rbuild command for docker's `GROUP VERB` (`image ls` is `images`); `None` for
+/// anything else.
+fn docker_alias(group: &str, verb: Option<&str>) -> Option<&'static str> {
+    Some(match (group, verb?) {
+        ("image", "ls" | "list") => "images",
+        ("image", "rm" | "remove") => "rmi",
+        ("image", "inspect") => "inspect",
+        ("image", "prune") | ("builder", "prune") | ("system", "prune") => "prune",
+        ("image", "push") => "push",
+        ("image", "pull") => "pull",
+        ("image", "tag") => "tag",
+        ("image", "save") => "save",
+        ("image", "load") => "load",
+        ("image" | "builder" | "buildx", "build") => "build",
+        ("container", "run") => "run",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -124,6 +198,12 @@ mod tests {
         after_global_root_eq: ["rbuild", "--root=/s", "."] => ["rbuild", "--root=/s", "build", "."];
         help_untouched: ["rbuild", "--help"] => ["rbuild", "--help"];
         version_untouched: ["rbuild", "-V"] => ["rbuild", "-V"];
+        image_ls: ["rbuild", "image", "ls"] => ["rbuild", "images"];
+        image_rm: ["rbuild", "--root", "/s", "image", "rm", "a:1"] => ["rbuild", "--root", "/s", "rmi", "a:1"];
+        builder_prune: ["rbuild", "builder", "prune", "--grace", "0s"] => ["rbuild", "prune", "--grace", "0s"];
+        buildx_build: ["rbuild", "buildx", "build", "-t", "a", "."] => ["rbuild", "build", "-t", "a", "."];
+        typo_is_left_to_clap: ["rbuild", "imgaes"] => ["rbuild", "imgaes"];
+        a_missing_context_is_still_a_build: ["rbuild", "no-such-dir"] => ["rbuild", "build", "no-such-dir"];
         nothing: ["rbuild"] => ["rbuild"];
         every_subcommand_untouched: ["rbuild", "prune", "--grace", "0s"] => ["rbuild", "prune", "--grace", "0s"];
     }

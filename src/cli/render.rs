@@ -69,8 +69,34 @@ fn render_chain<'a>(
     out
 }
 
-/// Exit code: 2 for Dockerfile syntax errors (diagnostics), 1 for every other failure.
+/// A command line rbuild cannot take (a flag's value, as clap's own errors): exit 2.
+#[derive(Debug)]
+pub(crate) struct Usage(pub(crate) anyhow::Error);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Usage {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Mark `err` as a usage error.
+pub(crate) fn usage(err: anyhow::Error) -> anyhow::Error {
+    Usage(err).into()
+}
+
+/// Exit code, one policy for every command: 0 ok; 2 for what is wrong with the command
+/// line or the Dockerfile's syntax (as clap's own errors); 1 for every other failure (a
+/// build or step that failed, a registry, a file).
 pub(crate) fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+    if err.downcast_ref::<Usage>().is_some() {
+        return ExitCode::from(2);
+    }
     match located(err) {
         Some(Located::Syntax(_)) => ExitCode::from(2),
         Some(Located::Build(_)) | None => ExitCode::from(1),
@@ -139,6 +165,10 @@ mod tests {
             ExitCode::from(2)
         );
         assert_eq!(code(BuildFailed(diagnostic()).into()), ExitCode::from(1));
+        assert_eq!(
+            code(usage(anyhow::anyhow!("invalid --progress"))),
+            ExitCode::from(2)
+        );
         assert_eq!(code(step("a", "b")), ExitCode::from(1));
     }
 }

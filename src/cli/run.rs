@@ -25,7 +25,7 @@ pub(crate) fn run_cmd(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     if rbuild::sandbox::unshare::needed() {
         return Ok(rbuild::sandbox::unshare::run_in_user_namespace(true)?);
     }
-    let request = request(root, &args)?;
+    let request = request(root, &args).map_err(super::render::usage)?;
     ctrlc::set_handler(engine::interrupt::interrupt).context("installing the Ctrl-C handler")?;
     let status = engine::container::run(&request, &|line| eprintln!("{line}"))
         .map_err(anyhow::Error::from)?;

@@ -64,6 +64,8 @@ pub struct Builder {
     push: Vec<Reference>,
     /// Outputs other than tags.
     files: Vec<Output>,
+    /// `--label`s for the final image.
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 /// What a build produced and where it went.
@@ -183,6 +185,8 @@ impl Builder {
             secrets: request.secrets,
             ssh: request.ssh,
             limits: request.limits,
+            extra_hosts: request.extra_hosts,
+            shm_size: request.shm_size,
             layer: LayerOptions {
                 compression: compression.unwrap_or(LayerOptions::default().compression),
                 level,
@@ -201,6 +205,7 @@ impl Builder {
             names,
             push,
             files,
+            labels: request.labels,
         })
     }
 
@@ -319,9 +324,19 @@ impl Planned {
             }
             let mut done = schedule(&session)?;
             session.save_hashes();
-            let state = done
+            let mut state = done
                 .remove(&plan.target)
                 .expect("the target stage was built");
+            // `--label` goes on the final image over the Dockerfile's LABELs, without a
+            // history entry, as docker build puts it.
+            if !builder.labels.is_empty() {
+                let cc = state
+                    .image
+                    .config
+                    .config
+                    .get_or_insert_with(Default::default);
+                cc.labels.extend(builder.labels.clone());
+            }
             let (manifest, config_digest) = commit_image(&session, &state)?;
             let (ran, cached) = session.counts();
             if !multi {

@@ -110,8 +110,9 @@ pub fn run(request: &RunRequest, say: &dyn Fn(String)) -> Result<ExitStatus, Bui
     // As Docker does, a missing working directory is made (by root).
     super::copy::mkdir_in_root(&rootfs, &cwd, None)
         .map_err(|e| BuildError::Request(format!("working directory {cwd}: {e}")))?;
-    let mut binds = sandbox::standard_files(&work.path().join("files"), "rbuild", request.network)
-        .map_err(files("preparing /etc/hosts and /etc/resolv.conf"))?;
+    let mut binds =
+        sandbox::standard_files(&work.path().join("files"), "rbuild", request.network, &[])
+            .map_err(files("preparing /etc/hosts and /etc/resolv.conf"))?;
     binds.extend(request.volumes.iter().cloned());
     let spec = Spec {
         env,

@@ -40,6 +40,12 @@ pub struct Request {
     pub secrets: BTreeMap<String, SecretSource>,
     pub ssh: SshAgents,
     pub limits: Limits,
+    /// `--add-host NAME:IP`: extra `/etc/hosts` lines in RUN (part of RUN's cache key).
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--shm-size`: the size of RUN's `/dev/shm` in bytes (part of RUN's cache key).
+    pub shm_size: Option<u64>,
+    /// `--label KEY=VALUE`: labels of the built image, over the Dockerfile's.
+    pub labels: BTreeMap<String, String>,
     /// `SOURCE_DATE_EPOCH`: image `created` times and layer mtimes clamped to it.
     pub source_date_epoch: Option<i64>,
     /// `--snapshotter`; none chooses (overlay where it works).
@@ -69,6 +75,9 @@ impl Request {
             secrets: BTreeMap::new(),
             ssh: SshAgents::default(),
             limits: Limits::default(),
+            extra_hosts: Vec::new(),
+            shm_size: None,
+            labels: BTreeMap::new(),
             source_date_epoch: None,
             snapshotter: None,
             allow_insecure: false,

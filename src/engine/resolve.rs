@@ -153,7 +153,11 @@ pub(crate) fn resolve_image(
                 let message = match ev {
                     pull::Event::Started { digest, size } => {
                         sizes.lock().expect("sizes").insert(digest.clone(), size);
-                        format!("{digest}: downloading {size} bytes")
+                        format!(
+                            "{}: downloading {}",
+                            digest.short(),
+                            crate::progress::human_size(size)
+                        )
                     }
                     pull::Event::Progress { digest, written } => {
                         let total = sizes.lock().expect("sizes").get(&digest).copied();
@@ -169,7 +173,11 @@ pub(crate) fn resolve_image(
                         host, repository, ..
                     } => format!("pulling {r} from {host}/{repository}"),
                     pull::Event::Downloaded { digest, size } => {
-                        format!("{digest}: downloaded {size} bytes")
+                        format!(
+                            "{}: downloaded {}",
+                            digest.short(),
+                            crate::progress::human_size(size)
+                        )
                     }
                     pull::Event::Cached { digest, .. } => format!("{digest}: present"),
                     _ => return,

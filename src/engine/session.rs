@@ -266,17 +266,13 @@ impl<'a> Session<'a> {
 
     /// The instruction as written, one line (continuations joined), for step names.
     pub(crate) fn text_of(&self, i: &Instruction) -> String {
-        let words: Vec<&str> = i.node.original.split_whitespace().collect();
-        let mut s = words.join(" ");
-        if s.len() > 120 {
-            let cut = (0..=117)
-                .rev()
-                .find(|i| s.is_char_boundary(*i))
-                .unwrap_or(0);
-            s.truncate(cut);
-            s.push_str("...");
-        }
-        s
+        // Whole, as BuildKit's plain progress prints it; the tty renderer fits it to the
+        // terminal.
+        i.node
+            .original
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Mount another state's root filesystem to read (or, `writable`, to write into and

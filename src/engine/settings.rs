@@ -35,6 +35,10 @@ pub(crate) struct Settings {
     pub(crate) secrets: BTreeMap<String, SecretSource>,
     pub(crate) ssh: SshAgents,
     pub(crate) limits: Limits,
+    /// `--add-host NAME:IP`: extra `/etc/hosts` lines in RUN.
+    pub(crate) extra_hosts: Vec<(String, String)>,
+    /// `--shm-size`: the size of RUN's `/dev/shm`.
+    pub(crate) shm_size: Option<u64>,
     /// Compression and threads of the layers this build writes.
     pub(crate) layer: LayerOptions,
     /// `SOURCE_DATE_EPOCH`: image `created` times and layer mtimes clamped to it.

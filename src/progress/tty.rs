@@ -36,7 +36,7 @@ impl Reporter for Tty {
             Event::Start { id, name } => {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                    ProgressStyle::with_template("{spinner} {wide_msg} {elapsed}")
                         .expect("progress template"),
                 );
                 bar.set_message(name.clone());

@@ -333,15 +333,23 @@ fn cleanup(created: &[MountPoint]) {
 /// rootfs: they never enter a layer) and returned as read-only binds, as BuildKit mounts
 /// them (a RUN that appends to `/etc/hosts` fails under `docker build` too). There is no
 /// `/etc/hostname`: BuildKit gives none, so a RUN that writes one leaves it in the layer.
-pub fn standard_files(dir: &Path, hostname: &str, network: Network) -> std::io::Result<Vec<Bind>> {
+///
+/// `extra_hosts` (`--add-host NAME:IP`) are added to `/etc/hosts`, one line each.
+pub fn standard_files(
+    dir: &Path,
+    hostname: &str,
+    network: Network,
+    extra_hosts: &[(String, String)],
+) -> std::io::Result<Vec<Bind>> {
     std::fs::create_dir_all(dir)?;
     let hosts = dir.join("hosts");
-    std::fs::write(
-        &hosts,
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-        ),
-    )?;
+    let mut text = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    );
+    for (name, ip) in extra_hosts {
+        text.push_str(&format!("{ip}\t{name}\n"));
+    }
+    std::fs::write(&hosts, text)?;
     let resolv = dir.join("resolv.conf");
     match network {
         // The host's resolvers, as BuildKit does for host networking.

@@ -220,7 +220,7 @@ pub(crate) fn setup(spec: &Spec) -> Result<(), String> {
         &root.open("/dev/shm")?,
         "tmpfs",
         nosuid_nodev_noexec,
-        "mode=1777,size=65536k",
+        &format!("mode=1777,size={}", spec.shm_size.unwrap_or(64 << 20)),
         "/dev/shm",
     )?;
     for (name, target) in [

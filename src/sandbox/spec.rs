@@ -56,6 +56,9 @@ pub struct Spec {
     /// masked or read-only paths.
     #[serde(default)]
     pub privileged: bool,
+    /// Size of `/dev/shm` in bytes (`--shm-size`); Docker's 64 MiB when unset.
+    #[serde(default)]
+    pub shm_size: Option<u64>,
     /// Set by `spawn`: the parent maps subordinate id ranges into the user namespace
     /// (rootless with /etc/subuid ranges), instead of the helper mapping root alone.
     #[serde(default)]
@@ -78,6 +81,7 @@ impl Spec {
             hostname: "rbuild".into(),
             network: Network::None,
             binds: Vec::new(),
+            shm_size: None,
             tmpfs: Vec::new(),
             limits: cgroup::Limits::default(),
             privileged: false,

@@ -176,8 +176,8 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// The arm64 busybox of `tests/fixtures/busybox-arm64.sh`, fetched on first use; `None`
-/// after a skip that says why when the machine cannot fetch it (a failure with
-/// `RBUILD_REQUIRE_TOOLS=1`, as CI sets it).
+/// after a skip that says why when the machine cannot fetch it and `RBUILD_ALLOW_SKIP=1`
+/// allows skipping (a failure otherwise).
 pub fn arm64_busybox() -> Option<PathBuf> {
     use std::sync::OnceLock;
     static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();

@@ -22,8 +22,8 @@ const MISSING_PREREQUISITE: i32 = 3;
 /// lock file makes one build and the others wait, then reuse it.
 ///
 /// `None`, after a skip that says why (`require::skip`), when the machine cannot make it
-/// (no root, mmdebstrap, umoci or network). With `RBUILD_REQUIRE_TOOLS=1` (CI sets it) that
-/// is a failure instead, and so is any other failure of the script everywhere.
+/// (no root, mmdebstrap, umoci or network) and `RBUILD_ALLOW_SKIP=1` allows skipping; else
+/// that is a failure, and so is any other failure of the script everywhere.
 pub fn python_base_layout() -> Option<PathBuf> {
     static LAYOUT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let result = LAYOUT.get_or_init(make);

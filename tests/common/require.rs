@@ -4,15 +4,19 @@
 //! stderr (libtest shows it with `--nocapture` or `--show-output`, nextest with
 //! `--success-output`), and returns without checking anything.
 //!
-//! A skip must never hide a gap in CI, so what [`Need`] a check serves decides whether the
-//! environment turns the skip into a failure (a panic with the same reason):
-//! - `RBUILD_REQUIRE_TOOLS=1`: tools, files from packages (busybox-static, uidmap),
-//!   subordinate id ranges, and images made from them (`.ci/run` installs all of these);
-//! - `RBUILD_REQUIRE_CONFORMANCE=1`: data under `../shared` (the conformance vectors).
+//! A skip must never hide a gap, so what [`Need`] a check serves decides whether it may skip
+//! at all:
+//! - tools, files from packages (busybox-static, uidmap, qemu-user-static), subordinate id
+//!   ranges, images made from them, and data under `../shared` (the conformance vectors):
+//!   missing, the test fails (a panic with the reason), unless `RBUILD_ALLOW_SKIP=1` allows
+//!   skipping. `bash scripts/test.sh` installs all of them first;
+//! - who runs the tests (root or not) and the machine's size: always a skip, never a
+//!   failure. The suite runs as root and its rootless subset again as nobody
+//!   (`scripts/test.sh`), so each side covers what the other skips.
 //!
-//! Who runs the tests (root or not) and the machine's size never fail a test: CI runs the
-//! suite as root and the rootless subset again as nobody (`.ci/run`), so each side covers
-//! what the other skips.
+//! A skipped test still ends as a pass to the test runner, so each skip is also appended to
+//! the file `RBUILD_SKIP_LOG` names, and `scripts/test.sh` reports those apart from the
+//! passes.
 //!
 //! This module only decides and reports: it installs, fetches and makes nothing.
 
@@ -27,20 +31,21 @@ pub enum Need {
     User,
     /// The machine's size (cores). Never a failure.
     Machine,
-    /// Something installed on the machine, or made from what is: a failure with
-    /// `RBUILD_REQUIRE_TOOLS=1`.
+    /// Something installed on the machine, or made from what is: a failure unless
+    /// `RBUILD_ALLOW_SKIP=1`.
     Install,
-    /// Data under `../shared`: a failure with `RBUILD_REQUIRE_CONFORMANCE=1`.
+    /// Data under `../shared`: a failure unless `RBUILD_ALLOW_SKIP=1`.
     Shared,
 }
 
 impl Need {
-    /// The variable that turns a missing prerequisite of this kind into a failure.
-    fn required_by(self) -> Option<&'static str> {
+    /// Whether a missing prerequisite of this kind may be skipped here.
+    fn may_skip(self) -> bool {
         match self {
-            Need::User | Need::Machine => None,
-            Need::Install => Some("RBUILD_REQUIRE_TOOLS"),
-            Need::Shared => Some("RBUILD_REQUIRE_CONFORMANCE"),
+            Need::User | Need::Machine => true,
+            Need::Install | Need::Shared => {
+                std::env::var_os("RBUILD_ALLOW_SKIP").is_some_and(|v| v == "1")
+            }
         }
     }
 }
@@ -58,13 +63,24 @@ fn test_name() -> String {
 /// panic with it when the environment requires what `need` names.
 pub fn skip(need: Need, why: impl Display) {
     let test = test_name();
-    if let Some(var) = need.required_by()
-        && std::env::var_os(var).is_some_and(|v| v == "1")
-    {
-        panic!("{test}: {why}, and {var}=1");
+    if !need.may_skip() {
+        panic!(
+            "{test}: {why} (install it: bash scripts/test.sh does; or allow skipping with RBUILD_ALLOW_SKIP=1)"
+        );
     }
     println!("SKIPPED: {test}: {why}");
     eprintln!("SKIPPED: {test}: {why}");
+    // For the test script's count: one line per skip, appended whole.
+    if let Some(log) = std::env::var_os("RBUILD_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = f.write_all(format!("{test}: {why}\n").as_bytes());
+        }
+    }
 }
 
 /// Whether the tests run as root; skips (never fails) otherwise. `why` says what needs it.
@@ -102,8 +118,8 @@ pub fn cores(n: usize, why: &str) -> bool {
     false
 }
 
-/// Whether every tool in `names` is on `PATH`; skips otherwise, or fails with
-/// `RBUILD_REQUIRE_TOOLS=1`.
+/// Whether every tool in `names` is on `PATH`; otherwise a failure, or a skip with
+/// `RBUILD_ALLOW_SKIP=1`.
 pub fn tools(names: &[&str]) -> bool {
     let missing: Vec<&str> = names.iter().copied().filter(|t| !on_path(t)).collect();
     if missing.is_empty() {
@@ -125,7 +141,7 @@ fn on_path(name: &str) -> bool {
 }
 
 /// `../shared/<rel>` beside the checkout (or under `$RBUILD_SHARED`), if it exists; else
-/// `None` after a skip, or a failure with `RBUILD_REQUIRE_CONFORMANCE=1`.
+/// `None` after a skip (allowed by `RBUILD_ALLOW_SKIP=1`), else a failure.
 pub fn shared(rel: &str) -> Option<PathBuf> {
     let base = match std::env::var_os("RBUILD_SHARED") {
         Some(d) => PathBuf::from(d),

@@ -43,6 +43,10 @@ pub(crate) struct RunStep {
     /// Per mount: what a bind mount reads (a stage or image, or the context), as the key
     /// knows it; the tree is mounted, or the context copied, only when the step runs.
     sources: Vec<Option<BindSource>>,
+    /// `--add-host` lines for `/etc/hosts`.
+    extra_hosts: Vec<(String, String)>,
+    /// `--shm-size`.
+    shm_size: Option<u64>,
 }
 
 pub(crate) fn prepare(
@@ -94,6 +98,8 @@ pub(crate) fn prepare(
         script: state.image.run_script(step),
         mounts: step.mounts.clone(),
         sources,
+        extra_hosts: session.settings().extra_hosts.clone(),
+        shm_size: session.settings().shm_size,
     })
 }
 
@@ -164,6 +170,18 @@ impl LayerStep for RunStep {
         if self.privileged {
             key.str("security", "insecure");
         }
+        // Only when given, so that the keys of every other build stay as they were.
+        if !self.extra_hosts.is_empty() {
+            let hosts: Vec<String> = self
+                .extra_hosts
+                .iter()
+                .map(|(name, ip)| format!("{name}={ip}"))
+                .collect();
+            key.strs("extra-hosts", &hosts);
+        }
+        if let Some(size) = self.shm_size {
+            key.u64("shm-size", size);
+        }
         if let Some((name, body)) = &self.script {
             key.nested("script", |s| {
                 s.str("name", name);
@@ -187,10 +205,15 @@ impl LayerStep for RunStep {
             .map_err(|e| session.fail_at(instruction, &e))?;
 
         let hostname = "buildkitsandbox";
-        let mut binds = sandbox::standard_files(&cx.work_dir.join("files"), hostname, self.network)
-            .map_err(io(
-                "preparing /etc/hosts, /etc/resolv.conf, /etc/hostname".into()
-            ))?;
+        let mut binds = sandbox::standard_files(
+            &cx.work_dir.join("files"),
+            hostname,
+            self.network,
+            &self.extra_hosts,
+        )
+        .map_err(io(
+            "preparing /etc/hosts, /etc/resolv.conf, /etc/hostname".into()
+        ))?;
         let mounts = Mounts::make(cx, &self.mounts, &self.sources, &self.env)?;
         binds.extend(mounts.binds.iter().cloned());
         if let Some((name, body)) = &self.script {
@@ -215,6 +238,7 @@ impl LayerStep for RunStep {
             tmpfs: mounts.tmpfs.clone(),
             limits: session.settings().limits,
             privileged: self.privileged,
+            shm_size: self.shm_size,
             ..Spec::new(root, self.args.clone())
         };
         let log = session.log_path(cx.id);
@@ -360,6 +384,8 @@ mod tests {
             script: None,
             mounts,
             sources,
+            extra_hosts: Vec::new(),
+            shm_size: None,
         }
     }
 
@@ -367,6 +393,19 @@ mod tests {
         let mut key = KeyEncoder::new("step", None);
         step.key(&mut key);
         key.finish()
+    }
+    /// `--add-host` and `--shm-size` reach the key when given, and leave it alone when not.
+    #[test]
+    fn host_entries_and_shm_size_are_in_the_key_when_given() {
+        let plain = key_of(&step(Vec::new()));
+        let mut hosts = step(Vec::new());
+        hosts.extra_hosts = vec![("db".into(), "10.0.0.2".into())];
+        let mut shm = step(Vec::new());
+        shm.shm_size = Some(1 << 30);
+        let keys = [plain, key_of(&hosts), key_of(&shm)];
+        assert_ne!(keys[0], keys[1]);
+        assert_ne!(keys[0], keys[2]);
+        assert_ne!(keys[1], keys[2]);
     }
 
     /// The key bytes of representative RUN steps, pinned: changing them is a decision
