@@ -5,6 +5,8 @@
 //! exit-code policy.
 
 use crate::common::busybox_context::BusyboxContext;
+use std::path::{Path, PathBuf};
+
 use crate::common::{describe, rbuild, temp_home};
 
 #[test]
@@ -132,4 +134,151 @@ fn docker_commands_typos_and_version() {
         text.starts_with(&format!("rbuild {} (commit ", env!("CARGO_PKG_VERSION"))),
         "{text}"
     );
+}
+
+/// Contexts that are not a directory here: `-` (a Dockerfile, or a tar of the context),
+/// an http(s) URL of a tarball, a Git URL with `#ref:subdir`; and a `Containerfile` found
+/// when there is no `Dockerfile`. Each build's result is read back as files.
+#[test]
+fn contexts_from_stdin_urls_and_git_and_containerfiles() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    use crate::common::process::Process;
+    use crate::common::registry::free_port;
+
+    if !crate::common::require::root("builds mount overlays")
+        || !crate::common::require::tools(&["git", "python3", "tar"])
+    {
+        return;
+    }
+    let home = temp_home("cli-docker-contexts");
+    let root = home.join("state");
+    let src = home.join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(
+        src.join("sub/Dockerfile"),
+        "FROM scratch\nCOPY a.txt /from-sub\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("sub/a.txt"), "sub\n").unwrap();
+    std::fs::write(src.join("Containerfile"), "FROM scratch\nCOPY a.txt /a\n").unwrap();
+    std::fs::write(src.join("a.txt"), "top\n").unwrap();
+    let files = |name: &str| home.join(name);
+    let build = |name: &str, context: &str, stdin: Option<Vec<u8>>| {
+        let dest = format!("type=local,dest={}", files(name).display());
+        let mut child = Command::new(crate::common::rbuild_bin())
+            .args(["build", "-q", "-o", &dest, context])
+            .current_dir(&src)
+            .env("RBUILD_ROOT", &root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(bytes) = stdin {
+            input.write_all(&bytes).unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", describe(&[context], &out));
+    };
+    let read =
+        |p: PathBuf| std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+
+    // A Containerfile when there is no Dockerfile.
+    build("local", ".", None);
+    assert_eq!(read(files("local").join("a")), "top\n");
+    // The Dockerfile alone on stdin: an empty context.
+    build(
+        "dockerfile-stdin",
+        "-",
+        Some(b"FROM scratch\nENV A=1\nWORKDIR /w\n".to_vec()),
+    );
+    assert!(files("dockerfile-stdin").join("w").is_dir());
+    // A gzip tar of the context on stdin.
+    let tar = Command::new("tar")
+        .args(["-czf", "-", "-C"])
+        .arg(src.join("sub"))
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    build("tar-stdin", "-", Some(tar.stdout.clone()));
+    assert_eq!(read(files("tar-stdin").join("from-sub")), "sub\n");
+    // The same tarball over http.
+    let site = home.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("ctx.tar.gz"), &tar.stdout).unwrap();
+    let http_port = free_port();
+    let _http = Process::spawn(
+        Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(http_port.to_string())
+            .current_dir(&site)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    // A Git repository with the context in a subdirectory, served by git daemon.
+    let work = home.join("repo-work");
+    let repos = home.join("repos");
+    std::fs::create_dir_all(&repos).unwrap();
+    let git = |dir: &Path, args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    std::fs::create_dir_all(work.join("app")).unwrap();
+    std::fs::write(work.join("app/Dockerfile"), "FROM scratch\nCOPY . /repo\n").unwrap();
+    std::fs::write(work.join("app/file"), "from git\n").unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "one"]);
+    git(&work, &["tag", "v1"]);
+    git(
+        &repos,
+        &["clone", "-q", "--bare", work.to_str().unwrap(), "repo.git"],
+    );
+    let git_port = free_port();
+    let _git = Process::spawn(
+        Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={git_port}"))
+            .arg(format!("--base-path={}", repos.display()))
+            .arg(&repos)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    for port in [http_port, git_port] {
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed().as_secs() < 20, "port {port}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    build(
+        "http",
+        &format!("http://127.0.0.1:{http_port}/ctx.tar.gz"),
+        None,
+    );
+    assert_eq!(read(files("http").join("from-sub")), "sub\n");
+    build(
+        "git",
+        &format!("git://127.0.0.1:{git_port}/repo.git#v1:app"),
+        None,
+    );
+    assert_eq!(read(files("git").join("repo/file")), "from git\n");
 }

@@ -18,7 +18,7 @@ use super::args::BuildArgs;
 use super::render::{BuildFailed, color_stderr, usage};
 use super::{frontend, image};
 
-pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> {
     // Not root: the build runs as root of a user namespace of its own, in a copy of this
     // process (docs/build.md, "Rootless builds"); this one only waits for it.
     if rbuild::sandbox::unshare::needed() {
@@ -36,6 +36,25 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
                 )
             })
             .map_err(usage)?
+    };
+    // `-`, a Git URL or an http(s) URL: the context is fetched into a scratch directory,
+    // removed when the build ends.
+    let _scratch = match args.context.to_str() {
+        Some(arg) if engine::context_source::is_remote(arg) => {
+            let scratch = Scratch(
+                std::env::temp_dir().join(format!("rbuild-context-{}", std::process::id())),
+            );
+            let fetched = engine::context_source::fetch(arg, &scratch.0).map_err(failed)?;
+            args.frontend.file = match (&args.frontend.file, fetched.dockerfile) {
+                // -f names a file inside a fetched context.
+                (Some(f), _) if f.is_relative() => Some(fetched.context.join(f)),
+                (Some(f), _) => Some(f.clone()),
+                (None, d) => d,
+            };
+            args.context = fetched.context;
+            Some(scratch)
+        }
+        _ => None,
     };
     engine::check_context(&args.context)?;
     let request = request(&args, root).map_err(usage)?;
@@ -87,6 +106,15 @@ pub fn run(args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCode> 
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A directory removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// `--metadata-file`: what buildx writes, under its keys.

@@ -12,12 +12,28 @@ use rbuild::plan::{Options, Plan};
 
 use super::args::FrontendArgs;
 
-/// The Dockerfile to read: `-f FILE` (`-` = stdin), else `PATH/Dockerfile`.
+/// The Dockerfile to read: `-f FILE` (`-` = stdin), else `PATH/Dockerfile`, else
+/// `PATH/Containerfile`.
 pub(crate) fn dockerfile_path(file: Option<&Path>, context: &Path) -> PathBuf {
+    let in_context = |name: &str| {
+        if context == Path::new(".") {
+            PathBuf::from(name)
+        } else {
+            context.join(name)
+        }
+    };
     match file {
         Some(f) => f.to_path_buf(),
-        None if context == Path::new(".") => PathBuf::from("Dockerfile"),
-        None => context.join("Dockerfile"),
+        None => {
+            // `Containerfile` when there is no `Dockerfile`, as podman and buildah read it.
+            let dockerfile = in_context("Dockerfile");
+            let containerfile = in_context("Containerfile");
+            if !dockerfile.exists() && containerfile.exists() {
+                containerfile
+            } else {
+                dockerfile
+            }
+        }
     }
 }
 

@@ -23,6 +23,7 @@ mod built;
 pub mod cache;
 mod commit;
 pub mod container;
+pub mod context_source;
 pub(crate) mod copy;
 mod emulation;
 mod error;

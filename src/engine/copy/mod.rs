@@ -76,6 +76,25 @@ pub(crate) fn mkdir_in_root(
     Ok(())
 }
 
+/// Unpack the archive file `archive` (tar, maybe compressed, recognised by its content as
+/// ADD recognises it) into the directory `into`, with ADD's rules for hostile archives;
+/// `Ok(false)` when the file is no archive.
+pub(crate) fn unpack_archive(archive: &Path, into: &Path) -> Result<bool, CopyError> {
+    let open = || {
+        std::fs::File::open(archive).map_err(|source| CopyError::ReadArchive {
+            archive: archive.display().to_string(),
+            source,
+        })
+    };
+    if !archive::is_archive(open()?) {
+        return Ok(false);
+    }
+    let target = target::Target::open(into)?;
+    let mut stats = CopyStats::default();
+    archive::extract(open()?, &archive.display().to_string(), &target, &mut stats)?;
+    Ok(true)
+}
+
 /// Copy what `op` selects from `src` into the root filesystem at `dest_root`.
 pub(crate) fn copy(
     src: &SourceRoot,
