@@ -467,7 +467,8 @@ fn without_ranges_only_root_is_mapped() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("note: rootless build with only root mapped")
-            && stderr.contains("/etc/subuid"),
+            && stderr.contains("/etc/subuid")
+            && stderr.contains("sudo usermod --add-subuids"),
         "{stderr}"
     );
     let out_dir = work.dir.join("out");

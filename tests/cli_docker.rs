@@ -282,3 +282,49 @@ fn contexts_from_stdin_urls_and_git_and_containerfiles() {
     );
     assert_eq!(read(files("git").join("repo/file")), "from git\n");
 }
+
+/// What would fail only after the whole build fails before it (a `type=local` directory
+/// that is not empty, a missing archive directory, a secret file that cannot be read), and
+/// the last line says where the result went.
+#[test]
+fn destinations_and_secrets_are_checked_first_and_the_result_is_told() {
+    let Some(ctx) = BusyboxContext::new("cli-docker-checks", "FROM base\nRUN echo ran > /ran\n")
+    else {
+        return;
+    };
+    let full = ctx.home.join("full");
+    std::fs::create_dir_all(&full).unwrap();
+    std::fs::write(full.join("keep"), "mine").unwrap();
+    for (args, says) in [
+        (
+            vec![
+                "-o".to_string(),
+                format!("type=local,dest={}", full.display()),
+            ],
+            "the directory is not empty",
+        ),
+        (
+            vec!["-o".into(), "type=oci,dest=/no/such/dir/app.tar".into()],
+            "the directory /no/such/dir does not exist",
+        ),
+        (
+            vec!["--secret".into(), "id=tok,src=/no/such/secret".into()],
+            "--secret id=tok: cannot read /no/such/secret",
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let stderr = ctx.build_fails(&args);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("RUN echo"), "nothing was built: {stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(full.join("keep")).unwrap(), "mine");
+    let archive = ctx.home.join("app.tar");
+    let dest = format!("type=oci,dest={}", archive.display());
+    let stderr = ctx.build_ok(&["-t", "told:1", "-o", &dest]);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("tagged docker.io/library/told:1")
+            && last.contains(&format!("wrote {}", archive.display())),
+        "{last}"
+    );
+}

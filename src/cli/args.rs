@@ -9,7 +9,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "rbuild",
     version,
     about = "Build OCI container images from Dockerfiles, without a daemon",
-    after_help = "With no subcommand, rbuild builds: `rbuild -t app:1 .` is `rbuild build -t app:1 .`"
+    after_help = "With no subcommand, rbuild builds: `rbuild -t app:1 .` is `rbuild build -t app:1 .`
+
+Rootless: run as any user, rbuild builds as root of a user namespace of its own. Files owned
+by other ids (chown, COPY --chown, USER 1000) need a subordinate id range for that user:
+  sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER
+and newuidmap/newgidmap (Debian: apt-get install uidmap). Without one, only root is mapped.
+
+Exit codes: 0 success; 1 the build or command failed; 2 the command line or the
+Dockerfile's syntax is wrong. State lives under --root, $RBUILD_ROOT, /var/lib/rbuild (root)
+or ~/.local/share/rbuild."
 )]
 pub(crate) struct Cli {
     /// State directory (image store, build cache, logs)
@@ -23,6 +32,16 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Build an image from a Dockerfile and a context directory
+    #[command(after_help = "Examples:
+  rbuild build -t app:1 .                        build ./Dockerfile, tag app:1 in the local store
+  rbuild build -f docker/Dockerfile.prod -t app .  another Dockerfile
+  rbuild build --build-arg VERSION=2 --target test .
+  rbuild build -o type=oci,dest=app.tar .        an OCI archive (type=docker for docker load)
+  rbuild build -o out/ .                         the final root filesystem as files
+  rbuild build --platform linux/amd64,linux/arm64 --push -t registry.example.com/app:1 .
+  rbuild build --secret id=npm,src=$HOME/.npmrc --ssh default .
+  rbuild build - < Dockerfile                    the Dockerfile from standard input, no context
+  rbuild build https://github.com/org/repo.git#main:app   a Git context")]
     Build(Box<BuildArgs>),
     /// Parse and lint a Dockerfile without building (like `docker build --check`)
     Check(CheckArgs),

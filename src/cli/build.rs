@@ -85,24 +85,24 @@ pub fn run(mut args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCo
     if mode == Mode::Quiet {
         println!("{image_id}");
     } else {
+        // What was made, and where it went: names, files, pushes.
+        let mut said = Vec::new();
+        if !outcome.tagged.is_empty() {
+            let names: Vec<String> = outcome.tagged.iter().map(|n| n.to_string()).collect();
+            said.push(format!("tagged {}", names.join(", ")));
+        }
+        for path in &outcome.written {
+            said.push(format!("wrote {}", path.display()));
+        }
+        for (name, digest) in &outcome.pushed {
+            said.push(format!("pushed {name}@{digest}"));
+        }
         eprintln!(
             "built {image_id} in {:.1}s ({} step(s) run, {} cached){}",
             started.elapsed().as_secs_f64(),
             outcome.ran,
             outcome.cached,
-            if outcome.tagged.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", tagged {}",
-                    outcome
-                        .tagged
-                        .iter()
-                        .map(|n| n.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
+            said.iter().map(|s| format!(", {s}")).collect::<String>()
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -50,6 +50,50 @@ pub fn check_context(context: &std::path::Path) -> Result<(), BuildError> {
     )))
 }
 
+/// Refuse an output whose destination cannot be written, before anything is built: a
+/// `type=local` directory that is not empty (or not a directory), a file in a directory
+/// that does not exist, or a file output onto a directory.
+fn check_destination(o: &Output) -> Result<(), BuildError> {
+    let Some(dest) = o.dest.as_deref() else {
+        return Ok(());
+    };
+    if dest == std::path::Path::new("-") {
+        return Ok(());
+    }
+    let refuse = |why: String| {
+        Err(BuildError::Request(format!(
+            "-o dest={}: {why}",
+            dest.display()
+        )))
+    };
+    let writes_a_directory = matches!(o.kind, Kind::Local | Kind::Oci { tar: false });
+    if writes_a_directory {
+        return match std::fs::read_dir(dest).map(|mut e| e.next().is_some()) {
+            Ok(true) if o.kind == Kind::Local => refuse(
+                "the directory is not empty; type=local writes into a new or empty directory"
+                    .into(),
+            ),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                refuse("it is a file, and this output writes a directory".into())
+            }
+            Err(e) => refuse(format!("cannot read it: {e}")),
+        };
+    }
+    if dest.is_dir() {
+        return refuse("it is a directory, and this output writes a file".into());
+    }
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.is_dir() {
+        return refuse(format!("the directory {} does not exist", parent.display()));
+    }
+    Ok(())
+}
+
 /// A checked request, ready to plan.
 #[derive(Debug)]
 pub struct Builder {
@@ -81,6 +125,8 @@ pub struct Outcome {
     pub tagged: Vec<Reference>,
     /// The names it was pushed to, with the manifest's digest in the registry.
     pub pushed: Vec<(Reference, Digest)>,
+    /// Where `-o` outputs wrote files (standard output left out).
+    pub written: Vec<std::path::PathBuf>,
     /// Steps run, and steps taken from the cache.
     pub ran: usize,
     pub cached: usize,
@@ -169,12 +215,26 @@ impl Builder {
                 }
             }
         }
-        let files = request
+        let files: Vec<Output> = request
             .outputs
             .iter()
             .filter(|o| !matches!(o.kind, Kind::Image { .. }))
             .cloned()
             .collect();
+        // What would fail only after the whole build is checked before it.
+        for o in &files {
+            check_destination(o)?;
+        }
+        for (id, source) in &request.secrets {
+            if let super::settings::SecretSource::File(path) = source
+                && let Err(e) = std::fs::File::open(path)
+            {
+                return Err(BuildError::Request(format!(
+                    "--secret id={id}: cannot read {}: {e}",
+                    path.display()
+                )));
+            }
+        }
         let settings = Settings {
             state_root: request.state_root,
             context: request.context,
@@ -395,7 +455,15 @@ impl Planned {
             store.tag(name, result.descriptor().clone())?;
             done(v);
         }
+        let mut written = Vec::new();
         for o in &builder.files {
+            if let Some(d) = o
+                .dest
+                .as_deref()
+                .filter(|d| *d != std::path::Path::new("-"))
+            {
+                written.push(d.to_path_buf());
+            }
             let v = vertex(format!(
                 "exporting to {}",
                 o.dest
@@ -432,6 +500,7 @@ impl Planned {
             platforms: result.platform_manifests(),
             tagged: builder.names,
             pushed,
+            written,
             ran,
             cached,
         })

@@ -114,8 +114,16 @@ pub fn run_in_user_namespace(quiet: bool) -> Result<ExitCode, UnshareError> {
     if let Err(why) = &mapping
         && !quiet
     {
+        let fix = match why {
+            idmap::NoRanges::NoRange { user, .. } => format!(
+                "give {user} a range: `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}`"
+            ),
+            idmap::NoRanges::NoTool { .. } => {
+                "install it: `sudo apt-get install uidmap`".to_string()
+            }
+        };
         eprintln!(
-            "note: rootless build with only root mapped ({why}): files can only be owned by root (0:0), so chown, COPY --chown and USER with other ids fail, and base-image files of other owners become root's; see docs/build.md"
+            "note: rootless build with only root mapped ({why}): files can only be owned by root (0:0), so chown, COPY --chown and USER with other ids fail (\"Invalid argument\"), and base-image files of other owners become root's. To fix it, {fix}; `rbuild --help` says more"
         );
     }
     let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
