@@ -328,3 +328,35 @@ fn destinations_and_secrets_are_checked_first_and_the_result_is_told() {
         "{last}"
     );
 }
+
+/// Errors point at the cause: a missing COPY source under its own word (with what to do
+/// when `.dockerignore` excludes it), a RUN that failed without the secret it mounts.
+#[test]
+fn errors_point_at_the_cause() {
+    let Some(ctx) = BusyboxContext::new(
+        "cli-docker-errors",
+        "FROM base AS copy\nCOPY a.txt nope.txt secret.key /dst/\nFROM base AS ignored\nCOPY a.txt secret.key /dst/\nFROM base AS secret\nRUN --mount=type=secret,id=tok cat /run/secrets/tok\n",
+    ) else {
+        return;
+    };
+    ctx.write("a.txt", "a\n");
+    ctx.write("secret.key", "k\n");
+    ctx.write(".dockerignore", "secret.key\n");
+    let stderr = ctx.build_fails(&["--target", "copy"]);
+    assert!(
+        stderr.contains("COPY a.txt nope.txt secret.key /dst/\n  |            ^^^^^^^^\n"),
+        "the caret under nope.txt:\n{stderr}"
+    );
+    let stderr = ctx.build_fails(&["--target", "ignored"]);
+    assert!(
+        stderr.contains("a .dockerignore pattern excludes /secret.key")
+            && stderr.contains("`!secret.key`"),
+        "{stderr}"
+    );
+    let stderr = ctx.build_fails(&["--target", "secret"]);
+    assert!(
+        stderr.contains("the secret \"tok\" was not given to this build")
+            && stderr.contains("--secret id=tok,src=FILE"),
+        "{stderr}"
+    );
+}

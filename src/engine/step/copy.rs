@@ -165,7 +165,7 @@ impl CopyStep {
         let inputs = match root {
             Some(root) => Some(
                 copy::inputs_digest(&root, &op, &mut session.hashes())
-                    .map_err(|e| session.fail_at(instruction, &e))?,
+                    .map_err(|e| copy_failed(session, instruction, &e))?,
             ),
             None => None,
         };
@@ -250,12 +250,46 @@ impl LayerStep for CopyStep {
                 ignore: session.ignore(),
             },
         };
-        copy::copy(&source, root, &op).map_err(|e| session.fail_at(instruction, &e))?;
+        copy::copy(&source, root, &op).map_err(|e| copy_failed(session, instruction, &e))?;
         match local {
             Some(local) => local.execute(cx, root),
             None => Ok(()),
         }
     }
+}
+
+/// A COPY or ADD that failed: a source that is not there is shown under that source's word
+/// (not the instruction's), with what to do when `.dockerignore` is why; anything else at
+/// the instruction.
+fn copy_failed(
+    session: &Session<'_>,
+    instruction: &crate::dockerfile::instruction::Instruction,
+    err: &copy::CopyError,
+) -> BuildError {
+    let copy::CopyError::SourceNotFound { path, ignored } = err else {
+        return session.fail_at(instruction, err);
+    };
+    let word = instruction
+        .node
+        .args
+        .iter()
+        .find(|a| crate::context::clean(&format!("/{}", a.value)) == *path);
+    let Some(word) = word else {
+        return session.fail_at(instruction, err);
+    };
+    let hint = if *ignored {
+        format!(
+            "a .dockerignore pattern excludes {path}: remove that pattern, or add `!{}` after it",
+            path.trim_start_matches('/')
+        )
+    } else {
+        "sources are paths in the build context (the directory given to rbuild build), not on the machine".to_string()
+    };
+    BuildError::Step(Box::new(
+        crate::diag::Diagnostic::error(crate::diag::chain(err))
+            .at(session.source(), word.span)
+            .with_hint(hint),
+    ))
 }
 
 #[cfg(test)]

@@ -300,6 +300,19 @@ impl LayerStep for RunStep {
             let lines: Vec<String> = tail.iter().map(|l| format!("    {l}")).collect();
             d = d.with_note(format!("last lines of output:\n{}", lines.join("\n")));
         }
+        // A secret mount the build was not given is simply absent in the step (BuildKit's
+        // default, `required=false`): that is often why the step failed.
+        for m in &self.mounts {
+            if m.kind == MountType::Secret
+                && let id = m.id.clone().unwrap_or_default()
+                && !session.settings().secrets.contains_key(&id)
+            {
+                d = d.with_note(format!(
+                    "the secret {id:?} was not given to this build, so {} was empty or missing in the step: pass it with --secret id={id},src=FILE (or add required=true to the mount to fail before running)",
+                    m.env.as_ref().map(|v| format!("${v}")).unwrap_or_else(|| m.target.clone())
+                ));
+            }
+        }
         Err(BuildError::Step(Box::new(d)))
     }
 }
