@@ -345,7 +345,8 @@ fn a_base_without_the_platform_names_the_platforms_it_has() {
     assert!(
         stderr.contains("linux/ppc64le")
             && stderr.contains("linux/amd64")
-            && stderr.contains("linux/arm64"),
+            && stderr.contains("linux/arm64")
+            && stderr.contains("1 | FROM busybox\n  |      ^^^^^^^"),
         "{stderr}"
     );
 }

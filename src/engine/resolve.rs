@@ -184,8 +184,26 @@ pub(crate) fn resolve_image(
                 };
                 progress.event(Event::Status { id, message });
             };
+            // Shown at the FROM line, under the image's name, with what each source said.
             let (pulled, _) = pull_name(conf, &client, store, name, platform, &events)
-                .map_err(|e| resolve_err(Box::new(e)))?;
+                .map_err(|e| {
+                    let word = from
+                        .node
+                        .args
+                        .iter()
+                        .find(|a| !a.value.starts_with("--"))
+                        .map_or(from.node.keyword_span, |a| a.span);
+                    BuildError::Step(Box::new(
+                        crate::diag::Diagnostic::error(format!(
+                            "base image {name}: {}",
+                            crate::diag::chain(&e)
+                        ))
+                        .at(session.source(), word)
+                        .with_hint(
+                            "check the name and tag, and that the registry (or its registries.conf mirror) has it for this platform; `rbuild pull NAME` tries it alone",
+                        ),
+                    ))
+                })?;
             store.image(&pulled, platform)?
         }
     };
