@@ -14,6 +14,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::common::podman::{PodmanCleanup, podman};
+use crate::common::process::Process;
 use crate::common::python::{PYTHON_BASE_TAG, python_base_layout};
 use crate::common::registry::{Registry, free_port, skopeo_push};
 use crate::common::require;
@@ -102,6 +103,53 @@ fn flask_watchlist_builds_runs_and_rebuilds_from_cache() {
             .map(|m| m["title"].as_str().unwrap_or_default())
             .collect();
         assert_eq!(titles, MOVIES, "GET /api/ gave {body}");
+    }
+    {
+        // `rbuild run -p` serves it too, as the tutorial's `docker run -p` does: with the
+        // host's network the app's own port 5000 is the host's (when something else has
+        // it, the app is told another), and rbuild relays a free port to it.
+        let inside = if std::net::TcpListener::bind(("0.0.0.0", 5000)).is_ok() {
+            5000
+        } else {
+            free_port()
+        };
+        let outside = free_port();
+        let publish = format!("{outside}:{inside}");
+        let bind = format!("0.0.0.0:{inside}");
+        let mut args = vec!["run", "-p", publish.as_str(), IMAGE];
+        if inside != 5000 {
+            args.extend(["gunicorn", "-w", "2", "-b", bind.as_str(), "app:app"]);
+        }
+        let _run = Process::spawn(
+            rbuild_cmd(&home, &conf)
+                .args(&args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        );
+        let url = format!("http://127.0.0.1:{outside}/api/");
+        let start = Instant::now();
+        let body = loop {
+            let out = Command::new("curl")
+                .args(["-fsS", "--max-time", "2", &url])
+                .output()
+                .expect("run curl");
+            if out.status.success() {
+                break String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "rbuild run -p {publish}: {url} did not answer in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        let movies: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let titles: Vec<&str> = movies
+            .as_array()
+            .unwrap_or_else(|| panic!("GET /api/ is not a list: {body}"))
+            .iter()
+            .map(|m| m["title"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(titles, MOVIES, "rbuild run: GET /api/ gave {body}");
     }
 
     let progress = build(&home, &conf, &ctx, "rebuild, no change");
