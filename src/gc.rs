@@ -43,8 +43,13 @@ impl From<StoreError> for PruneError {
     }
 }
 
-/// Remove what nothing references; blobs younger than `grace` stay.
-pub fn prune(store: &Store, grace: Duration) -> Result<Pruned, PruneError> {
+/// Remove what nothing references (no tag, and not in `keep`: the build cache's layers when
+/// it is kept); blobs younger than `grace` stay.
+pub fn prune(
+    store: &Store,
+    grace: Duration,
+    keep: &BTreeSet<Digest>,
+) -> Result<Pruned, PruneError> {
     let now = SystemTime::now();
     // Under the exclusive lock (no tag moves meanwhile): unreferenced blobs, and the chain IDs
     // of every image still tagged. The tags themselves are not changed, so nothing is saved.
@@ -53,7 +58,7 @@ pub fn prune(store: &Store, grace: Duration) -> Result<Pruned, PruneError> {
         let mut deleted = Vec::new();
         let mut kept = 0;
         for digest in store.blobs().list()? {
-            if referenced.contains(&digest) {
+            if referenced.contains(&digest) || keep.contains(&digest) {
                 continue;
             }
             let Ok(meta) = std::fs::metadata(store.blobs().path(&digest)) else {

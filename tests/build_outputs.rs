@@ -179,7 +179,7 @@ fn each_name_is_tagged_once() {
 }
 
 #[test]
-fn source_date_epoch_builds_the_same_image_anywhere_and_prune_clears_the_cache() {
+fn source_date_epoch_builds_the_same_image_anywhere_and_builder_prune_clears_the_cache() {
     let Some(ctx) = BusyboxContext::new(
         "build-repro",
         "FROM base\nCOPY input.txt /\nRUN cat /input.txt > /copy.txt\n",
@@ -217,15 +217,29 @@ fn source_date_epoch_builds_the_same_image_anywhere_and_prune_clears_the_cache()
     assert_eq!(a, digest(&second_root).0, "two state roots, two images");
     assert_eq!(created, "2023-11-14T22:13:20Z");
 
-    // A rebuild is all cache; after prune, the steps run again.
+    // A rebuild is all cache; plain prune keeps the build cache (docker's `image prune`);
+    // after `prune --build-cache` (`builder prune`), the steps run again.
     let again = build(&ctx.root);
     assert_eq!(again.matches(" CACHED").count(), 4, "{again}");
     let out = ctx.rbuild(&["prune", "--grace", "0s"]);
     assert!(out.status.success(), "{}", describe(&["prune"], &out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("build cache record"),
+        String::from_utf8_lossy(&out.stderr).contains("kept the build cache"),
         "{}",
         describe(&["prune"], &out)
+    );
+    let kept = build(&ctx.root);
+    assert_eq!(kept.matches(" CACHED").count(), 4, "{kept}");
+    let out = ctx.rbuild(&["builder", "prune", "--grace", "0s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        describe(&["builder", "prune"], &out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("build cache record"),
+        "{}",
+        describe(&["builder", "prune"], &out)
     );
     let after = build(&ctx.root);
     assert_eq!(after.matches(" CACHED").count(), 0, "{after}");

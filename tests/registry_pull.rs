@@ -268,7 +268,7 @@ fn prune_removes_only_unreferenced_blobs_and_snapshots_and_honours_grace() {
     let snaps = Snapshots::new(&dir.join("store"));
     let snap_dirs = snaps.ensure(&store, &image, false).unwrap();
 
-    let nothing = prune(&store, Duration::ZERO).unwrap();
+    let nothing = prune(&store, Duration::ZERO, &Default::default()).unwrap();
     assert!(
         nothing.blobs.is_empty() && nothing.snapshots.is_empty(),
         "all referenced: {nothing:?}"
@@ -276,7 +276,7 @@ fn prune_removes_only_unreferenced_blobs_and_snapshots_and_honours_grace() {
     assert!(snap_dirs[0].is_dir());
 
     store.untag(&reference).unwrap();
-    let recent = prune(&store, Duration::from_secs(3600)).unwrap();
+    let recent = prune(&store, Duration::from_secs(3600), &Default::default()).unwrap();
     assert_eq!(
         recent.kept_recent, 3,
         "manifest, config and layer are fresh: {recent:?}"
@@ -289,7 +289,7 @@ fn prune_removes_only_unreferenced_blobs_and_snapshots_and_honours_grace() {
     );
     assert!(!snap_dirs[0].exists());
 
-    let all = prune(&store, Duration::ZERO).unwrap();
+    let all = prune(&store, Duration::ZERO, &Default::default()).unwrap();
     assert_eq!(all.blobs.len(), 3, "{all:?}");
     assert!(all.bytes() > 0);
     assert_eq!(store.blobs().list().unwrap().count(), 0);

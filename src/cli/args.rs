@@ -119,6 +119,10 @@ pub(crate) struct RunArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct PruneArgs {
+    /// Also remove the build cache (step records, cache mounts, native snapshotter trees,
+    /// build logs), as `docker builder prune -a` does; plain prune keeps it
+    #[arg(long = "build-cache", short = 'a', visible_alias = "all")]
+    pub(crate) build_cache: bool,
     /// Keep unreferenced blobs younger than this (a pull or build may be about to tag them)
     #[arg(long, value_name = "DURATION", default_value = "10m")]
     pub(crate) grace: humantime::Duration,

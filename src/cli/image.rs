@@ -305,29 +305,42 @@ pub fn prune_cmd(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
             eprintln!("waiting for running builds to finish...")
         }))
         .exclusive()?;
-    // The build cache first: its records are what keeps intermediate layers useful, and
-    // cache mounts (`RUN --mount=type=cache`) go with it, as with `docker builder prune`.
-    let records = rbuild::engine::cache::BuildCache::new(root).clear()?;
-    rbuild::sandbox::cache_mount::CacheMounts::new(root)
-        .clear()
-        .with_context(|| format!("removing cache mounts under {}", root.display()))?;
-    if records > 0 {
-        println!("deleted {records} build cache record(s) and the cache mounts");
-    }
-    // The native snapshotter's full trees are a cache of layers, made again when needed.
-    let trees = rbuild::snapshot::trees::Trees::new(root).clear()?;
-    if trees > 0 {
-        println!("deleted {trees} native snapshotter tree(s)");
-    }
-    // Build logs (`<root>/logs/<build>/step-N.log`) go with the cache they describe.
-    let logs = root.join("logs");
-    match std::fs::remove_dir_all(&logs) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(anyhow::Error::new(e).context(format!("removing {}", logs.display())));
+    // Plain prune is docker's `image prune`: the build cache stays, and so do the layers its
+    // records name, so that the next build of a tagged image finds its steps cached. With
+    // --build-cache it goes too, as with `docker builder prune -a`.
+    let cache = rbuild::engine::cache::BuildCache::new(root);
+    let keep = if args.build_cache {
+        let records = cache.clear()?;
+        rbuild::sandbox::cache_mount::CacheMounts::new(root)
+            .clear()
+            .with_context(|| format!("removing cache mounts under {}", root.display()))?;
+        if records > 0 {
+            println!("deleted {records} build cache record(s) and the cache mounts");
         }
-        _ => {}
-    }
-    let pruned = rbuild::gc::prune(&store, args.grace.into())?;
+        // The native snapshotter's full trees are a cache of layers, made again when needed.
+        let trees = rbuild::snapshot::trees::Trees::new(root).clear()?;
+        if trees > 0 {
+            println!("deleted {trees} native snapshotter tree(s)");
+        }
+        // Build logs (`<root>/logs/<build>/step-N.log`) go with the cache they describe.
+        let logs = root.join("logs");
+        match std::fs::remove_dir_all(&logs) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(anyhow::Error::new(e).context(format!("removing {}", logs.display())));
+            }
+            _ => {}
+        }
+        std::collections::BTreeSet::new()
+    } else {
+        let n = cache.records();
+        if n > 0 {
+            eprintln!(
+                "kept the build cache ({n} step record(s), their layers and the cache mounts): `rbuild prune --build-cache` removes it too"
+            );
+        }
+        cache.layer_digests()
+    };
+    let pruned = rbuild::gc::prune(&store, args.grace.into(), &keep)?;
     for (digest, size) in &pruned.blobs {
         println!("deleted {digest} ({})", human_size(*size));
     }

@@ -133,7 +133,7 @@ pub(crate) fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
     let second = args.get(i + 1).map(|a| a.to_string_lossy().into_owned());
     if let Some(alias) = docker_alias(&first, second.as_deref()) {
         let mut out = args;
-        out.splice(i..i + 2, [OsString::from(alias)]);
+        out.splice(i..i + 2, alias.iter().map(OsString::from));
         return out;
     }
     // A word that is no path here but is close to a command is a typo of the command
@@ -152,19 +152,20 @@ pub(crate) fn with_default_subcommand(args: Vec<OsString>) -> Vec<OsString> {
 
 /// The rbuild command for docker's `GROUP VERB` (`image ls` is `images`); `None` for
 /// anything else.
-fn docker_alias(group: &str, verb: Option<&str>) -> Option<&'static str> {
+fn docker_alias(group: &str, verb: Option<&str>) -> Option<&'static [&'static str]> {
     Some(match (group, verb?) {
-        ("image", "ls" | "list") => "images",
-        ("image", "rm" | "remove") => "rmi",
-        ("image", "inspect") => "inspect",
-        ("image", "prune") | ("builder", "prune") | ("system", "prune") => "prune",
-        ("image", "push") => "push",
-        ("image", "pull") => "pull",
-        ("image", "tag") => "tag",
-        ("image", "save") => "save",
-        ("image", "load") => "load",
-        ("image" | "builder" | "buildx", "build") => "build",
-        ("container", "run") => "run",
+        ("image", "ls" | "list") => &["images"],
+        ("image", "rm" | "remove") => &["rmi"],
+        ("image", "inspect") => &["inspect"],
+        ("image", "prune") => &["prune"],
+        ("builder" | "buildx", "prune") | ("system", "prune") => &["prune", "--build-cache"],
+        ("image", "push") => &["push"],
+        ("image", "pull") => &["pull"],
+        ("image", "tag") => &["tag"],
+        ("image", "save") => &["save"],
+        ("image", "load") => &["load"],
+        ("image" | "builder" | "buildx", "build") => &["build"],
+        ("container", "run") => &["run"],
         _ => return None,
     })
 }
@@ -200,7 +201,8 @@ mod tests {
         version_untouched: ["rbuild", "-V"] => ["rbuild", "-V"];
         image_ls: ["rbuild", "image", "ls"] => ["rbuild", "images"];
         image_rm: ["rbuild", "--root", "/s", "image", "rm", "a:1"] => ["rbuild", "--root", "/s", "rmi", "a:1"];
-        builder_prune: ["rbuild", "builder", "prune", "--grace", "0s"] => ["rbuild", "prune", "--grace", "0s"];
+        builder_prune: ["rbuild", "builder", "prune", "--grace", "0s"] => ["rbuild", "prune", "--build-cache", "--grace", "0s"];
+        image_prune: ["rbuild", "image", "prune"] => ["rbuild", "prune"];
         buildx_build: ["rbuild", "buildx", "build", "-t", "a", "."] => ["rbuild", "build", "-t", "a", "."];
         typo_is_left_to_clap: ["rbuild", "imgaes"] => ["rbuild", "imgaes"];
         a_missing_context_is_still_a_build: ["rbuild", "no-such-dir"] => ["rbuild", "build", "no-such-dir"];

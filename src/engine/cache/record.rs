@@ -86,6 +86,30 @@ impl BuildCache {
         })
     }
 
+    /// The layer blobs the records name (what a prune that keeps the build cache keeps).
+    pub fn layer_digests(&self) -> std::collections::BTreeSet<Digest> {
+        let mut out = std::collections::BTreeSet::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            let Ok(bytes) = std::fs::read(entry.path()) else {
+                continue;
+            };
+            if let Ok(record) = serde_json::from_slice::<Record>(&bytes)
+                && let Some(layer) = record.layer
+            {
+                out.insert(layer.digest);
+            }
+        }
+        out
+    }
+
+    /// How many records there are.
+    pub fn records(&self) -> usize {
+        std::fs::read_dir(&self.dir).map_or(0, |rd| rd.count())
+    }
+
     /// Remove every record; returns how many there were.
     pub fn clear(&self) -> Result<usize, CacheError> {
         let n = std::fs::read_dir(&self.dir).map_or(0, |rd| rd.count());
