@@ -13,7 +13,7 @@ use crate::common::{describe, rbuild, temp_home};
 fn docker_build_flags_do_what_docker_does() {
     let Some(ctx) = BusyboxContext::new(
         "cli-docker-flags",
-        "FROM base\nLABEL from=dockerfile over=dockerfile\nRUN grep -w db /etc/hosts > /hosts && df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm\n",
+        "FROM base\nLABEL from=dockerfile over=dockerfile\nRUN grep -w db /etc/hosts > /hosts && df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm && ulimit -Sn > /nofile && ulimit -Hn >> /nofile\n",
     ) else {
         return;
     };
@@ -33,6 +33,8 @@ fn docker_build_flags_do_what_docker_does() {
         "db:10.1.2.3",
         "--shm-size",
         "128m",
+        "--ulimit",
+        "nofile=1000:2000",
         "--load",
         "--rm",
         "--force-rm=false",
@@ -105,6 +107,10 @@ fn flags_rbuild_lacks_get_what_to_do_instead() {
             "invalid --progress",
         ),
         (&["build", "--add-host", "db", "."][..], "expected NAME:IP"),
+        (
+            &["build", "--ulimit", "files=1", "."][..],
+            "unknown limit \"files\"",
+        ),
     ] {
         let out = rbuild(&home, &root, args);
         assert_eq!(out.status.code(), Some(2), "{}", describe(args, &out));

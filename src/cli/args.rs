@@ -316,6 +316,9 @@ pub(crate) struct BuildArgs {
     /// Size of RUN's /dev/shm (`128m`, `1g`; default 64m)
     #[arg(long = "shm-size", value_name = "BYTES")]
     pub(crate) shm_size: Option<String>,
+    /// A resource limit of RUN steps (`nofile=1024:2048`, `core=0`; -1 is unlimited)
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub(crate) ulimits: Vec<String>,
     /// Put the image in the local store: what every rbuild build does
     #[arg(long)]
     pub(crate) load: bool,

@@ -250,6 +250,11 @@ fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> 
         .map(rbuild::dockerfile::units::parse_ram_size)
         .transpose()
         .context("invalid --shm-size")?;
+    let ulimits = args
+        .ulimits
+        .iter()
+        .map(|u| rbuild::sandbox::Ulimit::parse(u).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let secrets = secrets(&args.secret)?;
     let ssh = SshAgents::parse(&args.ssh, std::env::var_os("SSH_AUTH_SOCK"))?;
     let (source, mut plan, platforms) = frontend::load(&args.frontend, &args.context)?;
@@ -271,6 +276,7 @@ fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> 
         limits,
         extra_hosts,
         shm_size,
+        ulimits,
         labels,
         source_date_epoch,
         snapshotter,

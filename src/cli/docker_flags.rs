@@ -12,7 +12,6 @@ pub(crate) fn advice(flag: &str) -> Option<&'static str> {
         "--build-context" => {
             "named build contexts are not supported yet: copy the files into the context, or build the other image and use it by name"
         }
-        "--ulimit" => "RUN's resource limits are set with --memory, --cpus and --pids-limit",
         "--isolation" => "rbuild always isolates RUN steps with namespaces (docs/sandbox.md)",
         "--security-opt" => {
             "RUN gets Docker's default capabilities; use RUN --security=insecure with --allow security.insecure"

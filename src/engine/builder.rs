@@ -247,6 +247,7 @@ impl Builder {
             limits: request.limits,
             extra_hosts: request.extra_hosts,
             shm_size: request.shm_size,
+            ulimits: request.ulimits,
             layer: LayerOptions {
                 compression: compression.unwrap_or(LayerOptions::default().compression),
                 level,

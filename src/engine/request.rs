@@ -44,6 +44,8 @@ pub struct Request {
     pub extra_hosts: Vec<(String, String)>,
     /// `--shm-size`: the size of RUN's `/dev/shm` in bytes (part of RUN's cache key).
     pub shm_size: Option<u64>,
+    /// `--ulimit`: resource limits of RUN steps (part of RUN's cache key).
+    pub ulimits: Vec<crate::sandbox::Ulimit>,
     /// `--label KEY=VALUE`: labels of the built image, over the Dockerfile's.
     pub labels: BTreeMap<String, String>,
     /// `SOURCE_DATE_EPOCH`: image `created` times and layer mtimes clamped to it.
@@ -77,6 +79,7 @@ impl Request {
             limits: Limits::default(),
             extra_hosts: Vec::new(),
             shm_size: None,
+            ulimits: Vec::new(),
             labels: BTreeMap::new(),
             source_date_epoch: None,
             snapshotter: None,

@@ -39,6 +39,8 @@ pub(crate) struct Settings {
     pub(crate) extra_hosts: Vec<(String, String)>,
     /// `--shm-size`: the size of RUN's `/dev/shm`.
     pub(crate) shm_size: Option<u64>,
+    /// `--ulimit`: RUN's resource limits.
+    pub(crate) ulimits: Vec<crate::sandbox::Ulimit>,
     /// Compression and threads of the layers this build writes.
     pub(crate) layer: LayerOptions,
     /// `SOURCE_DATE_EPOCH`: image `created` times and layer mtimes clamped to it.

@@ -154,6 +154,21 @@ fn init() -> Result<u8, String> {
     rootfs::setup(&spec)?;
     rustix::system::sethostname(spec.hostname.as_bytes())
         .map_err(|e| format!("sethostname: {e}"))?;
+    // `--ulimit`, while still privileged (a hard limit may be raised only with
+    // CAP_SYS_RESOURCE); the command inherits them.
+    for u in &spec.ulimits {
+        let resource = super::spec::resource(&u.name)
+            .ok_or_else(|| format!("--ulimit {}: unknown limit", u.name))?;
+        let value = |v: u64| (v != u64::MAX).then_some(v);
+        rustix::process::setrlimit(
+            resource,
+            rustix::process::Rlimit {
+                current: value(u.soft),
+                maximum: value(u.hard),
+            },
+        )
+        .map_err(|e| format!("--ulimit {}={}:{}: {e}", u.name, u.soft, u.hard))?;
+    }
     for cap in CapabilitySet::all().iter() {
         if !spec.privileged && !KEEP.contains(cap) {
             // EINVAL: a capability this kernel does not know; nothing to drop.

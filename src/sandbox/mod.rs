@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 pub use init::entry;
-pub use spec::{Bind, HELPER_ARG, INIT_ARG, Network, Spec};
+pub use spec::{Bind, HELPER_ARG, INIT_ARG, Network, Spec, Ulimit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {

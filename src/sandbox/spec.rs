@@ -21,6 +21,73 @@ pub enum Network {
     None,
 }
 
+/// One `--ulimit NAME=SOFT[:HARD]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// Docker's name: `nofile`, `nproc`, `core`, `stack`, ...
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+impl Ulimit {
+    /// Parse `NAME=SOFT[:HARD]` (`-1` is unlimited), with the names Docker takes.
+    pub fn parse(spec: &str) -> Result<Ulimit, String> {
+        let (name, values) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("invalid --ulimit {spec:?}: expected NAME=SOFT[:HARD]"))?;
+        if resource(name).is_none() {
+            return Err(format!(
+                "invalid --ulimit {spec:?}: unknown limit {name:?} (core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack)"
+            ));
+        }
+        let number = |v: &str| -> Result<u64, String> {
+            if v == "-1" {
+                return Ok(u64::MAX);
+            }
+            v.parse()
+                .map_err(|_| format!("invalid --ulimit {spec:?}: {v:?} is not a number"))
+        };
+        let (soft, hard) = match values.split_once(':') {
+            Some((s, h)) => (number(s)?, number(h)?),
+            None => (number(values)?, number(values)?),
+        };
+        if soft > hard {
+            return Err(format!(
+                "invalid --ulimit {spec:?}: the soft limit is above the hard limit"
+            ));
+        }
+        Ok(Ulimit {
+            name: name.to_string(),
+            soft,
+            hard,
+        })
+    }
+}
+
+/// The `setrlimit(2)` resource Docker's `--ulimit` name means.
+pub(crate) fn resource(name: &str) -> Option<rustix::process::Resource> {
+    use rustix::process::Resource as R;
+    Some(match name {
+        "core" => R::Core,
+        "cpu" => R::Cpu,
+        "data" => R::Data,
+        "fsize" => R::Fsize,
+        "locks" => R::Locks,
+        "memlock" => R::Memlock,
+        "msgqueue" => R::Msgqueue,
+        "nice" => R::Nice,
+        "nofile" => R::Nofile,
+        "nproc" => R::Nproc,
+        "rss" => R::Rss,
+        "rtprio" => R::Rtprio,
+        "rttime" => R::Rttime,
+        "sigpending" => R::Sigpending,
+        "stack" => R::Stack,
+        _ => return None,
+    })
+}
+
 /// A file or directory from outside made visible inside.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bind {
@@ -59,6 +126,10 @@ pub struct Spec {
     /// Size of `/dev/shm` in bytes (`--shm-size`); Docker's 64 MiB when unset.
     #[serde(default)]
     pub shm_size: Option<u64>,
+    /// Resource limits set before the command runs (`--ulimit`), as `setrlimit(2)` takes
+    /// them.
+    #[serde(default)]
+    pub ulimits: Vec<Ulimit>,
     /// Set by `spawn`: the parent maps subordinate id ranges into the user namespace
     /// (rootless with /etc/subuid ranges), instead of the helper mapping root alone.
     #[serde(default)]
@@ -82,10 +153,27 @@ impl Spec {
             network: Network::None,
             binds: Vec::new(),
             shm_size: None,
+            ulimits: Vec::new(),
             tmpfs: Vec::new(),
             limits: cgroup::Limits::default(),
             privileged: false,
             external_idmap: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod ulimit_tests {
+    use super::Ulimit;
+
+    #[test]
+    fn ulimits_parse_as_docker_writes_them() {
+        let u = Ulimit::parse("nofile=1024:2048").unwrap();
+        assert_eq!((u.name.as_str(), u.soft, u.hard), ("nofile", 1024, 2048));
+        let u = Ulimit::parse("core=-1").unwrap();
+        assert_eq!((u.soft, u.hard), (u64::MAX, u64::MAX));
+        assert!(Ulimit::parse("nofile=10:5").unwrap_err().contains("above the hard"));
+        assert!(Ulimit::parse("nofile").is_err());
+        assert!(Ulimit::parse("open=1").unwrap_err().contains("unknown limit"));
     }
 }

@@ -47,6 +47,8 @@ pub(crate) struct RunStep {
     extra_hosts: Vec<(String, String)>,
     /// `--shm-size`.
     shm_size: Option<u64>,
+    /// `--ulimit`.
+    ulimits: Vec<crate::sandbox::Ulimit>,
 }
 
 pub(crate) fn prepare(
@@ -100,6 +102,7 @@ pub(crate) fn prepare(
         sources,
         extra_hosts: session.settings().extra_hosts.clone(),
         shm_size: session.settings().shm_size,
+        ulimits: session.settings().ulimits.clone(),
     })
 }
 
@@ -182,6 +185,14 @@ impl LayerStep for RunStep {
         if let Some(size) = self.shm_size {
             key.u64("shm-size", size);
         }
+        if !self.ulimits.is_empty() {
+            let limits: Vec<String> = self
+                .ulimits
+                .iter()
+                .map(|u| format!("{}={}:{}", u.name, u.soft, u.hard))
+                .collect();
+            key.strs("ulimits", &limits);
+        }
         if let Some((name, body)) = &self.script {
             key.nested("script", |s| {
                 s.str("name", name);
@@ -239,6 +250,7 @@ impl LayerStep for RunStep {
             limits: session.settings().limits,
             privileged: self.privileged,
             shm_size: self.shm_size,
+            ulimits: self.ulimits.clone(),
             ..Spec::new(root, self.args.clone())
         };
         let log = session.log_path(cx.id);
@@ -399,6 +411,7 @@ mod tests {
             sources,
             extra_hosts: Vec::new(),
             shm_size: None,
+            ulimits: Vec::new(),
         }
     }
 
