@@ -366,3 +366,46 @@ fn errors_point_at_the_cause() {
         "{stderr}"
     );
 }
+
+/// `--build-context NAME=DIR` is what `COPY --from=NAME` reads; `NAME=docker-image://REF`
+/// is the image `FROM NAME` (and `--from=NAME`) starts from; a directory cannot be a base.
+#[test]
+fn named_build_contexts() {
+    let Some(ctx) = BusyboxContext::new(
+        "cli-docker-named",
+        "FROM base AS image\nRUN echo from-image > /marker\nFROM tools\nCOPY --from=files greeting.txt /greeting\nCOPY --from=tools /marker /marker-again\n",
+    ) else {
+        return;
+    };
+    // The image the context names, built first under its own name.
+    ctx.build_ok(&["--target", "image", "-t", "tools-image:1"]);
+    let files = ctx.home.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("greeting.txt"), "hello from a named context\n").unwrap();
+    let files_ctx = format!("files={}", files.display());
+    let out = ctx.build_files(
+        "fs",
+        &[
+            "--build-context",
+            &files_ctx,
+            "--build-context",
+            "tools=docker-image://tools-image:1",
+        ],
+    );
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    assert_eq!(read("greeting"), "hello from a named context\n");
+    assert_eq!(read("marker"), "from-image\n");
+    assert_eq!(read("marker-again"), "from-image\n");
+    // A directory as a base is refused at its FROM (exit 2: the build cannot be planned),
+    // saying what to do.
+    let tools_dir = format!("tools={}", files.display());
+    let args = ["build", "--build-context", &tools_dir, "."];
+    let out = ctx.rbuild(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&args, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the build context tools is a directory")
+            && stderr.contains("docker-image://"),
+        "{stderr}"
+    );
+}

@@ -316,6 +316,10 @@ pub(crate) struct BuildArgs {
     /// Size of RUN's /dev/shm (`128m`, `1g`; default 64m)
     #[arg(long = "shm-size", value_name = "BYTES")]
     pub(crate) shm_size: Option<String>,
+    /// A named build context (`NAME=DIR` for COPY --from=NAME, `NAME=docker-image://REF` for
+    /// FROM NAME and --from=NAME)
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub(crate) build_contexts: Vec<String>,
     /// A resource limit of RUN steps (`nofile=1024:2048`, `core=0`; -1 is unlimited)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub(crate) ulimits: Vec<String>,

@@ -108,6 +108,35 @@ pub fn run(mut args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--build-context NAME=VALUE`: a directory, or `docker-image://REF`.
+fn named_context(spec: &str) -> anyhow::Result<(String, rbuild::plan::NamedContext)> {
+    let (name, value) = spec
+        .split_once('=')
+        .with_context(|| format!("invalid --build-context {spec:?}: expected NAME=VALUE"))?;
+    if name.is_empty() {
+        bail!("invalid --build-context {spec:?}: the name is empty");
+    }
+    if let Some(reference) = value.strip_prefix("docker-image://") {
+        rbuild::oci::reference::Reference::parse(reference).with_context(|| {
+            format!("invalid --build-context {spec:?}: {reference:?} is not an image name")
+        })?;
+        return Ok((
+            name.to_string(),
+            rbuild::plan::NamedContext::Image(reference.to_string()),
+        ));
+    }
+    if let Some((scheme, _)) = value.split_once("://") {
+        bail!(
+            "--build-context {spec:?}: {scheme}:// contexts are not supported yet; give a local directory or docker-image://REF"
+        );
+    }
+    let dir = std::fs::canonicalize(value)
+        .ok()
+        .filter(|d| d.is_dir())
+        .with_context(|| format!("invalid --build-context {spec:?}: {value} is not a directory"))?;
+    Ok((name.to_string(), rbuild::plan::NamedContext::Dir(dir)))
+}
+
 /// A directory removed when dropped.
 struct Scratch(std::path::PathBuf);
 
@@ -258,6 +287,10 @@ fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> 
     let secrets = secrets(&args.secret)?;
     let ssh = SshAgents::parse(&args.ssh, std::env::var_os("SSH_AUTH_SOCK"))?;
     let (source, mut plan, platforms) = frontend::load(&args.frontend, &args.context)?;
+    for spec in &args.build_contexts {
+        let (name, context) = named_context(spec)?;
+        plan.named_contexts.insert(name, context);
+    }
     plan.build_platform = rbuild::oci::platform::Platform::host();
     let dockerfile_path = Some(frontend::dockerfile_path(
         args.frontend.file.as_deref(),

@@ -9,9 +9,6 @@ pub(crate) fn advice(flag: &str) -> Option<&'static str> {
             "the build cache stays in rbuild's state directory (keep that directory between CI runs to reuse it)"
         }
         "--attest" => "rbuild makes no attestations yet; drop the flag",
-        "--build-context" => {
-            "named build contexts are not supported yet: copy the files into the context, or build the other image and use it by name"
-        }
         "--isolation" => "rbuild always isolates RUN steps with namespaces (docs/sandbox.md)",
         "--security-opt" => {
             "RUN gets Docker's default capabilities; use RUN --security=insecure with --allow security.insecure"

@@ -102,6 +102,7 @@ pub(crate) fn options(
         target_platform,
         base_env: BTreeMap::new(),
         base_onbuild: BTreeMap::new(),
+        named_contexts: BTreeMap::new(),
     })
 }
 

@@ -16,7 +16,7 @@ use crate::dockerfile::instruction::Instruction;
 use crate::oci::manifest::descriptor_digest;
 use crate::oci::platform::Platform;
 use crate::oci::reference::Reference;
-use crate::plan::Base;
+use crate::plan::{Base, NamedContext};
 use crate::progress::Event;
 use crate::registry::client::Client;
 use crate::registry::credentials::CredentialStore;
@@ -241,6 +241,21 @@ pub(crate) fn state_from(
             key: stage.key,
         });
     }
+    // A `--build-context` of that name: an image in place of the name, or a directory
+    // (which only COPY reads, before it gets here).
+    let name = match session.plan().named_contexts.get(name) {
+        Some(NamedContext::Image(reference)) => reference.as_str(),
+        Some(NamedContext::Dir(dir)) => {
+            return Err(session.err_at(
+                instruction,
+                format!(
+                    "--from={name}: the build context {name} is a directory ({}); RUN --mount cannot read it yet, COPY --from can",
+                    dir.display()
+                ),
+            ));
+        }
+        None => name,
+    };
     let id = session.id();
     let image = base_state(session, id, name, &state.platform, instruction)?;
     Ok(StateRef {

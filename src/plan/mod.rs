@@ -20,6 +20,16 @@ use crate::oci::reference::Reference;
 use crate::suggest::did_you_mean;
 use scope::{GlobalScope, PROXY_ARGS, StageScope, platform_args};
 
+/// A named build context (`--build-context NAME=VALUE`): what `FROM NAME`, `COPY --from=NAME`
+/// and `RUN --mount=from=NAME` mean when no stage has that name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A local directory (`NAME=path`): files for `COPY --from`.
+    Dir(std::path::PathBuf),
+    /// An image (`NAME=docker-image://REF`), in place of the image NAME would name.
+    Image(String),
+}
+
 /// What a plan depends on besides the Dockerfile text.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -34,6 +44,8 @@ pub struct Options {
     /// The ONBUILD triggers of base images, by name as FROM gives it: they become the
     /// stage's first steps, as BuildKit runs them.
     pub base_onbuild: BTreeMap<String, Vec<String>>,
+    /// `--build-context`s by name.
+    pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
 impl Default for Options {
@@ -45,6 +57,7 @@ impl Default for Options {
             target_platform: Platform::host(),
             base_env: BTreeMap::new(),
             base_onbuild: BTreeMap::new(),
+            named_contexts: BTreeMap::new(),
         }
     }
 }
@@ -93,6 +106,8 @@ pub struct Plan {
     /// The platform this plan builds for: the platform of every stage whose FROM names
     /// none. A multi-platform build has one plan per target platform.
     pub(crate) target_platform: Platform,
+    /// `--build-context`s by name.
+    pub(crate) named_contexts: BTreeMap<String, NamedContext>,
     /// Proxy variables given as build args: in RUN's environment, never in the image.
     pub(crate) proxy_env: BTreeMap<String, String>,
     /// Lint findings, in source order.
@@ -314,6 +329,7 @@ pub fn plan(source: &Source, opts: &Options) -> Result<Plan, Diagnostic> {
         stages,
         target,
         target_platform: opts.target_platform.clone(),
+        named_contexts: opts.named_contexts.clone(),
         proxy_env,
         lints,
         unused_build_args,
@@ -489,6 +505,22 @@ impl Planner<'_> {
         }
         let base = if let Some(idx) = stage {
             Base::Stage(idx)
+        } else if let Some(named) = self.opts.named_contexts.get(&image) {
+            match named {
+                NamedContext::Image(reference) => Base::Image(reference.clone()),
+                NamedContext::Dir(dir) => {
+                    return Err(self.err_at(
+                        f.image.span,
+                        format!(
+                            "FROM {image}: the build context {image} is a directory ({}), and a stage starts from an image",
+                            dir.display()
+                        ),
+                    )
+                    .with_hint(format!(
+                        "use it with COPY --from={image}, or name an image: --build-context {image}=docker-image://REF"
+                    )));
+                }
+            }
         } else if lower == "scratch" {
             Base::Scratch
         } else {

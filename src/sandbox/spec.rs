@@ -172,8 +172,16 @@ mod ulimit_tests {
         assert_eq!((u.name.as_str(), u.soft, u.hard), ("nofile", 1024, 2048));
         let u = Ulimit::parse("core=-1").unwrap();
         assert_eq!((u.soft, u.hard), (u64::MAX, u64::MAX));
-        assert!(Ulimit::parse("nofile=10:5").unwrap_err().contains("above the hard"));
+        assert!(
+            Ulimit::parse("nofile=10:5")
+                .unwrap_err()
+                .contains("above the hard")
+        );
         assert!(Ulimit::parse("nofile").is_err());
-        assert!(Ulimit::parse("open=1").unwrap_err().contains("unknown limit"));
+        assert!(
+            Ulimit::parse("open=1")
+                .unwrap_err()
+                .contains("unknown limit")
+        );
     }
 }

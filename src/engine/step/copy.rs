@@ -34,6 +34,8 @@ pub(crate) struct CopyStep {
 /// Where COPY/ADD read from.
 enum CopyFrom {
     Context,
+    /// `--from=` a `--build-context` that is a local directory.
+    Dir(std::path::PathBuf),
     /// `--from=` a stage or image.
     State(StateRef),
     /// ADD's downloads.
@@ -62,6 +64,12 @@ pub(crate) fn prepare_copy(
     let instruction = &step.instruction;
     let from = match &c.from {
         None => CopyFrom::Context,
+        Some(name) if session.plan().stage_index(name).is_none() => {
+            match session.plan().named_contexts.get(name) {
+                Some(crate::plan::NamedContext::Dir(dir)) => CopyFrom::Dir(dir.clone()),
+                _ => CopyFrom::State(state_from(session, name, state, done, instruction)?),
+            }
+        }
         Some(name) => CopyFrom::State(state_from(session, name, state, done, instruction)?),
     };
     let mut op = CopyOp::for_copy(c, &state.image.workdir(), None)
@@ -160,6 +168,8 @@ impl CopyStep {
                 ignore: session.ignore(),
             }),
             CopyFrom::Files(tree) => Some(SourceRoot::Tree(tree.root())),
+            // A named context is read as the build context is, without a .dockerignore.
+            CopyFrom::Dir(dir) => Some(SourceRoot::Context { dir, ignore: None }),
             CopyFrom::State(_) => None,
         };
         let inputs = match root {
@@ -245,6 +255,7 @@ impl LayerStep for CopyStep {
         };
         let source = match (&from, &mounted) {
             (CopyFrom::Files(tree), _) | (_, Some(tree)) => SourceRoot::Tree(tree.root()),
+            (CopyFrom::Dir(dir), _) => SourceRoot::Context { dir, ignore: None },
             _ => SourceRoot::Context {
                 dir: &session.settings().context,
                 ignore: session.ignore(),
