@@ -134,6 +134,12 @@ fn docker_commands_typos_and_version() {
         stderr.contains("'imgaes'") && stderr.contains("'images'"),
         "{stderr}"
     );
+    let out = rbuild(&home, &root, &["build", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Examples:") && help.contains("rbuild build -t app:1 ."),
+        "{help}"
+    );
     let out = rbuild(&home, &root, &["version"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
