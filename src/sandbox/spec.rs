@@ -163,7 +163,7 @@ impl Spec {
 }
 
 #[cfg(test)]
-mod ulimit_tests {
+mod tests {
     use super::Ulimit;
 
     #[test]
