@@ -123,7 +123,7 @@ cargo nextest run --locked --no-fail-fast "$@" || status=$?
 # Skipped tests end as passes to nextest: say how many there were, and which.
 n=$(sort -u "$skips" | grep -c . || true)
 if [ "$n" -gt 0 ]; then
-  echo "== $n test(s) SKIPPED (each also counted as passed above):"
+  echo "== $n skip(s) (whole tests, or cases within one; each test is also counted as passed above):"
   sort -u "$skips" | sed 's/^/   /'
 else
   echo "== no test skipped"
