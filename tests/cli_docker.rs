@@ -415,3 +415,36 @@ fn named_build_contexts() {
         "{stderr}"
     );
 }
+
+/// A RUN step gets descriptors 0, 1 and 2 only, whatever rbuild's caller left open (here
+/// fd 7): a leaked descriptor is how runc's CVE-2024-21626 let a step reach the host.
+#[test]
+fn run_steps_get_no_inherited_descriptor() {
+    let Some(ctx) =
+        BusyboxContext::new("cli-docker-fds", "FROM base\nRUN ls /proc/self/fd > /fds\n")
+    else {
+        return;
+    };
+    let out_dir = ctx.home.join("fs");
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "exec 7</dev/null; \"$RBUILD\" build -q -o \"type=local,dest=$OUT\" .",
+        ])
+        .current_dir(&ctx.dir)
+        .env("RBUILD", crate::common::rbuild_bin())
+        .env("RBUILD_ROOT", &ctx.root)
+        .env("OUT", &out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `ls` lists its own directory descriptor (3) too.
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("fds")).unwrap(),
+        "0\n1\n2\n3\n"
+    );
+}

@@ -182,8 +182,8 @@ fn what_it_does_not_do_is_refused_clearly() {
     };
     for (args, says) in [
         (
-            &["run", "-it", "busybox", "sh"][..],
-            "does not support -i/-t",
+            &["run", "-t", "busybox", "sh"][..],
+            "standard output is not one",
         ),
         (&["run", "-d", "busybox"][..], "does not detach"),
         (
@@ -200,4 +200,40 @@ fn what_it_does_not_do_is_refused_clearly() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+}
+
+/// `-i` hands the process rbuild's standard input; without it, the process reads
+/// `/dev/null`. And only descriptors 0, 1 and 2 reach it, whatever rbuild's caller left
+/// open (here fd 7).
+#[test]
+fn stdin_with_i_and_no_other_descriptor() {
+    let Some(lab) = Lab::new("run-stdin", false) else {
+        return;
+    };
+    let run = |script: &str| {
+        let out = std::process::Command::new("bash")
+            .args(["-c", script])
+            .env("RBUILD", crate::common::rbuild_bin())
+            .env("RBUILD_ROOT", lab.home.join("root"))
+            .env("CONTAINERS_REGISTRIES_CONF", &lab.conf)
+            .env("HOME", &lab.home)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        run("echo piped | \"$RBUILD\" run -i busybox cat"),
+        "piped\n"
+    );
+    assert_eq!(run("echo piped | \"$RBUILD\" run busybox cat"), "");
+    // `ls` lists its own directory descriptor (3) too.
+    assert_eq!(
+        run("exec 7</dev/null; \"$RBUILD\" run busybox ls /proc/self/fd"),
+        "0\n1\n2\n3\n"
+    );
 }

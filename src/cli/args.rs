@@ -103,10 +103,10 @@ pub(crate) struct RunArgs {
     /// Run the image for this platform (another architecture runs under QEMU emulation)
     #[arg(long, value_name = "PLATFORM")]
     pub(crate) platform: Option<String>,
-    /// Not supported yet: standard input is not passed to the process
+    /// Pass standard input to the process (else it reads /dev/null)
     #[arg(short = 'i', long)]
     pub(crate) interactive: bool,
-    /// Not supported yet: no terminal is allocated
+    /// Use rbuild's own terminal (rbuild allocates none; standard output must be one)
     #[arg(short = 't', long)]
     pub(crate) tty: bool,
     /// Not supported: runs are never detached

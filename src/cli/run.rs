@@ -13,9 +13,10 @@ use super::args::RunArgs;
 use super::image::platform_or_host;
 
 pub(crate) fn run_cmd(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
-    if args.interactive || args.tty {
+    // -t: docker allocates a terminal; rbuild gives the process its own, so one is needed.
+    if args.tty && !rustix::termios::isatty(std::io::stdout()) {
         bail!(
-            "rbuild run does not support -i/-t yet: the process gets no standard input or terminal (it is meant for non-interactive smoke tests); run without them"
+            "-t: rbuild run gives the process its own terminal (it allocates none), and standard output is not one; run without -t"
         );
     }
     if args.detach {
@@ -80,6 +81,7 @@ fn request(root: &Path, args: &RunArgs) -> anyhow::Result<RunRequest> {
         user: args.user.clone(),
         network,
         publish,
+        stdin: args.interactive,
     })
 }
 

@@ -4,8 +4,9 @@
 //! environment, user and working directory from the config unless the request overrides
 //! them, the host's network (or none), and published ports relayed from the host.
 //!
-//! Not a container engine: nothing is kept after the process exits (every run is `--rm`),
-//! nothing runs detached, and the process gets no terminal or standard input.
+//! Not a container engine: nothing is kept after the process exits (every run is `--rm`)
+//! and nothing runs detached. With `-i` the process reads rbuild's standard input; no new
+//! terminal is allocated (`-t` uses rbuild's own, when it has one).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ pub struct RunRequest {
     pub network: Network,
     /// `-p HOST:CONTAINER`: TCP ports of the host relayed to the process's ports.
     pub publish: Vec<(u16, u16)>,
+    /// `-i`: the process reads this process's standard input (else `/dev/null`).
+    pub stdin: bool,
 }
 
 /// Run `request`'s image; returns the process's exit status. `say` gets what a pull does.
@@ -114,7 +117,17 @@ pub fn run(request: &RunRequest, say: &dyn Fn(String)) -> Result<ExitStatus, Bui
         sandbox::standard_files(&work.path().join("files"), "rbuild", request.network, &[])
             .map_err(files("preparing /etc/hosts and /etc/resolv.conf"))?;
     binds.extend(request.volumes.iter().cloned());
+    // `-i`: a duplicate of our stdin, not close-on-exec, goes down to the process.
+    let input = if request.stdin {
+        Some(
+            rustix::io::dup(std::io::stdin())
+                .map_err(|e| files("passing standard input on")(e.into()))?,
+        )
+    } else {
+        None
+    };
     let spec = Spec {
+        stdin_fd: input.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
         env,
         cwd,
         uid: user.uid,
@@ -139,6 +152,7 @@ pub fn run(request: &RunRequest, say: &dyn Fn(String)) -> Result<ExitStatus, Bui
         .map_err(|e| BuildError::Request(crate::diag::chain(&e)))?;
     drop(registered);
     drop(relays);
+    drop(input);
     drop(fs);
     Ok(status)
 }
@@ -281,6 +295,7 @@ mod tests {
             user: None,
             network: Network::Host,
             publish: Vec::new(),
+            stdin: false,
         }
     }
 

@@ -133,9 +133,20 @@ fn init() -> Result<u8, String> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
         .map_err(|e| format!("PR_SET_PDEATHSIG: {e}"))?;
     let spec = read_spec()?;
-    let devnull =
-        std::fs::File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
-    rustix::stdio::dup2_stdin(&devnull).map_err(|e| format!("stdin: {e}"))?;
+    match spec.stdin_fd {
+        // `rbuild run -i`: the caller's standard input, passed down as this descriptor; it
+        // becomes stdin and the inherited number is closed.
+        Some(fd) => {
+            let input = crate::sys::take_inherited_fd(fd)
+                .map_err(|e| format!("the standard input passed as fd {fd}: {e}"))?;
+            rustix::stdio::dup2_stdin(&input).map_err(|e| format!("stdin: {e}"))?;
+        }
+        None => {
+            let devnull =
+                std::fs::File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
+            rustix::stdio::dup2_stdin(&devnull).map_err(|e| format!("stdin: {e}"))?;
+        }
+    }
     if spec.network == Network::None {
         // The new network namespace has `lo` down; `ip` from the host brings it up.
         let up = Command::new("ip")
@@ -207,6 +218,8 @@ fn init() -> Result<u8, String> {
     let Some((prog, args)) = spec.args.split_first() else {
         return Err("no command to run".into());
     };
+    // Only stdin, stdout and stderr reach the command: nothing rbuild's caller left open.
+    crate::sys::close_on_exec_from(3).map_err(|e| format!("closing inherited descriptors: {e}"))?;
     let mut cmd = Command::new(prog);
     cmd.args(args).env_clear();
     for kv in &spec.env {

@@ -130,6 +130,11 @@ pub struct Spec {
     /// them.
     #[serde(default)]
     pub ulimits: Vec<Ulimit>,
+    /// A descriptor of the calling rbuild's, inherited (not close-on-exec) through the
+    /// helper and PID 1, that becomes the command's standard input (`rbuild run -i`);
+    /// `/dev/null` otherwise.
+    #[serde(default)]
+    pub stdin_fd: Option<i32>,
     /// Set by `spawn`: the parent maps subordinate id ranges into the user namespace
     /// (rootless with /etc/subuid ranges), instead of the helper mapping root alone.
     #[serde(default)]
@@ -154,6 +159,7 @@ impl Spec {
             binds: Vec::new(),
             shm_size: None,
             ulimits: Vec::new(),
+            stdin_fd: None,
             tmpfs: Vec::new(),
             limits: cgroup::Limits::default(),
             privileged: false,

@@ -52,3 +52,26 @@ pub(crate) fn take_inherited_fd(fd: i32) -> std::io::Result<std::os::fd::OwnedFd
     rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
     Ok(owned)
 }
+
+/// Make every descriptor from `first` up close-on-exec, so that nothing the calling process
+/// inherited (from whoever started rbuild) or opened reaches the program it execs: a leaked
+/// descriptor of a host directory is how runc's CVE-2024-21626 let a step out.
+///
+/// The descriptors are listed from `/proc/self/fd`; the caller must be single-threaded
+/// (no descriptor opens or closes meanwhile).
+pub(crate) fn close_on_exec_from(first: i32) -> std::io::Result<()> {
+    use std::os::fd::BorrowedFd;
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first)
+        .collect();
+    for fd in fds {
+        // SAFETY: borrowed only for these two fcntl calls, in a single-threaded process; the
+        // listing's own descriptor is closed by now and gives EBADF, which is skipped.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        if let Ok(flags) = rustix::io::fcntl_getfd(borrowed) {
+            rustix::io::fcntl_setfd(borrowed, flags | rustix::io::FdFlags::CLOEXEC)?;
+        }
+    }
+    Ok(())
+}
