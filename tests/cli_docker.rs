@@ -402,6 +402,24 @@ fn named_build_contexts() {
     assert_eq!(read("greeting"), "hello from a named context\n");
     assert_eq!(read("marker"), "from-image\n");
     assert_eq!(read("marker-again"), "from-image\n");
+    // The same image from an OCI layout directory (`oci-layout://PATH[:TAG]`).
+    let layout = ctx.home.join("layout");
+    let dest = format!("type=oci,tar=false,dest={}", layout.display());
+    ctx.build_ok(&["--target", "image", "-o", &dest]);
+    let from_layout = format!("tools=oci-layout://{}", layout.display());
+    let out = ctx.build_files(
+        "fs-layout",
+        &[
+            "--build-context",
+            &files_ctx,
+            "--build-context",
+            &from_layout,
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("marker")).unwrap(),
+        "from-image\n"
+    );
     // A directory as a base is refused at its FROM (exit 2: the build cannot be planned),
     // saying what to do.
     let tools_dir = format!("tools={}", files.display());

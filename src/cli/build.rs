@@ -125,9 +125,33 @@ fn named_context(spec: &str) -> anyhow::Result<(String, rbuild::plan::NamedConte
             rbuild::plan::NamedContext::Image(reference.to_string()),
         ));
     }
+    if let Some(layout) = value.strip_prefix("oci-layout://") {
+        // PATH[:TAG|@DIGEST]: the image is taken from the layout when the build needs it.
+        let path = layout
+            .rsplit_once('@')
+            .map(|(p, _)| p)
+            .or_else(|| {
+                layout
+                    .rsplit_once(':')
+                    .filter(|(_, t)| !t.contains('/'))
+                    .map(|(p, _)| p)
+            })
+            .unwrap_or(layout);
+        if !std::path::Path::new(path).join("index.json").is_file() {
+            bail!(
+                "invalid --build-context {spec:?}: {path} is not an OCI image layout (no index.json)"
+            );
+        }
+        let absolute = std::fs::canonicalize(path)?;
+        let rest = &layout[path.len()..];
+        return Ok((
+            name.to_string(),
+            rbuild::plan::NamedContext::Image(format!("oci-layout://{}{rest}", absolute.display())),
+        ));
+    }
     if let Some((scheme, _)) = value.split_once("://") {
         bail!(
-            "--build-context {spec:?}: {scheme}:// contexts are not supported yet; give a local directory or docker-image://REF"
+            "--build-context {spec:?}: {scheme}:// contexts are not supported yet; give a local directory, docker-image://REF or oci-layout://PATH"
         );
     }
     let dir = std::fs::canonicalize(value)

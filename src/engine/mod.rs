@@ -30,6 +30,7 @@ mod error;
 mod fs;
 mod inflight;
 pub mod interrupt;
+mod layout;
 pub mod output;
 pub(crate) mod remote;
 mod request;

@@ -116,6 +116,11 @@ pub(crate) fn resolve_image(
         name: name.to_string(),
         source: e,
     };
+    // A `--build-context NAME=oci-layout://...`: from the layout, into the store untagged.
+    if let Some(spec) = name.strip_prefix(super::layout::SCHEME) {
+        let image = super::layout::import(session.store(), spec, platform)?;
+        return Ok(image);
+    }
     let reference = Reference::parse(name)
         .map_err(|e| {
             session.err_at(

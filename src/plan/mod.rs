@@ -26,7 +26,8 @@ use scope::{GlobalScope, PROXY_ARGS, StageScope, platform_args};
 pub enum NamedContext {
     /// A local directory (`NAME=path`): files for `COPY --from`.
     Dir(std::path::PathBuf),
-    /// An image (`NAME=docker-image://REF`), in place of the image NAME would name.
+    /// An image (`NAME=docker-image://REF`), in place of the image NAME would name; or
+    /// `oci-layout://PATH[:TAG|@DIGEST]`, an image taken from an OCI layout directory.
     Image(String),
 }
 
