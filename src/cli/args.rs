@@ -71,6 +71,9 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Print rbuild's version and the commit it was built from
     Version,
+    /// Not available yet: what the store, build cache and snapshots take on disk
+    #[command(hide = true)]
+    Df,
 }
 
 #[derive(Debug, Args)]

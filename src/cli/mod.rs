@@ -48,6 +48,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => archive::load_cmd(&root()?, args),
         Command::Prune(args) => image::prune_cmd(&root()?, args),
         Command::Run(args) => run::run_cmd(&root()?, args),
+        Command::Df => Err(render::usage(anyhow::anyhow!(
+            "rbuild df (docker's `system df`) is not available yet: `rbuild images` lists each image's size, and `du -sh` of the state directory ({}) gives the total",
+            root()?.display()
+        ))),
         Command::Version => {
             println!(
                 "rbuild {} (commit {})",
@@ -166,6 +170,7 @@ fn docker_alias(group: &str, verb: Option<&str>) -> Option<&'static [&'static st
         ("image", "load") => &["load"],
         ("image" | "builder" | "buildx", "build") => &["build"],
         ("container", "run") => &["run"],
+        ("system", "df") => &["df"],
         _ => return None,
     })
 }
