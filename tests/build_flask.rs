@@ -94,15 +94,7 @@ fn flask_watchlist_builds_runs_and_rebuilds_from_cache() {
         let _cleanup = PodmanCleanup(&home);
         let name = podman_load(&home, &archive);
         let body = serve_and_get(&home, &name, "/api/");
-        let movies: serde_json::Value = serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("GET /api/ is not JSON ({e}): {body}"));
-        let titles: Vec<&str> = movies
-            .as_array()
-            .unwrap_or_else(|| panic!("GET /api/ is not a list: {body}"))
-            .iter()
-            .map(|m| m["title"].as_str().unwrap_or_default())
-            .collect();
-        assert_eq!(titles, MOVIES, "GET /api/ gave {body}");
+        assert_eq!(titles(&body), MOVIES, "GET /api/ gave {body}");
     }
     {
         // `rbuild run -p` serves it too, as the tutorial's `docker run -p` does: with the
@@ -142,14 +134,7 @@ fn flask_watchlist_builds_runs_and_rebuilds_from_cache() {
             );
             std::thread::sleep(Duration::from_millis(250));
         };
-        let movies: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let titles: Vec<&str> = movies
-            .as_array()
-            .unwrap_or_else(|| panic!("GET /api/ is not a list: {body}"))
-            .iter()
-            .map(|m| m["title"].as_str().unwrap_or_default())
-            .collect();
-        assert_eq!(titles, MOVIES, "rbuild run: GET /api/ gave {body}");
+        assert_eq!(titles(&body), MOVIES, "rbuild run: GET /api/ gave {body}");
     }
 
     let progress = build(&home, &conf, &ctx, "rebuild, no change");
@@ -182,6 +167,18 @@ fn flask_watchlist_builds_runs_and_rebuilds_from_cache() {
 
     drop(reg);
     let _ = std::fs::remove_dir_all(&home);
+}
+
+/// The movie titles of a `GET /api/` answer, in order.
+fn titles(body: &str) -> Vec<String> {
+    let movies: serde_json::Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("GET /api/ is not JSON ({e}): {body}"));
+    movies
+        .as_array()
+        .unwrap_or_else(|| panic!("GET /api/ is not a list: {body}"))
+        .iter()
+        .map(|m| m["title"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 /// `rbuild build -t IMAGE .` in the context; returns its progress (stderr, then stdout).

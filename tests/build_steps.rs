@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use crate::common::busybox_context::{BASE, BusyboxContext};
 use crate::common::process::Process;
-use crate::common::registry::free_port;
+use crate::common::servers;
 use crate::common::{describe, require};
 
 #[test]
@@ -268,61 +268,14 @@ fn add_downloads_urls_with_checksums_and_clones_git_repositories() {
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("hello.txt"), "hello over http\n").unwrap();
     let sum = rbuild::oci::digest::Digest::sha256(b"hello over http\n");
-    let http_port = free_port();
-    let _http = Process::spawn(
-        Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg(http_port.to_string())
-            .current_dir(&site)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    // A Git repository served by git daemon (`git` runs `git-daemon` as its own child: the
-    // Process kills the group, both).
+    let (_http, http_port) = servers::http(&site);
+    // A Git repository served by git daemon.
     let repos = ctx.home.join("repos");
     let work = ctx.home.join("repo-work");
-    std::fs::create_dir_all(&work).unwrap();
-    let git = |dir: &Path, args: &[&str]| {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-    };
-    git(&work, &["init", "-q", "-b", "main"]);
     std::fs::create_dir_all(work.join("docs")).unwrap();
     std::fs::write(work.join("docs/guide.md"), "# guide\n").unwrap();
     std::fs::write(work.join("README"), "repo readme\n").unwrap();
-    git(&work, &["add", "."]);
-    git(&work, &["commit", "-q", "-m", "first"]);
-    git(&work, &["tag", "v1"]);
-    std::fs::create_dir_all(&repos).unwrap();
-    git(
-        &repos,
-        &["clone", "-q", "--bare", work.to_str().unwrap(), "repo.git"],
-    );
-    let git_port = free_port();
-    let _git = Process::spawn(
-        Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={git_port}"))
-            .arg(format!("--base-path={}", repos.display()))
-            .arg(&repos)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    wait_for_port(http_port);
-    wait_for_port(git_port);
+    let (_git, git_port) = servers::git_daemon(&work, &repos);
 
     let url = format!("http://127.0.0.1:{http_port}/hello.txt");
     let repo = format!("git://127.0.0.1:{git_port}/repo.git");
@@ -454,14 +407,4 @@ fn oci_layers(home: &Path, archive: &Path) -> Vec<Vec<u8>> {
             out.stdout
         })
         .collect()
-}
-
-fn wait_for_port(port: u16) {
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("nothing listens on 127.0.0.1:{port}");
 }

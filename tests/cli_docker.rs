@@ -5,7 +5,7 @@
 //! exit-code policy.
 
 use crate::common::busybox_context::BusyboxContext;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::common::{describe, rbuild, temp_home};
 
@@ -156,8 +156,7 @@ fn contexts_from_stdin_urls_and_git_and_containerfiles() {
     use std::io::Write;
     use std::process::{Command, Stdio};
 
-    use crate::common::process::Process;
-    use crate::common::registry::free_port;
+    use crate::common::servers;
 
     if !crate::common::require::root("builds mount overlays")
         || !crate::common::require::tools(&["git", "python3", "tar"])
@@ -223,64 +222,13 @@ fn contexts_from_stdin_urls_and_git_and_containerfiles() {
     let site = home.join("site");
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(site.join("ctx.tar.gz"), &tar.stdout).unwrap();
-    let http_port = free_port();
-    let _http = Process::spawn(
-        Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg(http_port.to_string())
-            .current_dir(&site)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let (_http, http_port) = servers::http(&site);
     // A Git repository with the context in a subdirectory, served by git daemon.
     let work = home.join("repo-work");
-    let repos = home.join("repos");
-    std::fs::create_dir_all(&repos).unwrap();
-    let git = |dir: &Path, args: &[&str]| {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-    };
     std::fs::create_dir_all(work.join("app")).unwrap();
     std::fs::write(work.join("app/Dockerfile"), "FROM scratch\nCOPY . /repo\n").unwrap();
     std::fs::write(work.join("app/file"), "from git\n").unwrap();
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["add", "."]);
-    git(&work, &["commit", "-q", "-m", "one"]);
-    git(&work, &["tag", "v1"]);
-    git(
-        &repos,
-        &["clone", "-q", "--bare", work.to_str().unwrap(), "repo.git"],
-    );
-    let git_port = free_port();
-    let _git = Process::spawn(
-        Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={git_port}"))
-            .arg(format!("--base-path={}", repos.display()))
-            .arg(&repos)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    for port in [http_port, git_port] {
-        let start = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed().as_secs() < 20, "port {port}");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
+    let (_git, git_port) = servers::git_daemon(&work, &home.join("repos"));
     build(
         "http",
         &format!("http://127.0.0.1:{http_port}/ctx.tar.gz"),

@@ -11,6 +11,7 @@ pub mod process;
 pub mod python;
 pub mod registry;
 pub mod require;
+pub mod servers;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
