@@ -127,16 +127,7 @@ fn named_context(spec: &str) -> anyhow::Result<(String, rbuild::plan::NamedConte
     }
     if let Some(layout) = value.strip_prefix("oci-layout://") {
         // PATH[:TAG|@DIGEST]: the image is taken from the layout when the build needs it.
-        let path = layout
-            .rsplit_once('@')
-            .map(|(p, _)| p)
-            .or_else(|| {
-                layout
-                    .rsplit_once(':')
-                    .filter(|(_, t)| !t.contains('/'))
-                    .map(|(p, _)| p)
-            })
-            .unwrap_or(layout);
+        let path = engine::oci_layout_dir(layout);
         if !std::path::Path::new(path).join("index.json").is_file() {
             bail!(
                 "invalid --build-context {spec:?}: {path} is not an OCI image layout (no index.json)"

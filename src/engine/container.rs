@@ -24,7 +24,7 @@ use crate::sandbox::{self, Bind, Network, Spec};
 use crate::snapshot::snapshotter::Kind as Snapshotter;
 use crate::snapshot::workdir::WorkDir;
 use crate::snapshot::{Snapshots, overlay, trees::Trees};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// What to run, as `docker run` flags say it.
 #[derive(Debug)]
@@ -197,14 +197,8 @@ fn local_or_pulled(
             ))
         })?
         .with_default_tag();
-    match store.image(&reference, &request.platform) {
-        Ok(image) => return Ok(image),
-        Err(
-            StoreError::ImageNotFound { .. }
-            | StoreError::NoMatchingPlatform { .. }
-            | StoreError::BlobNotFound { .. },
-        ) => {}
-        Err(e) => return Err(e.into()),
+    if let Some(image) = store.local_image(&reference, &request.platform)? {
+        return Ok(image);
     }
     let pull_err = |e: Box<dyn std::error::Error + Send + Sync>| BuildError::ResolveBase {
         name: request.image.clone(),

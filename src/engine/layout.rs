@@ -20,14 +20,7 @@ pub(crate) const SCHEME: &str = "oci-layout://";
 /// is an index, copied into `store`.
 pub(crate) fn import(store: &Store, spec: &str, platform: &Platform) -> Result<Image, BuildError> {
     let fail = |why: String| BuildError::Request(format!("--build-context {SCHEME}{spec}: {why}"));
-    // `@sha256:...` picks by digest, `:TAG` (after the last `/`) by ref.name.
-    let (path, pick) = match spec.rsplit_once('@') {
-        Some((p, d)) => (p, Pick::Digest(d)),
-        None => match spec.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
-            Some((p, t)) => (p, Pick::Tag(t)),
-            None => (spec, Pick::Only),
-        },
-    };
+    let (path, pick) = split(spec);
     let dir = Path::new(path);
     let index: serde_json::Value = std::fs::read(dir.join("index.json"))
         .map_err(|e| fail(format!("reading {}/index.json: {e}", dir.display())))
@@ -99,6 +92,23 @@ pub(crate) fn import(store: &Store, spec: &str, platform: &Platform) -> Result<I
         copy(layer)?;
     }
     Ok(store.image_at(&manifest_desc, platform)?)
+}
+
+/// `PATH[:TAG|@DIGEST]` split: `@sha256:...` picks by digest, `:TAG` (after the last `/`)
+/// by `ref.name`, nothing picks the layout's only image.
+fn split(spec: &str) -> (&str, Pick<'_>) {
+    match spec.rsplit_once('@') {
+        Some((p, d)) => (p, Pick::Digest(d)),
+        None => match spec.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+            Some((p, t)) => (p, Pick::Tag(t)),
+            None => (spec, Pick::Only),
+        },
+    }
+}
+
+/// The layout directory of `PATH[:TAG|@DIGEST]` (what follows `oci-layout://`).
+pub fn layout_dir(spec: &str) -> &str {
+    split(spec).0
 }
 
 enum Pick<'a> {

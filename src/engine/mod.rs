@@ -31,6 +31,7 @@ mod fs;
 mod inflight;
 pub mod interrupt;
 mod layout;
+pub use layout::layout_dir as oci_layout_dir;
 pub mod output;
 pub(crate) mod remote;
 mod request;

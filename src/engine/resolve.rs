@@ -23,7 +23,7 @@ use crate::registry::credentials::CredentialStore;
 use crate::registry::pull::{self, pull_name};
 use crate::snapshot::overlay;
 use crate::snapshot::snapshotter::Kind as Snapshotter;
-use crate::store::{Image, StoreError};
+use crate::store::Image;
 
 /// Resolve the base images of the stages `plan` needs: from the store, or pulled.
 pub(crate) fn resolve_bases(session: &Session<'_>) -> Result<Bases, BuildError> {
@@ -133,17 +133,7 @@ pub(crate) fn resolve_image(
     let local = if session.settings().pull {
         None
     } else {
-        match store.image(&reference, platform) {
-            Ok(image) => Some(image),
-            // Not here, or a pulled index whose manifest for this platform was never
-            // fetched (another platform of a multi-platform build was).
-            Err(
-                StoreError::ImageNotFound { .. }
-                | StoreError::NoMatchingPlatform { .. }
-                | StoreError::BlobNotFound { .. },
-            ) => None,
-            Err(e) => return Err(e.into()),
-        }
+        store.local_image(&reference, platform)?
     };
     let image = match local {
         Some(image) => image,

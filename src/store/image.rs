@@ -73,6 +73,25 @@ impl Store {
         }
     }
 
+    /// [`Store::image`], or `None` when the store cannot give it without a pull: no such
+    /// tag, no such platform in the tagged index, or that platform's manifest never fetched
+    /// (a pulled index keeps only the platforms pulled).
+    pub fn local_image(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<Option<Image>, StoreError> {
+        match self.image(reference, platform) {
+            Ok(image) => Ok(Some(image)),
+            Err(
+                StoreError::ImageNotFound { .. }
+                | StoreError::NoMatchingPlatform { .. }
+                | StoreError::BlobNotFound { .. },
+            ) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The image `descriptor` points at, for `platform` when it is an index.
     pub fn image_at(
         &self,
