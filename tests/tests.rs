@@ -9,6 +9,7 @@
 mod common;
 
 mod architecture;
+mod build_cache;
 mod build_context;
 mod build_engine;
 mod build_fidelity;

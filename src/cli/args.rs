@@ -283,6 +283,12 @@ pub(crate) struct BuildArgs {
     /// Push the image to its registry when built (`type=image,push=true`)
     #[arg(long)]
     pub(crate) push: bool,
+    /// Use the build cache at SPEC (`type=registry,ref=REF`, `REF`, `type=local,src=DIR`); repeatable
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub(crate) cache_from: Vec<String>,
+    /// Write the build cache to SPEC (`type=registry,ref=REF[,mode=max]`, `type=local,dest=DIR`)
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub(crate) cache_to: Vec<String>,
     /// Progress output: auto, tty, plain, rawjson or quiet
     #[arg(long, value_name = "TYPE", default_value = "auto")]
     pub(crate) progress: String,

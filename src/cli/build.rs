@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use rbuild::engine::cache::{CacheDirection, CacheSpec};
 use rbuild::engine::output::{Kind, Output};
 use rbuild::engine::ssh::SshAgents;
 use rbuild::engine::{self, BuildError, Builder, Request, SecretSource};
@@ -72,6 +73,9 @@ pub fn run(mut args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCo
     }
     let outcome = planned.build(progress.as_ref()).map_err(failed)?;
     drop(progress);
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
     let image_id = format!("sha256:{}", outcome.image_id.hex());
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &image_id)
@@ -96,6 +100,12 @@ pub fn run(mut args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCo
         }
         for (name, digest) in &outcome.pushed {
             said.push(format!("pushed {name}@{digest}"));
+        }
+        if outcome.fetched > 0 {
+            said.push(format!(
+                "{} layer(s) fetched from the imported cache",
+                outcome.fetched
+            ));
         }
         eprintln!(
             "built {image_id} in {:.1}s ({} step(s) run, {} cached){}",
@@ -331,8 +341,17 @@ fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> 
         allow_insecure: insecure,
         tags,
         outputs,
+        cache_from: cache_specs(&args.cache_from, CacheDirection::From)?,
+        cache_to: cache_specs(&args.cache_to, CacheDirection::To)?,
         ..Request::new(root.to_path_buf(), args.context.clone(), source)
     })
+}
+
+fn cache_specs(specs: &[String], direction: CacheDirection) -> anyhow::Result<Vec<CacheSpec>> {
+    Ok(specs
+        .iter()
+        .map(|s| CacheSpec::parse(s, direction))
+        .collect::<Result<_, _>>()?)
 }
 
 /// `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`, as buildx reads it; a bare

@@ -5,9 +5,6 @@
 /// What to say about docker's build flag `flag` (`--squash`), if it is one rbuild lacks.
 pub(crate) fn advice(flag: &str) -> Option<&'static str> {
     Some(match flag {
-        "--cache-from" | "--cache-to" => {
-            "the build cache stays in rbuild's state directory (keep that directory between CI runs to reuse it)"
-        }
         "--attest" => "rbuild makes no attestations yet; drop the flag",
         "--isolation" => "rbuild always isolates RUN steps with namespaces (docs/sandbox.md)",
         "--security-opt" => {
@@ -40,11 +37,7 @@ mod tests {
     #[test]
     fn docker_flags_get_advice_and_others_none() {
         assert!(super::advice("--squash").is_some());
-        assert!(
-            super::advice("--cache-to")
-                .unwrap()
-                .contains("state directory")
-        );
+        assert!(super::advice("--attest").unwrap().contains("attestations"));
         assert!(super::advice("--no-such-flag").is_none());
     }
 }

@@ -5,15 +5,20 @@
 //!
 //! Must not print: everything it has to say goes to the [`Reporter`] or into the result.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::bases::Bases;
 use super::built::{Built, Images};
+use super::cache::travel::Travel;
+use super::cache::{CacheKey, CacheSpec};
+use super::caches::{export_all, import_all};
 use super::commit::commit_image;
 use super::error::BuildError;
 use super::inflight::InFlight;
+use super::lazy::LazyBlobs;
 use super::output::{Kind, Output};
 use super::request::Request;
 use super::resolve::resolve_bases;
@@ -110,6 +115,17 @@ pub struct Builder {
     files: Vec<Output>,
     /// `--label`s for the final image.
     labels: std::collections::BTreeMap<String, String>,
+    cache_from: Vec<CacheSpec>,
+    cache_to: Vec<CacheSpec>,
+}
+
+/// One platform's build: its image, the keys of the steps it is made of, and the steps
+/// run and taken from the cache.
+struct PlatformBuild {
+    built: Built,
+    steps: Vec<CacheKey>,
+    ran: usize,
+    cached: usize,
 }
 
 /// What a build produced and where it went.
@@ -130,6 +146,11 @@ pub struct Outcome {
     /// Steps run, and steps taken from the cache.
     pub ran: usize,
     pub cached: usize,
+    /// What the user should know that did not fail the build (a `--cache-from` that could
+    /// not be used).
+    pub warnings: Vec<String>,
+    /// Blobs fetched from an imported cache.
+    pub fetched: usize,
 }
 
 impl Builder {
@@ -235,6 +256,18 @@ impl Builder {
                 )));
             }
         }
+        // A cache holds the build's own layers: it cannot be of another compression.
+        let layer_compression = compression.unwrap_or(LayerOptions::default().compression);
+        if let Some(c) = request
+            .cache_to
+            .iter()
+            .filter_map(|c| c.compression)
+            .find(|c| *c != layer_compression)
+        {
+            return Err(BuildError::Request(format!(
+                "--cache-to compression={c}: a cache holds this build's own layers, which are {layer_compression}; choose the layers' compression with -o ...,compression={c}, or leave compression= out"
+            )));
+        }
         let settings = Settings {
             state_root: request.state_root,
             context: request.context,
@@ -267,6 +300,8 @@ impl Builder {
             push,
             files,
             labels: request.labels,
+            cache_from: request.cache_from,
+            cache_to: request.cache_to,
         })
     }
 
@@ -363,8 +398,24 @@ impl Planned {
         // step that another platform is computing is waited for and taken from the cache.
         let ids = Arc::new(AtomicUsize::new(bases.next_id.max(1)));
         let inflight = Arc::new(InFlight::default());
+        let lazy = Arc::new(LazyBlobs::default());
+        // `--cache-from`, read before any step (not under `--no-cache`: nothing from
+        // earlier builds is used).
+        let (travel, mut warnings) = if settings.no_cache {
+            (Travel::default(), Vec::new())
+        } else {
+            import_all(&builder.cache_from, &lazy, progress, &mut || {
+                ids.fetch_add(1, Ordering::Relaxed)
+            })
+        };
+        let travel = Arc::new(travel);
         let multi = plans.len() > 1;
-        let build_one = |plan: &Plan| -> Result<(Built, usize, usize), BuildError> {
+        // `type=tar` and `type=local` write the root filesystem: it is unpacked at the end.
+        let needs_rootfs = builder
+            .files
+            .iter()
+            .any(|o| matches!(o.kind, Kind::Tar | Kind::Local));
+        let build_one = |plan: &Plan| -> Result<PlatformBuild, BuildError> {
             let mut session = Session::new(
                 plan,
                 &builder.source,
@@ -375,7 +426,8 @@ impl Planned {
                     images: bases.images.clone(),
                     next_id: ids.load(Ordering::Relaxed),
                 },
-            )?;
+            )?
+            .sharing(lazy.clone(), travel.clone());
             if multi {
                 session = session.joined(
                     ids.clone(),
@@ -406,13 +458,23 @@ impl Planned {
             let built = Built {
                 manifest,
                 config_digest,
+                layers: state.layers.clone(),
                 platform: plan.target_platform.clone(),
-                lowers: state.lowers,
+                lowers: if needs_rootfs {
+                    session.lowers(&state.layers, state.diff_ids())?
+                } else {
+                    Vec::new()
+                },
                 snapshotter: session.snapshotter(),
             };
-            Ok((built, ran, cached))
+            Ok(PlatformBuild {
+                built,
+                steps: state.steps,
+                ran,
+                cached,
+            })
         };
-        let results: Vec<Result<(Built, usize, usize), BuildError>> = if multi {
+        let results: Vec<Result<PlatformBuild, BuildError>> = if multi {
             std::thread::scope(|s| {
                 let running: Vec<_> = plans.iter().map(|p| s.spawn(|| build_one(p))).collect();
                 running
@@ -425,11 +487,13 @@ impl Planned {
         };
         let mut images: Vec<Built> = Vec::with_capacity(plans.len());
         let (mut ran, mut cached) = (0, 0);
+        let mut final_steps = HashSet::new();
         for result in results {
-            let (built, r, c) = result?;
-            images.push(built);
-            ran += r;
-            cached += c;
+            let one = result?;
+            images.push(one.built);
+            final_steps.extend(one.steps);
+            ran += one.ran;
+            cached += one.cached;
         }
         let mut next_id = ids.load(Ordering::Relaxed);
         let index = if images.len() > 1 {
@@ -438,6 +502,13 @@ impl Planned {
         } else {
             None
         };
+        // Tags and outputs hold every blob: layers that only an imported cache had are
+        // fetched now (each once).
+        for image in &images {
+            for layer in &image.layers {
+                lazy.ensure(&store, layer)?;
+            }
+        }
         let result = Images::new(images, index);
         let mut vertex = |name: String| {
             let id = next_id;
@@ -495,8 +566,23 @@ impl Planned {
             pushed.push((name.clone(), digest));
             done(v);
         }
+        let exported = export_all(
+            &builder.cache_to,
+            &travel,
+            &final_steps,
+            &store,
+            &lazy,
+            progress,
+            &mut || {
+                next_id += 1;
+                next_id - 1
+            },
+        )?;
+        warnings.extend(exported);
         Ok(Outcome {
             image_id: result.image_id(),
+            warnings,
+            fetched: lazy.fetched(),
             manifest: result.descriptor().clone(),
             platforms: result.platform_manifests(),
             tagged: builder.names,

@@ -14,6 +14,8 @@ pub(crate) struct Built {
     /// The image manifest.
     pub(crate) manifest: Descriptor,
     pub(crate) config_digest: Digest,
+    /// Its layers.
+    pub(crate) layers: Vec<Descriptor>,
     /// The platform it was built for.
     pub(crate) platform: Platform,
     /// The target stage's snapshots, lowest first (overlay), or its one tree (native): its

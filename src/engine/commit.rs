@@ -2,7 +2,7 @@
 //! taken from the cache) and its snapshot go on the stage's state, with its history entry
 //! ([`add_layer`]); and the finished stage becomes an image in the store ([`commit_image`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::cache::LayerRecord;
 use super::error::BuildError;
@@ -13,7 +13,6 @@ use crate::oci::digest::Digest;
 use crate::oci::manifest::{Descriptor, descriptor, descriptor_digest};
 use crate::oci::media_type::MediaType;
 use crate::snapshot::change::Change;
-use crate::snapshot::overlay;
 use crate::snapshot::snapshotter::Kind as Snapshotter;
 
 /// Write the layer of what a step changed (`changes`, read from `upper`) into the store.
@@ -35,7 +34,8 @@ pub(crate) fn write(
 }
 
 /// Add a step's result to the stage: its layer, if it made one (its snapshot published
-/// from `upper`, or unpacked from the store for a cached step), and its history entry.
+/// from `upper`; a cached step's is unpacked when a later step needs it), and its history
+/// entry.
 pub(crate) fn add_layer(
     session: &Session<'_>,
     state: &mut State,
@@ -56,36 +56,11 @@ pub(crate) fn add_layer(
         &layer.digest,
         layer.size,
     );
-    let store = session.store();
-    match session.snapshotter() {
-        Snapshotter::Overlay => {
-            let snapshots = session.snapshots();
-            let dir = match upper {
-                Some(upper) => snapshots.publish(upper, &chain)?,
-                None => snapshots.ensure_layer(
-                    store,
-                    &desc,
-                    &layer.diff_id,
-                    &chain,
-                    overlay::userxattr(),
-                )?,
-            };
-            state.lowers.push(dir);
-        }
-        Snapshotter::Native => {
-            let trees = session.trees();
-            let tree = match upper {
-                Some(rootfs) => trees.publish(rootfs, &chain)?,
-                None => trees.ensure_layer(
-                    store,
-                    state.lowers.first().map(PathBuf::as_path),
-                    &desc,
-                    &layer.diff_id,
-                    &chain,
-                )?,
-            };
-            state.lowers = vec![tree];
-        }
+    if let Some(upper) = upper {
+        match session.snapshotter() {
+            Snapshotter::Overlay => session.snapshots().publish(upper, &chain)?,
+            Snapshotter::Native => session.trees().publish(upper, &chain)?,
+        };
     }
     state.layers.push(desc);
     state.chain = Some(chain);

@@ -68,6 +68,18 @@ pub enum BuildError {
     /// `--push`.
     #[error(transparent)]
     Push(Box<crate::registry::publish::PublishError>),
+    /// A blob of an imported build cache could not be fetched from where it was offered.
+    #[error("fetching {digest}")]
+    Fetch {
+        digest: crate::oci::digest::Digest,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// `--cache-to` (without `ignore-error=true`).
+    #[error("exporting the build cache to {dest} (add ignore-error=true to build without it)")]
+    CacheExport {
+        dest: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("interrupted: the build was stopped (Ctrl-C); nothing was tagged")]
     Interrupted,
     #[error(

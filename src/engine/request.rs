@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::cache::CacheSpec;
 use super::output::Output;
 use super::settings::SecretSource;
 use super::ssh::SshAgents;
@@ -58,6 +59,10 @@ pub struct Request {
     pub tags: Vec<Reference>,
     /// `-o`; `--push` is an image output that pushes.
     pub outputs: Vec<Output>,
+    /// `--cache-from`: caches whose records the build may use, in order.
+    pub cache_from: Vec<CacheSpec>,
+    /// `--cache-to`: where the build's records are written after it.
+    pub cache_to: Vec<CacheSpec>,
 }
 
 impl Request {
@@ -86,6 +91,8 @@ impl Request {
             allow_insecure: false,
             tags: Vec::new(),
             outputs: Vec::new(),
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
         }
     }
 }

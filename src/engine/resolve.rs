@@ -21,8 +21,6 @@ use crate::progress::Event;
 use crate::registry::client::Client;
 use crate::registry::credentials::CredentialStore;
 use crate::registry::pull::{self, pull_name};
-use crate::snapshot::overlay;
-use crate::snapshot::snapshotter::Kind as Snapshotter;
 use crate::store::Image;
 
 /// Resolve the base images of the stages `plan` needs: from the store, or pulled.
@@ -63,7 +61,7 @@ pub(crate) fn resolve_bases(session: &Session<'_>) -> Result<Bases, BuildError> 
 }
 
 /// A stage's first state: the image `name` for `platform` (resolved before the build, or
-/// now), unpacked into snapshots.
+/// now). Its layers are unpacked when a step first needs them (`Session::lowers`).
 pub(crate) fn base_state(
     session: &Session<'_>,
     id: usize,
@@ -79,13 +77,6 @@ pub(crate) fn base_state(
         Some(image) => image.clone(),
         None => resolve_image(session, id, name, platform, from)?,
     };
-    let store = session.store();
-    let lowers = match session.snapshotter() {
-        Snapshotter::Overlay => session
-            .snapshots()
-            .ensure(store, &image, overlay::userxattr())?,
-        Snapshotter::Native => session.trees().ensure(store, &image)?.into_iter().collect(),
-    };
     let manifest_digest =
         descriptor_digest(&image.descriptor).map_err(|e| resolve_err(Box::new(e)))?;
     let diff_ids = image.config.rootfs.diff_ids.clone();
@@ -97,7 +88,7 @@ pub(crate) fn base_state(
             .finish(),
         chain: crate::snapshot::chain_ids(&diff_ids).pop(),
         layers: image.manifest.layers().to_vec(),
-        lowers,
+        steps: Vec::new(),
         image: StageImage::from_base(image.config),
         platform: platform.clone(),
     })
@@ -231,10 +222,7 @@ pub(crate) fn state_from(
                 format!("stage {name:?} is not built before this step (a stage can only copy from earlier stages)"),
             ));
         };
-        return Ok(StateRef {
-            lowers: stage.lowers.clone(),
-            key: stage.key,
-        });
+        return Ok(stage.to_ref());
     }
     // A `--build-context` of that name: an image in place of the name, or a directory
     // (which only COPY reads, before it gets here).
@@ -252,9 +240,5 @@ pub(crate) fn state_from(
         None => name,
     };
     let id = session.id();
-    let image = base_state(session, id, name, &state.platform, instruction)?;
-    Ok(StateRef {
-        lowers: image.lowers,
-        key: image.key,
-    })
+    Ok(base_state(session, id, name, &state.platform, instruction)?.to_ref())
 }

@@ -10,21 +10,26 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::bases::Bases;
 use super::cache::BuildCache;
+use super::cache::travel::Travel;
 use super::copy::HashCache;
 use super::error::BuildError;
 use super::fs::Tree;
 use super::inflight::InFlight;
+use super::lazy::LazyBlobs;
 use super::settings::Settings;
 use super::state::StateRef;
 use crate::context::Matcher;
 use crate::diag::{Diagnostic, Source};
 use crate::dockerfile::instruction::Instruction;
+use crate::oci::digest::Digest;
+use crate::oci::manifest::Descriptor;
 use crate::plan::Plan;
 use crate::progress::Reporter;
 use crate::registry::registries_conf::{ConfigError, RegistriesConf};
-use crate::snapshot::Snapshots;
+use crate::snapshot::overlay;
 use crate::snapshot::snapshotter::Kind as Snapshotter;
 use crate::snapshot::trees::Trees;
+use crate::snapshot::{SnapshotError, Snapshots};
 use crate::store::Store;
 
 pub(crate) struct Session<'a> {
@@ -48,6 +53,9 @@ pub(crate) struct Session<'a> {
     ids: Arc<AtomicUsize>,
     /// Steps being computed now, shared by the builds of a multi-platform build.
     inflight: Arc<InFlight>,
+    /// Blobs known but not fetched, shared likewise.
+    lazy: Arc<LazyBlobs>,
+    travel: Arc<Travel>,
     /// The target platform in vertex names (`[linux/arm64 2/3] RUN ...`) when the build
     /// makes several.
     label: Option<String>,
@@ -99,6 +107,8 @@ impl<'a> Session<'a> {
             conf: OnceLock::new(),
             ids: Arc::new(AtomicUsize::new(bases.next_id.max(1))),
             inflight: Arc::default(),
+            lazy: Arc::default(),
+            travel: Arc::default(),
             label: None,
             bases,
             ran: AtomicUsize::new(0),
@@ -197,6 +207,19 @@ impl<'a> Session<'a> {
         self
     }
 
+    /// This session with what the whole build shares: blobs known but not fetched, and
+    /// the records imported and used.
+    pub(crate) fn sharing(mut self, lazy: Arc<LazyBlobs>, travel: Arc<Travel>) -> Session<'a> {
+        self.lazy = lazy;
+        self.travel = travel;
+        self
+    }
+
+    /// The imported records, and the records this build used.
+    pub(crate) fn travel(&self) -> &Travel {
+        &self.travel
+    }
+
     /// The steps being computed now, by key.
     pub(crate) fn inflight(&self) -> &InFlight {
         &self.inflight
@@ -275,13 +298,74 @@ impl<'a> Session<'a> {
             .join(" ")
     }
 
+    /// The root filesystem of a state made of `layers` (with their `diff_ids`): its
+    /// snapshots, lowest first (overlay), or its one tree (native). What is missing is
+    /// unpacked, each blob fetched first when only an imported cache has it.
+    pub(crate) fn lowers(
+        &self,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+    ) -> Result<Vec<PathBuf>, BuildError> {
+        if layers.len() != diff_ids.len() {
+            return Err(SnapshotError::LayerCount {
+                diff_ids: diff_ids.len(),
+                layers: layers.len(),
+            }
+            .into());
+        }
+        let chains = crate::snapshot::chain_ids(diff_ids);
+        let store = self.store;
+        match self.kind {
+            Snapshotter::Overlay => layers
+                .iter()
+                .zip(diff_ids)
+                .zip(&chains)
+                .map(|((layer, diff_id), chain)| {
+                    let dir = self.snapshots.path(chain);
+                    if dir.is_dir() {
+                        return Ok(dir);
+                    }
+                    self.lazy.ensure(store, layer)?;
+                    Ok(self.snapshots.ensure_layer(
+                        store,
+                        layer,
+                        diff_id,
+                        chain,
+                        overlay::userxattr(),
+                    )?)
+                })
+                .collect(),
+            Snapshotter::Native => {
+                // The deepest tree there is, then each layer above it applied in turn.
+                let have = chains.iter().rposition(|c| self.trees.path(c).is_dir());
+                let mut tree = have.map(|i| self.trees.path(&chains[i]));
+                for i in have.map_or(0, |i| i + 1)..layers.len() {
+                    self.lazy.ensure(store, &layers[i])?;
+                    tree = Some(self.trees.ensure_layer(
+                        store,
+                        tree.as_deref(),
+                        &layers[i],
+                        &diff_ids[i],
+                        &chains[i],
+                    )?);
+                }
+                Ok(tree.into_iter().collect())
+            }
+        }
+    }
+
+    /// The blobs this build may fetch lazily (an imported cache's layers).
+    pub(crate) fn lazy(&self) -> &LazyBlobs {
+        &self.lazy
+    }
+
     /// Mount another state's root filesystem to read (or, `writable`, to write into and
     /// discard).
     pub(crate) fn open(&self, state: &StateRef, writable: bool) -> Result<Tree, BuildError> {
         Ok(Tree::open(
             self.kind,
             &self.settings.state_root,
-            &state.lowers,
+            &self.lowers(&state.layers, &state.diff_ids)?,
             writable,
         )?)
     }

@@ -64,7 +64,7 @@ pub(crate) fn run_stage(
         Base::Scratch => State {
             image: StageImage::scratch(&platform),
             layers: Vec::new(),
-            lowers: Vec::new(),
+            steps: Vec::new(),
             chain: None,
             key: KeyEncoder::new("scratch", None)
                 .str("platform", &platform.to_string())

@@ -1,7 +1,7 @@
 //! A stage's state as its steps run ([`State`]), and a reference to another state's root
-//! filesystem that a step reads ([`StateRef`], mounted by `Session::open`).
-
-use std::path::PathBuf;
+//! filesystem that a step reads ([`StateRef`], mounted by `Session::open`). Neither holds
+//! the snapshots themselves: a state is its layers, and `Session::lowers` unpacks (and, for
+//! an imported cache's layers, fetches) them only when a step that runs needs them.
 
 use super::cache::CacheKey;
 use super::stage_image::StageImage;
@@ -14,10 +14,11 @@ use crate::oci::platform::Platform;
 pub(crate) struct State {
     pub(crate) image: StageImage,
     pub(crate) layers: Vec<Descriptor>,
-    /// Overlay: the snapshots, lowest first; native: the one tree.
-    pub(crate) lowers: Vec<PathBuf>,
     pub(crate) chain: Option<Digest>,
     pub(crate) key: CacheKey,
+    /// The keys of the layer steps this state is made of, its base stages' included (what
+    /// a `mode=min` cache export holds).
+    pub(crate) steps: Vec<CacheKey>,
     pub(crate) platform: Platform,
     /// The `created` time of the stage's latest history entry: when its last layer step
     /// ran (a cached step keeps the time it first ran), so that a rebuild from the cache
@@ -25,9 +26,26 @@ pub(crate) struct State {
     pub(crate) clock: Option<String>,
 }
 
-/// Another state's root filesystem, by its snapshots and its cache key (which names what
-/// it holds), mounted only when a step that reads it runs.
+impl State {
+    /// The diff IDs of [`State::layers`], in the same order.
+    pub(crate) fn diff_ids(&self) -> &[Digest] {
+        &self.image.config.rootfs.diff_ids
+    }
+
+    /// What a step that reads this state's root filesystem needs of it.
+    pub(crate) fn to_ref(&self) -> StateRef {
+        StateRef {
+            layers: self.layers.clone(),
+            diff_ids: self.diff_ids().to_vec(),
+            key: self.key,
+        }
+    }
+}
+
+/// Another state's root filesystem, by its layers and its cache key (which names what it
+/// holds), unpacked and mounted only when a step that reads it runs.
 pub(crate) struct StateRef {
-    pub(crate) lowers: Vec<PathBuf>,
+    pub(crate) layers: Vec<Descriptor>,
+    pub(crate) diff_ids: Vec<Digest>,
     pub(crate) key: CacheKey,
 }

@@ -59,6 +59,15 @@ pub enum Compression {
     Zstd,
 }
 
+impl Compression {
+    /// A compression by the name buildx's `compression=` gives it (what `Display` prints).
+    pub fn from_name(name: &str) -> Option<Compression> {
+        [Compression::None, Compression::Gzip, Compression::Zstd]
+            .into_iter()
+            .find(|c| c.to_string() == name)
+    }
+}
+
 impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

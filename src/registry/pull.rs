@@ -331,7 +331,9 @@ fn pull_from(
     })
 }
 
-fn fetch_blob(
+/// Fetch one blob of `source` into `store` (nothing when the store has it), verified as
+/// it streams; `name` is what errors say was being pulled.
+pub(crate) fn fetch_blob(
     client: &Client,
     store: &Store,
     source: &Source,

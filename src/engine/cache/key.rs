@@ -35,6 +35,24 @@ impl CacheKey {
     pub(crate) fn hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
+
+    /// A key as [`CacheKey::hex`] writes it (64 lowercase hex digits); none otherwise.
+    pub(crate) fn from_hex(s: &str) -> Option<CacheKey> {
+        let digits = s.as_bytes();
+        if digits.len() != 64 {
+            return None;
+        }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut out = [0u8; 32];
+        for (i, pair) in digits.chunks_exact(2).enumerate() {
+            out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(CacheKey(out))
+    }
 }
 
 impl std::fmt::Display for CacheKey {
@@ -179,6 +197,15 @@ mod tests {
         let b = KeyEncoder::new("step", None).finish();
         assert_ne!(a, b);
         assert_eq!(a.hex().len(), 64);
+        assert_eq!(CacheKey::from_hex(&a.hex()), Some(a));
+        for bad in [
+            "",
+            "00",
+            &a.hex().to_uppercase(),
+            &format!("{}g", &a.hex()[1..]),
+        ] {
+            assert_eq!(CacheKey::from_hex(bad), None, "{bad}");
+        }
     }
 
     /// The encoding itself, byte for byte: a change here changes every key, which must be a

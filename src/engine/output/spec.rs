@@ -85,16 +85,11 @@ impl Output {
                 "tar" => tar = Some(bool_value(value)?),
                 "push" => push = Some(bool_value(value)?),
                 "compression" => {
-                    compression = Some(match value {
-                        "gzip" => Compression::Gzip,
-                        "zstd" => Compression::Zstd,
-                        "uncompressed" => Compression::None,
-                        other => {
-                            return Err(fail(format!(
-                                "compression {other:?}: expected gzip, zstd or uncompressed"
-                            )));
-                        }
-                    })
+                    compression = Some(Compression::from_name(value).ok_or_else(|| {
+                        fail(format!(
+                            "compression {value:?}: expected gzip, zstd or uncompressed"
+                        ))
+                    })?)
                 }
                 "compression-level" => {
                     compression_level = Some(value.parse().map_err(|_| {

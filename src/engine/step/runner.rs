@@ -64,16 +64,32 @@ pub(crate) fn run_layer_step(
     let _claim = session.inflight().claim(&key);
     // `--no-cache` means nothing from earlier builds; what this build made (another
     // platform's identical stage) is still taken.
-    if (!session.settings().no_cache || session.inflight().was_made(&key))
+    let no_cache = session.settings().no_cache;
+    if (!no_cache || session.inflight().was_made(&key))
         && let Some(record) = session.cache().get(&key)
         && reuse(session, &record, state, created_by)?
     {
+        session.travel().used(&key, &record);
         state.key = key;
+        state.steps.push(key);
+        return Ok(true);
+    }
+    // An imported cache's record (`--cache-from`; none are imported under `--no-cache`):
+    // its layer is fetched only when something needs it. Kept in the local cache too, so
+    // the next build here finds it (once its layer is local).
+    if let Some(record) = session.travel().imported(&key)
+        && reuse(session, record, state, created_by)?
+    {
+        session.cache().put(&key, record)?;
+        session.travel().used(&key, record);
+        state.key = key;
+        state.steps.push(key);
         return Ok(true);
     }
     state.clock = session.created();
     let dir = WorkDir::create(&session.settings().state_root)?;
-    let fs = StepFs::prepare(session.snapshotter(), &state.lowers, dir.path())?;
+    let lowers = session.lowers(&state.layers, state.diff_ids())?;
+    let fs = StepFs::prepare(session.snapshotter(), &lowers, dir.path())?;
     let cx = Cx {
         session,
         id,
@@ -90,19 +106,20 @@ pub(crate) fn run_layer_step(
     };
     let upper = layer.as_ref().map(|_| upper.as_path());
     commit::add_layer(session, state, created_by, layer.as_ref(), upper)?;
-    session.cache().put(
-        &key,
-        &Record {
-            layer,
-            created: state.clock.clone(),
-        },
-    )?;
+    let record = Record {
+        layer,
+        created: state.clock.clone(),
+    };
+    session.cache().put(&key, &record)?;
+    session.travel().used(&key, &record);
     session.inflight().made(&key);
     state.key = key;
+    state.steps.push(key);
     Ok(false)
 }
 
-/// Take a cached result if its layer is still in the store; false when it is not.
+/// Take a cached result if its layer is in the store, or can be fetched from where an
+/// imported cache has it; false when it cannot.
 fn reuse(
     session: &Session<'_>,
     record: &Record,
@@ -111,6 +128,7 @@ fn reuse(
 ) -> Result<bool, BuildError> {
     if let Some(layer) = &record.layer
         && !session.store().blobs().contains(&layer.digest)
+        && !session.lazy().knows(&layer.digest)
     {
         return Ok(false);
     }

@@ -1,0 +1,173 @@
+//! Blobs a build knows where to find but has not fetched ([`LazyBlobs`]): the layers of an
+//! imported build cache (docs/cache.md). A step taken from such a cache records its layer
+//! without downloading it; the blob is fetched only when something needs its bytes — a step
+//! that runs on top of it (its snapshot is unpacked), a file output, a tag in the store — and
+//! a push to the registry it came from mounts it instead ([`LazyBlobs::mount_from`]).
+//!
+//! Shared by the builds of a multi-platform build. A blob is fetched once: a second thread
+//! that wants it while it downloads waits for the first.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+
+use super::error::BuildError;
+use crate::oci::digest::{Digest, DigestAndSize};
+use crate::oci::manifest::{Descriptor, descriptor_digest};
+use crate::registry::client::{Client, Origin};
+use crate::registry::credentials::CredentialStore;
+use crate::registry::pull::Source;
+use crate::store::Store;
+
+/// Where a blob can be fetched from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum BlobSource {
+    /// A repository on a registry.
+    Registry(Source),
+    /// An OCI image layout directory (`blobs/<algorithm>/<hex>`).
+    Layout(PathBuf),
+}
+
+#[derive(Default)]
+pub(crate) struct LazyBlobs {
+    sources: Mutex<HashMap<Digest, BlobSource>>,
+    /// Blobs being fetched now, and the signal that one finished.
+    fetching: Mutex<HashSet<Digest>>,
+    fetched_one: Condvar,
+    /// How many blobs were fetched (for the build's summary and tests).
+    fetched: AtomicUsize,
+    client: OnceLock<Client>,
+}
+
+impl std::fmt::Debug for LazyBlobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyBlobs")
+            .field("sources", &self.sources.lock().map(|s| s.len()).ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LazyBlobs {
+    /// Note that `digest` can be fetched from `source` (the first source offered is kept).
+    pub(crate) fn offer(&self, digest: &Digest, source: BlobSource) {
+        self.sources
+            .lock()
+            .expect("blob sources")
+            .entry(digest.clone())
+            .or_insert(source);
+    }
+
+    /// Whether the build knows where to fetch `digest`.
+    pub(crate) fn knows(&self, digest: &Digest) -> bool {
+        self.sources
+            .lock()
+            .expect("blob sources")
+            .contains_key(digest)
+    }
+
+    /// The repository on `origin` that holds `digest`, if it came from a registry there: a
+    /// push to `origin` mounts the blob from it instead of uploading it.
+    pub(crate) fn mount_from(&self, digest: &Digest, origin: &Origin) -> Option<String> {
+        match self.sources.lock().expect("blob sources").get(digest)? {
+            BlobSource::Registry(s) if &s.origin == origin => Some(s.repository.clone()),
+            _ => None,
+        }
+    }
+
+    /// How many blobs this build fetched.
+    pub(crate) fn fetched(&self) -> usize {
+        self.fetched.load(Ordering::Relaxed)
+    }
+
+    /// Make sure the store holds the blob `desc` names: fetch it from its source when it
+    /// does not. A blob the store lacks and no source offers is the store's "blob not
+    /// found".
+    pub(crate) fn ensure(&self, store: &Store, desc: &Descriptor) -> Result<(), BuildError> {
+        let digest = descriptor_digest(desc)?;
+        if store.blobs().contains(&digest) {
+            return Ok(());
+        }
+        let Some(source) = self
+            .sources
+            .lock()
+            .expect("blob sources")
+            .get(&digest)
+            .cloned()
+        else {
+            // Fails naming the digest.
+            store.blobs().open(&digest)?;
+            return Ok(());
+        };
+        {
+            let mut fetching = self.fetching.lock().expect("blobs being fetched");
+            while fetching.contains(&digest) {
+                fetching = self
+                    .fetched_one
+                    .wait(fetching)
+                    .expect("blobs being fetched");
+            }
+            if store.blobs().contains(&digest) {
+                return Ok(());
+            }
+            fetching.insert(digest.clone());
+        }
+        let result = self.fetch(store, &source, desc, &digest);
+        self.fetching
+            .lock()
+            .expect("blobs being fetched")
+            .remove(&digest);
+        self.fetched_one.notify_all();
+        if result.is_ok() {
+            self.fetched.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn fetch(
+        &self,
+        store: &Store,
+        source: &BlobSource,
+        desc: &Descriptor,
+        digest: &Digest,
+    ) -> Result<(), BuildError> {
+        match source {
+            BlobSource::Registry(source) => {
+                let client = self
+                    .client
+                    .get_or_init(|| Client::new(Box::new(CredentialStore::from_env())));
+                let name = format!("{}/{}@{digest}", source.origin.host, source.repository);
+                crate::registry::pull::fetch_blob(client, store, source, desc, &name, &|_| {})
+                    .map_err(|e| BuildError::Fetch {
+                        digest: digest.clone(),
+                        source: Box::new(e),
+                    })
+            }
+            BlobSource::Layout(dir) => {
+                let path = dir
+                    .join("blobs")
+                    .join(digest.algorithm().name())
+                    .join(digest.encoded());
+                let err = |e: std::io::Error| BuildError::Fetch {
+                    digest: digest.clone(),
+                    source: Box::new(std::io::Error::new(
+                        e.kind(),
+                        format!("{}: {e}", path.display()),
+                    )),
+                };
+                let mut file = std::fs::File::open(&path).map_err(err)?;
+                let mut writer = store.blobs().writer_with(digest.algorithm())?;
+                std::io::copy(&mut file, &mut writer).map_err(err)?;
+                let expected = DigestAndSize {
+                    digest: digest.clone(),
+                    size: desc.size(),
+                };
+                writer.commit(&expected).map_err(|e| BuildError::Fetch {
+                    digest: digest.clone(),
+                    source: Box::new(e),
+                })?;
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The build cache that travels (docs/cache.md), through the real binary: two state roots
+//! stand for two CI machines, a real registry (or a directory) carries the cache between
+//! them. What a machine takes from the cache is read from the build's own summary (steps
+//! run, steps cached, layers fetched) and checked against the image it makes.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::common::busybox_context::BusyboxContext;
+use crate::common::registry::{Registry, skopeo_raw_manifest};
+use crate::common::{describe, mirror_conf, require};
+
+/// A multi-stage build: a `builder` stage whose file the final stage copies, then the
+/// context's `app.txt` and a RUN that reads it.
+const DOCKERFILE: &str = "FROM base AS builder\nRUN echo built > /artifact\n\nFROM base\nCOPY --from=builder /artifact /artifact\nCOPY app.txt /app/\nRUN cat /app/app.txt /artifact > /out.txt\n";
+
+/// One test's context, registry and registries.conf; `build` runs on any state root.
+struct Machines {
+    ctx: BusyboxContext,
+    reg: Option<Registry>,
+    conf: PathBuf,
+}
+
+impl Machines {
+    fn new(name: &str, registry: bool) -> Option<Machines> {
+        if registry && !require::tools(&["docker-registry", "skopeo"]) {
+            return None;
+        }
+        let ctx = BusyboxContext::new(name, DOCKERFILE)?;
+        ctx.write("app.txt", "v1\n");
+        let reg = registry.then(|| Registry::start(None));
+        let insecure: Vec<&str> = reg.iter().map(|r| r.addr.as_str()).collect();
+        let conf = mirror_conf(&ctx.home, "127.0.0.1:1", &insecure);
+        Some(Machines { ctx, reg, conf })
+    }
+
+    fn addr(&self) -> &str {
+        &self.reg.as_ref().expect("a registry").addr
+    }
+
+    /// A machine's state root (`a`, `b`, ...).
+    fn root(&self, machine: &str) -> PathBuf {
+        self.ctx.home.join(format!("state-{machine}"))
+    }
+
+    /// `rbuild build --progress=plain ARGS .` on `machine`'s state root.
+    fn run(&self, machine: &str, args: &[&str]) -> Output {
+        let mut all = vec!["build", "--progress=plain"];
+        all.extend_from_slice(args);
+        all.push(".");
+        self.ctx.rbuild_env(
+            &all,
+            &[
+                ("RBUILD_ROOT", self.root(machine).to_str().unwrap()),
+                ("CONTAINERS_REGISTRIES_CONF", self.conf.to_str().unwrap()),
+                (
+                    "DOCKER_CONFIG",
+                    self.ctx.home.join("docker").to_str().unwrap(),
+                ),
+            ],
+        )
+    }
+
+    /// A build that must succeed; returns its summary.
+    fn build(&self, machine: &str, args: &[&str]) -> Summary {
+        let out = self.run(machine, args);
+        assert!(out.status.success(), "{}", describe(args, &out));
+        Summary::of(&String::from_utf8_lossy(&out.stderr))
+    }
+}
+
+/// What a build's last line and warnings say.
+#[derive(Debug)]
+struct Summary {
+    image_id: String,
+    ran: usize,
+    cached: usize,
+    fetched: usize,
+    warnings: Vec<String>,
+    stderr: String,
+}
+
+impl Summary {
+    fn of(stderr: &str) -> Summary {
+        let line = stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("built sha256:"))
+            .unwrap_or_else(|| panic!("no summary line in:\n{stderr}"));
+        let number_before = |what: &str| -> usize {
+            line.find(what)
+                .map(|i| {
+                    line[..i]
+                        .rsplit(|c: char| !c.is_ascii_digit())
+                        .find(|s| !s.is_empty())
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                })
+                .unwrap_or(0)
+        };
+        Summary {
+            image_id: line.split_whitespace().nth(1).unwrap().to_string(),
+            ran: number_before(" step(s) run"),
+            cached: number_before(" cached)"),
+            fetched: number_before(" layer(s) fetched"),
+            warnings: stderr
+                .lines()
+                .filter(|l| l.starts_with("warning: "))
+                .map(str::to_string)
+                .collect(),
+            stderr: stderr.to_string(),
+        }
+    }
+}
+
+/// The files of `image` in `machine`'s store, read through `rbuild run`.
+fn out_txt(m: &Machines, machine: &str, image: &str) -> String {
+    let out = m.ctx.rbuild_env(
+        &["run", "--rm", image, "cat", "/out.txt"],
+        &[("RBUILD_ROOT", m.root(machine).to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", describe(&["run", image], &out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_registry_cache_makes_an_empty_machine_build_from_cache() {
+    let Some(m) = Machines::new("cache-registry", true) else {
+        return;
+    };
+    let cache = format!("{}/ci/cache:app", m.addr());
+    let to = format!("type=registry,ref={cache},mode=max");
+    let from = format!("type=registry,ref={cache}");
+
+    // Machine A: nothing cached, no cache to read yet (a warning, not a failure).
+    let a = m.build(
+        "a",
+        &["--cache-from", &from, "--cache-to", &to, "-t", "app:1"],
+    );
+    assert_eq!((a.ran, a.cached), (6, 0), "{}", a.stderr);
+    assert!(
+        a.warnings.iter().any(|w| w.contains("no cache there yet")),
+        "{:?}",
+        a.warnings
+    );
+    assert!(a.stderr.contains("exporting cache to"), "{}", a.stderr);
+    // The cache is an OCI index in the registry, naming the rbuild cache manifest.
+    let index: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw_manifest(&cache, None)).unwrap();
+    assert_eq!(
+        index["manifests"][0]["artifactType"], "application/vnd.rbuild.cache.v1",
+        "{index}"
+    );
+
+    // Machine B, empty: every step from the cache, the very image A made, and its layers
+    // fetched only because the image is tagged in B's store.
+    let b = m.build("b", &["--cache-from", &from, "-t", "app:1"]);
+    assert_eq!((b.ran, b.cached), (0, 6), "{}", b.stderr);
+    assert_eq!(b.image_id, a.image_id, "{}", b.stderr);
+    assert!(b.warnings.is_empty(), "{:?}", b.warnings);
+    assert_eq!(out_txt(&m, "b", "app:1"), "v1\nbuilt\n");
+
+    // An edit of app.txt on machine C (empty): the builder stage and the first COPY come
+    // from the cache, only the COPY of app.txt and the RUN after it run.
+    m.ctx.write("app.txt", "v2\n");
+    let c = m.build("c", &["--cache-from", &from, "-t", "app:2"]);
+    assert_eq!((c.ran, c.cached), (2, 4), "{}", c.stderr);
+    assert_eq!(out_txt(&m, "c", "app:2"), "v2\nbuilt\n");
+}
+
+#[test]
+fn mode_min_exports_only_the_final_images_steps() {
+    let Some(m) = Machines::new("cache-min", true) else {
+        return;
+    };
+    let cache = format!("{}/ci/cache:min", m.addr());
+    let a = m.build(
+        "a",
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={cache}"),
+            "-t",
+            "app:1",
+        ],
+    );
+    assert_eq!(a.ran, 6, "{}", a.stderr);
+    // The builder stage's RUN is not in a min cache: machine B runs it, and since it makes
+    // the same key, everything after it is found in the cache.
+    let b = m.build("b", &["--cache-from", &cache, "-t", "app:1"]);
+    assert_eq!((b.ran, b.cached), (1, 5), "{}", b.stderr);
+    assert_eq!(b.image_id, a.image_id);
+}
+
+#[test]
+fn a_local_cache_directory_carries_the_cache_and_bad_caches_only_warn() {
+    let Some(m) = Machines::new("cache-local", false) else {
+        return;
+    };
+    let dir = m.ctx.home.join("ci-cache");
+    let to = format!("type=local,dest={},mode=max", dir.display());
+    let from = format!("type=local,src={}", dir.display());
+    let a = m.build("a", &["--cache-to", &to, "-t", "app:1"]);
+    assert_eq!(a.ran, 6);
+    // An OCI layout, read back by umoci's sibling skopeo when present.
+    assert!(dir.join("oci-layout").is_file() && dir.join("index.json").is_file());
+
+    let b = m.build("b", &["--cache-from", &from, "-t", "app:1"]);
+    assert_eq!((b.ran, b.cached), (0, 6), "{}", b.stderr);
+    assert_eq!(b.image_id, a.image_id);
+    assert!(b.fetched > 0, "{}", b.stderr);
+
+    // A cache missing one layer blob: its records are skipped (a warning), the rest used.
+    let copy = m.ctx.home.join("ci-cache-partial");
+    copy_dir(&dir, &copy);
+    let layer = largest_blob(&copy);
+    std::fs::remove_file(&layer).unwrap();
+    let c = m.build(
+        "c",
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", copy.display()),
+            "-t",
+            "app:1",
+        ],
+    );
+    assert!(c.ran >= 1 && c.cached >= 1, "{}", c.stderr);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("skipped")),
+        "{:?}",
+        c.warnings
+    );
+    assert_eq!(out_txt(&m, "c", "app:1"), "v1\nbuilt\n");
+
+    // Truncated documents, a foreign directory, a tag that is not there: a warning each and
+    // a normal build.
+    let index = dir.join("index.json");
+    let text = std::fs::read(&index).unwrap();
+    std::fs::write(&index, &text[..text.len() / 2]).unwrap();
+    let foreign = m.ctx.home.join("not-a-cache");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(
+        foreign.join("index.json"),
+        b"{\"schemaVersion\":2,\"manifests\":[]}",
+    )
+    .unwrap();
+    for (machine, spec, said) in [
+        ("d", from.clone(), "not used"),
+        (
+            "e",
+            format!("type=local,src={}", foreign.display()),
+            "no cache tagged",
+        ),
+        (
+            "f",
+            format!("type=local,src={},tag=other", copy.display()),
+            "no cache tagged \"other\"",
+        ),
+    ] {
+        let s = m.build(machine, &["--cache-from", &spec, "-t", "app:1"]);
+        assert_eq!((s.ran, s.cached), (6, 0), "{spec}: {}", s.stderr);
+        assert!(
+            s.warnings.iter().any(|w| w.contains(said)),
+            "{spec}: {:?}",
+            s.warnings
+        );
+        assert_eq!(out_txt(&m, machine, "app:1"), "v1\nbuilt\n", "{spec}");
+    }
+}
+
+#[test]
+fn a_cache_that_cannot_be_written_fails_the_build_unless_errors_are_ignored() {
+    let Some(m) = Machines::new("cache-unreachable", true) else {
+        return;
+    };
+    // Nothing listens on port 1.
+    let out = m.run(
+        "a",
+        &[
+            "--cache-to",
+            "type=registry,ref=127.0.0.1:1/ci/cache:x",
+            "-t",
+            "app:1",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        describe(&["--cache-to"], &out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("exporting the build cache to 127.0.0.1:1/ci/cache:x")
+            && err.contains("ignore-error=true"),
+        "{err}"
+    );
+    let s = m.build(
+        "a",
+        &[
+            "--cache-to",
+            "type=registry,ref=127.0.0.1:1/ci/cache:x,ignore-error=true",
+            "-t",
+            "app:1",
+        ],
+    );
+    assert!(
+        s.warnings.iter().any(|w| w.contains("not written")),
+        "{:?}",
+        s.warnings
+    );
+    // A registry image that is not a cache: a warning, and the build goes on.
+    let image = format!("{}/ci/app:1", m.addr());
+    m.build("a", &["-t", &image, "--push"]);
+    let s = m.build("b", &["--cache-from", &image, "-t", "app:1"]);
+    assert_eq!(s.cached, 0);
+    assert!(
+        s.warnings.iter().any(|w| w.contains("not an rbuild cache")),
+        "{:?}",
+        s.warnings
+    );
+    // Flags that are not understood are refused before anything is built: a bad value as
+    // a usage error (2), a request that cannot be built as asked as a failed build (1).
+    for (flag, spec, code, said) in [
+        ("--cache-to", "type=gha", 2, "type=gha is not supported"),
+        (
+            "--cache-to",
+            "type=registry,ref=a/b:c,mode=all",
+            2,
+            "expected min or max",
+        ),
+        (
+            "--cache-from",
+            "type=local,dest=x",
+            2,
+            "unknown or unsupported attribute",
+        ),
+        (
+            "--cache-to",
+            "type=registry,ref=a/b:c,compression=zstd",
+            1,
+            "which are gzip",
+        ),
+    ] {
+        let out = m.run("a", &[flag, spec]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{spec}: {err}");
+        assert!(!err.contains("#1 "), "refused before any work: {err}");
+        assert!(err.contains(said), "{spec}: {err}");
+    }
+}
+
+#[test]
+fn concurrent_exports_to_one_ref_leave_one_whole_cache() {
+    let Some(m) = Machines::new("cache-concurrent", true) else {
+        return;
+    };
+    let cache = format!("{}/ci/cache:shared", m.addr());
+    let to = format!("type=registry,ref={cache},mode=max");
+    // Two different builds (the second with another app.txt) export to one ref at once.
+    let first = m.ctx.dir.join("app.txt");
+    let second = m.ctx.home.join("ctx2");
+    copy_dir(&m.ctx.dir, &second);
+    std::fs::write(second.join("app.txt"), "other\n").unwrap();
+    let spawn = |machine: &str, dir: &Path| {
+        let mut cmd = std::process::Command::new(crate::common::rbuild_bin());
+        cmd.args(["build", "--progress=plain", "--cache-to", &to, "."])
+            .current_dir(dir)
+            .env("RBUILD_ROOT", m.root(machine))
+            .env("CONTAINERS_REGISTRIES_CONF", &m.conf)
+            .env("DOCKER_CONFIG", m.ctx.home.join("docker"))
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let (x, y) = (spawn("x", first.parent().unwrap()), spawn("y", &second));
+    for child in [x, y] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Whichever won, the cache is whole: a build of its context is all cached, and one of
+    // the other context runs only the two steps that read app.txt.
+    let mut ran = Vec::new();
+    for (machine, dir) in [("a", first.parent().unwrap()), ("b", second.as_path())] {
+        let mut cmd = std::process::Command::new(crate::common::rbuild_bin());
+        let out = cmd
+            .args(["build", "--progress=plain", "--cache-from", &cache, "."])
+            .current_dir(dir)
+            .env("RBUILD_ROOT", m.root(machine))
+            .env("CONTAINERS_REGISTRIES_CONF", &m.conf)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = Summary::of(&String::from_utf8_lossy(&out.stderr));
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert_eq!(s.ran + s.cached, 6, "{}", s.stderr);
+        ran.push(s.ran);
+    }
+    ran.sort();
+    assert_eq!(ran, [0, 2], "one whole cache, of one of the two builds");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The largest file under `dir/blobs` (a layer).
+fn largest_blob(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap()
+}
