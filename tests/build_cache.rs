@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::common::busybox_context::BusyboxContext;
+use crate::common::busybox_image;
 use crate::common::registry::{Registry, skopeo_raw_manifest};
 use crate::common::{describe, mirror_conf, require};
 
@@ -167,6 +168,181 @@ fn a_registry_cache_makes_an_empty_machine_build_from_cache() {
     let c = m.build("c", &["--cache-from", &from, "-t", "app:2"]);
     assert_eq!((c.ran, c.cached), (2, 4), "{}", c.stderr);
     assert_eq!(out_txt(&m, "c", "app:2"), "v2\nbuilt\n");
+}
+
+/// Machine B builds from A's registry cache and pushes to the same registry: every step is
+/// cached, and not one layer is downloaded — not the base image's, not the steps' — since
+/// each is mounted across repositories or already there. The name is then not tagged in
+/// B's store (it would need the layers); a build that runs a step fetches what it needs,
+/// and tags the base image it pulled once it is whole.
+#[test]
+fn a_push_from_an_imported_cache_downloads_no_layer() {
+    let Some(m) = Machines::new("cache-push", true) else {
+        return;
+    };
+    let base = format!("{}/lib/busybox:1", m.addr());
+    busybox_image::publish(
+        &m.ctx.home.join("base-oci"),
+        &base,
+        &[("amd64", Path::new("/bin/busybox"))],
+    );
+    m.ctx.write(
+        "Dockerfile",
+        &format!("FROM {base}\nCOPY app.txt /app/\nRUN cat /app/app.txt > /out.txt\n"),
+    );
+    let cache = format!("{}/ci/cache:app", m.addr());
+    let app1 = format!("{}/ci/app:1", m.addr());
+    let app2 = format!("{}/ci/app:2", m.addr());
+    let a = m.build(
+        "a",
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max"),
+            "-t",
+            &app1,
+            "--push",
+        ],
+    );
+    assert_eq!(a.ran, 2, "{}", a.stderr);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw_manifest(&app1, None)).unwrap();
+    let layers: Vec<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(layers.len(), 3, "{manifest}");
+
+    let before = m.reg.as_ref().unwrap().blob_gets().len();
+    let b = m.build("b", &["--cache-from", &cache, "-t", &app2, "--push"]);
+    assert_eq!((b.ran, b.cached), (0, 2), "{}", b.stderr);
+    let gets = m.reg.as_ref().unwrap().blob_gets()[before..].to_vec();
+    for layer in &layers {
+        assert!(
+            !gets.contains(layer),
+            "layer {layer} was downloaded: {gets:?}\n{}",
+            b.stderr
+        );
+    }
+    assert_eq!(b.fetched, 0, "{}", b.stderr);
+    // The same image, under the new name.
+    assert_eq!(
+        skopeo_raw_manifest(&app2, None),
+        skopeo_raw_manifest(&app1, None)
+    );
+    assert_eq!(b.image_id, a.image_id);
+    // Not tagged in B's store: it holds none of the layers.
+    let images = m.ctx.rbuild_env(
+        &["images"],
+        &[("RBUILD_ROOT", m.root("b").to_str().unwrap())],
+    );
+    assert!(
+        !String::from_utf8_lossy(&images.stdout).contains("ci/app"),
+        "{}",
+        String::from_utf8_lossy(&images.stdout)
+    );
+    assert!(b.stderr.contains("not tagged here"), "{}", b.stderr);
+
+    // Machine C, without the cache: the base's layer is fetched for the steps that run,
+    // and the base is tagged in C's store once whole; the result is tagged as usual.
+    let c = m.build("c", &["-t", "app:c"]);
+    assert_eq!(c.ran, 2);
+    // (The access log does show downloads: this one fetched the base's layer.)
+    assert!(
+        m.reg.as_ref().unwrap().blob_gets().contains(&layers[0]),
+        "{}",
+        c.stderr
+    );
+    let images = m.ctx.rbuild_env(
+        &["images"],
+        &[("RBUILD_ROOT", m.root("c").to_str().unwrap())],
+    );
+    let listed = String::from_utf8_lossy(&images.stdout);
+    assert!(
+        listed.contains("lib/busybox") && listed.contains("app"),
+        "{listed}"
+    );
+    assert_eq!(out_txt(&m, "c", "app:c"), "v1\n");
+}
+
+/// `mounts=` carries a `RUN --mount=type=cache` directory: machine B, after an edit, runs
+/// the step again with the directory A filled, restored before the step, and needs no
+/// network for what A downloaded into it. The same contents make the same layer.
+#[test]
+fn cache_mounts_travel_and_are_restored_before_the_step_that_mounts_them() {
+    let Some(m) = Machines::new("cache-mounts", true) else {
+        return;
+    };
+    let files = m.ctx.home.join("www");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("data"), "downloaded once\n").unwrap();
+    let (_server, port) = crate::common::servers::http(&files);
+    m.ctx.write(
+        "Dockerfile",
+        &format!(
+            "{}FROM base\nCOPY app.txt /app/\nRUN --mount=type=cache,id=dl,target=/cache,uid=1000 sh -c 'test -f /cache/data || wget -q -O /cache/data http://127.0.0.1:{port}/data; cat /cache/data /app/app.txt > /out.txt'\n",
+            crate::common::busybox_context::BASE
+        ),
+    );
+    let cache = format!("{}/ci/cache:mounts", m.addr());
+    let to = format!("type=registry,ref={cache},mode=max,mounts=dl");
+    let digest_of = |s: &Summary| -> String {
+        let line = s
+            .stderr
+            .lines()
+            .find(|l| l.contains("cache mount(s),"))
+            .unwrap_or_else(|| panic!("no export line: {}", s.stderr))
+            .to_string();
+        assert!(line.contains(" 1 cache mount(s)"), "{line}");
+        line.rsplit(' ').next().unwrap().to_string()
+    };
+    let a = m.build("a", &["--cache-to", &to, "-t", "app:1"]);
+    assert_eq!(out_txt(&m, "a", "app:1"), "downloaded once\nv1\n");
+    // Exported again, unchanged: the very same cache, byte for byte.
+    let again = m.build("a", &["--cache-to", &to, "-t", "app:1"]);
+    assert_eq!(again.ran, 0);
+    assert_eq!(digest_of(&again), digest_of(&a));
+
+    // Machine B, an edit, and no network: the RUN runs again and finds /cache/data.
+    m.ctx.write("app.txt", "v2\n");
+    let b = m.build(
+        "b",
+        &[
+            "--cache-from",
+            &cache,
+            "--network",
+            "none",
+            "--cache-to",
+            &to,
+            "-t",
+            "app:2",
+        ],
+    );
+    // (`--network none` is in every RUN's key: the base's RUN runs again too.)
+    assert_eq!(b.ran, 3, "{}", b.stderr);
+    assert_eq!(out_txt(&m, "b", "app:2"), "downloaded once\nv2\n");
+    // B exported it again (it was restored, and the step left it as it was).
+    assert!(b.stderr.contains(" 1 cache mount(s),"), "{}", b.stderr);
+    // Without the cache mount's contents the same build needs the network, and fails: it
+    // is the restore that made B's build work.
+    let plain = format!("type=registry,ref={}/ci/cache:nomounts,mode=max", m.addr());
+    m.build("a", &["--cache-to", &plain, "-t", "app:1"]);
+    let d = m.run(
+        "d",
+        &[
+            "--cache-from",
+            &format!("{}/ci/cache:nomounts", m.addr()),
+            "--network",
+            "none",
+        ],
+    );
+    assert_eq!(
+        d.status.code(),
+        Some(1),
+        "the cache mount was not carried, so wget had to run: {}",
+        String::from_utf8_lossy(&d.stderr)
+    );
 }
 
 #[test]

@@ -91,8 +91,12 @@ fn flags_rbuild_lacks_get_what_to_do_instead() {
             "rbuild does not support --squash yet",
         ),
         (
-            &["build", "--cache-to", "type=local,dest=x", "."][..],
-            "does not support --cache-to",
+            &["build", "--cache-to", "type=inline", "."][..],
+            "type=inline is not supported yet",
+        ),
+        (
+            &["build", "--attest", "type=sbom", "."][..],
+            "rbuild does not support --attest yet",
         ),
         (
             &["build", "--provenance=mode=max", "."][..],

@@ -100,6 +100,11 @@ pub fn run(mut args: BuildArgs, root: &std::path::Path) -> anyhow::Result<ExitCo
         }
         for (name, digest) in &outcome.pushed {
             said.push(format!("pushed {name}@{digest}"));
+            if !outcome.tagged.contains(name) {
+                said.push(format!(
+                    "{name} not tagged here (its layers stay in the registry; `rbuild pull {name}` fetches them)"
+                ));
+            }
         }
         if outcome.fetched > 0 {
             said.push(format!(

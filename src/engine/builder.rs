@@ -317,6 +317,9 @@ impl Builder {
             source: Box::new(source),
         })?;
         let running = builds_lock(root).shared()?;
+        // Base images are pulled without their layers: the build fetches them when a step
+        // needs them.
+        let lazy = Arc::new(LazyBlobs::default());
         let mut plans = Vec::with_capacity(self.platforms.len());
         let mut bases = Bases::default();
         for platform in &self.platforms {
@@ -330,7 +333,8 @@ impl Builder {
                     ..Bases::default()
                 };
                 let session =
-                    Session::new(&first, &self.source, &self.settings, &store, progress, ids)?;
+                    Session::new(&first, &self.source, &self.settings, &store, progress, ids)?
+                        .sharing(lazy.clone(), Arc::default());
                 resolve_bases(&session)?
             };
             options.base_env = found.env();
@@ -346,6 +350,7 @@ impl Builder {
             plans,
             store,
             bases,
+            lazy,
             _running: running,
         })
     }
@@ -358,6 +363,8 @@ pub struct Planned {
     plans: Vec<Plan>,
     store: Store,
     bases: Bases,
+    /// Blobs known but not fetched (base images' layers, then imported caches').
+    lazy: Arc<LazyBlobs>,
     _running: LockGuard,
 }
 
@@ -380,6 +387,7 @@ impl Planned {
             plans,
             store,
             bases,
+            lazy,
             _running,
         } = self;
         let settings = &builder.settings;
@@ -398,7 +406,6 @@ impl Planned {
         // step that another platform is computing is waited for and taken from the cache.
         let ids = Arc::new(AtomicUsize::new(bases.next_id.max(1)));
         let inflight = Arc::new(InFlight::default());
-        let lazy = Arc::new(LazyBlobs::default());
         // `--cache-from`, read before any step (not under `--no-cache`: nothing from
         // earlier builds is used).
         let (travel, mut warnings) = if settings.no_cache {
@@ -502,13 +509,27 @@ impl Planned {
         } else {
             None
         };
-        // Tags and outputs hold every blob: layers that only an imported cache had are
-        // fetched now (each once).
-        for image in &images {
-            for layer in &image.layers {
-                lazy.ensure(&store, layer)?;
+        // Tags and file outputs hold every blob: layers left in a registry (an imported
+        // cache's, a base image's) are fetched now, each once. A build whose result only
+        // goes to registries fetches none: each push mounts or finds them there, and the
+        // pushed names are not tagged here (the store names only whole images).
+        let only_pushed = builder.files.is_empty()
+            && !builder.push.is_empty()
+            && builder.names.iter().all(|n| builder.push.contains(n));
+        let whole = images.iter().all(|i| {
+            i.layers.iter().all(|l| {
+                crate::oci::manifest::descriptor_digest(l).is_ok_and(|d| store.blobs().contains(&d))
+            })
+        });
+        let tag_here = whole || !only_pushed;
+        if tag_here {
+            for image in &images {
+                for layer in &image.layers {
+                    lazy.ensure(&store, layer)?;
+                }
             }
         }
+        lazy.tag_whole(&store)?;
         let result = Images::new(images, index);
         let mut vertex = |name: String| {
             let id = next_id;
@@ -522,7 +543,12 @@ impl Planned {
                 elapsed: t.elapsed(),
             })
         };
-        for name in &builder.names {
+        let names = if tag_here {
+            builder.names.clone()
+        } else {
+            Vec::new()
+        };
+        for name in &names {
             let v = vertex(format!("naming to {name}"));
             store.tag(name, result.descriptor().clone())?;
             done(v);
@@ -556,13 +582,12 @@ impl Planned {
                     message: message.trim_start().to_string(),
                 })
             };
-            let digest = crate::registry::publish::push_by_name(
-                &store,
-                name,
-                name,
-                &Platform::host(),
-                &say,
-            )?;
+            let what = crate::registry::publish::What::Built {
+                top: result.descriptor(),
+                remote: lazy.as_ref(),
+            };
+            let digest =
+                crate::registry::publish::publish(&store, what, name, &Platform::host(), &say)?;
             pushed.push((name.clone(), digest));
             done(v);
         }
@@ -572,6 +597,7 @@ impl Planned {
             &final_steps,
             &store,
             &lazy,
+            &settings.layer,
             progress,
             &mut || {
                 next_id += 1;
@@ -585,7 +611,7 @@ impl Planned {
             fetched: lazy.fetched(),
             manifest: result.descriptor().clone(),
             platforms: result.platform_manifests(),
-            tagged: builder.names,
+            tagged: names,
             pushed,
             written,
             ran,

@@ -1,5 +1,5 @@
 //! Blobs a build knows where to find but has not fetched ([`LazyBlobs`]): the layers of an
-//! imported build cache (docs/cache.md). A step taken from such a cache records its layer
+//! imported build cache (docs/cache.md), and of base images pulled without their layers. A step taken from such a cache records its layer
 //! without downloading it; the blob is fetched only when something needs its bytes — a step
 //! that runs on top of it (its snapshot is unpacked), a file output, a tag in the store — and
 //! a push to the registry it came from mounts it instead ([`LazyBlobs::mount_from`]).
@@ -15,9 +15,11 @@ use std::sync::{Condvar, Mutex, OnceLock};
 use super::error::BuildError;
 use crate::oci::digest::{Digest, DigestAndSize};
 use crate::oci::manifest::{Descriptor, descriptor_digest};
+use crate::oci::reference::Reference;
 use crate::registry::client::{Client, Origin};
 use crate::registry::credentials::CredentialStore;
 use crate::registry::pull::Source;
+use crate::registry::push::RemoteBlobs;
 use crate::store::Store;
 
 /// Where a blob can be fetched from.
@@ -38,6 +40,9 @@ pub(crate) struct LazyBlobs {
     /// How many blobs were fetched (for the build's summary and tests).
     fetched: AtomicUsize,
     client: OnceLock<Client>,
+    /// Base images pulled without their layers: each name, what it names, and its layers,
+    /// to tag once the store has them all ([`LazyBlobs::tag_whole`]).
+    pulled: Mutex<Vec<(Reference, Descriptor, Vec<Digest>)>>,
 }
 
 impl std::fmt::Debug for LazyBlobs {
@@ -73,6 +78,39 @@ impl LazyBlobs {
             BlobSource::Registry(s) if &s.origin == origin => Some(s.repository.clone()),
             _ => None,
         }
+    }
+
+    /// Note an image pulled without its layers, from `source`: its layers are offered, and
+    /// `name` is tagged when they are all in the store.
+    pub(crate) fn pulled(
+        &self,
+        name: &Reference,
+        top: &Descriptor,
+        layers: &[Descriptor],
+        source: &Source,
+    ) {
+        let mut digests = Vec::new();
+        for layer in layers {
+            if let Ok(d) = descriptor_digest(layer) {
+                self.offer(&d, BlobSource::Registry(source.clone()));
+                digests.push(d);
+            }
+        }
+        self.pulled
+            .lock()
+            .expect("pulled images")
+            .push((name.clone(), top.clone(), digests));
+    }
+
+    /// Tag each image pulled without its layers whose layers the store now has (a step
+    /// that ran on it fetched them), as a pull would have.
+    pub(crate) fn tag_whole(&self, store: &Store) -> Result<(), BuildError> {
+        for (name, top, layers) in self.pulled.lock().expect("pulled images").iter() {
+            if layers.iter().all(|d| store.blobs().contains(d)) {
+                store.tag(name, top.clone())?;
+            }
+        }
+        Ok(())
     }
 
     /// How many blobs this build fetched.
@@ -169,5 +207,15 @@ impl LazyBlobs {
                 Ok(())
             }
         }
+    }
+}
+
+impl RemoteBlobs for LazyBlobs {
+    fn mount_from(&self, digest: &Digest, origin: &Origin) -> Option<String> {
+        LazyBlobs::mount_from(self, digest, origin)
+    }
+
+    fn fetch(&self, store: &Store, desc: &Descriptor) -> Result<(), String> {
+        self.ensure(store, desc).map_err(|e| crate::diag::chain(&e))
     }
 }

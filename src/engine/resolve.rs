@@ -20,7 +20,7 @@ use crate::plan::{Base, NamedContext};
 use crate::progress::Event;
 use crate::registry::client::Client;
 use crate::registry::credentials::CredentialStore;
-use crate::registry::pull::{self, pull_name};
+use crate::registry::pull::{self, Layers, pull_name_as};
 use crate::store::Image;
 
 /// Resolve the base images of the stages `plan` needs: from the store, or pulled.
@@ -171,7 +171,9 @@ pub(crate) fn resolve_image(
                 progress.event(Event::Status { id, message });
             };
             // Shown at the FROM line, under the image's name, with what each source said.
-            let (pulled, _) = pull_name(conf, &client, store, name, platform, &events)
+            // Manifests and config only: the layers are fetched when a step needs them
+            // (`Session::lowers`), or never, when every step comes from an imported cache.
+            let (pulled, got) = pull_name_as(conf, &client, store, name, platform, Layers::Leave, &events)
                 .map_err(|e| {
                     let word = from
                         .node
@@ -190,7 +192,13 @@ pub(crate) fn resolve_image(
                         ),
                     ))
                 })?;
-            store.image(&pulled, platform)?
+            let image = store.image_at(&got.tagged, platform)?;
+            if !got.whole {
+                session
+                    .lazy()
+                    .pulled(&pulled, &got.tagged, image.manifest.layers(), &got.source);
+            }
+            image
         }
     };
     let actual = image.config.platform();

@@ -107,6 +107,20 @@ pub struct Pulled {
     /// What the tag now names: the index when the registry served one, else the manifest.
     pub tagged: Descriptor,
     pub source: Source,
+    /// Whether the name was tagged: false when layers were left in the registry
+    /// ([`Layers::Leave`]).
+    pub whole: bool,
+}
+
+/// Whether a pull fetches the image's layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layers {
+    /// Every layer the store lacks, then the tag.
+    Fetch,
+    /// Manifests and config only; the layers stay in the registry (fetched later by the
+    /// caller, which knows from [`Pulled::source`] where they are), and the name is tagged
+    /// only if the store has every layer already.
+    Leave,
 }
 
 /// How many blobs are fetched at once.
@@ -122,6 +136,19 @@ pub fn pull_name(
     store: &Store,
     name: &str,
     platform: &Platform,
+    events: &(dyn Fn(&Reference, Event) + Sync),
+) -> Result<(Reference, Pulled), PullError> {
+    pull_name_as(conf, client, store, name, platform, Layers::Fetch, events)
+}
+
+/// [`pull_name`], fetching the layers or leaving them (`layers`).
+pub fn pull_name_as(
+    conf: &RegistriesConf,
+    client: &Client,
+    store: &Store,
+    name: &str,
+    platform: &Platform,
+    layers: Layers,
     events: &(dyn Fn(&Reference, Event) + Sync),
 ) -> Result<(Reference, Pulled), PullError> {
     let config = |source| PullError::Config {
@@ -145,9 +172,15 @@ pub fn pull_name(
                 repository: e.repository().to_string(),
             })
             .collect();
-        match pull(client, store, &sources, &reference, platform, &|ev| {
-            events(&reference, ev)
-        }) {
+        match pull_as(
+            client,
+            store,
+            &sources,
+            &reference,
+            platform,
+            layers,
+            &|ev| events(&reference, ev),
+        ) {
             Ok(p) => return Ok((reference, p)),
             Err(e) => last = Some(e),
         }
@@ -166,6 +199,26 @@ pub fn pull(
     platform: &Platform,
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<Pulled, PullError> {
+    pull_as(
+        client,
+        store,
+        sources,
+        reference,
+        platform,
+        Layers::Fetch,
+        events,
+    )
+}
+
+fn pull_as(
+    client: &Client,
+    store: &Store,
+    sources: &[Source],
+    reference: &Reference,
+    platform: &Platform,
+    layers: Layers,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<Pulled, PullError> {
     let name = reference.to_string();
     let mut last: Option<PullError> = None;
     let mut tried: Vec<(String, String)> = Vec::new();
@@ -175,7 +228,7 @@ pub fn pull(
             repository: source.repository.clone(),
             error: last.as_ref().map(|e: &PullError| crate::diag::chain(e)),
         });
-        match pull_from(client, store, source, reference, platform, events) {
+        match pull_from(client, store, source, reference, platform, layers, events) {
             Ok(p) => return Ok(p),
             // A mirror that fails hands over to the next source; if every one fails, each
             // one's answer is told (a mirror's "not found" matters as much as the last
@@ -219,6 +272,7 @@ fn pull_from(
     source: &Source,
     reference: &Reference,
     platform: &Platform,
+    layers: Layers,
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<Pulled, PullError> {
     let name = reference.to_string();
@@ -294,7 +348,14 @@ fn pull_from(
 
     // Config and layers: the config first (small), then the layers in parallel.
     let mut blobs: Vec<&Descriptor> = vec![image.config()];
-    blobs.extend(image.layers().iter());
+    let whole = layers == Layers::Fetch
+        || image
+            .layers()
+            .iter()
+            .all(|d| descriptor_digest(d).is_ok_and(|g| store.blobs().contains(&g)));
+    if layers == Layers::Fetch {
+        blobs.extend(image.layers().iter());
+    }
     let todo: Mutex<Vec<&Descriptor>> = Mutex::new(blobs.into_iter().rev().collect());
     let first_error: Mutex<Option<PullError>> = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -320,14 +381,17 @@ fn pull_from(
     }
 
     let digest = descriptor_digest(&tagged).map_err(man)?;
-    store.tag(reference, tagged.clone()).map_err(st)?;
-    events(Event::Tagged {
-        reference: name,
-        digest,
-    });
+    if whole {
+        store.tag(reference, tagged.clone()).map_err(st)?;
+        events(Event::Tagged {
+            reference: name,
+            digest,
+        });
+    }
     Ok(Pulled {
         tagged,
         source: source.clone(),
+        whole,
     })
 }
 

@@ -68,6 +68,15 @@ struct Document {
     media_type: String,
 }
 
+/// Blobs an image names that the store may lack, and where they are: a build from an
+/// imported cache leaves layers in the registry until something needs them.
+pub trait RemoteBlobs: Sync {
+    /// A repository on `origin` that holds `digest`, to mount it from.
+    fn mount_from(&self, digest: &Digest, origin: &Origin) -> Option<String>;
+    /// Fetch the blob `desc` names into the store.
+    fn fetch(&self, store: &Store, desc: &Descriptor) -> Result<(), String>;
+}
+
 /// Push the store's `image` to `dest`.
 pub(crate) fn push(
     client: &Client,
@@ -77,12 +86,39 @@ pub(crate) fn push(
     platform: &Platform,
     events: &dyn Fn(Event),
 ) -> Result<Digest, PushError> {
+    let name = image.to_string();
+    let top = store
+        .resolve(image)
+        .map_err(|e| PushError::Store {
+            image: name.clone(),
+            source: Box::new(e),
+        })?
+        .ok_or_else(|| PushError::NotFound {
+            image: name.clone(),
+        })?;
+    push_descriptor(client, store, &top, &name, dest, platform, None, events)
+}
+
+/// Push the image or index `top` of the store (called `name` in errors) to `dest`. Blobs
+/// the store lacks are mounted or fetched through `remote`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn push_descriptor(
+    client: &Client,
+    store: &Store,
+    top: &Descriptor,
+    name: &str,
+    dest: Destination<'_>,
+    platform: &Platform,
+    remote: Option<&dyn RemoteBlobs>,
+    events: &dyn Fn(Event),
+) -> Result<Digest, PushError> {
     let Destination {
         origin,
         repository,
         tag,
     } = dest;
-    let name = image.to_string();
+    let name = name.to_string();
+    let top = top.clone();
     let st = |e| PushError::Store {
         image: name.clone(),
         source: Box::new(e),
@@ -96,12 +132,6 @@ pub(crate) fn push(
         host: origin.host.clone(),
         source: Box::new(e),
     };
-    let top = store
-        .resolve(image)
-        .map_err(st)?
-        .ok_or_else(|| PushError::NotFound {
-            image: name.clone(),
-        })?;
     let top_digest = descriptor_digest(&top).map_err(man)?;
     let top_bytes = read_all(store, &top_digest).map_err(st)?;
     let media_type = top.media_type().to_string();
@@ -160,11 +190,13 @@ pub(crate) fn push(
             continue;
         };
         for desc in std::iter::once(m.config()).chain(m.layers().iter()) {
-            push_blob(client, store, origin, repository, desc, events).map_err(|e| match e {
-                BlobFailure::Store(e) => st(e),
-                BlobFailure::Manifest(e) => man(e),
-                BlobFailure::Registry(e) => reg(e),
-            })?;
+            push_blob(client, store, origin, repository, desc, remote, events).map_err(
+                |e| match e {
+                    BlobFailure::Store(e) => st(e),
+                    BlobFailure::Manifest(e) => man(e),
+                    BlobFailure::Registry(e) => reg(e),
+                },
+            )?;
         }
     }
     // Platform manifests by digest, then the tagged document by tag.
@@ -205,16 +237,37 @@ fn push_blob(
     origin: &Origin,
     repository: &str,
     desc: &Descriptor,
+    remote: Option<&dyn RemoteBlobs>,
     events: &dyn Fn(Event),
 ) -> Result<(), BlobFailure> {
     let digest = descriptor_digest(desc).map_err(BlobFailure::Manifest)?;
-    // Fails with the store's "blob not found" naming the digest when it is missing.
-    store.blobs().open(&digest).map_err(BlobFailure::Store)?;
+    let local = store.blobs().contains(&digest);
+    // Fails with the store's "blob not found" naming the digest when it is missing and
+    // nobody else has it.
+    if !local && remote.is_none() {
+        store.blobs().open(&digest).map_err(BlobFailure::Store)?;
+    }
+    // Not here: mounted from where it is on this registry, or fetched only if the
+    // registry lacks it.
+    let mount = remote
+        .filter(|_| !local)
+        .and_then(|r| r.mount_from(&digest, origin));
     let path = store.blobs().path(&digest);
-    let mut open =
-        || -> std::io::Result<Box<dyn Read>> { Ok(Box::new(std::fs::File::open(&path)?)) };
+    let mut open = || -> std::io::Result<Box<dyn Read>> {
+        if let Some(r) = remote.filter(|_| !local) {
+            r.fetch(store, desc).map_err(std::io::Error::other)?;
+        }
+        Ok(Box::new(std::fs::File::open(&path)?))
+    };
     let how = client
-        .push_blob(origin, repository, &digest, desc.size(), None, &mut open)
+        .push_blob(
+            origin,
+            repository,
+            &digest,
+            desc.size(),
+            mount.as_deref(),
+            &mut open,
+        )
         .map_err(BlobFailure::Registry)?;
     events(Event::Blob {
         digest,

@@ -50,7 +50,8 @@ impl CacheMounts {
     }
 
     /// Where cache `id`'s directories live; ids may hold any characters, so they are hashed.
-    fn base(&self, id: &str) -> PathBuf {
+    /// (The first of them, which `shared` and `locked` use; `private` adds `-<n>` ones.)
+    pub(crate) fn base(&self, id: &str) -> PathBuf {
         self.dir.join(&Digest::sha256(id.as_bytes()).hex()[..32])
     }
 

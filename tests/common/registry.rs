@@ -53,7 +53,7 @@ impl Registry {
         for _attempt in 0..5 {
             let addr = format!("127.0.0.1:{}", free_port());
             let config = format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: rbuild-test-secret\n{auth_yaml}",
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: rbuild-test-secret\n{auth_yaml}",
                 dir.join("data").display()
             );
             let conf = dir.join("config.yml");
@@ -76,6 +76,20 @@ impl Registry {
             "docker-registry did not come up; see {}",
             dir.join("registry.log").display()
         );
+    }
+
+    /// The digests of every blob fetched (`GET …/blobs/DIGEST`) so far, from the access log,
+    /// one entry per request.
+    pub fn blob_gets(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter_map(|l| {
+                let rest = &l[l.find("\"GET /v2/")? + 9..];
+                let path = rest.split_whitespace().next()?;
+                let (_, digest) = path.rsplit_once("/blobs/")?;
+                Some(digest.to_string())
+            })
+            .collect()
     }
 
     /// The registry's log, for failure messages.

@@ -13,7 +13,7 @@ use oci_spec::image::Descriptor;
 use super::format::{self, Documents, INDEX_TYPE};
 use super::import::{blob_path, registry_of};
 use super::key::CacheKey;
-use super::record::Record;
+use super::record::{LayerRecord, Record};
 use super::spec::{CacheSpec, Location};
 use crate::engine::lazy::LazyBlobs;
 use crate::oci::digest::Digest;
@@ -59,15 +59,16 @@ pub(crate) struct Exported {
     pub(crate) digest: Digest,
 }
 
-/// Write `records` where `spec` says. A layer the store lacks is taken from where the
+/// Write `records` and the cache mounts' contents `mounts` where `spec` says. A layer the store lacks is taken from where the
 /// build found it (`lazy`).
 pub(crate) fn export(
     spec: &CacheSpec,
     records: &BTreeMap<CacheKey, Record>,
+    mounts: &BTreeMap<String, LayerRecord>,
     store: &Store,
     lazy: &LazyBlobs,
 ) -> Result<Exported, ExportError> {
-    let docs = format::documents(records)?;
+    let docs = format::documents(records, mounts)?;
     match &spec.location {
         Location::Registry(reference) => to_registry(reference, &docs, store, lazy)?,
         Location::Local(dir) => to_layout(dir, &spec.tag, &docs, store, lazy)?,

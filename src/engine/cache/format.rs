@@ -37,6 +37,18 @@ struct CacheConfig {
     /// The key encoding the records' keys were made with (`key.rs`'s `KEY_FORMAT`).
     key_format: u32,
     records: Vec<WireRecord>,
+    /// The contents of `RUN --mount=type=cache` directories (`mounts=`), one layer each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mounts: Vec<WireMount>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireMount {
+    /// The cache directory's identity: its id (or target), and the owner, mode and seed
+    /// that make another directory of the same id.
+    id: String,
+    layer: WireLayer,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,33 +82,45 @@ pub(crate) struct Documents {
     pub(crate) layers: Vec<Descriptor>,
 }
 
-/// The documents of a cache holding `records`. The same records make the same bytes.
-pub(crate) fn documents(records: &BTreeMap<CacheKey, Record>) -> Result<Documents, ManifestError> {
+/// The documents of a cache holding `records`, and the cache mounts' contents `mounts`
+/// (by identity). The same records and mounts make the same bytes.
+pub(crate) fn documents(
+    records: &BTreeMap<CacheKey, Record>,
+    mounts: &BTreeMap<String, LayerRecord>,
+) -> Result<Documents, ManifestError> {
     let mut layers: Vec<Descriptor> = Vec::new();
+    let mut name = |l: &LayerRecord| {
+        let desc = descriptor(&MediaType::parse(&l.media_type), &l.digest, l.size);
+        if !layers.contains(&desc) {
+            layers.push(desc);
+        }
+        WireLayer {
+            media_type: l.media_type.clone(),
+            digest: l.digest.clone(),
+            size: l.size,
+            diff_id: l.diff_id.clone(),
+        }
+    };
     let mut wire = Vec::with_capacity(records.len());
     for (key, record) in records {
-        let layer = record.layer.as_ref().map(|l| {
-            let desc = descriptor(&MediaType::parse(&l.media_type), &l.digest, l.size);
-            if !layers.contains(&desc) {
-                layers.push(desc);
-            }
-            WireLayer {
-                media_type: l.media_type.clone(),
-                digest: l.digest.clone(),
-                size: l.size,
-                diff_id: l.diff_id.clone(),
-            }
-        });
         wire.push(WireRecord {
             key: key.hex(),
-            layer,
+            layer: record.layer.as_ref().map(&mut name),
             created: record.created.clone(),
         });
     }
+    let mounts = mounts
+        .iter()
+        .map(|(id, l)| WireMount {
+            id: id.clone(),
+            layer: name(l),
+        })
+        .collect();
     let config = to_canonical_oci(&CacheConfig {
         format: FORMAT,
         key_format: KEY_FORMAT,
         records: wire,
+        mounts,
     })?;
     let config_desc = descriptor(
         &MediaType::parse(CONFIG_TYPE),
@@ -197,6 +221,8 @@ pub(crate) fn check_manifest(bytes: &[u8], media_type: &str) -> Result<ImageMani
 #[derive(Debug, Default)]
 pub(crate) struct Records {
     pub(crate) records: Vec<(CacheKey, Record)>,
+    /// Cache mounts' contents, by identity.
+    pub(crate) mounts: Vec<(String, LayerRecord)>,
     /// Records left out: a key that is not one, or a layer the manifest does not name.
     pub(crate) skipped: usize,
 }
@@ -220,17 +246,33 @@ pub(crate) fn read_config(bytes: &[u8], manifest: &ImageManifest) -> Result<Reco
                 && d.media_type().to_string() == l.media_type
         })
     };
+    let layer_record = |l: WireLayer| LayerRecord {
+        media_type: l.media_type,
+        digest: l.digest,
+        size: l.size,
+        diff_id: l.diff_id,
+    };
+    let usable = |l: &WireLayer| {
+        named(l)
+            && MediaType::parse(&l.media_type)
+                .layer_compression()
+                .is_some()
+    };
     let mut out = Records::default();
+    for m in config.mounts {
+        if usable(&m.layer) {
+            out.mounts.push((m.id, layer_record(m.layer)));
+        } else {
+            out.skipped += 1;
+        }
+    }
     for r in config.records {
         let Some(key) = CacheKey::from_hex(&r.key) else {
             out.skipped += 1;
             continue;
         };
         if let Some(l) = &r.layer
-            && (!named(l)
-                || MediaType::parse(&l.media_type)
-                    .layer_compression()
-                    .is_none())
+            && !usable(l)
         {
             out.skipped += 1;
             continue;
@@ -238,12 +280,7 @@ pub(crate) fn read_config(bytes: &[u8], manifest: &ImageManifest) -> Result<Reco
         out.records.push((
             key,
             Record {
-                layer: r.layer.map(|l| LayerRecord {
-                    media_type: l.media_type,
-                    digest: l.digest,
-                    size: l.size,
-                    diff_id: l.diff_id,
-                }),
+                layer: r.layer.map(layer_record),
                 created: r.created,
             },
         ));
@@ -302,9 +339,12 @@ mod tests {
     #[test]
     fn documents_round_trip_and_are_deterministic() {
         let records = sample();
-        let docs = documents(&records).unwrap();
+        let docs = documents(&records, &BTreeMap::new()).unwrap();
         assert_eq!(docs.layers.len(), 1, "a layer is named once");
-        assert_eq!(documents(&records).unwrap().index, docs.index);
+        assert_eq!(
+            documents(&records, &BTreeMap::new()).unwrap().index,
+            docs.index
+        );
         let entry = cache_manifest(&docs.index, INDEX_TYPE).unwrap();
         assert_eq!(entry, docs.manifest_desc);
         let manifest = check_manifest(&docs.manifest, OCI_MANIFEST).unwrap();
@@ -316,6 +356,20 @@ mod tests {
         assert_eq!(read.skipped, 0);
         let back: BTreeMap<CacheKey, Record> = read.records.into_iter().collect();
         assert_eq!(back, records);
+        assert!(read.mounts.is_empty());
+        assert!(
+            !String::from_utf8_lossy(&docs.config).contains("mounts"),
+            "no mounts, no field"
+        );
+
+        // With a cache mount's contents: one more layer, read back by identity.
+        let mounts: BTreeMap<String, LayerRecord> =
+            [("pip\0uid=1000,gid=-,mode=-".to_string(), layer(7))].into();
+        let docs = documents(&records, &mounts).unwrap();
+        assert_eq!(docs.layers.len(), 2);
+        let manifest = check_manifest(&docs.manifest, OCI_MANIFEST).unwrap();
+        let read = read_config(&docs.config, &manifest).unwrap();
+        assert_eq!(read.mounts.into_iter().collect::<BTreeMap<_, _>>(), mounts);
     }
 
     #[test]
@@ -346,7 +400,7 @@ mod tests {
             Err(FormatError::Malformed(_))
         ));
 
-        let docs = documents(&sample()).unwrap();
+        let docs = documents(&sample(), &BTreeMap::new()).unwrap();
         let manifest = check_manifest(&docs.manifest, OCI_MANIFEST).unwrap();
         let with = |format: u32, key_format: u32| {
             let mut v: serde_json::Value = serde_json::from_slice(&docs.config).unwrap();
@@ -370,7 +424,7 @@ mod tests {
 
     #[test]
     fn records_naming_layers_the_manifest_lacks_are_skipped() {
-        let docs = documents(&sample()).unwrap();
+        let docs = documents(&sample(), &BTreeMap::new()).unwrap();
         let mut manifest = check_manifest(&docs.manifest, OCI_MANIFEST).unwrap();
         manifest.set_layers(Vec::new());
         let read = read_config(&docs.config, &manifest).unwrap();

@@ -155,11 +155,12 @@ fn from_layout(dir: &Path, tag: &str, lazy: &LazyBlobs) -> Result<Records, Impor
             present.push(digest);
         }
     }
-    let before = records.records.len();
+    let before = records.records.len() + records.mounts.len();
     records
         .records
         .retain(|(_, r)| r.layer.as_ref().is_none_or(|l| present.contains(&l.digest)));
-    records.skipped += before - records.records.len();
+    records.mounts.retain(|(_, l)| present.contains(&l.digest));
+    records.skipped += before - records.records.len() - records.mounts.len();
     Ok(records)
 }
 

@@ -19,6 +19,28 @@ pub enum Mode {
     Max,
 }
 
+/// Which `RUN --mount=type=cache` directories an export carries (`mounts=`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Mounts {
+    #[default]
+    None,
+    /// Every cache mount the build used.
+    All,
+    /// These ids (a mount's `id=`, or its target when it has none).
+    Ids(Vec<String>),
+}
+
+impl Mounts {
+    /// Whether the cache mount whose id is `id` is carried.
+    pub fn includes(&self, id: &str) -> bool {
+        match self {
+            Mounts::None => false,
+            Mounts::All => true,
+            Mounts::Ids(ids) => ids.iter().any(|i| i == id),
+        }
+    }
+}
+
 /// Where the cache is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Location {
@@ -43,6 +65,8 @@ pub struct CacheSpec {
     /// Local import: the cache of this tag in the layout's `index.json` (default `latest`).
     /// Local export: the tag to write.
     pub tag: String,
+    /// Export: the cache mounts whose contents travel too.
+    pub mounts: Mounts,
 }
 
 /// Whether a spec is read from (`--cache-from`) or written to (`--cache-to`).
@@ -83,6 +107,7 @@ impl CacheSpec {
             ignore_error: false,
             compression: None,
             tag: "latest".into(),
+            mounts: Mounts::None,
         };
         // buildx: a value without `=` is a registry reference.
         if !spec.contains('=') {
@@ -94,10 +119,20 @@ impl CacheSpec {
         }
         let mut kind = None;
         let (mut reference, mut dir) = (None, None);
+        let mut last_key = String::new();
         for field in fields(spec) {
+            // `mounts=pip,npm`: a bare word after `mounts=` is one more id.
+            if !field.contains('=')
+                && last_key == "mounts"
+                && let Mounts::Ids(ids) = &mut out.mounts
+            {
+                ids.push(mount_id(&field).map_err(&fail)?);
+                continue;
+            }
             let (key, value) = field
                 .split_once('=')
                 .ok_or_else(|| fail(format!("{field:?} is not key=value")))?;
+            last_key = key.to_string();
             let bool_value = |v: &str| match v {
                 "true" | "1" => Ok(true),
                 "false" | "0" => Ok(false),
@@ -137,6 +172,18 @@ impl CacheSpec {
                         ))
                     })?)
                 }
+                "mounts" if direction == Direction::To => {
+                    out.mounts = match value {
+                        "all" => Mounts::All,
+                        // Quoted, one field holds them all: `"mounts=pip,npm"`.
+                        v => Mounts::Ids(
+                            v.split(',')
+                                .map(mount_id)
+                                .collect::<Result<_, _>>()
+                                .map_err(&fail)?,
+                        ),
+                    }
+                }
                 // rbuild always writes OCI media types in an image manifest, which is what
                 // these ask for; asking otherwise is refused.
                 "oci-mediatypes" | "image-manifest" if direction == Direction::To => {
@@ -150,7 +197,7 @@ impl CacheSpec {
                     let accepted = match direction {
                         Direction::From => "type, ref, src, tag",
                         Direction::To => {
-                            "type, ref, dest, tag, mode, ignore-error, compression, oci-mediatypes, image-manifest"
+                            "type, ref, dest, tag, mode, mounts, ignore-error, compression, oci-mediatypes, image-manifest"
                         }
                     };
                     return Err(fail(format!(
@@ -208,6 +255,17 @@ impl CacheSpec {
     }
 }
 
+/// One id of `mounts=`.
+fn mount_id(v: &str) -> Result<String, String> {
+    if v.is_empty() {
+        return Err("mounts=: expected all, or cache mount ids separated by commas".into());
+    }
+    if v == "all" {
+        return Err("mounts=all cannot be combined with ids".into());
+    }
+    Ok(v.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +300,41 @@ mod tests {
             Some(Compression::Zstd)
         );
         assert!(to("type=registry,ref=r/a:c,oci-mediatypes=true,image-manifest=true").is_ok());
+    }
+
+    #[test]
+    fn mounts_name_all_or_ids() {
+        assert_eq!(to("type=registry,ref=r/a:c").unwrap().mounts, Mounts::None);
+        assert_eq!(
+            to("type=registry,ref=r/a:c,mounts=all").unwrap().mounts,
+            Mounts::All
+        );
+        // Ids after `mounts=` as the syntax writes them, and quoted as CSV.
+        for spec in [
+            "type=registry,ref=r/a:c,mounts=pip,/root/.npm,mode=max",
+            "type=registry,ref=r/a:c,\"mounts=pip,/root/.npm\",mode=max",
+        ] {
+            let s = to(spec).unwrap();
+            assert_eq!(
+                s.mounts,
+                Mounts::Ids(vec!["pip".into(), "/root/.npm".into()]),
+                "{spec}"
+            );
+            assert_eq!(s.mode, Mode::Max);
+            assert!(s.mounts.includes("pip") && !s.mounts.includes("go"));
+        }
+        for (spec, said) in [
+            ("type=registry,ref=r/a:c,mounts=", "expected all"),
+            (
+                "type=registry,ref=r/a:c,mounts=pip,all",
+                "cannot be combined",
+            ),
+            ("type=registry,ref=r/a:c,mode=max,pip", "not key=value"),
+        ] {
+            let e = to(spec).unwrap_err().to_string();
+            assert!(e.contains(said), "{spec}: {e}");
+        }
+        assert!(from("type=registry,ref=r/a:c,mounts=all").is_err());
     }
 
     #[test]

@@ -79,6 +79,18 @@ fn cache_identity(m: &Mount) -> String {
     )
 }
 
+/// The identity of a cache mount's directory: [`cache_identity`], and for a cache seeded
+/// `from=` a stage or image, that state's key (BuildKit bases the cache on the `from` state,
+/// so another seed is another cache).
+pub(crate) fn cache_mount_identity(m: &Mount, src: Option<&BindSource>) -> String {
+    let mut identity = cache_identity(m);
+    if let Some(BindSource::State(from)) = src {
+        identity.push_str("\0from=");
+        identity.push_str(&crate::engine::cache::CacheKey::hex(&from.key));
+    }
+    identity
+}
+
 /// A cache mount's sharing mode, for the sandbox's cache-mount directories.
 fn sharing(s: crate::dockerfile::mount::Sharing) -> Sharing {
     match s {
@@ -136,13 +148,7 @@ impl Mounts {
                     });
                 }
                 MountType::Cache => {
-                    let mut identity = cache_identity(m);
-                    // A seeded cache is its seed's own: BuildKit bases the cache on the
-                    // `from` state, so another seed is another cache.
-                    if let Some(BindSource::State(from)) = src {
-                        identity.push_str("\0from=");
-                        identity.push_str(&crate::engine::cache::CacheKey::hex(&from.key));
-                    }
+                    let identity = cache_mount_identity(m, src.as_ref());
                     let lease = caches
                         .acquire(
                             &identity,
@@ -155,6 +161,20 @@ impl Mounts {
                     if let Some(BindSource::State(from)) = src {
                         seed_cache(cx, &caches, &identity, from, m, &lease.path)?;
                     }
+                    // Empty here, and carried by an imported cache (`mounts=`): restored.
+                    crate::engine::caches::restore_mount(
+                        session.travel(),
+                        session.lazy(),
+                        session.store(),
+                        &identity,
+                        &lease.path,
+                        || {
+                            caches
+                                .seed_lock(&identity)
+                                .map_err(|e| session.fail_at(instruction, &e))
+                        },
+                    )?;
+
                     out.binds.push(Bind {
                         source: lease.path.clone(),
                         target: m.target.clone(),

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::Mutex;
 
-use super::mounts::{BindSource, Mounts, bind_source};
+use super::mounts::{BindSource, Mounts, bind_source, cache_mount_identity};
 use super::work::{Cx, LayerStep};
 use crate::diag::Diagnostic;
 use crate::dockerfile::instruction;
@@ -22,6 +22,7 @@ use crate::engine::stage_image::PIPES;
 use crate::engine::state::State;
 use crate::plan::Step;
 use crate::progress::{Event, Stream};
+use crate::sandbox::cache_mount::CacheMounts;
 use crate::sandbox::{self, Bind, Network, Spec};
 
 /// How many lines of output a failed RUN's error shows (the log has them all).
@@ -89,6 +90,17 @@ pub(crate) fn prepare(
             }
             _ => None,
         });
+    }
+    // The step's cache mounts, whether it runs or is cached: `--cache-to …,mounts=` carries
+    // their directories.
+    let caches = CacheMounts::new(&session.settings().state_root);
+    for (m, src) in step.mounts.iter().zip(&sources) {
+        if m.kind == MountType::Cache {
+            let identity = cache_mount_identity(m, src.as_ref());
+            session
+                .travel()
+                .mount_used(&identity, &caches.base(&identity));
+        }
     }
     Ok(RunStep {
         args,
