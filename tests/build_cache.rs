@@ -601,3 +601,131 @@ fn largest_blob(dir: &Path) -> PathBuf {
         .max_by_key(|p| std::fs::metadata(p).unwrap().len())
         .unwrap()
 }
+
+/// `rbuild df` rows, by type: (count, size in bytes as printed, reclaimable).
+fn df(
+    ctx: &BusyboxContext,
+) -> (
+    std::collections::BTreeMap<String, (String, String, String)>,
+    u64,
+) {
+    let out = ctx.rbuild(&["df"]);
+    assert!(out.status.success(), "{}", describe(&["df"], &out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut rows = std::collections::BTreeMap::new();
+    let mut total = None;
+    for line in text.lines().skip(1) {
+        if let Some(n) = line.strip_prefix("(total bytes: ") {
+            total = Some(n.trim_end_matches(')').parse().unwrap());
+            continue;
+        }
+        // The type may be two words; the last three columns are count, size, reclaimable.
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() >= 4 {
+            let n = cols.len();
+            rows.insert(
+                cols[..n - 3].join(" "),
+                (cols[n - 3].into(), cols[n - 2].into(), cols[n - 1].into()),
+            );
+        }
+    }
+    (rows, total.unwrap_or_else(|| panic!("no total in {text}")))
+}
+
+/// Bytes of the regular files under `dir`, each inode once, as GNU find counts them.
+fn files_bytes(dir: &Path) -> u64 {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("find \"$1\" -type f -printf '%i %s\\n' | sort -u | awk '{s+=$2} END {print s+0}'")
+        .arg("sh")
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// `rbuild df` counts every byte of the state root once; `prune --keep-storage` keeps the
+/// build cache, cache mounts and snapshots under a size without waiting for a running
+/// build, and leaves what that build uses; `[gc] keep-storage` in the root's config.toml
+/// does it after every build.
+#[test]
+fn df_adds_up_and_keep_storage_spares_a_running_build() {
+    let Some(ctx) = BusyboxContext::new(
+        "cache-gc",
+        "FROM base\nRUN --mount=type=cache,target=/c sh -c 'head -c 300000 /dev/urandom > /c/blob'\nRUN head -c 200000 /dev/urandom > /r && sleep 3\n",
+    ) else {
+        return;
+    };
+    ctx.build_ok(&["-t", "gc:1"]);
+    let (rows, total) = df(&ctx);
+    assert_eq!(total, files_bytes(&ctx.root), "{rows:?}");
+    assert_eq!(rows["Images"].0, "1", "{rows:?}");
+    assert_eq!(rows["Build cache"].0, "4", "{rows:?}");
+    assert_eq!(rows["Cache mounts"].0, "1", "{rows:?}");
+    assert!(rows["Cache mounts"].1.ends_with("kB"), "{rows:?}");
+
+    // A second build of another image, running its sleeping step while a collection to
+    // zero runs: the collection does not wait, spares what the build holds, and the build
+    // finishes whole.
+    ctx.write(
+        "Dockerfile",
+        &format!(
+            "{}FROM base\nRUN echo started && echo other > /o && sleep 4\n",
+            crate::common::busybox_context::BASE
+        ),
+    );
+    let (mut build, started, reader) = ctx.build_until_started(&["-t", "gc:2"]);
+    assert!(started, "the step never started");
+    let t = std::time::Instant::now();
+    let prune = ctx.rbuild(&["prune", "--keep-storage", "0"]);
+    assert!(prune.status.success(), "{}", describe(&["prune"], &prune));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(3),
+        "it did not wait for the build"
+    );
+    let said = String::from_utf8_lossy(&prune.stderr);
+    assert!(said.contains("that running builds use"), "{said}");
+    let status = build.wait().unwrap();
+    let output = reader.join().unwrap();
+    assert!(status.success(), "{output}");
+    // Both images are whole: their files read back.
+    for (image, file, want) in [("gc:1", "/r", None), ("gc:2", "/o", Some("other\n"))] {
+        let out = ctx.rbuild(&["run", image, "cat", file]);
+        assert!(out.status.success(), "{}", describe(&["run", image], &out));
+        if let Some(want) = want {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+        }
+    }
+    // Nothing running: everything of the cache goes, and the rows say so.
+    let prune = ctx.rbuild(&["prune", "--keep-storage", "0"]);
+    assert!(prune.status.success());
+    let (rows, total) = df(&ctx);
+    assert_eq!(total, files_bytes(&ctx.root), "{rows:?}");
+    assert_eq!(rows["Build cache"].0, "0", "{rows:?}");
+    assert_eq!(rows["Cache mounts"].0, "0", "{rows:?}");
+    assert_eq!(rows["Snapshots"].0, "0", "{rows:?}");
+    assert_eq!(rows["Images"].0, "2", "{rows:?}");
+
+    // A limit in config.toml: applied after each build (here: nothing may stay).
+    std::fs::create_dir_all(&ctx.root).unwrap();
+    std::fs::write(ctx.root.join("config.toml"), "[gc]\nkeep-storage = \"0\"\n").unwrap();
+    let progress = ctx.build_ok(&["-t", "gc:2"]);
+    assert!(
+        progress.contains("keeping the build cache under 0B"),
+        "{progress}"
+    );
+    let (rows, _) = df(&ctx);
+    assert_eq!(rows["Build cache"].0, "0", "{rows:?}");
+    std::fs::write(
+        ctx.root.join("config.toml"),
+        "[gc]\nkeep-storage = \"lots\"\n",
+    )
+    .unwrap();
+    let out = ctx.rbuild(&["build", "--progress=plain", "."]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning: "),
+        "a bad limit is a warning: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

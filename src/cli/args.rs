@@ -71,8 +71,8 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Print rbuild's version and the commit it was built from
     Version,
-    /// Not available yet: what the store, build cache and snapshots take on disk
-    #[command(hide = true)]
+    /// What images, the build cache, cache mounts and snapshots take on disk, and what
+    /// prune would free (docker's `system df`)
     Df,
 }
 
@@ -129,6 +129,15 @@ pub(crate) struct PruneArgs {
     /// Keep unreferenced blobs younger than this (a pull or build may be about to tag them)
     #[arg(long, value_name = "DURATION", default_value = "10m")]
     pub(crate) grace: humantime::Duration,
+    /// Instead: remove the least recently used build cache, cache mounts and snapshots
+    /// until they take at most SIZE together (`10GB`, `500m`), sparing what running builds
+    /// use, as `docker builder prune --keep-storage` says it does
+    #[arg(
+        long = "keep-storage",
+        value_name = "SIZE",
+        conflicts_with = "build_cache"
+    )]
+    pub(crate) keep_storage: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -316,6 +316,8 @@ fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> 
         .collect::<anyhow::Result<Vec<_>>>()?;
     let secrets = secrets(&args.secret)?;
     let ssh = SshAgents::parse(&args.ssh, std::env::var_os("SSH_AUTH_SOCK"))?;
+    let cache_from = cache_specs(&args.cache_from, CacheDirection::From)?;
+    let cache_to = cache_specs(&args.cache_to, CacheDirection::To)?;
     let (source, mut plan, platforms) = frontend::load(&args.frontend, &args.context)?;
     for spec in &args.build_contexts {
         let (name, context) = named_context(spec)?;
@@ -346,8 +348,8 @@ fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> 
         allow_insecure: insecure,
         tags,
         outputs,
-        cache_from: cache_specs(&args.cache_from, CacheDirection::From)?,
-        cache_to: cache_specs(&args.cache_to, CacheDirection::To)?,
+        cache_from,
+        cache_to,
         ..Request::new(root.to_path_buf(), args.context.clone(), source)
     })
 }

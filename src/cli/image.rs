@@ -299,6 +299,31 @@ pub fn prune_cmd(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
         return Ok(rbuild::sandbox::unshare::run_in_user_namespace(true)?);
     }
     let store = open_store(root)?;
+    // Under a size: running builds go on, and what they hold stays.
+    if let Some(size) = &args.keep_storage {
+        let limit = rbuild::dockerfile::units::parse_ram_size(size)
+            .with_context(|| format!("invalid --keep-storage {size:?}"))
+            .map_err(super::render::usage)?;
+        let records = rbuild::engine::cache::BuildCache::new(root).entries();
+        let evicted = rbuild::gc::usage::keep_storage(&store, limit, records)?;
+        for (kind, name, size) in &evicted.items {
+            println!(
+                "deleted {kind} {} ({})",
+                &name[..12.min(name.len())],
+                human_size(*size)
+            );
+        }
+        if evicted.held > 0 {
+            eprintln!("kept {} item(s) that running builds use", evicted.held);
+        }
+        println!(
+            "build cache, cache mounts and snapshots: {} (limit {}); reclaimed {}",
+            human_size(evicted.after),
+            human_size(limit),
+            human_size(evicted.before - evicted.after)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     // Builds use snapshots and blobs no tag keeps yet: wait for running ones to finish.
     let _no_builds = rbuild::engine::builds_lock(root)
         .with_wait_hook(std::sync::Arc::new(|_| {
@@ -358,6 +383,41 @@ pub fn prune_cmd(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!("Total reclaimed space: {}", human_size(pruned.bytes()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rbuild df`: a row per kind, as `docker system df` prints them.
+pub(crate) fn df_cmd(root: &Path) -> anyhow::Result<ExitCode> {
+    if rbuild::sandbox::unshare::needed() {
+        return Ok(rbuild::sandbox::unshare::run_in_user_namespace(true)?);
+    }
+    let store = open_store(root)?;
+    let records = rbuild::engine::cache::BuildCache::new(root).entries();
+    let u = rbuild::gc::usage::usage(&store, &records)?;
+    println!(
+        "{:<14} {:>7} {:>10} {:>12}",
+        "TYPE", "TOTAL", "SIZE", "RECLAIMABLE"
+    );
+    for (name, row) in [
+        ("Images", u.images),
+        ("Build cache", u.build_cache),
+        ("Cache mounts", u.cache_mounts),
+        ("Snapshots", u.snapshots),
+        ("Other", u.other),
+    ] {
+        let count = if name == "Other" {
+            "-".to_string()
+        } else {
+            row.count.to_string()
+        };
+        println!(
+            "{name:<14} {count:>7} {:>10} {:>12}",
+            human_size(row.size),
+            human_size(row.reclaimable)
+        );
+    }
+    println!("{:<14} {:>7} {:>10}", "Total", "", human_size(u.total()));
+    println!("(total bytes: {})", u.total());
     Ok(ExitCode::SUCCESS)
 }
 

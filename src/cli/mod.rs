@@ -48,10 +48,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => archive::load_cmd(&root()?, args),
         Command::Prune(args) => image::prune_cmd(&root()?, args),
         Command::Run(args) => run::run_cmd(&root()?, args),
-        Command::Df => Err(render::usage(anyhow::anyhow!(
-            "rbuild df (docker's `system df`) is not available yet: `rbuild images` lists each image's size, and `du -sh` of the state directory ({}) gives the total",
-            root()?.display()
-        ))),
+        Command::Df => image::df_cmd(&root()?),
         Command::Version => {
             println!(
                 "rbuild {} (commit {})",

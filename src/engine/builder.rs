@@ -502,7 +502,8 @@ impl Planned {
             ran += one.ran;
             cached += one.cached;
         }
-        let mut next_id = ids.load(Ordering::Relaxed);
+        let next_id = std::cell::Cell::new(ids.load(Ordering::Relaxed));
+        let new_id = || next_id.replace(next_id.get() + 1);
         let index = if images.len() > 1 {
             let bytes = crate::oci::manifest::to_canonical_oci(&Images::index_document(&images))?;
             Some(store.put_manifest(&bytes, &crate::oci::media_type::MediaType::OciIndex)?)
@@ -531,9 +532,8 @@ impl Planned {
         }
         lazy.tag_whole(&store)?;
         let result = Images::new(images, index);
-        let mut vertex = |name: String| {
-            let id = next_id;
-            next_id += 1;
+        let vertex = |name: String| {
+            let id = new_id();
             progress.event(Event::Start { id, name });
             (id, Instant::now())
         };
@@ -599,12 +599,38 @@ impl Planned {
             &lazy,
             &settings.layer,
             progress,
-            &mut || {
-                next_id += 1;
-                next_id - 1
-            },
+            &mut || new_id(),
         )?;
         warnings.extend(exported);
+        // `[gc] keep-storage` in <root>/config.toml: the build cache, cache mounts and
+        // snapshots are kept under it after every build (other builds' items are held).
+        match crate::gc::usage::configured_limit(root) {
+            Ok(None) => {}
+            Ok(Some(limit)) => {
+                let v = vertex(format!(
+                    "keeping the build cache under {}",
+                    crate::progress::human_size(limit)
+                ));
+                let records = super::cache::BuildCache::new(root).entries();
+                let evicted =
+                    crate::gc::usage::keep_storage(&store, limit, records).map_err(|e| {
+                        BuildError::Files {
+                            what: "keeping the build cache under gc.keep-storage".into(),
+                            source: std::io::Error::other(crate::diag::chain(&e)),
+                        }
+                    })?;
+                progress.event(Event::Status {
+                    id: v.0,
+                    message: format!(
+                        "{} item(s) removed, {} now",
+                        evicted.items.len(),
+                        crate::progress::human_size(evicted.after)
+                    ),
+                });
+                done(v);
+            }
+            Err(e) => warnings.push(e),
+        }
         Ok(Outcome {
             image_id: result.image_id(),
             warnings,

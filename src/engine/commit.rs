@@ -8,6 +8,7 @@ use super::cache::LayerRecord;
 use super::error::BuildError;
 use super::session::Session;
 use super::state::State;
+use crate::gc::lease::Kind as LeaseKind;
 use crate::layer::write_layer;
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{Descriptor, descriptor, descriptor_digest};
@@ -57,10 +58,22 @@ pub(crate) fn add_layer(
         layer.size,
     );
     if let Some(upper) = upper {
-        match session.snapshotter() {
-            Snapshotter::Overlay => session.snapshots().publish(upper, &chain)?,
-            Snapshotter::Native => session.trees().publish(upper, &chain)?,
+        let (kind, dir) = match session.snapshotter() {
+            Snapshotter::Overlay => (
+                LeaseKind::Snapshot,
+                session.snapshots().publish(upper, &chain)?,
+            ),
+            Snapshotter::Native => (LeaseKind::Tree, session.trees().publish(upper, &chain)?),
         };
+        // Held like every snapshot the build uses; one removed already is made again
+        // from the layer when a step needs it.
+        session
+            .leases()
+            .hold(kind, chain.hex(), &dir)
+            .map_err(|source| BuildError::Files {
+                what: format!("holding {}", dir.display()),
+                source,
+            })?;
     }
     state.layers.push(desc);
     state.chain = Some(chain);

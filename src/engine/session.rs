@@ -21,6 +21,7 @@ use super::state::StateRef;
 use crate::context::Matcher;
 use crate::diag::{Diagnostic, Source};
 use crate::dockerfile::instruction::Instruction;
+use crate::gc::lease::{Kind as LeaseKind, Leases};
 use crate::oci::digest::Digest;
 use crate::oci::manifest::Descriptor;
 use crate::plan::Plan;
@@ -56,6 +57,7 @@ pub(crate) struct Session<'a> {
     /// Blobs known but not fetched, shared likewise.
     lazy: Arc<LazyBlobs>,
     travel: Arc<Travel>,
+    leases: Leases,
     /// The target platform in vertex names (`[linux/arm64 2/3] RUN ...`) when the build
     /// makes several.
     label: Option<String>,
@@ -109,6 +111,7 @@ impl<'a> Session<'a> {
             inflight: Arc::default(),
             lazy: Arc::default(),
             travel: Arc::default(),
+            leases: Leases::new(root),
             label: None,
             bases,
             ran: AtomicUsize::new(0),
@@ -315,6 +318,21 @@ impl<'a> Session<'a> {
         }
         let chains = crate::snapshot::chain_ids(diff_ids);
         let store = self.store;
+        // Each snapshot or tree used is held for the rest of the build, so that a
+        // collection under a size cap leaves it; one removed just before it was held is
+        // made again (a collection that keeps removing it makes the build fail).
+        let hold = |kind: LeaseKind, chain: &Digest, path: &Path| {
+            self.leases
+                .hold(kind, chain.hex(), path)
+                .map_err(|source| BuildError::Files {
+                    what: format!("holding {}", path.display()),
+                    source,
+                })
+        };
+        let gone = |path: &Path| BuildError::Files {
+            what: format!("using {}", path.display()),
+            source: std::io::Error::other("removed by a collection three times in a row"),
+        };
         match self.kind {
             Snapshotter::Overlay => layers
                 .iter()
@@ -322,36 +340,60 @@ impl<'a> Session<'a> {
                 .zip(&chains)
                 .map(|((layer, diff_id), chain)| {
                     let dir = self.snapshots.path(chain);
-                    if dir.is_dir() {
-                        return Ok(dir);
+                    for _ in 0..3 {
+                        if !dir.is_dir() {
+                            self.lazy.ensure(store, layer)?;
+                            self.snapshots.ensure_layer(
+                                store,
+                                layer,
+                                diff_id,
+                                chain,
+                                overlay::userxattr(),
+                            )?;
+                        }
+                        if hold(LeaseKind::Snapshot, chain, &dir)? {
+                            return Ok(dir);
+                        }
                     }
-                    self.lazy.ensure(store, layer)?;
-                    Ok(self.snapshots.ensure_layer(
-                        store,
-                        layer,
-                        diff_id,
-                        chain,
-                        overlay::userxattr(),
-                    )?)
+                    Err(gone(&dir))
                 })
                 .collect(),
             Snapshotter::Native => {
-                // The deepest tree there is, then each layer above it applied in turn.
-                let have = chains.iter().rposition(|c| self.trees.path(c).is_dir());
-                let mut tree = have.map(|i| self.trees.path(&chains[i]));
-                for i in have.map_or(0, |i| i + 1)..layers.len() {
-                    self.lazy.ensure(store, &layers[i])?;
-                    tree = Some(self.trees.ensure_layer(
-                        store,
-                        tree.as_deref(),
-                        &layers[i],
-                        &diff_ids[i],
-                        &chains[i],
-                    )?);
+                'attempt: for _ in 0..3 {
+                    // The deepest tree there is, then each layer above it applied in turn.
+                    let have = chains.iter().rposition(|c| self.trees.path(c).is_dir());
+                    let mut tree = have.map(|i| self.trees.path(&chains[i]));
+                    if let Some(i) = have
+                        && !hold(LeaseKind::Tree, &chains[i], &self.trees.path(&chains[i]))?
+                    {
+                        continue;
+                    }
+                    for i in have.map_or(0, |i| i + 1)..layers.len() {
+                        self.lazy.ensure(store, &layers[i])?;
+                        let made = self.trees.ensure_layer(
+                            store,
+                            tree.as_deref(),
+                            &layers[i],
+                            &diff_ids[i],
+                            &chains[i],
+                        )?;
+                        if !hold(LeaseKind::Tree, &chains[i], &made)? {
+                            continue 'attempt;
+                        }
+                        tree = Some(made);
+                    }
+                    return Ok(tree.into_iter().collect());
                 }
-                Ok(tree.into_iter().collect())
+                Err(gone(
+                    &self.trees.path(chains.last().expect("a tree has layers")),
+                ))
             }
         }
+    }
+
+    /// This build's holds on what it uses (see `gc/lease.rs`).
+    pub(crate) fn leases(&self) -> &Leases {
+        &self.leases
     }
 
     /// The blobs this build may fetch lazily (an imported cache's layers).

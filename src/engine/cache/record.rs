@@ -53,8 +53,41 @@ impl BuildCache {
         }
     }
 
-    fn path(&self, key: &CacheKey) -> PathBuf {
+    pub(crate) fn path(&self, key: &CacheKey) -> PathBuf {
         self.dir.join(format!("{}.json", key.hex()))
+    }
+
+    /// Where the records are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Every record: its key's hex, its file, and its layer's digest (none for a step that
+    /// changed nothing, or a record that cannot be read).
+    pub fn entries(&self) -> Vec<crate::gc::usage::RecordFile> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for entry in rd.flatten() {
+            let path = entry.path();
+            let Some(hex) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+                .filter(|n| !n.starts_with('.'))
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let layer = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                .and_then(|r| r.layer)
+                .map(|l| l.digest);
+            out.push((hex, path, layer));
+        }
+        out
     }
 
     /// The record for `key`. An unreadable or corrupt record is a miss: the step runs

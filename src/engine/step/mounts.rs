@@ -161,6 +161,15 @@ impl Mounts {
                     if let Some(BindSource::State(from)) = src {
                         seed_cache(cx, &caches, &identity, from, m, &lease.path)?;
                     }
+                    // Held for the rest of the build: a collection under a size cap leaves it.
+                    session
+                        .leases()
+                        .hold(
+                            crate::gc::lease::Kind::Mount,
+                            &lease.path.file_name().unwrap_or_default().to_string_lossy(),
+                            &lease.path,
+                        )
+                        .map_err(io(format!("holding {}", lease.path.display())))?;
                     // Empty here, and carried by an imported cache (`mounts=`): restored.
                     crate::engine::caches::restore_mount(
                         session.travel(),

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use super::kind::LayerKind;
 use super::work::{Cx, LayerStep};
 use super::{copy, run, workdir};
-use crate::engine::cache::{KeyEncoder, Record};
+use crate::engine::cache::{CacheKey, KeyEncoder, Record};
 use crate::engine::commit;
 use crate::engine::error::BuildError;
 use crate::engine::fs::StepFs;
 use crate::engine::session::Session;
 use crate::engine::state::State;
+use crate::gc::lease::Kind as LeaseKind;
 use crate::layer::LayerOptions;
 use crate::oci::platform::Platform;
 use crate::plan::Step;
@@ -67,6 +68,7 @@ pub(crate) fn run_layer_step(
     let no_cache = session.settings().no_cache;
     if (!no_cache || session.inflight().was_made(&key))
         && let Some(record) = session.cache().get(&key)
+        && hold_record(session, &key)?
         && reuse(session, &record, state, created_by)?
     {
         session.travel().used(&key, &record);
@@ -81,6 +83,7 @@ pub(crate) fn run_layer_step(
         && reuse(session, record, state, created_by)?
     {
         session.cache().put(&key, record)?;
+        hold_record(session, &key)?;
         session.travel().used(&key, record);
         state.key = key;
         state.steps.push(key);
@@ -111,11 +114,25 @@ pub(crate) fn run_layer_step(
         created: state.clock.clone(),
     };
     session.cache().put(&key, &record)?;
+    hold_record(session, &key)?;
     session.travel().used(&key, &record);
     session.inflight().made(&key);
     state.key = key;
     state.steps.push(key);
     Ok(false)
+}
+
+/// Hold the record of `key` for the rest of the build (a collection under a size cap then
+/// leaves it and its layer); false when it was removed before it could be held.
+fn hold_record(session: &Session<'_>, key: &CacheKey) -> Result<bool, BuildError> {
+    let path = session.cache().path(key);
+    session
+        .leases()
+        .hold(LeaseKind::Record, &key.hex(), &path)
+        .map_err(|source| BuildError::Files {
+            what: format!("holding {}", path.display()),
+            source,
+        })
 }
 
 /// Take a cached result if its layer is in the store, or can be fetched from where an

@@ -3,6 +3,9 @@
 //! writes its blobs before it tags them (the tag moves last); everything is decided under
 //! the store's exclusive lock, so no tag changes while prune looks.
 
+pub mod lease;
+pub mod usage;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
@@ -35,6 +38,11 @@ pub enum PruneError {
     Store(#[from] Box<StoreError>),
     #[error(transparent)]
     Snapshots(Box<SnapshotError>),
+    #[error("removing {path}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl From<StoreError> for PruneError {
