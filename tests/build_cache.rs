@@ -345,6 +345,42 @@ fn cache_mounts_travel_and_are_restored_before_the_step_that_mounts_them() {
     );
 }
 
+/// `--cache-to type=inline` puts the final image's records in its manifest: any image built
+/// that way is a cache, and `--cache-from IMAGE` makes an empty machine's build cached.
+#[test]
+fn an_inline_cache_travels_in_the_pushed_image() {
+    let Some(m) = Machines::new("cache-inline", true) else {
+        return;
+    };
+    let image = format!("{}/ci/app:1", m.addr());
+    let a = m.build("a", &["--cache-to", "type=inline", "-t", &image, "--push"]);
+    assert_eq!(a.ran, 6);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw_manifest(&image, None)).unwrap();
+    let records = manifest["annotations"]["dev.rbuild.cache.v1"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no inline cache in {manifest}"));
+    // min: the final image's five steps, not the builder stage's RUN.
+    let records: serde_json::Value = serde_json::from_str(records).unwrap();
+    assert_eq!(records["records"].as_array().unwrap().len(), 5, "{records}");
+
+    let b = m.build("b", &["--cache-from", &image, "-t", "app:1"]);
+    assert_eq!((b.ran, b.cached), (1, 5), "{}", b.stderr);
+    assert!(b.warnings.is_empty(), "{:?}", b.warnings);
+    assert_eq!(
+        b.image_id, a.image_id,
+        "the annotation leaves the image ID alone"
+    );
+
+    // Inline with nothing pushed: said, not silently useless.
+    let c = m.build("c", &["--cache-to", "type=inline", "-t", "app:1"]);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("push the image")),
+        "{:?}",
+        c.warnings
+    );
+}
+
 #[test]
 fn mode_min_exports_only_the_final_images_steps() {
     let Some(m) = Machines::new("cache-min", true) else {

@@ -91,8 +91,8 @@ fn flags_rbuild_lacks_get_what_to_do_instead() {
             "rbuild does not support --squash yet",
         ),
         (
-            &["build", "--cache-to", "type=inline", "."][..],
-            "type=inline is not supported yet",
+            &["build", "--cache-to", "type=gha", "."][..],
+            "type=gha is not supported",
         ),
         (
             &["build", "--attest", "type=sbom", "."][..],

@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use super::bases::Bases;
 use super::built::{Built, Images};
+use super::cache::format::{INLINE_ANNOTATION, inline_value};
 use super::cache::travel::Travel;
-use super::cache::{CacheKey, CacheSpec};
+use super::cache::{CacheKey, CacheLocation, CacheSpec};
 use super::caches::{export_all, import_all};
 use super::commit::commit_image;
 use super::error::BuildError;
@@ -416,6 +417,15 @@ impl Planned {
             })
         };
         let travel = Arc::new(travel);
+        let inline = builder
+            .cache_to
+            .iter()
+            .any(|c| c.location == CacheLocation::Inline);
+        if inline && builder.push.is_empty() && builder.files.is_empty() {
+            warnings.push(
+                "--cache-to type=inline: the cache is in the image's manifest, in the local store only; push the image (--push) for other machines to build from it".into(),
+            );
+        }
         let multi = plans.len() > 1;
         // `type=tar` and `type=local` write the root filesystem: it is unpacked at the end.
         let needs_rootfs = builder
@@ -457,7 +467,16 @@ impl Planned {
                     .get_or_insert_with(Default::default);
                 cc.labels.extend(builder.labels.clone());
             }
-            let (manifest, config_digest) = commit_image(&session, &state)?;
+            // `--cache-to type=inline`: the final image's steps' records in its manifest
+            // (the image ID, its config's digest, stays the same).
+            let annotations = if inline {
+                let steps: HashSet<CacheKey> = state.steps.iter().copied().collect();
+                let value = inline_value(&session.travel().records(Some(&steps)))?;
+                Some([(INLINE_ANNOTATION.to_string(), value)].into())
+            } else {
+                None
+            };
+            let (manifest, config_digest) = commit_image(&session, &state, annotations)?;
             let (ran, cached) = session.counts();
             if !multi {
                 ids.store(session.next_id(), Ordering::Relaxed);

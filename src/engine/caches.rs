@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::cache::export::export;
 use super::cache::import::import;
 use super::cache::travel::Travel;
-use super::cache::{CacheKey, CacheMode, CacheSpec, LayerRecord};
+use super::cache::{CacheKey, CacheLocation, CacheMode, CacheSpec, LayerRecord};
 use super::error::BuildError;
 use super::lazy::LazyBlobs;
 use crate::layer::LayerOptions;
@@ -99,7 +99,8 @@ pub(crate) fn export_all(
     let mut warnings = Vec::new();
     // Each cache mount's layer, made once for all the exports that carry it.
     let mut mount_layers: BTreeMap<String, LayerRecord> = BTreeMap::new();
-    for spec in specs {
+    // type=inline went into the image's manifest when it was written.
+    for spec in specs.iter().filter(|s| s.location != CacheLocation::Inline) {
         let id = id();
         progress.event(Event::Start {
             id,

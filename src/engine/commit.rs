@@ -84,11 +84,12 @@ pub(crate) fn add_layer(
     Ok(())
 }
 
-/// Store the stage's config and manifest; returns the manifest's descriptor and the
-/// config's digest.
+/// Store the stage's config and manifest (with `annotations`, when there are any); returns
+/// the manifest's descriptor and the config's digest.
 pub(crate) fn commit_image(
     session: &Session<'_>,
     state: &State,
+    annotations: Option<std::collections::HashMap<String, String>>,
 ) -> Result<(Descriptor, Digest), BuildError> {
     let store = session.store();
     let mut config = state.image.config.clone();
@@ -98,7 +99,9 @@ pub(crate) fn commit_image(
         &config_bytes,
         &MediaType::parse(crate::oci::media_type::OCI_CONFIG),
     )?;
-    let manifest = crate::oci::manifest::image_manifest(config_desc.clone(), state.layers.clone());
+    let mut manifest =
+        crate::oci::manifest::image_manifest(config_desc.clone(), state.layers.clone());
+    manifest.set_annotations(annotations);
     let bytes = crate::oci::manifest::to_canonical_oci(&manifest)?;
     let desc = store.put_manifest(
         &bytes,

@@ -72,6 +72,7 @@ pub(crate) fn export(
     match &spec.location {
         Location::Registry(reference) => to_registry(reference, &docs, store, lazy)?,
         Location::Local(dir) => to_layout(dir, &spec.tag, &docs, store, lazy)?,
+        Location::Inline => unreachable!("inline caches are written into the image"),
     }
     Ok(Exported {
         records: records.len(),

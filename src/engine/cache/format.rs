@@ -82,12 +82,12 @@ pub(crate) struct Documents {
     pub(crate) layers: Vec<Descriptor>,
 }
 
-/// The documents of a cache holding `records`, and the cache mounts' contents `mounts`
-/// (by identity). The same records and mounts make the same bytes.
-pub(crate) fn documents(
+/// The records blob of `records` and `mounts`, and the layers they name (each once, in the
+/// order first named).
+fn records_blob(
     records: &BTreeMap<CacheKey, Record>,
     mounts: &BTreeMap<String, LayerRecord>,
-) -> Result<Documents, ManifestError> {
+) -> Result<(Vec<u8>, Vec<Descriptor>), ManifestError> {
     let mut layers: Vec<Descriptor> = Vec::new();
     let mut name = |l: &LayerRecord| {
         let desc = descriptor(&MediaType::parse(&l.media_type), &l.digest, l.size);
@@ -122,6 +122,32 @@ pub(crate) fn documents(
         records: wire,
         mounts,
     })?;
+    Ok((config, layers))
+}
+
+/// The annotation of an image manifest that carries its own steps' records (`--cache-to
+/// type=inline`): the records blob, as its JSON text.
+pub(crate) const INLINE_ANNOTATION: &str = "dev.rbuild.cache.v1";
+
+/// The value of [`INLINE_ANNOTATION`] for `records` (whose layers must be the image's).
+pub(crate) fn inline_value(records: &BTreeMap<CacheKey, Record>) -> Result<String, ManifestError> {
+    let (bytes, _) = records_blob(records, &BTreeMap::new())?;
+    Ok(String::from_utf8(bytes).expect("canonical JSON is UTF-8"))
+}
+
+/// The records an image manifest carries inline, if it does.
+pub(crate) fn inline_records(manifest: &ImageManifest) -> Option<Result<Records, FormatError>> {
+    let value = manifest.annotations().as_ref()?.get(INLINE_ANNOTATION)?;
+    Some(read_config(value.as_bytes(), manifest))
+}
+
+/// The documents of a cache holding `records`, and the cache mounts' contents `mounts`
+/// (by identity). The same records and mounts make the same bytes.
+pub(crate) fn documents(
+    records: &BTreeMap<CacheKey, Record>,
+    mounts: &BTreeMap<String, LayerRecord>,
+) -> Result<Documents, ManifestError> {
+    let (config, layers) = records_blob(records, mounts)?;
     let config_desc = descriptor(
         &MediaType::parse(CONFIG_TYPE),
         &Digest::sha256(&config),

@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::Descriptor;
+use oci_spec::image::{Descriptor, ImageManifest};
 
 use super::format::{self, FormatError, Records};
 use super::spec::{CacheSpec, Location};
@@ -60,6 +60,7 @@ pub(crate) fn import(spec: &CacheSpec, lazy: &LazyBlobs) -> Result<Records, Impo
     match &spec.location {
         Location::Registry(reference) => from_registry(reference, lazy),
         Location::Local(dir) => from_layout(dir, &spec.tag, lazy),
+        Location::Inline => unreachable!("type=inline is refused for --cache-from"),
     }
 }
 
@@ -81,15 +82,26 @@ fn from_registry(reference: &Reference, lazy: &LazyBlobs) -> Result<Records, Imp
     let (source, client) = registry_of(reference).map_err(ImportError::Config)?;
     let (origin, repo) = (&source.origin, source.repository.as_str());
     let top = client.get_manifest(origin, repo, reference.manifest_reference())?;
-    let entry = format::cache_manifest(&top.bytes, &top.media_type)?;
+    // Not a cache artifact: an image (or index of images) may carry its records inline.
+    let foreign = |what: String| {
+        inline(&client, &source, &top.bytes, &top.media_type, lazy)
+            .unwrap_or(Err(FormatError::Foreign(what).into()))
+    };
+    let entry = match format::cache_manifest(&top.bytes, &top.media_type) {
+        Err(FormatError::Foreign(what)) => return foreign(what),
+        other => other?,
+    };
     let digest = descriptor_digest(&entry).map_err(malformed)?;
     let (bytes, media_type) = if digest == top.digest {
-        (top.bytes, top.media_type)
+        (top.bytes.clone(), top.media_type.clone())
     } else {
         let m = client.get_manifest(origin, repo, digest.as_str())?;
         (m.bytes, entry.media_type().to_string())
     };
-    let manifest = format::check_manifest(&bytes, &media_type)?;
+    let manifest = match format::check_manifest(&bytes, &media_type) {
+        Err(FormatError::Foreign(what)) => return foreign(what),
+        other => other?,
+    };
     let config_digest = descriptor_digest(manifest.config()).map_err(malformed)?;
     let mut config = Vec::new();
     client.get_blob(
@@ -107,6 +119,56 @@ fn from_registry(reference: &Reference, lazy: &LazyBlobs) -> Result<Records, Imp
         );
     }
     Ok(records)
+}
+
+/// The records an image (or each image of an index) carries inline
+/// (`--cache-to type=inline`); none when it carries none.
+fn inline(
+    client: &Client,
+    source: &Source,
+    bytes: &[u8],
+    media_type: &str,
+    lazy: &LazyBlobs,
+) -> Option<Result<Records, ImportError>> {
+    let manifests: Vec<ImageManifest> =
+        match parse_manifest_any(bytes, Some(media_type).filter(|m| !m.is_empty())).ok()? {
+            Manifest::Image(m) => vec![m],
+            Manifest::Index(index) => index
+                .manifests()
+                .iter()
+                .filter_map(|d| {
+                    let digest = descriptor_digest(d).ok()?;
+                    let m = client
+                        .get_manifest(&source.origin, &source.repository, digest.as_str())
+                        .ok()?;
+                    match parse_manifest_any(&m.bytes, Some(d.media_type().as_ref())).ok()? {
+                        Manifest::Image(m) => Some(m),
+                        Manifest::Index(_) => None,
+                    }
+                })
+                .collect(),
+        };
+    let mut out = Records::default();
+    let mut found = false;
+    for m in &manifests {
+        let Some(read) = format::inline_records(m) else {
+            continue;
+        };
+        found = true;
+        match read {
+            Ok(r) => {
+                out.records.extend(r.records);
+                out.skipped += r.skipped;
+            }
+            Err(e) => return Some(Err(e.into())),
+        }
+        for layer in m.layers() {
+            if let Ok(d) = descriptor_digest(layer) {
+                lazy.offer(&d, BlobSource::Registry(source.clone()));
+            }
+        }
+    }
+    found.then_some(Ok(out))
 }
 
 fn from_layout(dir: &Path, tag: &str, lazy: &LazyBlobs) -> Result<Records, ImportError> {

@@ -48,6 +48,9 @@ pub enum Location {
     Registry(Reference),
     /// An OCI image layout directory.
     Local(PathBuf),
+    /// In the built image's manifest (`--cache-to type=inline`): `--cache-from IMAGE` reads
+    /// it back.
+    Inline,
 }
 
 /// One `--cache-from` or `--cache-to` value.
@@ -230,9 +233,23 @@ impl CacheSpec {
                     "type={t} is not supported: use type=registry (any OCI registry, ECR and GHCR included) or type=local"
                 )));
             }
+            Some("inline") if direction == Direction::To => {
+                if reference.is_some() || dir.is_some() {
+                    return Err(fail(
+                        "type=inline goes in the image: it takes no ref= or dest=".into(),
+                    ));
+                }
+                if out.mode == Mode::Max || out.mounts != Mounts::None {
+                    return Err(fail(
+                        "type=inline holds the final image's own steps only (mode=min, no mounts=): use type=registry for mode=max or mounts"
+                            .into(),
+                    ));
+                }
+                Location::Inline
+            }
             Some("inline") => {
                 return Err(fail(
-                    "type=inline is not supported yet: use type=registry,ref=NAME:TAG with a tag of its own"
+                    "type=inline is written by --cache-to; read it with --cache-from IMAGE (type=registry,ref=IMAGE)"
                         .into(),
                 ));
             }
@@ -251,6 +268,7 @@ impl CacheSpec {
         match &self.location {
             Location::Registry(r) => r.to_string(),
             Location::Local(d) => format!("{} (local)", d.display()),
+            Location::Inline => "the image (inline)".into(),
         }
     }
 }
@@ -370,7 +388,8 @@ mod tests {
                 "expected true or false",
             ),
             ("type=gha", "not supported"),
-            ("type=inline", "not supported yet"),
+            ("type=inline,mode=max", "mode=min, no mounts="),
+            ("type=inline,ref=a:b", "takes no ref="),
             ("type=s4", "unknown type"),
             ("ref=a:b", "missing type="),
             (
@@ -388,5 +407,12 @@ mod tests {
         }
         // Export-only attributes are refused on import.
         assert!(from("type=registry,ref=a:b,mode=max").is_err());
+        assert!(
+            from("type=inline")
+                .unwrap_err()
+                .to_string()
+                .contains("--cache-from IMAGE")
+        );
+        assert_eq!(to("type=inline").unwrap().location, Location::Inline);
     }
 }
