@@ -17,8 +17,10 @@
 #
 # CI shape, timed: both build the same edited copy of the context with `--cache-from`, each
 # from empty state made in hyperfine's --prepare (not timed): rbuild gets a new, empty
-# RBUILD_ROOT; BuildKit gets a new dockerd with an empty data-root (stop, delete, start),
-# so it holds no image, no layer and no build cache, not even the base image. Both pull the
+# RBUILD_ROOT; BuildKit gets a new dockerd (the last one stopped) on a new, empty
+# data-root, so it holds no image, no layer and no build cache, not even the base image,
+# and nothing can survive as it might after `docker builder prune -af` and
+# `docker image rm`. No state is deleted while timing (see below). Both pull the
 # base from the same loopback registry inside the timed build. The two tools alternate,
 # the one going first swapping every round, and one untimed build of each comes first.
 #
@@ -34,7 +36,7 @@
 #
 # Usage: bash benches/cache.sh [-n RUNS] [--no-docs] [--logs DIR] [RBUILD]
 #   RUNS   rounds (default 5)
-#   --logs DIR  keep the tools' last build outputs and hyperfine's reports in DIR
+#   --logs DIR  keep the tools' build outputs (each timed run's too) and hyperfine's reports in DIR
 #   RBUILD path to the rbuild binary (default: cargo build --release, then target/release/rbuild)
 # Needs: root, hyperfine, jq, python3, docker-registry, skopeo, docker.io (dockerd,
 # /usr/bin/docker), mmdebstrap and umoci for the base image's first build.
@@ -131,7 +133,8 @@ script sync "sync"
 # journal, where creating files is slow for a minute or more after many were deleted (the
 # allocator skips recently deleted inodes, reading inode tables to find them), so deleting
 # one run's state would slow the next run's unpacking. Every empty state is a new
-# directory; all of them go when the script ends.
+# directory; all of them go when the script ends (so start the next run of this script,
+# or any timing, five minutes or more after it).
 #
 # rbuild: the preparation build's root stays for the export-overhead case; each CI-shape
 # run gets a new, empty root.
@@ -246,6 +249,7 @@ for r in $(seq 1 "$RUNS"); do
   for t in "${order[@]}"; do
     if hf "$t-ci" "$r" --runs 1 --prepare "$W/bin/$t-reset" "$W/bin/$t-ci"; then
       log "round $r: $t CI shape $(jq -r '.results[0].times[0] | . * 100 | round / 100' "$W/results/$t-ci-$r.json") s"
+      cp "$W/logs/$t.log" "$W/logs/$t-ci-$r.log"
     else
       rm -f "$W/results/$t-ci-$r.json"
       fail "$t-ci" "a CI-shape run failed: $(why "$t")"

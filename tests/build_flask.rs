@@ -169,6 +169,101 @@ fn flask_watchlist_builds_runs_and_rebuilds_from_cache() {
     let _ = std::fs::remove_dir_all(&home);
 }
 
+/// The seed app on CI machines that start empty (docs/cache.md): machine A builds it and
+/// exports its cache (`mode=max,mounts=all`) to a registry; machine B takes every step from
+/// it and pushes without downloading a layer; machine C, after an app.py edit, runs only
+/// the last two steps. (That the pip cache mount travels is not checked here: the PyPI
+/// this machine reaches answers without caching headers, so pip leaves its HTTP cache
+/// empty. `build_cache::cache_mounts_travel_and_are_restored_before_the_step_that_mounts_them`
+/// checks the mechanism, with a download that `--network none` would make fail.)
+#[test]
+fn the_seed_app_builds_from_a_registry_cache_on_empty_machines() {
+    if !require::root("RUN sandboxes, and mmdebstrap for the base image") {
+        return;
+    }
+    if !require::tools(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let Some(layout) = python_base_layout() else {
+        return;
+    };
+    let reg = Registry::start(None);
+    skopeo_push(
+        &layout,
+        PYTHON_BASE_TAG,
+        &format!("{}/library/python:{PYTHON_BASE_TAG}", reg.addr),
+        None,
+    );
+    let home = temp_home("build-flask-ci");
+    let conf = mirror_conf(&home, &reg.addr, &[&reg.addr]);
+    let ctx = home.join("ctx");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/flask-watchlist"),
+        &ctx,
+    );
+    let cache = format!("{}/ci/cache:flask", reg.addr);
+    // Each machine: a home (and state root) of its own.
+    let machine = |name: &str, args: &[&str]| -> String {
+        let h = home.join(name);
+        std::fs::create_dir_all(&h).unwrap();
+        let mut all = vec!["build", "--progress=plain"];
+        all.extend_from_slice(args);
+        all.push(".");
+        let out = rbuild_ok(&h, &conf, &ctx, &all);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let to = format!("type=registry,ref={cache},mode=max,mounts=all");
+    let a = machine("a", &["--cache-to", &to, "-t", IMAGE]);
+    assert_cache(
+        &a,
+        &[(RUN_PIP, false), (RUN_INIT_DB, false)],
+        "machine A, empty",
+    );
+
+    let pushed = format!("{}/ci/flask:1", reg.addr);
+    let before = reg.blob_gets().len();
+    let b = machine("b", &["--cache-from", &cache, "-t", &pushed, "--push"]);
+    assert_cache(
+        &b,
+        &[
+            (COPY_REQUIREMENTS, true),
+            (RUN_PIP, true),
+            (COPY_APP, true),
+            (RUN_INIT_DB, true),
+        ],
+        "machine B, from the cache",
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&crate::common::registry::skopeo_raw_manifest(&pushed, None))
+            .unwrap();
+    let gets = reg.blob_gets()[before..].to_vec();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let digest = layer["digest"].as_str().unwrap();
+        assert!(
+            !gets.iter().any(|g| g == digest),
+            "{digest} downloaded\n{b}"
+        );
+    }
+
+    let app = ctx.join("app.py");
+    let text = std::fs::read_to_string(&app).unwrap();
+    std::fs::write(&app, format!("{text}# edited on machine C\n")).unwrap();
+    let c = machine("c", &["--cache-from", &cache, "-t", IMAGE]);
+    assert_cache(
+        &c,
+        &[
+            (COPY_REQUIREMENTS, true),
+            (RUN_PIP, true),
+            (COPY_APP, false),
+            (RUN_INIT_DB, false),
+        ],
+        "machine C, after an app.py edit",
+    );
+
+    drop(reg);
+    let _ = std::fs::remove_dir_all(&home);
+}
+
 /// The movie titles of a `GET /api/` answer, in order.
 fn titles(body: &str) -> Vec<String> {
     let movies: serde_json::Value = serde_json::from_str(body)

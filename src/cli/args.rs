@@ -292,6 +292,10 @@ pub(crate) struct BuildArgs {
     /// Push the image to its registry when built (`type=image,push=true`)
     #[arg(long)]
     pub(crate) push: bool,
+    /// How RUN steps are isolated: default (full where allowed, else the container's /proc,
+    /// said once), oci (full or fail), chroot (the container's /proc, native snapshotter)
+    #[arg(long, value_name = "MODE", default_value = "default")]
+    pub(crate) isolation: String,
     /// Use the build cache at SPEC (`type=registry,ref=REF`, `REF`, `type=local,src=DIR`); repeatable
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub(crate) cache_from: Vec<String>,

@@ -318,6 +318,8 @@ fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> 
     let ssh = SshAgents::parse(&args.ssh, std::env::var_os("SSH_AUTH_SOCK"))?;
     let cache_from = cache_specs(&args.cache_from, CacheDirection::From)?;
     let cache_to = cache_specs(&args.cache_to, CacheDirection::To)?;
+    let isolation =
+        rbuild::engine::isolation::Isolation::parse(&args.isolation).map_err(anyhow::Error::msg)?;
     let (source, mut plan, platforms) = frontend::load(&args.frontend, &args.context)?;
     for spec in &args.build_contexts {
         let (name, context) = named_context(spec)?;
@@ -350,6 +352,7 @@ fn request(args: &BuildArgs, root: &std::path::Path) -> anyhow::Result<Request> 
         outputs,
         cache_from,
         cache_to,
+        isolation,
         ..Request::new(root.to_path_buf(), args.context.clone(), source)
     })
 }

@@ -6,7 +6,6 @@
 pub(crate) fn advice(flag: &str) -> Option<&'static str> {
     Some(match flag {
         "--attest" => "rbuild makes no attestations yet; drop the flag",
-        "--isolation" => "rbuild always isolates RUN steps with namespaces (docs/sandbox.md)",
         "--security-opt" => {
             "RUN gets Docker's default capabilities; use RUN --security=insecure with --allow security.insecure"
         }

@@ -19,6 +19,7 @@ use super::caches::{export_all, import_all};
 use super::commit::commit_image;
 use super::error::BuildError;
 use super::inflight::InFlight;
+use super::isolation::ProcChoice;
 use super::lazy::LazyBlobs;
 use super::output::{Kind, Output};
 use super::request::Request;
@@ -289,8 +290,13 @@ impl Builder {
                 ..LayerOptions::default()
             },
             source_date_epoch: request.source_date_epoch,
-            snapshotter: request.snapshotter,
+            // Chroot isolation is Buildah's: full copies of each state, not overlays.
+            snapshotter: request
+                .snapshotter
+                .or((request.isolation == super::isolation::Isolation::Chroot)
+                    .then_some(crate::snapshot::snapshotter::Kind::Native)),
             allow_insecure: request.allow_insecure,
+            isolation: request.isolation,
         };
         Ok(Builder {
             source: request.dockerfile,
@@ -335,7 +341,7 @@ impl Builder {
                 };
                 let session =
                     Session::new(&first, &self.source, &self.settings, &store, progress, ids)?
-                        .sharing(lazy.clone(), Arc::default());
+                        .sharing(lazy.clone(), Arc::default(), Arc::default());
                 resolve_bases(&session)?
             };
             options.base_env = found.env();
@@ -417,6 +423,7 @@ impl Planned {
             })
         };
         let travel = Arc::new(travel);
+        let proc_choice = Arc::new(ProcChoice::default());
         let inline = builder
             .cache_to
             .iter()
@@ -444,7 +451,7 @@ impl Planned {
                     next_id: ids.load(Ordering::Relaxed),
                 },
             )?
-            .sharing(lazy.clone(), travel.clone());
+            .sharing(lazy.clone(), travel.clone(), proc_choice.clone());
             if multi {
                 session = session.joined(
                     ids.clone(),
@@ -621,6 +628,7 @@ impl Planned {
             &mut || new_id(),
         )?;
         warnings.extend(exported);
+        warnings.extend(proc_choice.note());
         // `[gc] keep-storage` in <root>/config.toml: the build cache, cache mounts and
         // snapshots are kept under it after every build (other builds' items are held).
         match crate::gc::usage::configured_limit(root) {

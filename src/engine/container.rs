@@ -126,8 +126,21 @@ pub fn run(request: &RunRequest, say: &dyn Fn(String)) -> Result<ExitStatus, Bui
     } else {
         None
     };
+    // In a container that refuses part of the isolation, what a build does too (said once).
+    let choice = super::isolation::ProcChoice::default();
+    let isolation = choice.choice(
+        super::isolation::Isolation::Auto,
+        &root
+            .join("tmp")
+            .join(format!("probe-{}", crate::store::unique_suffix())),
+    )?;
+    if let Some(note) = choice.note() {
+        say(format!("warning: {note}"));
+    }
     let spec = Spec {
         stdin_fd: input.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+        proc: isolation.proc,
+        keep_hostname: isolation.keep_hostname,
         env,
         cwd,
         uid: user.uid,

@@ -31,6 +31,7 @@ mod error;
 mod fs;
 mod inflight;
 pub mod interrupt;
+pub mod isolation;
 mod layout;
 mod lazy;
 pub use layout::layout_dir as oci_layout_dir;

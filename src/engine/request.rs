@@ -63,6 +63,8 @@ pub struct Request {
     pub cache_from: Vec<CacheSpec>,
     /// `--cache-to`: where the build's records are written after it.
     pub cache_to: Vec<CacheSpec>,
+    /// `--isolation`.
+    pub isolation: super::isolation::Isolation,
 }
 
 impl Request {
@@ -93,6 +95,7 @@ impl Request {
             outputs: Vec::new(),
             cache_from: Vec::new(),
             cache_to: Vec::new(),
+            isolation: Default::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ use super::copy::HashCache;
 use super::error::BuildError;
 use super::fs::Tree;
 use super::inflight::InFlight;
+use super::isolation::ProcChoice;
 use super::lazy::LazyBlobs;
 use super::settings::Settings;
 use super::state::StateRef;
@@ -58,6 +59,7 @@ pub(crate) struct Session<'a> {
     lazy: Arc<LazyBlobs>,
     travel: Arc<Travel>,
     leases: Leases,
+    proc_choice: Arc<ProcChoice>,
     /// The target platform in vertex names (`[linux/arm64 2/3] RUN ...`) when the build
     /// makes several.
     label: Option<String>,
@@ -112,6 +114,7 @@ impl<'a> Session<'a> {
             lazy: Arc::default(),
             travel: Arc::default(),
             leases: Leases::new(root),
+            proc_choice: Arc::default(),
             label: None,
             bases,
             ran: AtomicUsize::new(0),
@@ -212,10 +215,27 @@ impl<'a> Session<'a> {
 
     /// This session with what the whole build shares: blobs known but not fetched, and
     /// the records imported and used.
-    pub(crate) fn sharing(mut self, lazy: Arc<LazyBlobs>, travel: Arc<Travel>) -> Session<'a> {
+    pub(crate) fn sharing(
+        mut self,
+        lazy: Arc<LazyBlobs>,
+        travel: Arc<Travel>,
+        proc_choice: Arc<ProcChoice>,
+    ) -> Session<'a> {
         self.lazy = lazy;
         self.travel = travel;
+        self.proc_choice = proc_choice;
         self
+    }
+
+    /// What RUN steps get of the isolation (`--isolation`, and what this machine allows),
+    /// decided at the first.
+    pub(crate) fn isolation(&self) -> Result<super::isolation::Choice, BuildError> {
+        let scratch = self
+            .settings
+            .state_root
+            .join("tmp")
+            .join(format!("probe-{}", crate::store::unique_suffix()));
+        self.proc_choice.choice(self.settings.isolation, &scratch)
     }
 
     /// The imported records, and the records this build used.

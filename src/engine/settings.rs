@@ -49,4 +49,6 @@ pub(crate) struct Settings {
     pub(crate) snapshotter: Option<Snapshotter>,
     /// `--allow security.insecure`.
     pub(crate) allow_insecure: bool,
+    /// `--isolation`.
+    pub(crate) isolation: super::isolation::Isolation,
 }

@@ -162,9 +162,24 @@ fn init() -> Result<u8, String> {
             }
         }
     }
+    if spec.probe {
+        // What this machine lets a sandbox have, as bits over PROBED (see `probe`).
+        let mut refused = 0;
+        if rootfs::setup(&spec).is_err() {
+            refused |= super::spec::REFUSED_PROC;
+        }
+        if rustix::system::sethostname(spec.hostname.as_bytes()).is_err() {
+            refused |= super::spec::REFUSED_HOSTNAME;
+        }
+        return Ok(super::spec::PROBED | refused);
+    }
     rootfs::setup(&spec)?;
-    rustix::system::sethostname(spec.hostname.as_bytes())
-        .map_err(|e| format!("sethostname: {e}"))?;
+    // A container whose seccomp profile refuses sethostname without CAP_SYS_ADMIN: the
+    // step keeps the container's hostname (the probe found out, and the build said so).
+    if !spec.keep_hostname {
+        rustix::system::sethostname(spec.hostname.as_bytes())
+            .map_err(|e| format!("sethostname: {e}"))?;
+    }
     // `--ulimit`, while still privileged (a hard limit may be raised only with
     // CAP_SYS_RESOURCE); the command inherits them.
     for u in &spec.ulimits {

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 pub use init::entry;
-pub use spec::{Bind, HELPER_ARG, INIT_ARG, Network, Spec, Ulimit};
+pub use spec::{Bind, HELPER_ARG, INIT_ARG, Network, Proc, Spec, Ulimit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -96,6 +96,45 @@ impl Running {
     pub fn stderr(&mut self) -> Option<std::process::ChildStderr> {
         self.child.stderr.take()
     }
+}
+
+/// What a sandbox here may have that some containers refuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allowed {
+    /// A `/proc` of its own ([`Proc::Fresh`]): a container that masks parts of its own
+    /// `/proc` makes the kernel refuse it.
+    pub fresh_proc: bool,
+    /// Its own hostname: a seccomp profile may refuse `sethostname` to a process without
+    /// CAP_SYS_ADMIN.
+    pub hostname: bool,
+}
+
+/// Find out [`Allowed`]: a sandbox over the empty directory `scratch` (made, then removed)
+/// tries each, and stops. A probe that fails otherwise says everything is allowed: the
+/// step that runs next meets the real failure and says it.
+pub(crate) fn probe(scratch: &Path) -> Result<Allowed, SandboxError> {
+    let err = |source| SandboxError::MountPoint {
+        path: scratch.join("proc").display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(scratch.join("proc")).map_err(err)?;
+    let spec = Spec {
+        probe: true,
+        network: Network::Host,
+        ..Spec::new(scratch, vec!["/probe".into()])
+    };
+    let status = spawn(&spec, Stdio::null(), Stdio::null()).and_then(|r| r.wait());
+    let _ = std::fs::remove_dir_all(scratch);
+    let refused = match status?.code() {
+        Some(c) if (i32::from(spec::PROBED)..i32::from(spec::PROBED) + 4).contains(&c) => {
+            c as u8 - spec::PROBED
+        }
+        _ => 0,
+    };
+    Ok(Allowed {
+        fresh_proc: refused & spec::REFUSED_PROC == 0,
+        hostname: refused & spec::REFUSED_HOSTNAME == 0,
+    })
 }
 
 /// Start `spec` with the running rbuild as the helper; the command's output goes to

@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 
-use super::spec::Spec;
+use super::spec::{Proc, Spec};
 
 /// runc's default masked paths: files get /dev/null, directories an empty read-only tmpfs.
 const MASKED: [&str; 11] = [
@@ -172,14 +172,20 @@ pub(crate) fn setup(spec: &Spec) -> Result<(), String> {
     };
     let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
 
-    mount(
-        "proc",
-        &root.open("/proc")?,
-        "proc",
-        nosuid_nodev_noexec,
-        "",
-        "/proc",
-    )?;
+    match spec.proc {
+        Proc::Fresh => mount(
+            "proc",
+            &root.open("/proc")?,
+            "proc",
+            nosuid_nodev_noexec,
+            "",
+            "/proc",
+        )?,
+        Proc::Host => bind(&root, "/proc", "/proc", false)?,
+    }
+    if spec.probe {
+        return Ok(());
+    }
 
     let dev = root.open("/dev")?;
     mount(

@@ -88,6 +88,20 @@ pub(crate) fn resource(name: &str) -> Option<rustix::process::Resource> {
     })
 }
 
+/// Where a sandbox's `/proc` comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Proc {
+    /// A procfs of the sandbox's own pid namespace: only its processes show.
+    #[default]
+    Fresh,
+    /// The `/proc` rbuild itself sees, bound with every mount on it: inside a container
+    /// that masks parts of its own `/proc` (podman, Docker, Kubernetes by default) the
+    /// kernel refuses a fresh one, as it does to Buildah's and BuildKit's rootless mode. The
+    /// step then sees the container's processes (Buildah's `--isolation=chroot` does the
+    /// same); the masks stay.
+    Host,
+}
+
 /// A file or directory from outside made visible inside.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bind {
@@ -139,7 +153,23 @@ pub struct Spec {
     /// (rootless with /etc/subuid ranges), instead of the helper mapping root alone.
     #[serde(default)]
     pub external_idmap: bool,
+    #[serde(default)]
+    pub proc: Proc,
+    /// Leave the hostname as it is (the machine refuses `sethostname`).
+    #[serde(default)]
+    pub keep_hostname: bool,
+    /// Only find out what the machine allows, and exit with [`PROBED`] and the bits of
+    /// what it refused ([`super::probe`]).
+    #[serde(default)]
+    pub probe: bool,
 }
+
+/// A probe's exit status: this, with a bit for each thing refused.
+pub(crate) const PROBED: u8 = 64;
+/// A `/proc` of the sandbox's own.
+pub(crate) const REFUSED_PROC: u8 = 1;
+/// `sethostname` in the sandbox's UTS namespace.
+pub(crate) const REFUSED_HOSTNAME: u8 = 2;
 
 impl Spec {
     /// `args` run in `rootfs` as root (0:0, groups `0`) in `/`, with `PATH=/bin`, hostname
@@ -164,6 +194,9 @@ impl Spec {
             limits: cgroup::Limits::default(),
             privileged: false,
             external_idmap: false,
+            proc: Proc::Fresh,
+            keep_hostname: false,
+            probe: false,
         }
     }
 }

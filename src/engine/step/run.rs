@@ -249,6 +249,7 @@ impl LayerStep for RunStep {
         if !env.iter().any(|e| e.starts_with("HOME=")) {
             env.push(format!("HOME={}", user.home));
         }
+        let isolation = session.isolation()?;
         let spec = Spec {
             env,
             cwd: self.workdir.clone(),
@@ -263,6 +264,8 @@ impl LayerStep for RunStep {
             privileged: self.privileged,
             shm_size: self.shm_size,
             ulimits: self.ulimits.clone(),
+            proc: isolation.proc,
+            keep_hostname: isolation.keep_hostname,
             ..Spec::new(root, self.args.clone())
         };
         let log = session.log_path(cx.id);
