@@ -1,6 +1,8 @@
 //! rbuild inside an unprivileged CI container, as GitLab's and Kubernetes' runners start
-//! one: podman (with runc), its default seccomp profile, no added capability, a user that
-//! is not root. The container's root filesystem is made here: the rbuild binary with the
+//! one: podman (with runc), its default seccomp profile, no added capability, as a user
+//! that is not root and as the container's root (without CAP_SYS_ADMIN); then the same in
+//! a rootless podman container (podman run by nobody), where rbuild's user namespace nests
+//! in podman's. The container's root filesystem is made here: the rbuild binary with the
 //! libraries it links, Debian's static busybox, a passwd with the user, and a build context
 //! whose Dockerfile makes a busybox image `FROM scratch` and runs steps on it.
 //!
@@ -13,7 +15,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::common::podman::{PodmanCleanup, podman_cmd};
-use crate::common::{rbuild_bin, require, temp_home};
+use crate::common::require::{self, Need};
+use crate::common::{rbuild_bin, temp_home};
 
 const DOCKERFILE: &str = "FROM scratch AS base\nCOPY rootfs/ /\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\nFROM base\nRUN echo built by $(id -u) > /built.txt && ls /proc/1 >/dev/null && mkdir -p /data\nCOPY app.txt /data/\nRUN cat /data/app.txt >> /built.txt\nCMD [\"cat\", \"/built.txt\"]\n";
 
@@ -27,6 +30,7 @@ fn container_rootfs(dir: &Path) {
         "proc",
         "sys",
         "dev",
+        "var/lib",
         "ctx/rootfs/bin",
         "ctx/rootfs/etc",
     ] {
@@ -96,55 +100,155 @@ fn a_build_in_an_unprivileged_podman_container_falls_back_and_says_so() {
     let _cleanup = PodmanCleanup(&home);
     let rootfs = home.join("rootfs");
     container_rootfs(&rootfs);
-    let run = |script: &str| {
-        let out = podman_cmd(&home)
-            .args([
-                "run",
-                "--rm",
-                "--user",
-                "1000:1000",
-                "-e",
-                "HOME=/tmp",
-                "--rootfs",
-            ])
-            .arg(&rootfs)
-            .args(["/bin/sh", "-c", script])
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+    // As user 1000 (rbuild makes a user namespace, only root mapped), and as the
+    // container's root without CAP_SYS_ADMIN (rbuild makes one mapping every id to itself).
+    for user in ["1000:1000", "0:0"] {
+        check_user(&|| podman_cmd(&home), &rootfs, user);
+    }
+    // The same in a rootless podman container (podman run by nobody, with its subordinate
+    // range): rbuild's user namespace nests in podman's.
+    if !rootless_podman_ready() {
+        return;
+    }
+    let nobody_home = home.join("nobody");
+    std::fs::create_dir_all(nobody_home.join("run")).unwrap();
+    std::fs::write(
+        nobody_home.join("containers.conf"),
+        std::fs::read_to_string(home.join("containers.conf")).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        nobody_home.join("storage.conf"),
+        format!(
+            "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run/storage\"\ngraphroot = \"{0}/graph\"\n",
+            nobody_home.display()
+        ),
+    )
+    .unwrap();
+    // Its root is nobody here: it needs to write /var/lib, and the first user's state goes.
+    let status = Command::new("chown")
+        .args(["-R", "nobody"])
+        .arg(&nobody_home)
+        .arg(rootfs.join("var/lib"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // podman wants its runtime directory private.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        nobody_home.join("run"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(rootfs.join("tmp/.local"));
+    let podman_as_nobody = || {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "env"])
+            .arg(format!("HOME={}", nobody_home.display()))
+            .arg(format!(
+                "XDG_RUNTIME_DIR={}",
+                nobody_home.join("run").display()
+            ))
+            .arg(format!(
+                "CONTAINERS_CONF={}",
+                nobody_home.join("containers.conf").display()
+            ))
+            .arg(format!(
+                "CONTAINERS_STORAGE_CONF={}",
+                nobody_home.join("storage.conf").display()
+            ))
+            .arg("podman");
+        cmd
     };
-    let (code, stdout, stderr) = run("cd /ctx && rbuild build --progress=plain -t app:1 .");
-    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let cleanup = || {
+        let _ = podman_as_nobody()
+            .args(["rm", "--all", "--force", "--time", "0"])
+            .output();
+    };
+    for user in ["1000:1000", "0:0"] {
+        check_user(&podman_as_nobody, &rootfs, user);
+    }
+    cleanup();
+}
+
+/// Whether podman can be run by nobody: setpriv, and a subordinate range for nobody (the
+/// test script gives it one); a skip (with what is missing) otherwise.
+fn rootless_podman_ready() -> bool {
+    let range = ["/etc/subuid", "/etc/subgid"].iter().all(|f| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("nobody:"))
+    });
+    let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if range && setpriv {
+        return true;
+    }
+    require::skip(
+        Need::Install,
+        "rootless podman needs setpriv and a range for nobody in /etc/subuid and /etc/subgid (scripts/test.sh adds it)",
+    );
+    false
+}
+
+fn check_user(podman: &dyn Fn() -> Command, rootfs: &Path, user: &str) {
+    // One container for every command (a rootless podman takes seconds to start one): each
+    // command's output (both streams) after a line `==NAME`, its status on a line `==rc N`.
+    let script = "cd /ctx
+echo ==build; rbuild build --no-cache --progress=plain -t app:1 . 2>&1; echo \"==rc $?\"
+echo ==run; rbuild run app:1 2>&1; echo \"==rc $?\"
+echo ==oci; rbuild build --isolation=oci --no-cache . 2>&1; echo \"==rc $?\"
+echo ==chroot; rbuild build --isolation=chroot --progress=plain . 2>&1; echo \"==rc $?\"";
+    let out = podman()
+        .args(["run", "--rm", "--user", user, "-e", "HOME=/tmp", "--rootfs"])
+        .arg(rootfs)
+        .args(["/bin/sh", "-c", script])
+        .output()
+        .unwrap();
+    let all = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{user}: {all}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let part = |name: &str| -> (i32, String) {
+        let text = all
+            .split(&format!("=={name}\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{user}: no {name} in {all}"));
+        let (body, rest) = text.split_once("==rc ").unwrap();
+        let code = rest.lines().next().unwrap().trim().parse().unwrap();
+        (code, body.to_string())
+    };
+    let (code, build) = part("build");
+    assert_eq!(code, 0, "{user}: {build}");
     // `rbuild run` in the same container: the steps ran as root of the build (id 0), and
     // read the context.
-    let (code, out, err) = run("rbuild run app:1");
-    assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out, "built by 0\nfrom the context\n", "{err}");
+    let (code, run) = part("run");
+    assert_eq!(code, 0, "{user}: {run}");
+    let printed: Vec<&str> = run.lines().filter(|l| !l.starts_with("warning:")).collect();
+    assert_eq!(printed, ["built by 0", "from the context"], "{user}: {run}");
     // Said once, with what was lost and how to keep it.
-    let notes: Vec<&str> = stderr
+    let notes: Vec<&str> = build
         .lines()
         .filter(|l| l.starts_with("warning: isolation:"))
         .collect();
-    assert_eq!(notes.len(), 1, "{stderr}");
+    assert_eq!(notes.len(), 1, "{user}: {build}");
     assert!(
         notes[0].contains("a /proc of their own") && notes[0].contains("systempaths=unconfined"),
         "{}",
         notes[0]
     );
-
     // Full isolation asked for: refused, saying why and what to do.
-    let (code, _, stderr) = run("cd /ctx && rbuild build --isolation=oci --no-cache .");
-    assert_eq!(code, Some(1), "{stderr}");
+    let (code, oci) = part("oci");
+    assert_eq!(code, 1, "{user}: {oci}");
     assert!(
-        stderr.contains("--isolation=oci: this container refuses RUN steps a /proc of their own"),
-        "{stderr}"
+        oci.contains("--isolation=oci: this container refuses RUN steps a /proc of their own"),
+        "{user}: {oci}"
     );
-    // chroot says it in advance: no warning, the same image.
-    let (code, _, stderr) = run("cd /ctx && rbuild build --isolation=chroot --progress=plain .");
-    assert_eq!(code, Some(0), "{stderr}");
-    assert!(!stderr.contains("warning: isolation"), "{stderr}");
+    // chroot says it in advance: no warning.
+    let (code, chroot) = part("chroot");
+    assert_eq!(code, 0, "{user}: {chroot}");
+    assert!(!chroot.contains("warning: isolation"), "{user}: {chroot}");
 }

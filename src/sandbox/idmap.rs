@@ -50,6 +50,28 @@ pub fn external_mapping() -> Option<Mapping> {
 
 /// [`external_mapping`], saying why there is none.
 pub(crate) fn mapping_for_user() -> Result<Mapping, NoRanges> {
+    // Root without CAP_SYS_ADMIN (root of an unprivileged container): every id it has,
+    // mapped to itself, written directly ([`apply`]); it may, with CAP_SETUID.
+    if rustix::process::geteuid().is_root() {
+        let identity = |file: &str| -> Vec<String> {
+            std::fs::read_to_string(file)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.len() == 3).then(|| [f[0], f[0], f[2]].map(str::to_string))
+                })
+                .flatten()
+                .collect()
+        };
+        let (u, g) = (
+            identity("/proc/self/uid_map"),
+            identity("/proc/self/gid_map"),
+        );
+        if !u.is_empty() && !g.is_empty() {
+            return Ok((u, g));
+        }
+    }
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
     let name = user_name(uid);
@@ -117,6 +139,15 @@ pub(crate) fn apply(pid: u32, mapping: &Mapping) -> Result<(), String> {
             Ok(_) => return Err(format!("process {pid} did not create its user namespace")),
             Err(e) => return Err(format!("process {pid} went away: {e}")),
         }
+    }
+    if rustix::process::geteuid().is_root() {
+        // The same triples newuidmap takes, written as its lines.
+        for (file, args) in [("uid_map", &mapping.0), ("gid_map", &mapping.1)] {
+            let text: Vec<String> = args.chunks(3).map(|t| t.join(" ")).collect();
+            std::fs::write(format!("/proc/{pid}/{file}"), text.join("\n"))
+                .map_err(|e| format!("writing /proc/{pid}/{file}: {e}"))?;
+        }
+        return Ok(());
     }
     for (tool, args) in [("newuidmap", &mapping.0), ("newgidmap", &mapping.1)] {
         let out = Command::new(tool)

@@ -102,7 +102,13 @@ fn unshare_hint(e: &std::io::Error) -> &'static str {
 /// root where it stands. Inside rbuild's own namespace (or a container's) it is root, so
 /// this never nests.
 pub fn needed() -> bool {
+    // Root of an unprivileged container (no CAP_SYS_ADMIN) may mount nothing either; in a
+    // user namespace of its own it may.
     !rustix::process::geteuid().is_root()
+        || rustix::thread::capabilities(None).is_ok_and(|c| {
+            !c.effective
+                .contains(rustix::thread::CapabilitySet::SYS_ADMIN)
+        })
 }
 
 /// The outer half: run this command line again in a new user namespace, relay signals,
@@ -238,6 +244,7 @@ pub fn enter(args: Vec<OsString>) -> Result<Vec<OsString>, UnshareError> {
     )
     .map_err(|e| UnshareError::Private { source: e.into() })?;
     ENTERED.store(true, std::sync::atomic::Ordering::Relaxed);
+    crate::sys::userns::entered();
     let mut rest = args;
     rest.drain(1..3);
     Ok(rest)

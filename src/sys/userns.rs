@@ -16,10 +16,21 @@ fn is_initial_map(uid_map: &str) -> bool {
     lines.len() == 1 && lines[0] == ["0", "0", "4294967295"]
 }
 
+/// Set when this process made a user namespace of its own and entered it (a rootless
+/// build's): then it is in one whatever its map says.
+static ENTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Note that this process entered a user namespace of its own. Root of an unprivileged
+/// container builds in one that maps every id to itself, which looks initial by its map.
+pub(crate) fn entered() {
+    ENTERED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Whether this process runs in a user namespace other than the initial one. Unreadable
 /// `/proc` counts as the initial namespace: then rbuild behaves as it always did.
 pub(crate) fn in_user_namespace() -> bool {
-    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| !is_initial_map(&m))
+    ENTERED.load(std::sync::atomic::Ordering::Relaxed)
+        || std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| !is_initial_map(&m))
 }
 
 /// Whether this process is root of the initial user namespace: root on the host, with
