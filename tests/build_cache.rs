@@ -46,20 +46,24 @@ impl Machines {
 
     /// `rbuild build --progress=plain ARGS .` on `machine`'s state root.
     fn run(&self, machine: &str, args: &[&str]) -> Output {
-        let mut all = vec!["build", "--progress=plain"];
-        all.extend_from_slice(args);
-        all.push(".");
-        self.ctx.rbuild_env(
-            &all,
-            &[
-                ("RBUILD_ROOT", self.root(machine).to_str().unwrap()),
-                ("CONTAINERS_REGISTRIES_CONF", self.conf.to_str().unwrap()),
-                (
-                    "DOCKER_CONFIG",
-                    self.ctx.home.join("docker").to_str().unwrap(),
-                ),
-            ],
-        )
+        self.build_cmd(machine, &self.ctx.dir, args)
+            .output()
+            .expect("run rbuild")
+    }
+
+    /// `rbuild build --progress=plain ARGS .` in `dir`, on `machine`'s state root.
+    fn build_cmd(&self, machine: &str, dir: &Path, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(crate::common::rbuild_bin());
+        cmd.args(["build", "--progress=plain"])
+            .args(args)
+            .arg(".")
+            .current_dir(dir)
+            .env("RBUILD_ROOT", self.root(machine))
+            .env("CONTAINERS_REGISTRIES_CONF", &self.conf)
+            .env("DOCKER_CONFIG", self.ctx.home.join("docker"))
+            .env("NO_COLOR", "1")
+            .env_remove("SOURCE_DATE_EPOCH");
+        cmd
     }
 
     /// A build that must succeed; returns its summary.
@@ -575,14 +579,10 @@ fn concurrent_exports_to_one_ref_leave_one_whole_cache() {
     copy_dir(&m.ctx.dir, &second);
     std::fs::write(second.join("app.txt"), "other\n").unwrap();
     let spawn = |machine: &str, dir: &Path| {
-        let mut cmd = std::process::Command::new(crate::common::rbuild_bin());
-        cmd.args(["build", "--progress=plain", "--cache-to", &to, "."])
-            .current_dir(dir)
-            .env("RBUILD_ROOT", m.root(machine))
-            .env("CONTAINERS_REGISTRIES_CONF", &m.conf)
-            .env("DOCKER_CONFIG", m.ctx.home.join("docker"))
-            .stderr(std::process::Stdio::piped());
-        cmd.spawn().unwrap()
+        m.build_cmd(machine, dir, &["--cache-to", &to])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     };
     let (x, y) = (spawn("x", first.parent().unwrap()), spawn("y", &second));
     for child in [x, y] {
@@ -597,12 +597,8 @@ fn concurrent_exports_to_one_ref_leave_one_whole_cache() {
     // the other context runs only the two steps that read app.txt.
     let mut ran = Vec::new();
     for (machine, dir) in [("a", first.parent().unwrap()), ("b", second.as_path())] {
-        let mut cmd = std::process::Command::new(crate::common::rbuild_bin());
-        let out = cmd
-            .args(["build", "--progress=plain", "--cache-from", &cache, "."])
-            .current_dir(dir)
-            .env("RBUILD_ROOT", m.root(machine))
-            .env("CONTAINERS_REGISTRIES_CONF", &m.conf)
+        let out = m
+            .build_cmd(machine, dir, &["--cache-from", &cache])
             .output()
             .unwrap();
         assert!(

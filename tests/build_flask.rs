@@ -46,23 +46,9 @@ fn flask_watchlist_builds_runs_and_rebuilds_from_cache() {
     ]) {
         return;
     }
-    let Some(layout) = python_base_layout() else {
+    let Some((reg, home, conf, ctx)) = seed_lab("build-flask") else {
         return;
     };
-    let reg = Registry::start(None);
-    skopeo_push(
-        &layout,
-        PYTHON_BASE_TAG,
-        &format!("{}/library/python:{PYTHON_BASE_TAG}", reg.addr),
-        None,
-    );
-    let home = temp_home("build-flask");
-    let conf = mirror_conf(&home, &reg.addr, &[]);
-    let ctx = home.join("ctx");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/flask-watchlist"),
-        &ctx,
-    );
 
     let progress = build(&home, &conf, &ctx, "first build");
     assert_cache(
@@ -184,23 +170,9 @@ fn the_seed_app_builds_from_a_registry_cache_on_empty_machines() {
     if !require::tools(&["docker-registry", "skopeo"]) {
         return;
     }
-    let Some(layout) = python_base_layout() else {
+    let Some((reg, home, conf, ctx)) = seed_lab("build-flask-ci") else {
         return;
     };
-    let reg = Registry::start(None);
-    skopeo_push(
-        &layout,
-        PYTHON_BASE_TAG,
-        &format!("{}/library/python:{PYTHON_BASE_TAG}", reg.addr),
-        None,
-    );
-    let home = temp_home("build-flask-ci");
-    let conf = mirror_conf(&home, &reg.addr, &[&reg.addr]);
-    let ctx = home.join("ctx");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/flask-watchlist"),
-        &ctx,
-    );
     let cache = format!("{}/ci/cache:flask", reg.addr);
     // Each machine: a home (and state root) of its own.
     let machine = |name: &str, args: &[&str]| -> String {
@@ -262,6 +234,35 @@ fn the_seed_app_builds_from_a_registry_cache_on_empty_machines() {
 
     drop(reg);
     let _ = std::fs::remove_dir_all(&home);
+}
+
+/// A registry serving the Python base image as docker.io's `library/python` (through a
+/// registries.conf mirror, which also lets the registry be spoken to over plain HTTP), and
+/// a copy of the seed app: (registry, home, registries.conf, context). None after a skip.
+fn seed_lab(
+    name: &str,
+) -> Option<(
+    Registry,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+)> {
+    let layout = python_base_layout()?;
+    let reg = Registry::start(None);
+    skopeo_push(
+        &layout,
+        PYTHON_BASE_TAG,
+        &format!("{}/library/python:{PYTHON_BASE_TAG}", reg.addr),
+        None,
+    );
+    let home = temp_home(name);
+    let conf = mirror_conf(&home, &reg.addr, &[&reg.addr]);
+    let ctx = home.join("ctx");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/flask-watchlist"),
+        &ctx,
+    );
+    Some((reg, home, conf, ctx))
 }
 
 /// The movie titles of a `GET /api/` answer, in order.
