@@ -252,6 +252,13 @@ fn a_push_from_an_imported_cache_downloads_no_layer() {
     // and the base is tagged in C's store once whole; the result is tagged as usual.
     let c = m.build("c", &["-t", "app:c"]);
     assert_eq!(c.ran, 2);
+    // The step that needed it said so.
+    assert!(
+        c.stderr
+            .contains(&format!("fetching {}", &layers[0]["sha256:".len()..][..12])),
+        "{}",
+        c.stderr
+    );
     // (The access log does show downloads: this one fetched the base's layer.)
     assert!(
         m.reg.as_ref().unwrap().blob_gets().contains(&layers[0]),

@@ -494,7 +494,7 @@ impl Planned {
                 layers: state.layers.clone(),
                 platform: plan.target_platform.clone(),
                 lowers: if needs_rootfs {
-                    session.lowers(&state.layers, state.diff_ids())?
+                    session.lowers(None, &state.layers, state.diff_ids())?
                 } else {
                     Vec::new()
                 },

@@ -24,9 +24,9 @@ use crate::diag::{Diagnostic, Source};
 use crate::dockerfile::instruction::Instruction;
 use crate::gc::lease::{Kind as LeaseKind, Leases};
 use crate::oci::digest::Digest;
-use crate::oci::manifest::Descriptor;
+use crate::oci::manifest::{Descriptor, descriptor_digest};
 use crate::plan::Plan;
-use crate::progress::Reporter;
+use crate::progress::{Event, Reporter};
 use crate::registry::registries_conf::{ConfigError, RegistriesConf};
 use crate::snapshot::overlay;
 use crate::snapshot::snapshotter::Kind as Snapshotter;
@@ -323,9 +323,12 @@ impl<'a> Session<'a> {
 
     /// The root filesystem of a state made of `layers` (with their `diff_ids`): its
     /// snapshots, lowest first (overlay), or its one tree (native). What is missing is
-    /// unpacked, each blob fetched first when only an imported cache has it.
+    /// unpacked, each blob fetched first when it is still in a registry (a base image's
+    /// layer, an imported cache's); the step of progress vertex `id` says so. Overlay
+    /// snapshots are made [`JOBS`] at a time; a native tree's blobs are fetched so.
     pub(crate) fn lowers(
         &self,
+        id: Option<usize>,
         layers: &[Descriptor],
         diff_ids: &[Digest],
     ) -> Result<Vec<PathBuf>, BuildError> {
@@ -353,31 +356,65 @@ impl<'a> Session<'a> {
             what: format!("using {}", path.display()),
             source: std::io::Error::other("removed by a collection three times in a row"),
         };
+        let say = |message: String| {
+            if let Some(id) = id {
+                self.progress.event(Event::Status { id, message });
+            }
+        };
+        let fetch = |layer: &Descriptor| -> Result<(), BuildError> {
+            let digest = descriptor_digest(layer)?;
+            if !store.blobs().contains(&digest) && self.lazy.knows(&digest) {
+                say(format!(
+                    "fetching {} ({})",
+                    digest.short(),
+                    crate::progress::human_size(layer.size())
+                ));
+            }
+            self.lazy.ensure(store, layer)
+        };
         match self.kind {
-            Snapshotter::Overlay => layers
-                .iter()
-                .zip(diff_ids)
-                .zip(&chains)
-                .map(|((layer, diff_id), chain)| {
-                    let dir = self.snapshots.path(chain);
-                    for _ in 0..3 {
-                        if !dir.is_dir() {
-                            self.lazy.ensure(store, layer)?;
-                            self.snapshots.ensure_layer(
-                                store,
-                                layer,
-                                diff_id,
-                                chain,
-                                overlay::userxattr(),
-                            )?;
+            Snapshotter::Overlay => {
+                // What is missing is made JOBS at a time, each layer fetched and unpacked.
+                let missing: Vec<usize> = (0..layers.len())
+                    .filter(|&i| !self.snapshots.path(&chains[i]).is_dir())
+                    .collect();
+                parallel(&missing, |i| {
+                    fetch(&layers[i])?;
+                    say(format!("unpacking {}", chains[i].short()));
+                    self.snapshots.ensure_layer(
+                        store,
+                        &layers[i],
+                        &diff_ids[i],
+                        &chains[i],
+                        overlay::userxattr(),
+                    )?;
+                    Ok(())
+                })?;
+                layers
+                    .iter()
+                    .zip(diff_ids)
+                    .zip(&chains)
+                    .map(|((layer, diff_id), chain)| {
+                        let dir = self.snapshots.path(chain);
+                        for _ in 0..3 {
+                            if !dir.is_dir() {
+                                self.lazy.ensure(store, layer)?;
+                                self.snapshots.ensure_layer(
+                                    store,
+                                    layer,
+                                    diff_id,
+                                    chain,
+                                    overlay::userxattr(),
+                                )?;
+                            }
+                            if hold(LeaseKind::Snapshot, chain, &dir)? {
+                                return Ok(dir);
+                            }
                         }
-                        if hold(LeaseKind::Snapshot, chain, &dir)? {
-                            return Ok(dir);
-                        }
-                    }
-                    Err(gone(&dir))
-                })
-                .collect(),
+                        Err(gone(&dir))
+                    })
+                    .collect()
+            }
             Snapshotter::Native => {
                 'attempt: for _ in 0..3 {
                     // The deepest tree there is, then each layer above it applied in turn.
@@ -388,8 +425,12 @@ impl<'a> Session<'a> {
                     {
                         continue;
                     }
-                    for i in have.map_or(0, |i| i + 1)..layers.len() {
-                        self.lazy.ensure(store, &layers[i])?;
+                    // Each tree is its parent's plus a layer, so they are made in turn;
+                    // their blobs are fetched JOBS at a time first.
+                    let above: Vec<usize> = (have.map_or(0, |i| i + 1)..layers.len()).collect();
+                    parallel(&above, |i| fetch(&layers[i]))?;
+                    for i in above {
+                        say(format!("unpacking {}", chains[i].short()));
                         let made = self.trees.ensure_layer(
                             store,
                             tree.as_deref(),
@@ -422,14 +463,54 @@ impl<'a> Session<'a> {
     }
 
     /// Mount another state's root filesystem to read (or, `writable`, to write into and
-    /// discard).
-    pub(crate) fn open(&self, state: &StateRef, writable: bool) -> Result<Tree, BuildError> {
+    /// discard), for the step of progress vertex `id`.
+    pub(crate) fn open(
+        &self,
+        id: Option<usize>,
+        state: &StateRef,
+        writable: bool,
+    ) -> Result<Tree, BuildError> {
         Ok(Tree::open(
             self.kind,
             &self.settings.state_root,
-            &self.lowers(&state.layers, &state.diff_ids)?,
+            &self.lowers(id, &state.layers, &state.diff_ids)?,
             writable,
         )?)
+    }
+}
+
+/// Run `work` on each of `items`, [`crate::registry::pull::JOBS`] at a time; the first
+/// error is returned once the others have stopped.
+fn parallel(
+    items: &[usize],
+    work: impl Fn(usize) -> Result<(), BuildError> + Sync,
+) -> Result<(), BuildError> {
+    if items.len() < 2 {
+        return items.iter().try_for_each(|&i| work(i));
+    }
+    let todo = Mutex::new(items.iter().rev().copied().collect::<Vec<_>>());
+    let failed: Mutex<Option<BuildError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..crate::registry::pull::JOBS.min(items.len()) {
+            s.spawn(|| {
+                loop {
+                    if failed.lock().expect("failure").is_some() {
+                        return;
+                    }
+                    let Some(i) = todo.lock().expect("work").pop() else {
+                        return;
+                    };
+                    if let Err(e) = work(i) {
+                        failed.lock().expect("failure").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().expect("failure") {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 

@@ -250,7 +250,7 @@ impl LayerStep for CopyStep {
             op.owner = Some(super::user::chown_ids(root, spec)?);
         }
         let mounted = match &from {
-            CopyFrom::State(state_ref) => Some(session.open(state_ref, false)?),
+            CopyFrom::State(state_ref) => Some(session.open(Some(cx.id), state_ref, false)?),
             _ => None,
         };
         let source = match (&from, &mounted) {

@@ -276,7 +276,7 @@ impl Mounts {
         let session = cx.session;
         match src {
             BindSource::State(from) => {
-                let tree = session.open(from, !m.readonly)?;
+                let tree = session.open(Some(cx.id), from, !m.readonly)?;
                 let root = tree.root().to_path_buf();
                 self.trees.push(tree);
                 Ok(root)
@@ -340,7 +340,7 @@ fn seed_cache(
     if !empty {
         return Ok(());
     }
-    let tree = session.open(from, false)?;
+    let tree = session.open(Some(cx.id), from, false)?;
     let op = CopyOp::contents_of(m.source.as_deref().unwrap_or("/"));
     copy::copy(&SourceRoot::Tree(tree.root()), dir, &op)
         .map_err(|e| session.fail_at(instruction, &e))?;

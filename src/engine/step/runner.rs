@@ -91,7 +91,7 @@ pub(crate) fn run_layer_step(
     }
     state.clock = session.created();
     let dir = WorkDir::create(&session.settings().state_root)?;
-    let lowers = session.lowers(&state.layers, state.diff_ids())?;
+    let lowers = session.lowers(Some(id), &state.layers, state.diff_ids())?;
     let fs = StepFs::prepare(session.snapshotter(), &lowers, dir.path())?;
     let cx = Cx {
         session,
