@@ -3,10 +3,11 @@
 //! store blob by blob (each verified against its digest) without a tag, so that `FROM NAME`
 //! and `--from=NAME` use it as they would a pulled image.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::error::BuildError;
 use crate::oci::DigestAndSize;
+use crate::oci::digest::Digest;
 use crate::oci::manifest::{
     Descriptor, Manifest, descriptor_digest, parse_manifest_any, select_manifest,
 };
@@ -45,25 +46,7 @@ pub(crate) fn import(store: &Store, spec: &str, platform: &Platform) -> Result<I
     .ok_or_else(|| fail("the layout has no such image".into()))?;
     let top: Descriptor =
         serde_json::from_value((*chosen).clone()).map_err(|e| fail(format!("index.json: {e}")))?;
-    let copy = |d: &Descriptor| -> Result<(), BuildError> {
-        let digest = descriptor_digest(d).map_err(|e| fail(crate::diag::chain(&e)))?;
-        let file = dir
-            .join("blobs")
-            .join(digest.algorithm().name())
-            .join(digest.hex());
-        let f = std::fs::File::open(&file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
-        store
-            .blobs()
-            .write(
-                std::io::BufReader::new(f),
-                &DigestAndSize {
-                    digest,
-                    size: d.size(),
-                },
-            )
-            .map_err(|e| fail(crate::diag::chain(&e)))?;
-        Ok(())
-    };
+    let copy = |d: &Descriptor| copy_blob(store, dir, d).map_err(fail);
     copy(&top)?;
     let read = |d: &Descriptor| -> Result<Manifest, BuildError> {
         let digest = descriptor_digest(d).map_err(|e| fail(crate::diag::chain(&e)))?;
@@ -92,6 +75,32 @@ pub(crate) fn import(store: &Store, spec: &str, platform: &Platform) -> Result<I
         copy(layer)?;
     }
     Ok(store.image_at(&manifest_desc, platform)?)
+}
+
+/// Where an OCI image layout `dir` keeps the blob `digest`.
+pub(crate) fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join("blobs")
+        .join(digest.algorithm().name())
+        .join(digest.encoded())
+}
+
+/// Copy the blob `desc` names from the layout `dir` into the store, verified as it
+/// streams; the error says which file and why.
+pub(crate) fn copy_blob(store: &Store, dir: &Path, desc: &Descriptor) -> Result<(), String> {
+    let digest = descriptor_digest(desc).map_err(|e| crate::diag::chain(&e))?;
+    let file = blob_path(dir, &digest);
+    let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    store
+        .blobs()
+        .write(
+            std::io::BufReader::new(f),
+            &DigestAndSize {
+                digest,
+                size: desc.size(),
+            },
+        )
+        .map_err(|e| format!("{}: {}", file.display(), crate::diag::chain(&e)))?;
+    Ok(())
 }
 
 /// `PATH[:TAG|@DIGEST]` split: `@sha256:...` picks by digest, `:TAG` (after the last `/`)

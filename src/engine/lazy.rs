@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
 use super::error::BuildError;
-use crate::oci::digest::{Digest, DigestAndSize};
+use crate::oci::digest::Digest;
 use crate::oci::manifest::{Descriptor, descriptor_digest};
 use crate::oci::reference::Reference;
 use crate::registry::client::{Client, Origin};
@@ -182,29 +182,10 @@ impl LazyBlobs {
                     })
             }
             BlobSource::Layout(dir) => {
-                let path = dir
-                    .join("blobs")
-                    .join(digest.algorithm().name())
-                    .join(digest.encoded());
-                let err = |e: std::io::Error| BuildError::Fetch {
+                super::layout::copy_blob(store, dir, desc).map_err(|e| BuildError::Fetch {
                     digest: digest.clone(),
-                    source: Box::new(std::io::Error::new(
-                        e.kind(),
-                        format!("{}: {e}", path.display()),
-                    )),
-                };
-                let mut file = std::fs::File::open(&path).map_err(err)?;
-                let mut writer = store.blobs().writer_with(digest.algorithm())?;
-                std::io::copy(&mut file, &mut writer).map_err(err)?;
-                let expected = DigestAndSize {
-                    digest: digest.clone(),
-                    size: desc.size(),
-                };
-                writer.commit(&expected).map_err(|e| BuildError::Fetch {
-                    digest: digest.clone(),
-                    source: Box::new(e),
-                })?;
-                Ok(())
+                    source: e.into(),
+                })
             }
         }
     }

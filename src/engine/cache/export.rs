@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::Descriptor;
 
 use super::format::{self, Documents, INDEX_TYPE};
-use super::import::{blob_path, registry_of};
+use super::import::registry_of;
 use super::key::CacheKey;
 use super::record::{LayerRecord, Record};
 use super::spec::{CacheSpec, Location};
+use crate::engine::layout::blob_path;
 use crate::engine::lazy::LazyBlobs;
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{

@@ -10,6 +10,7 @@ use oci_spec::image::{Descriptor, ImageManifest};
 
 use super::format::{self, FormatError, Records};
 use super::spec::{CacheSpec, Location};
+use crate::engine::layout::blob_path;
 use crate::engine::lazy::{BlobSource, LazyBlobs};
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{Manifest, descriptor_digest, parse_manifest_any};
@@ -224,13 +225,6 @@ fn from_layout(dir: &Path, tag: &str, lazy: &LazyBlobs) -> Result<Records, Impor
     records.mounts.retain(|(_, l)| present.contains(&l.digest));
     records.skipped += before - records.records.len() - records.mounts.len();
     Ok(records)
-}
-
-/// Where a layout keeps `digest`.
-pub(crate) fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
-    dir.join("blobs")
-        .join(digest.algorithm().name())
-        .join(digest.encoded())
 }
 
 /// A small blob of the layout `dir`, checked against its descriptor.
