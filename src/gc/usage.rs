@@ -13,13 +13,13 @@
 //! Sizes are apparent sizes of regular files, a file with several links counted once.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use super::lease::{self, Kind};
 use super::{PruneError, chains_of};
 use crate::oci::digest::Digest;
+use crate::snapshot::disk_usage_once as du;
 use crate::store::{Store, StoreLock};
 
 /// A step record of the build cache, as the engine lists them (`BuildCache::entries`): the
@@ -57,23 +57,6 @@ impl Usage {
         .iter()
         .map(|r| r.size)
         .sum()
-    }
-}
-
-/// Apparent size of the regular files under `path` (or of `path`), each inode once.
-fn du(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if meta.is_dir() {
-        let Ok(rd) = std::fs::read_dir(path) else {
-            return 0;
-        };
-        rd.flatten().map(|e| du(&e.path(), seen)).sum()
-    } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
-        meta.len()
-    } else {
-        0
     }
 }
 

@@ -277,14 +277,25 @@ fn temp_in(dir: &Path, chain: &Digest) -> PathBuf {
 
 /// Bytes of regular files under `path`, symlinks not followed.
 fn disk_usage(path: &Path) -> u64 {
+    disk_usage_once(path, &mut std::collections::HashSet::new())
+}
+
+/// Apparent size of the regular files under `path` (or of `path`), each inode once: one
+/// whose (device, inode) is in `seen` already counts nothing, so callers that share `seen`
+/// count a file with several links (or under several of their paths) once.
+pub(crate) fn disk_usage_once(
+    path: &Path,
+    seen: &mut std::collections::HashSet<(u64, u64)>,
+) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
     };
     if meta.is_dir() {
         std::fs::read_dir(path)
-            .map(|rd| rd.flatten().map(|e| disk_usage(&e.path())).sum())
+            .map(|rd| rd.flatten().map(|e| disk_usage_once(&e.path(), seen)).sum())
             .unwrap_or(0)
-    } else if meta.is_file() {
+    } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
         meta.len()
     } else {
         0
