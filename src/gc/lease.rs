@@ -9,9 +9,10 @@
 //! after taking its lock, that the item is still there — a collection may have removed it
 //! just before — and makes it again if not.
 //!
-//! Last used: `<root>/gc/used`, one line per first use in a build (`<unix seconds> <kind>
-//! <name>`), each appended with one `write(2)` to a file opened `O_APPEND`, so concurrent
-//! builds never interleave a line. A collection reads it for each item's last use (an item
+//! Last used: `<root>/gc/used`, one line per item a build used (`<unix seconds> <kind>
+//! <name>`), all of a build's lines appended with one `write(2)` when its holds are
+//! dropped, to a file opened `O_APPEND`, so concurrent builds never interleave a line (a
+//! killed build's uses are lost: they only order the next collection). A collection reads it for each item's last use (an item
 //! not in it: its modification time), and rewrites it with the items that remain.
 
 use std::collections::{HashMap, HashSet};
@@ -69,6 +70,8 @@ pub(crate) fn log_path(root: &Path) -> PathBuf {
 pub struct Leases {
     log: PathBuf,
     held: Mutex<HashMap<PathBuf, File>>,
+    /// The log lines of this build's uses, written when dropped.
+    used: Mutex<String>,
 }
 
 impl Leases {
@@ -76,6 +79,7 @@ impl Leases {
         Leases {
             log: log_path(root),
             held: Mutex::default(),
+            used: Mutex::default(),
         }
     }
 
@@ -99,24 +103,36 @@ impl Leases {
         }
         held.insert(path.to_path_buf(), file);
         drop(held);
-        // The log is a hint for the order of removal: a failure to write it costs nothing.
-        let _ = self.note(kind, name);
-        Ok(true)
-    }
-
-    fn note(&self, kind: Kind, name: &str) -> std::io::Result<()> {
-        if let Some(dir) = self.log.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let line = format!("{now} {} {name}\n", kind.word());
-        let mut f = std::fs::OpenOptions::new()
+        self.used
+            .lock()
+            .expect("uses")
+            .push_str(&format!("{now} {} {name}\n", kind.word()));
+        Ok(true)
+    }
+
+    fn write_uses(&self) -> std::io::Result<()> {
+        let used = std::mem::take(&mut *self.used.lock().expect("uses"));
+        if used.is_empty() {
+            return Ok(());
+        }
+        if let Some(dir) = self.log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.log)?;
-        f.write_all(line.as_bytes())
+            .open(&self.log)?
+            .write_all(used.as_bytes())
+    }
+}
+
+impl Drop for Leases {
+    fn drop(&mut self) {
+        // The log is a hint for the order of removal: a failure to write it costs nothing.
+        let _ = self.write_uses();
     }
 }
 
@@ -213,10 +229,14 @@ mod tests {
                 .hold(Kind::Snapshot, "gone", &root.path().join("gone"))
                 .unwrap()
         );
+        assert!(
+            last_uses(root.path()).is_empty(),
+            "written when the build ends"
+        );
+        drop(leases);
         let uses = last_uses(root.path());
         assert!(uses.contains_key(&(Kind::Snapshot, "abc".to_string())));
         assert!(!uses.contains_key(&(Kind::Snapshot, "gone".to_string())));
-        drop(leases);
         let taken = try_exclusive(&item).unwrap();
         assert!(taken.is_some(), "released with the build");
         // While taken, a build waits for it and then finds it gone if it was removed.
