@@ -123,6 +123,7 @@ impl CacheSpec {
         let mut kind = None;
         let (mut reference, mut dir) = (None, None);
         let mut last_key = String::new();
+        let mut tag_given = false;
         for field in fields(spec) {
             // `mounts=pip,npm`: a bare word after `mounts=` is one more id.
             if !field.contains('=')
@@ -157,6 +158,7 @@ impl CacheSpec {
                         )));
                     }
                     out.tag = value.to_string();
+                    tag_given = true;
                 }
                 "mode" if direction == Direction::To => {
                     out.mode = match value {
@@ -260,6 +262,11 @@ impl CacheSpec {
             }
             None => return Err(fail("missing type= (registry or local)".into())),
         };
+        if tag_given && !matches!(out.location, Location::Local(_)) {
+            return Err(fail(
+                "tag= names a cache in a local directory; a registry cache's tag is in ref=NAME:TAG".into(),
+            ));
+        }
         Ok(out)
     }
 
@@ -398,6 +405,10 @@ mod tests {
             ),
             ("type=registry,ref=a:b,mode", "not key=value"),
             ("type=local,dest=d,tag=a/b", "expected a tag"),
+            (
+                "type=registry,ref=a:b,tag=c",
+                "tag= names a cache in a local directory",
+            ),
             ("type=registry,ref=UPPER:b", "ref=UPPER:b"),
             ("", "empty value"),
         ] {
