@@ -128,12 +128,7 @@ pub fn run(request: &RunRequest, say: &dyn Fn(String)) -> Result<ExitStatus, Bui
     };
     // In a container that refuses part of the isolation, what a build does too (said once).
     let choice = super::isolation::ProcChoice::default();
-    let isolation = choice.choice(
-        super::isolation::Isolation::Auto,
-        &root
-            .join("tmp")
-            .join(format!("probe-{}", crate::store::unique_suffix())),
-    )?;
+    let isolation = choice.choice(super::isolation::Isolation::Auto, root)?;
     if let Some(note) = choice.note() {
         say(format!("warning: {note}"));
     }

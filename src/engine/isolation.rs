@@ -64,11 +64,12 @@ pub(crate) struct ProcChoice {
 }
 
 impl ProcChoice {
-    /// What RUN steps get under `isolation`; `scratch` is a directory to probe in.
+    /// What RUN steps get under `isolation`; a probe works in a new directory under
+    /// `state_root`'s `tmp/`.
     pub(crate) fn choice(
         &self,
         isolation: Isolation,
-        scratch: &Path,
+        state_root: &Path,
     ) -> Result<Choice, BuildError> {
         let chosen = self.chosen.get_or_init(|| {
             // Outside a user namespace everything is allowed; chroot asks for less anyway.
@@ -77,7 +78,10 @@ impl ProcChoice {
             {
                 None
             } else {
-                crate::sandbox::probe(scratch).ok()
+                let scratch = state_root
+                    .join("tmp")
+                    .join(format!("probe-{}", crate::store::unique_suffix()));
+                crate::sandbox::probe(&scratch).ok()
             };
             let mut choice = match isolation {
                 Isolation::Chroot => Choice {
@@ -141,7 +145,7 @@ mod tests {
     #[test]
     fn chroot_is_the_containers_proc_without_a_probe() {
         let choice = ProcChoice::default();
-        let scratch = Path::new("/nonexistent/never-made");
+        let scratch = Path::new("/nonexistent/state-root");
         assert_eq!(
             choice.choice(Isolation::Chroot, scratch).unwrap().proc,
             Proc::Host

@@ -230,12 +230,8 @@ impl<'a> Session<'a> {
     /// What RUN steps get of the isolation (`--isolation`, and what this machine allows),
     /// decided at the first.
     pub(crate) fn isolation(&self) -> Result<super::isolation::Choice, BuildError> {
-        let scratch = self
-            .settings
-            .state_root
-            .join("tmp")
-            .join(format!("probe-{}", crate::store::unique_suffix()));
-        self.proc_choice.choice(self.settings.isolation, &scratch)
+        self.proc_choice
+            .choice(self.settings.isolation, &self.settings.state_root)
     }
 
     /// The imported records, and the records this build used.
