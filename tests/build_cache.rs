@@ -417,6 +417,9 @@ fn mode_min_exports_only_the_final_images_steps() {
 
 #[test]
 fn a_local_cache_directory_carries_the_cache_and_bad_caches_only_warn() {
+    if !require::tools(&["skopeo"]) {
+        return;
+    }
     let Some(m) = Machines::new("cache-local", false) else {
         return;
     };
@@ -425,8 +428,18 @@ fn a_local_cache_directory_carries_the_cache_and_bad_caches_only_warn() {
     let from = format!("type=local,src={}", dir.display());
     let a = m.build("a", &["--cache-to", &to, "-t", "app:1"]);
     assert_eq!(a.ran, 6);
-    // An OCI layout, read back by umoci's sibling skopeo when present.
+    // An OCI layout, read by skopeo (an independent reader): the tag names the cache index.
     assert!(dir.join("oci-layout").is_file() && dir.join("index.json").is_file());
+    let raw = crate::common::registry::run(
+        std::process::Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:latest", dir.display())),
+    );
+    let index: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        index["manifests"][0]["artifactType"], "application/vnd.rbuild.cache.v1",
+        "{raw}"
+    );
 
     let b = m.build("b", &["--cache-from", &from, "-t", "app:1"]);
     assert_eq!((b.ran, b.cached), (0, 6), "{}", b.stderr);
