@@ -57,15 +57,12 @@ if [[ ,$TOOLS, == *,rbuild,* ]] && [ -z "$RBUILD" ]; then
 fi
 [ -z "$RBUILD" ] || RBUILD=$(realpath "$RBUILD")
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# shellcheck source=benches/lib.sh
+source "$REPO/benches/lib.sh"
 
 W=$(mktemp -d /var/tmp/rbuild-bench-build.XXXX)
 EXEC=/run/rbuild-bench-docker.$$   # dockerd's exec-root: short, socket paths live there
 REG_PID='' DOCKERD_PID=''
-unmount_under() {  # unmount whatever a tool left mounted below these directories
-  findmnt -rn -o TARGET | awk -v a="$1" -v b="${2:-$1}" 'index($0, a) == 1 || index($0, b) == 1' \
-    | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-}
 cleanup() {
   [ -n "$DOCKERD_PID" ] && stop_dockerd
   [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null
@@ -79,30 +76,7 @@ trap cleanup EXIT
 mkdir -p "$W"/{bin,logs,results,tmp}
 
 # --- the base image, served by a loopback registry as docker.io/library/python:3.10-alpine ---
-LAYOUT=$(bash "$REPO/tests/fixtures/python-base.sh")
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-ADDR=127.0.0.1:$PORT
-mkdir -p "$W/registry"
-cat >"$W/registry.yml" <<YAML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $W/registry}}
-http: {addr: $ADDR, secret: bench}
-YAML
-docker-registry serve "$W/registry.yml" >"$W/logs/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do curl -s -o /dev/null "http://$ADDR/v2/" && break; sleep 0.1; done
-skopeo copy -q --dest-tls-verify=false "oci:$LAYOUT:3.10-alpine" \
-  "docker://$ADDR/library/python:3.10-alpine"
-cat >"$W/registries.conf" <<CONF
-unqualified-search-registries = ["docker.io"]
-[[registry]]
-prefix = "docker.io"
-location = "docker.io"
-[[registry.mirror]]
-location = "$ADDR"
-insecure = true
-CONF
+serve_python_base
 
 # One copy of the context per tool, so one tool's edits never reach another.
 for t in ${TOOLS//,/ }; do cp -a "$REPO/testdata/flask-watchlist" "$W/ctx-$t"; done
@@ -110,7 +84,6 @@ sed '/^# *syntax=/d' "$REPO/testdata/flask-watchlist/Dockerfile" >"$W/Dockerfile
 
 # Per-tool scripts: TOOL-setup (once), TOOL-clean (before each cold run), TOOL-build and
 # TOOL-edit (before each edit run). A build's output goes to logs/TOOL.log.
-script() { local f=$W/bin/$1; shift; printf '#!/bin/sh\nset -e\n%s\n' "$*" >"$f"; chmod +x "$f"; }
 # Every prepare step ends with `sync`: the disk's writeback of one run (a cold build writes
 # hundreds of MB) must not slow the next, timed one down, whichever tool it is.
 for t in ${TOOLS//,/ }; do
@@ -197,12 +170,6 @@ script buildkit-build "cd '$W/ctx-buildkit'; $DOCKER build --progress plain --ne
 
 # --- measuring ---
 na() { echo "n/a: $2" >"$W/results/$1.reason"; log "$1: n/a: $2"; }
-why() {  # the most telling line of a failed build's output
-  local l
-  l=$(grep -iE 'error|fail' "$W/logs/$1.log" 2>/dev/null | tail -n 1)
-  [ -n "$l" ] || l=$(tail -n 1 "$W/logs/$1.log" 2>/dev/null)
-  echo "${l:-no output}" | cut -c1-300
-}
 measure() {  # TOOL CASE hyperfine-options...
   local t=$1 case=$2; shift 2
   log "$t: $case ($RUNS runs)"

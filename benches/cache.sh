@@ -68,15 +68,12 @@ if [ -z "$RBUILD" ]; then
 fi
 RBUILD=$(realpath "$RBUILD")
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# shellcheck source=benches/lib.sh
+source "$REPO/benches/lib.sh"
 
 W=$(mktemp -d /var/tmp/rbuild-bench-cache.XXXX)
 EXEC=/run/rbuild-bench-docker.$$   # dockerd's exec-root: short, socket paths live there
 REG_PID=''
-unmount_under() {  # unmount whatever a tool left mounted below these directories
-  findmnt -rn -o TARGET | awk -v a="$1" -v b="${2:-$1}" 'index($0, a) == 1 || index($0, b) == 1' \
-    | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-}
 cleanup() {
   [ -x "$W/bin/dockerd-stop" ] && "$W/bin/dockerd-stop" >/dev/null 2>&1
   [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null
@@ -87,36 +84,7 @@ trap cleanup EXIT
 mkdir -p "$W"/{bin,logs,results}
 
 # --- the registry: the base image as docker.io/library/python:3.10-alpine, and the caches ---
-LAYOUT=$(bash "$REPO/tests/fixtures/python-base.sh")
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-ADDR=127.0.0.1:$PORT
-mkdir -p "$W/registry"
-cat >"$W/registry.yml" <<YAML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $W/registry}}
-http: {addr: $ADDR, secret: bench}
-YAML
-docker-registry serve "$W/registry.yml" >"$W/logs/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do curl -s -o /dev/null "http://$ADDR/v2/" && break; sleep 0.1; done
-skopeo copy -q --dest-tls-verify=false "oci:$LAYOUT:3.10-alpine" \
-  "docker://$ADDR/library/python:3.10-alpine"
-# The mirror serves the base image; the second entry lets the cache refs use plain HTTP
-# (a cache ref is read at the registry it names, never through a mirror).
-cat >"$W/registries.conf" <<CONF
-unqualified-search-registries = ["docker.io"]
-[[registry]]
-prefix = "docker.io"
-location = "docker.io"
-[[registry.mirror]]
-location = "$ADDR"
-insecure = true
-[[registry]]
-prefix = "$ADDR"
-location = "$ADDR"
-insecure = true
-CONF
+serve_python_base
 
 # The unedited context (preparation) and one edited copy that both tools build when timed.
 cp -a "$REPO/testdata/flask-watchlist" "$W/ctx"
@@ -124,7 +92,6 @@ cp -a "$REPO/testdata/flask-watchlist" "$W/ctx-edit"
 echo '# edited by benches/cache.sh' >>"$W/ctx-edit/app.py"
 sed '/^# *syntax=/d' "$REPO/testdata/flask-watchlist/Dockerfile" >"$W/Dockerfile.buildkit"
 
-script() { local f=$W/bin/$1; shift; printf '#!/bin/sh\nset -e\n%s\n' "$*" >"$f"; chmod +x "$f"; }
 # Every prepare step ends with `sync`: the writeback of one build (hundreds of MB) must not
 # slow the next, timed one down, whichever tool it is.
 script sync "sync"
@@ -200,12 +167,6 @@ script buildkit-reset "'$W/bin/dockerd-start'"
 script buildkit-ci "cd '$W/ctx-edit'; $BK_BUILD --cache-from $BK_CACHE -t app:ci . >'$W/logs/buildkit.log' 2>&1"
 
 # --- measuring ---
-why() {  # the most telling line of a failed build's output
-  local l
-  l=$(grep -iE 'error|fail' "$W/logs/$1.log" 2>/dev/null | tail -n 1)
-  [ -n "$l" ] || l=$(tail -n 1 "$W/logs/$1.log" 2>/dev/null)
-  echo "${l:-no output}" | cut -c1-300
-}
 fail() { log "$1: $2"; echo "$2" >"$W/results/$1.reason"; }
 # The Dockerfile steps (`#N [k/n] …`) of a build's plain progress, and how many were CACHED.
 step_ids() { grep -oE '^#[0-9]+ \[([^]]* )?[0-9]+/[0-9]+\]' "$W/logs/$1.log" | cut -d' ' -f1 | sort -u; }
