@@ -402,9 +402,10 @@ fn build_and_check(name: &str, who: As) {
     );
 
     // prune (in the user namespace when rootless) removes what the build left, including
-    // files of subordinate ids; then the whole directory can be removed from outside.
+    // files of subordinate ids (the build cache too: its layers are snapshots); then the
+    // whole directory can be removed from outside.
     work.ok(&["rmi", "rootless:1"]);
-    work.ok(&["prune", "--grace", "0s"]);
+    work.ok(&["prune", "--build-cache", "--grace", "0s"]);
     let left: Vec<_> = std::fs::read_dir(work.root().join("snapshots"))
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();

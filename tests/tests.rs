@@ -11,6 +11,7 @@ mod common;
 mod architecture;
 mod build_cache;
 mod build_context;
+mod build_deferred;
 mod build_engine;
 mod build_fidelity;
 mod build_flask;

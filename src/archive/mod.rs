@@ -41,6 +41,8 @@ pub enum ExportError {
     UnknownFormat,
     #[error("{what} in the archive is not valid: {reason}")]
     Invalid { what: String, reason: String },
+    #[error("making the blob of a layer built here")]
+    Layer(#[from] Box<crate::layer::deferred::DeferredError>),
 }
 
 impl From<StoreError> for ExportError {

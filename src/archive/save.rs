@@ -75,7 +75,8 @@ pub(crate) fn save_descriptors(
     let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
     let mut saved = Vec::new();
     for (reference, top) in images {
-        let top = top.clone();
+        // Layers built here are saved as blobs, made now if they were not yet.
+        let top = crate::layer::deferred::materialize(store, top).map_err(Box::new)?;
         let top_digest = descriptor_digest(&top)?;
         let top_bytes = read(store, &top_digest)?;
         let whole_index = match parse_manifest_any(&top_bytes, Some(top.media_type().as_ref()))? {

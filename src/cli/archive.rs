@@ -11,6 +11,11 @@ use super::args::{LoadArgs, SaveArgs, SaveFormat};
 use super::image::{local_name, open_store, platform_or_host};
 
 pub(crate) fn save_cmd(root: &Path, args: SaveArgs) -> anyhow::Result<ExitCode> {
+    // Layers built rootless are made into blobs from snapshots whose files belong to the
+    // user's subordinate ids: read them from the same kind of user namespace.
+    if rbuild::sandbox::unshare::needed() {
+        return Ok(rbuild::sandbox::unshare::run_in_user_namespace(true)?);
+    }
     let store = open_store(root)?;
     let images = args
         .images

@@ -41,6 +41,11 @@ pub(super) fn platform_or_host(p: Option<&str>) -> anyhow::Result<Platform> {
 }
 
 pub(crate) fn push_cmd(root: &Path, args: PushArgs) -> anyhow::Result<ExitCode> {
+    // Layers built rootless are made into blobs from snapshots whose files belong to the
+    // user's subordinate ids: read them from the same kind of user namespace.
+    if rbuild::sandbox::unshare::needed() {
+        return Ok(rbuild::sandbox::unshare::run_in_user_namespace(true)?);
+    }
     let store = open_store(root)?;
     let image = local_name(&args.image)?;
     let dest = local_name(args.dest.as_deref().unwrap_or(&args.image))?;

@@ -29,6 +29,7 @@ use super::session::Session;
 use super::settings::Settings;
 use crate::diag::Source;
 use crate::layer::LayerOptions;
+use crate::layer::deferred::DeferredLayers;
 use crate::oci::digest::Digest;
 use crate::oci::manifest::Descriptor;
 use crate::oci::platform::Platform;
@@ -478,7 +479,14 @@ impl Planned {
             // (the image ID, its config's digest, stays the same).
             let annotations = if inline {
                 let steps: HashSet<CacheKey> = state.steps.iter().copied().collect();
-                let value = inline_value(&session.travel().records(Some(&steps)))?;
+                // As pushed: each deferred layer as its blob, made now.
+                let records = session
+                    .travel()
+                    .records(Some(&steps))
+                    .into_iter()
+                    .map(|(k, r)| Ok((k, r.materialized(&store)?)))
+                    .collect::<Result<_, BuildError>>()?;
+                let value = inline_value(&records)?;
                 Some([(INLINE_ANNOTATION.to_string(), value)].into())
             } else {
                 None
@@ -530,6 +538,30 @@ impl Planned {
         }
         let next_id = std::cell::Cell::new(ids.load(Ordering::Relaxed));
         let new_id = || next_id.replace(next_id.get() + 1);
+        // An image that leaves the machine (a push, an OCI or docker file, an inline cache)
+        // has its layers built here compressed now, and is tagged as it leaves: the store
+        // then names what the registry serves. One only tagged here stays uncompressed.
+        let leaves = inline
+            || !builder.push.is_empty()
+            || builder
+                .files
+                .iter()
+                .any(|o| matches!(o.kind, Kind::Oci { .. } | Kind::Docker));
+        if leaves {
+            let id = new_id();
+            let started = Instant::now();
+            progress.event(Event::Start {
+                id,
+                name: "exporting layers".into(),
+            });
+            for image in &mut images {
+                image.manifest = crate::layer::deferred::materialize(&store, &image.manifest)?;
+            }
+            progress.event(Event::Done {
+                id,
+                elapsed: started.elapsed(),
+            });
+        }
         let index = if images.len() > 1 {
             let bytes = crate::oci::manifest::to_canonical_oci(&Images::index_document(&images))?;
             Some(store.put_manifest(&bytes, &crate::oci::media_type::MediaType::OciIndex)?)
@@ -543,17 +575,27 @@ impl Planned {
         let only_pushed = builder.files.is_empty()
             && !builder.push.is_empty()
             && builder.names.iter().all(|n| builder.push.contains(n));
+        let deferred = DeferredLayers::new(root);
         let whole = images.iter().all(|i| {
             i.layers.iter().all(|l| {
-                crate::oci::manifest::descriptor_digest(l).is_ok_and(|d| store.blobs().contains(&d))
+                deferred.is_deferred(l)
+                    || crate::oci::manifest::descriptor_digest(l)
+                        .is_ok_and(|d| store.blobs().contains(&d))
             })
         });
         let tag_here = whole || !only_pushed;
         if tag_here {
             for image in &images {
-                for layer in &image.layers {
+                for layer in image.layers.iter().filter(|l| !deferred.is_deferred(l)) {
                     lazy.ensure(&store, layer)?;
                 }
+            }
+            // A deferred layer's only copy is its snapshot: on disk before a tag names it.
+            if !builder.names.is_empty() && ran > 0 {
+                crate::snapshot::journal::sync(root).map_err(|source| BuildError::Files {
+                    what: format!("writing back the snapshots under {}", root.display()),
+                    source,
+                })?;
             }
         }
         lazy.tag_whole(&store)?;

@@ -9,25 +9,39 @@ use super::error::BuildError;
 use super::session::Session;
 use super::state::State;
 use crate::gc::lease::Kind as LeaseKind;
-use crate::layer::write_layer;
+use crate::layer::deferred::DeferredLayers;
+use crate::layer::{LayerOptions, write_layer};
 use crate::oci::digest::Digest;
-use crate::oci::manifest::{Descriptor, descriptor, descriptor_digest};
-use crate::oci::media_type::MediaType;
+use crate::oci::manifest::{Descriptor, descriptor_digest};
+use crate::oci::media_type::{Compression, MediaType};
 use crate::snapshot::change::Change;
 use crate::snapshot::snapshotter::Kind as Snapshotter;
 
-/// Write the layer of what a step changed (`changes`, read from `upper`) into the store.
+/// Commit the layer of what a step changed (`changes`, read from `upper`): a deferred
+/// layer (`layer::deferred`), named by its diff ID. On the overlay snapshotter no blob is
+/// written (`upper` becomes its snapshot); the native snapshotter's trees are a cache, so
+/// there the uncompressed tar goes into the store. Its compressed blob is made when
+/// something needs one.
 pub(crate) fn write(
     session: &Session<'_>,
     upper: &Path,
     changes: &[Change],
 ) -> Result<LayerRecord, BuildError> {
-    let options = &session.settings().layer;
-    let mut writer = session.store().blobs().writer()?;
-    let digests = write_layer(upper, changes, options, &mut writer)?;
-    writer.commit(&digests.digest)?;
+    let options = LayerOptions {
+        compression: Compression::None,
+        ..session.settings().layer.clone()
+    };
+    let digests = match session.snapshotter() {
+        Snapshotter::Overlay => write_layer(upper, changes, &options, std::io::sink())?,
+        Snapshotter::Native => {
+            let mut writer = session.store().blobs().writer()?;
+            let digests = write_layer(upper, changes, &options, &mut writer)?;
+            writer.commit(&digests.digest)?;
+            digests
+        }
+    };
     Ok(LayerRecord {
-        media_type: MediaType::oci_layer(options.compression).to_string(),
+        media_type: MediaType::OciLayer.to_string(),
         digest: digests.digest,
         size: digests.size,
         diff_id: digests.diff_id,
@@ -52,19 +66,27 @@ pub(crate) fn add_layer(
         return Ok(());
     };
     let chain = crate::snapshot::next_chain_id(state.chain.as_ref(), &layer.diff_id);
-    let desc = descriptor(
-        &MediaType::parse(&layer.media_type),
-        &layer.digest,
-        layer.size,
-    );
+    let desc = layer.descriptor();
     if let Some(upper) = upper {
-        let (kind, dir) = match session.snapshotter() {
+        let (kind, dir, holds) = match session.snapshotter() {
             Snapshotter::Overlay => (
                 LeaseKind::Snapshot,
                 session.snapshots().publish(upper, &chain)?,
+                Some(&chain),
             ),
-            Snapshotter::Native => (LeaseKind::Tree, session.trees().publish(upper, &chain)?),
+            Snapshotter::Native => (
+                LeaseKind::Tree,
+                session.trees().publish(upper, &chain)?,
+                None,
+            ),
         };
+        // Before any record or tag names the layer: where its files are, and how to
+        // make its blob.
+        DeferredLayers::new(&session.settings().state_root).committed(
+            &layer.diff_id,
+            holds,
+            &session.settings().layer,
+        )?;
         // Held like every snapshot the build uses; one removed already is made again
         // from the layer when a step needs it.
         session

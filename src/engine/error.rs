@@ -55,6 +55,9 @@ pub enum BuildError {
     Layer(#[from] crate::layer::LayerError),
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
+    /// A deferred layer's entry, or a blob made of it.
+    #[error(transparent)]
+    Deferred(Box<crate::layer::deferred::DeferredError>),
     /// A step's filesystem, or a tree a step reads.
     #[error(transparent)]
     Fs(#[from] super::fs::FsError),
@@ -104,5 +107,11 @@ impl From<super::output::write::OutputError> for BuildError {
 impl From<crate::registry::publish::PublishError> for BuildError {
     fn from(e: crate::registry::publish::PublishError) -> BuildError {
         BuildError::Push(Box::new(e))
+    }
+}
+
+impl From<crate::layer::deferred::DeferredError> for BuildError {
+    fn from(e: crate::layer::deferred::DeferredError) -> BuildError {
+        BuildError::Deferred(Box::new(e))
     }
 }

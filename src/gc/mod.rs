@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use oci_spec::image::Descriptor;
 
+use crate::layer::deferred::DeferredLayers;
 use crate::oci::digest::{Digest, DigestAndSize};
 use crate::oci::manifest::descriptor_digest;
 use crate::snapshot::{SnapshotError, Snapshots, chain_ids};
@@ -62,7 +63,11 @@ pub fn prune(
     // Under the exclusive lock (no tag moves meanwhile): unreferenced blobs, and the chain IDs
     // of every image still tagged. The tags themselves are not changed, so nothing is saved.
     let (blobs, kept_recent, chains) = store.index().update(|tags| {
-        let (referenced, configs) = store.referenced_and_configs(tags)?;
+        let (mut referenced, configs) = store.referenced_and_configs(tags)?;
+        // A deferred layer kept (by a tag or the kept build cache) keeps its snapshots,
+        // its only copy, and the blobs made of it.
+        let (made, snapshots) = deferred_closure(store, referenced.iter().chain(keep));
+        referenced.extend(made);
         let mut deleted = Vec::new();
         let mut kept = 0;
         for digest in store.blobs().list()? {
@@ -83,7 +88,11 @@ pub fn prune(
                 deleted.push((digest, meta.len()));
             }
         }
-        Ok((deleted, kept, chains_of(store, &configs)))
+        let mut chains = chains_of(store, &configs);
+        chains.extend(snapshots);
+        let kept_layers = referenced.iter().chain(keep).cloned().collect();
+        DeferredLayers::new(store.root()).retain(&kept_layers, grace);
+        Ok((deleted, kept, chains))
     })?;
     let mut out = Pruned {
         blobs,
@@ -94,6 +103,21 @@ pub fn prune(
         .prune(&chains)
         .map_err(|e| PruneError::Snapshots(Box::new(e)))?;
     Ok(out)
+}
+
+/// Of `digests`, the deferred layers' (`layer::deferred`): the blobs made of them, and the
+/// snapshots (chain ID hex) that hold them.
+pub(crate) fn deferred_closure<'a>(
+    store: &Store,
+    digests: impl Iterator<Item = &'a Digest>,
+) -> (BTreeSet<Digest>, BTreeSet<String>) {
+    let layers = DeferredLayers::new(store.root());
+    let (mut blobs, mut snapshots) = (BTreeSet::new(), BTreeSet::new());
+    for entry in digests.filter_map(|d| layers.get(d)) {
+        blobs.extend(entry.blobs().cloned());
+        snapshots.extend(entry.snapshots().iter().cloned());
+    }
+    (blobs, snapshots)
 }
 
 /// Chain IDs (hex) of the images whose configs these are; a config that cannot be read

@@ -3,10 +3,12 @@
 //! least recently used first and never what a running build holds ([`keep_storage`]).
 //!
 //! Every file under the root is counted once, in one row, by where it is:
-//! - images: blobs a tag reaches;
+//! - images: blobs a tag reaches, and the snapshots that are its deferred layers (their
+//!   only copy, `layer::deferred`);
 //! - build cache: step records, and the layer blobs only records name;
 //! - cache mounts: `cache/mounts/`;
-//! - snapshots: overlay snapshots (`snapshots/`) and native trees (`trees/`);
+//! - snapshots: overlay snapshots (`snapshots/`) and native trees (`trees/`), caches of
+//!   layers whose blobs are here;
 //! - other: blobs nothing names, build logs, the context hash cache, temporary files, the
 //!   store's own files (`index.json`, locks).
 //!
@@ -111,10 +113,16 @@ pub fn usage(store: &Store, records: &[RecordFile]) -> Result<Usage, PruneError>
         u.cache_mounts.size += size;
         u.cache_mounts.reclaimable += size;
     }
+    // A tagged image's deferred layers are their snapshots: image data, not a cache.
+    let (_, images_own) = super::deferred_closure(store, referenced.iter());
     for (dir, trees) in [("snapshots", false), ("trees", true)] {
         for snap in children(&root.join(dir)) {
             let size = du(&snap, &mut seen);
             let name = name_of(&snap);
+            if !trees && images_own.contains(&name) {
+                u.images.size += size;
+                continue;
+            }
             if snap.is_dir() && !name.starts_with("tmp-") {
                 u.snapshots.count += 1;
             }
@@ -203,9 +211,14 @@ pub fn keep_storage(
         let size = du(&path, &mut seen);
         push(Kind::Record, hex, path, size, layer);
     }
+    // The snapshots that are a tagged image's deferred layers: their only copy, not a cache.
+    let (_, images_own) = super::deferred_closure(store, referenced.iter());
     for (dir, kind) in [("snapshots", Kind::Snapshot), ("trees", Kind::Tree)] {
         for path in children(&root.join(dir)) {
             let name = name_of(&path);
+            if kind == Kind::Snapshot && images_own.contains(&name) {
+                continue;
+            }
             if path.is_dir() && !name.starts_with("tmp-") {
                 let size = du(&path, &mut seen);
                 push(kind, name, path, size, None);

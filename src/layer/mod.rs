@@ -4,6 +4,7 @@
 //! never buffers the layer, never writes it twice and never decides where it is stored.
 
 pub(crate) mod compress;
+pub mod deferred;
 pub(crate) mod error;
 pub(crate) mod tar;
 
@@ -60,6 +61,38 @@ pub fn write_layer(
     opts: &LayerOptions,
     out: impl Write,
 ) -> Result<LayerDigests, LayerError> {
+    let tar_opts = TarOptions {
+        source_date_epoch: opts.source_date_epoch,
+    };
+    pipeline(opts, out, |sink| {
+        write_tar(root, changes, &tar_opts, sink).map(|_| ())
+    })
+}
+
+/// Compress a layer's tar stream, read from `tar`, to `out` (a blob made later than its
+/// layer: `deferred`), returning its digests; the diff ID is computed on the way.
+pub(crate) fn compress_tar(
+    mut tar: impl io::Read,
+    opts: &LayerOptions,
+    out: impl Write,
+) -> Result<LayerDigests, LayerError> {
+    pipeline(opts, out, |sink| {
+        io::copy(&mut tar, sink)
+            .map(|_| ())
+            .map_err(|source| LayerError::WriteArchive {
+                path: "the layer's tar stream".into(),
+                source,
+            })
+    })
+}
+
+/// tar (written by `produce`) → sha256 → compression → sha256 → `out`. Uncompressed, the
+/// blob is the tar itself and is hashed once.
+fn pipeline(
+    opts: &LayerOptions,
+    out: impl Write,
+    produce: impl FnOnce(&mut dyn Write) -> Result<(), LayerError>,
+) -> Result<LayerDigests, LayerError> {
     let compression = opts.compression;
     let compressor = Compressor::new(
         DigestingWriter::new(out),
@@ -72,13 +105,10 @@ pub fn write_layer(
         source,
     })?;
     let mut sink = DiffIdWriter {
-        diff_id: Digester::default(),
+        diff_id: (compression != Compression::None).then(Digester::default),
         inner: compressor,
     };
-    let tar_opts = TarOptions {
-        source_date_epoch: opts.source_date_epoch,
-    };
-    write_tar(root, changes, &tar_opts, &mut sink)?;
+    produce(&mut sink)?;
     let DiffIdWriter { diff_id, inner } = sink;
     let finish = |source| LayerError::FinishCompressor {
         compression,
@@ -87,25 +117,34 @@ pub fn write_layer(
     let mut compressed = inner.finish().map_err(finish)?;
     compressed.flush().map_err(finish)?;
     let (_, blob) = compressed.finish();
-    let uncompressed_size = diff_id.size();
+    let (diff_id, uncompressed_size) = match diff_id {
+        Some(d) => {
+            let size = d.size();
+            (d.finish(), size)
+        }
+        None => (blob.digest.clone(), blob.size),
+    };
     Ok(LayerDigests {
-        diff_id: diff_id.finish(),
+        diff_id,
         digest: blob.digest,
         size: blob.size,
         uncompressed_size,
     })
 }
 
-/// Hashes the uncompressed stream on its way into the compressor.
+/// Hashes the uncompressed stream on its way into the compressor (not when the compressor
+/// passes it through: the blob's own digest is the diff ID then).
 struct DiffIdWriter<W> {
-    diff_id: Digester,
+    diff_id: Option<Digester>,
     inner: W,
 }
 
 impl<W: Write> Write for DiffIdWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.diff_id.update(&buf[..n]);
+        if let Some(d) = &mut self.diff_id {
+            d.update(&buf[..n]);
+        }
         Ok(n)
     }
 

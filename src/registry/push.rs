@@ -46,6 +46,11 @@ pub enum PushError {
         image: String,
         source: Box<ManifestError>,
     },
+    #[error("pushing {image}")]
+    Layer {
+        image: String,
+        source: Box<crate::layer::deferred::DeferredError>,
+    },
     #[error("pushing {image} to {host}")]
     Registry {
         image: String,
@@ -96,7 +101,21 @@ pub(crate) fn push(
         .ok_or_else(|| PushError::NotFound {
             image: name.clone(),
         })?;
-    push_descriptor(client, store, &top, &name, dest, platform, None, events)
+    // Its layers built here become blobs now; the name then names what the registry will
+    // serve, as after a build's own push.
+    let made = crate::layer::deferred::materialize(store, &top).map_err(|e| PushError::Layer {
+        image: name.clone(),
+        source: Box::new(e),
+    })?;
+    if made.digest() != top.digest() {
+        store
+            .retag_if(image, &top, made.clone())
+            .map_err(|e| PushError::Store {
+                image: name.clone(),
+                source: Box::new(e),
+            })?;
+    }
+    push_descriptor(client, store, &made, &name, dest, platform, None, events)
 }
 
 /// Push the image or index `top` of the store (called `name` in errors) to `dest`. Blobs
@@ -132,6 +151,11 @@ pub(crate) fn push_descriptor(
         host: origin.host.clone(),
         source: Box::new(e),
     };
+    // Layers built here are pushed as blobs, made now if they were not yet.
+    let top = crate::layer::deferred::materialize(store, &top).map_err(|e| PushError::Layer {
+        image: name.clone(),
+        source: Box::new(e),
+    })?;
     let top_digest = descriptor_digest(&top).map_err(man)?;
     let top_bytes = read_all(store, &top_digest).map_err(st)?;
     let media_type = top.media_type().to_string();

@@ -75,14 +75,53 @@ pub(crate) fn recover(state_root: &Path) -> std::io::Result<usize> {
 }
 
 fn recover_in(state_root: &Path, boot: &str, at: u64) -> std::io::Result<usize> {
+    let mut removed = 0;
+    filter(state_root, |b, t, rel| {
+        if b != boot {
+            match std::fs::remove_dir_all(state_root.join(rel)) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            return Ok(false);
+        }
+        Ok(t.is_none_or(|t| at.saturating_sub(t) < WRITEBACK.as_secs()))
+    })?;
+    Ok(removed)
+}
+
+/// Write back everything on the state root's filesystem (`syncfs(2)`), then forget this
+/// boot's notes made before that began: those directories are on disk. A build syncs so
+/// before it tags an image whose layers' only copy is their snapshots (deferred layers).
+pub(crate) fn sync(state_root: &Path) -> std::io::Result<()> {
+    let start = now();
+    let root = File::open(state_root)?;
+    rustix::fs::syncfs(&root)?;
+    match boot_id() {
+        Some(boot) => forget_before(state_root, &boot, start),
+        None => Ok(()),
+    }
+}
+
+fn forget_before(state_root: &Path, boot: &str, before: u64) -> std::io::Result<()> {
+    // Seconds are coarse: a note of the very second the sync began stays.
+    filter(state_root, |b, t, _| {
+        Ok(b != boot || t.is_none_or(|t| t >= before))
+    })
+}
+
+/// Keep the notes `keep` says (by boot, time and directory), rewriting the file if any goes.
+fn filter(
+    state_root: &Path,
+    mut keep: impl FnMut(&str, Option<u64>, &Path) -> std::io::Result<bool>,
+) -> std::io::Result<()> {
     if !state_root.join(FILE).exists() {
-        return Ok(0);
+        return Ok(());
     }
     let mut f = open_locked(state_root)?;
     let mut text = String::new();
     f.read_to_string(&mut text)?;
-    let mut keep = String::new();
-    let mut removed = 0;
+    let mut kept = String::new();
     for line in text.lines() {
         let mut parts = line.splitn(3, ' ');
         let (Some(b), Some(t), Some(rel)) = (parts.next(), parts.next(), parts.next()) else {
@@ -93,26 +132,17 @@ fn recover_in(state_root: &Path, boot: &str, at: u64) -> std::io::Result<usize> 
         if rel_path.is_absolute() || rel_path.components().any(|c| c.as_os_str() == "..") {
             continue;
         }
-        if b != boot {
-            match std::fs::remove_dir_all(state_root.join(rel_path)) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        } else if t
-            .parse::<u64>()
-            .map_or(true, |t| at.saturating_sub(t) < WRITEBACK.as_secs())
-        {
-            keep.push_str(line);
-            keep.push('\n');
+        if keep(b, t.parse::<u64>().ok(), rel_path)? {
+            kept.push_str(line);
+            kept.push('\n');
         }
     }
-    if keep != text {
+    if kept != text {
         f.set_len(0)?;
         f.rewind()?;
-        f.write_all(keep.as_bytes())?;
+        f.write_all(kept.as_bytes())?;
     }
-    Ok(removed)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -158,5 +188,20 @@ mod tests {
         .unwrap();
         assert_eq!(recover_in(&root, "other", 10).unwrap(), 0);
         assert!(outside.exists());
+    }
+
+    #[test]
+    fn a_sync_forgets_what_was_noted_before_it_in_this_boot() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        record_in(root, &root.join("snapshots/a"), "this-boot", 1000);
+        record_in(root, &root.join("snapshots/b"), "this-boot", 2000);
+        record_in(root, &root.join("snapshots/c"), "old-boot", 1000);
+        forget_before(root, "this-boot", 2000).unwrap();
+        let left = std::fs::read_to_string(root.join(FILE)).unwrap();
+        assert_eq!(
+            left,
+            "this-boot 2000 snapshots/b\nold-boot 1000 snapshots/c\n"
+        );
     }
 }

@@ -118,6 +118,30 @@ impl Store {
         self.index.tag(reference, descriptor)
     }
 
+    /// Move the tag `reference` to `to` if it still names `from` (under the lock, so a tag
+    /// moved meanwhile stays where it was moved); whether it moved.
+    pub fn retag_if(
+        &self,
+        reference: &Reference,
+        from: &Descriptor,
+        to: Descriptor,
+    ) -> Result<bool, StoreError> {
+        let digest = descriptor_digest(&to).map_err(StoreError::DescriptorDigest)?;
+        if !self.blobs.contains(&digest) {
+            return Err(StoreError::TagMissingBlob {
+                reference: Box::new(reference.clone()),
+                digest,
+            });
+        }
+        self.index.update(|tags| {
+            if tags.resolve(reference).map(|d| d.digest().clone()) != Some(from.digest().clone()) {
+                return Ok(false);
+            }
+            tags.tag(reference, to)?;
+            Ok(true)
+        })
+    }
+
     /// Remove a tag (see `Tags::untag`); its blobs stay until a prune.
     pub fn untag(&self, reference: &Reference) -> Result<Option<Descriptor>, StoreError> {
         self.index.untag(reference)

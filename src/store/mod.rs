@@ -19,6 +19,7 @@ mod lock;
 mod temp;
 pub use temp::unique_suffix;
 
+pub(crate) use blobs::create_private_dir;
 pub use blobs::{BLOBS_DIR, BlobStore, BlobWriter, Expected, MAX_SMALL_BLOB, TMP_DIR};
 pub use error::StoreError;
 pub use image::Image;

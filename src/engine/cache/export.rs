@@ -43,6 +43,8 @@ pub(crate) enum ExportError {
     Lock(#[from] crate::store::StoreError),
     #[error("{0}")]
     Fetch(String),
+    #[error("making the blob of a layer built here")]
+    Layer(#[from] crate::layer::deferred::DeferredError),
 }
 
 impl From<RegistryError> for ExportError {
@@ -69,7 +71,12 @@ pub(crate) fn export(
     store: &Store,
     lazy: &LazyBlobs,
 ) -> Result<Exported, ExportError> {
-    let docs = format::documents(records, mounts)?;
+    // Layers built here leave as blobs, in the compression their build asked for.
+    let records = records
+        .iter()
+        .map(|(k, r)| Ok((*k, r.materialized(store)?)))
+        .collect::<Result<BTreeMap<_, _>, ExportError>>()?;
+    let docs = format::documents(&records, mounts)?;
     match &spec.location {
         Location::Registry(reference) => to_registry(reference, &docs, store, lazy)?,
         Location::Local(dir) => to_layout(dir, &spec.tag, &docs, store, lazy)?,

@@ -26,6 +26,49 @@ pub struct LayerRecord {
     pub(crate) diff_id: Digest,
 }
 
+impl LayerRecord {
+    /// The layer's descriptor in a manifest.
+    pub(crate) fn descriptor(&self) -> crate::oci::manifest::Descriptor {
+        crate::oci::manifest::descriptor(
+            &crate::oci::media_type::MediaType::parse(&self.media_type),
+            &self.digest,
+            self.size,
+        )
+    }
+
+    /// The record with its layer as a blob in the compression its build asked for, made
+    /// where needed (a deferred layer, `layer::deferred`); itself for any other layer.
+    pub(crate) fn materialized(
+        &self,
+        store: &crate::store::Store,
+    ) -> Result<LayerRecord, crate::layer::deferred::DeferredError> {
+        let made = crate::layer::deferred::materialize_layer(store, &self.descriptor())?;
+        Ok(LayerRecord {
+            media_type: made.media_type().to_string(),
+            digest: crate::oci::manifest::descriptor_digest(&made)?,
+            size: made.size(),
+            diff_id: self.diff_id.clone(),
+        })
+    }
+}
+
+impl Record {
+    /// The record with its layer materialized ([`LayerRecord::materialized`]).
+    pub(crate) fn materialized(
+        &self,
+        store: &crate::store::Store,
+    ) -> Result<Record, crate::layer::deferred::DeferredError> {
+        Ok(Record {
+            layer: self
+                .layer
+                .as_ref()
+                .map(|l| l.materialized(store))
+                .transpose()?,
+            created: self.created.clone(),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("writing cache record {path}")]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::kind::LayerKind;
 use super::work::{Cx, LayerStep};
 use super::{copy, run, workdir};
-use crate::engine::cache::{CacheKey, KeyEncoder, Record};
+use crate::engine::cache::{CacheKey, KeyEncoder, LayerRecord, Record};
 use crate::engine::commit;
 use crate::engine::error::BuildError;
 use crate::engine::fs::StepFs;
@@ -14,8 +14,10 @@ use crate::engine::session::Session;
 use crate::engine::state::State;
 use crate::gc::lease::Kind as LeaseKind;
 use crate::layer::LayerOptions;
+use crate::layer::deferred::DeferredLayers;
 use crate::oci::platform::Platform;
 use crate::plan::Step;
+use crate::snapshot::snapshotter::Kind as Snapshotter;
 use crate::snapshot::workdir::WorkDir;
 
 /// Prepare a layer step of `kind`.
@@ -146,12 +148,22 @@ fn reuse(
     if let Some(layer) = &record.layer
         && !session.store().blobs().contains(&layer.digest)
         && !session.lazy().knows(&layer.digest)
+        && !deferred_here(session, state, layer)
     {
         return Ok(false);
     }
     state.clock = record.created.clone().or_else(|| session.created());
     commit::add_layer(session, state, created_by, record.layer.as_ref(), None)?;
     Ok(true)
+}
+
+/// Whether `layer` is a deferred layer whose snapshot on top of `state` is here (its files
+/// are the layer; no blob of it need exist).
+fn deferred_here(session: &Session<'_>, state: &State, layer: &LayerRecord) -> bool {
+    let chain = crate::snapshot::next_chain_id(state.chain.as_ref(), &layer.diff_id);
+    session.snapshotter() == Snapshotter::Overlay
+        && session.snapshots().path(&chain).is_dir()
+        && DeferredLayers::new(&session.settings().state_root).is_deferred(&layer.descriptor())
 }
 
 #[cfg(test)]

@@ -1,0 +1,660 @@
+//! Deferred layers: a layer a build commits on the overlay snapshotter is its snapshot
+//! plus its diff ID and size, found in one pass of tar into sha256 that writes no blob. Its
+//! compressed blob is made when something needs one (a push, `save`, a file output, a cache
+//! export), once per compression, and kept (docs/store.md, "Deferred layers").
+//!
+//! Local manifests name such a layer uncompressed (`application/vnd.oci.image.layer.v1.tar`,
+//! digest = diff ID, size = the tar's). [`materialize`] turns a manifest or index into the
+//! one an eager commit would have stored: each deferred layer replaced by its blob in the
+//! compression its build asked for, the same bytes an eager commit writes.
+//!
+//! Each deferred layer has an entry `<root>/layers/<diff ID hex>.json`: the snapshots that
+//! hold its files, how its tar was written (`SOURCE_DATE_EPOCH`), the compression its build
+//! asked for, and the blobs made of it. Entries change under `<root>/layers/lock`, and are
+//! replaced whole.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{LayerDigests, LayerError, LayerOptions, compress_tar, write_layer};
+use crate::oci::digest::{Digest, DigestAndSize};
+use crate::oci::manifest::{
+    Descriptor, Manifest, ManifestError, descriptor, descriptor_digest, parse_manifest_any,
+    to_canonical_oci,
+};
+use crate::oci::media_type::{Compression, MediaType};
+use crate::snapshot::{Snapshots, chain_ids, diff};
+use crate::store::{Store, StoreError, StoreLock};
+
+/// The directory of the entries, under the state root.
+pub const DIR: &str = "layers";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeferredError {
+    #[error(
+        "layer {diff_id} is no longer on this machine: its snapshot was removed and no blob of it was made; build the image again"
+    )]
+    Lost { diff_id: Digest },
+    #[error("making the {compression} blob of layer {diff_id} from {from}")]
+    Make {
+        diff_id: Digest,
+        compression: Compression,
+        from: String,
+        source: LayerError,
+    },
+    #[error(
+        "{from} no longer gives layer {diff_id} (it gives {got}): it changed after the layer was committed"
+    )]
+    Changed {
+        diff_id: Digest,
+        got: Digest,
+        from: String,
+    },
+    #[error("reading the files of {path}")]
+    Walk {
+        path: String,
+        source: diff::DiffError,
+    },
+    #[error("{what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] Box<StoreError>),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+impl From<StoreError> for DeferredError {
+    fn from(e: StoreError) -> DeferredError {
+        DeferredError::Store(Box::new(e))
+    }
+}
+
+/// A blob made of a deferred layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Made {
+    compression: String,
+    level: Option<i32>,
+    digest: Digest,
+    size: u64,
+}
+
+/// What rbuild knows of one deferred layer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Snapshots (chain ID hex) holding the layer's files, oldest first.
+    snapshots: Vec<String>,
+    source_date_epoch: Option<i64>,
+    /// The compression (and level) the committing build asked for: what an eager commit
+    /// would have stored, and so what a push or save makes.
+    compression: String,
+    level: Option<i32>,
+    made: Vec<Made>,
+}
+
+impl Entry {
+    /// Snapshots (chain ID hex) that hold the layer.
+    pub fn snapshots(&self) -> &[String] {
+        &self.snapshots
+    }
+
+    /// Digests of the blobs made of it.
+    pub fn blobs(&self) -> impl Iterator<Item = &Digest> {
+        self.made.iter().map(|m| &m.digest)
+    }
+
+    fn compression(&self) -> Compression {
+        Compression::from_name(&self.compression).unwrap_or(Compression::Gzip)
+    }
+
+    fn made_as(&self, compression: Compression, level: Option<i32>) -> Option<&Made> {
+        self.made
+            .iter()
+            .find(|m| m.compression == compression.to_string() && m.level == level)
+    }
+}
+
+/// The entries of a state root.
+#[derive(Clone, Debug)]
+pub struct DeferredLayers {
+    dir: PathBuf,
+}
+
+impl DeferredLayers {
+    pub fn new(state_root: &Path) -> DeferredLayers {
+        DeferredLayers {
+            dir: state_root.join(DIR),
+        }
+    }
+
+    fn path(&self, diff_id: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.json", diff_id.hex()))
+    }
+
+    /// The entry of `diff_id`, if it is a deferred layer.
+    pub fn get(&self, diff_id: &Digest) -> Option<Entry> {
+        let bytes = std::fs::read(self.path(diff_id)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Forget the deferred layers not in `keep` whose entry is older than `grace` (a build
+    /// notes its layers before it records or tags them); returns how many went.
+    pub fn retain(
+        &self,
+        keep: &std::collections::BTreeSet<Digest>,
+        grace: std::time::Duration,
+    ) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let Ok(_turn) = StoreLock::new(self.dir.join("lock")).exclusive() else {
+            return 0;
+        };
+        let mut gone = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(hex) = name.strip_suffix(".json") else {
+                continue;
+            };
+            let keeps = Digest::parse(&format!("sha256:{hex}")).is_ok_and(|d| keep.contains(&d));
+            let young = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age < grace);
+            if !keeps && !young && std::fs::remove_file(entry.path()).is_ok() {
+                gone += 1;
+            }
+        }
+        gone
+    }
+
+    /// Whether `layer` (a descriptor of a local manifest) names a deferred layer.
+    pub fn is_deferred(&self, layer: &Descriptor) -> bool {
+        MediaType::parse(layer.media_type().as_ref()) == MediaType::OciLayer
+            && descriptor_digest(layer).is_ok_and(|d| self.path(&d).is_file())
+    }
+
+    /// Whether the deferred layer `layer` can still be made: a blob of it or one of its
+    /// snapshots is here. False for a layer that is not deferred.
+    pub fn available(&self, store: &Store, layer: &Descriptor) -> bool {
+        let Ok(diff_id) = descriptor_digest(layer) else {
+            return false;
+        };
+        let Some(entry) = self.get(&diff_id) else {
+            return false;
+        };
+        let snapshots = Snapshots::new(store.root());
+        store.blobs().contains(&diff_id)
+            || entry.blobs().any(|d| store.blobs().contains(d))
+            || entry.snapshots.iter().any(|c| {
+                Digest::parse(&format!("sha256:{c}")).is_ok_and(|c| snapshots.path(&c).is_dir())
+            })
+    }
+
+    /// Note a layer just committed: its files are the snapshot `chain` (none: its
+    /// uncompressed blob is in the store), its tar was written with `opts` (whose
+    /// compression is the one to make).
+    pub fn committed(
+        &self,
+        diff_id: &Digest,
+        chain: Option<&Digest>,
+        opts: &LayerOptions,
+    ) -> Result<(), DeferredError> {
+        self.update(diff_id, |e| {
+            if let Some(chain) = chain {
+                let chain = chain.hex().to_string();
+                e.snapshots.retain(|c| *c != chain);
+                e.snapshots.push(chain);
+            }
+            e.source_date_epoch = opts.source_date_epoch;
+            e.compression = opts.compression.to_string();
+            e.level = opts.level;
+        })
+    }
+
+    fn made(&self, diff_id: &Digest, made: Made) -> Result<(), DeferredError> {
+        self.update(diff_id, |e| {
+            e.made
+                .retain(|m| (&m.compression, m.level) != (&made.compression, made.level));
+            e.made.push(made);
+        })
+    }
+
+    fn update(
+        &self,
+        diff_id: &Digest,
+        change: impl FnOnce(&mut Entry),
+    ) -> Result<(), DeferredError> {
+        let io = |what, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DeferredError::Io { what, path, source }
+        };
+        crate::store::create_private_dir(&self.dir)?;
+        let _turn = StoreLock::new(self.dir.join("lock")).exclusive()?;
+        let mut entry = self.get(diff_id).unwrap_or_default();
+        change(&mut entry);
+        let path = self.path(diff_id);
+        let tmp = self.dir.join(format!(
+            "tmp-{}{}",
+            diff_id.hex(),
+            crate::store::unique_suffix()
+        ));
+        let bytes = serde_json::to_vec(&entry).expect("an entry serializes");
+        std::fs::write(&tmp, bytes).map_err(io("writing", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("replacing", &path))
+    }
+
+    /// The blob of the deferred layer `diff_id` in its build's compression (`want`: this
+    /// one), made if no blob of it is here yet. `chain`: a snapshot known to hold it
+    /// besides those of its entry. None when `diff_id` is not a deferred layer.
+    fn blob(
+        &self,
+        store: &Store,
+        diff_id: &Digest,
+        chain: Option<&Digest>,
+        want: Option<(Compression, Option<i32>)>,
+    ) -> Result<Option<(Compression, DigestAndSize)>, DeferredError> {
+        let Some(entry) = self.get(diff_id) else {
+            return Ok(None);
+        };
+        let (compression, level) = want.unwrap_or((entry.compression(), entry.level));
+        if compression == Compression::None {
+            if !store.blobs().contains(diff_id) {
+                let opts = self.options(&entry, compression, level);
+                self.make(store, &entry, diff_id, chain, &opts)?;
+            }
+            let size = store.blobs().size(diff_id)?;
+            let digest = diff_id.clone();
+            return Ok(Some((compression, DigestAndSize { digest, size })));
+        }
+        if let Some(m) = entry.made_as(compression, level)
+            && store.blobs().contains(&m.digest)
+        {
+            let made = DigestAndSize {
+                digest: m.digest.clone(),
+                size: m.size,
+            };
+            return Ok(Some((compression, made)));
+        }
+        let opts = self.options(&entry, compression, level);
+        let made = self.make(store, &entry, diff_id, chain, &opts)?;
+        self.made(
+            diff_id,
+            Made {
+                compression: compression.to_string(),
+                level,
+                digest: made.digest.clone(),
+                size: made.size,
+            },
+        )?;
+        Ok(Some((compression, made)))
+    }
+
+    fn options(&self, entry: &Entry, compression: Compression, level: Option<i32>) -> LayerOptions {
+        LayerOptions {
+            compression,
+            level,
+            source_date_epoch: entry.source_date_epoch,
+            ..LayerOptions::default()
+        }
+    }
+
+    /// Make the blob: from the uncompressed blob when the store has it, else from a
+    /// snapshot, re-archived and checked against the diff ID.
+    fn make(
+        &self,
+        store: &Store,
+        entry: &Entry,
+        diff_id: &Digest,
+        chain: Option<&Digest>,
+        opts: &LayerOptions,
+    ) -> Result<DigestAndSize, DeferredError> {
+        let fail = |from: &Path| {
+            let from = from.display().to_string();
+            move |source| DeferredError::Make {
+                diff_id: diff_id.clone(),
+                compression: opts.compression,
+                from,
+                source,
+            }
+        };
+        if store.blobs().contains(diff_id) {
+            let path = store.blobs().path(diff_id);
+            let tar = store.blobs().open(diff_id)?;
+            let mut writer = store.blobs().writer()?;
+            let got = compress_tar(std::io::BufReader::new(tar), opts, &mut writer)
+                .map_err(fail(&path))?;
+            return publish(writer, got, diff_id, &path);
+        }
+        let snapshots = Snapshots::new(store.root());
+        let listed = entry
+            .snapshots
+            .iter()
+            .rev()
+            .filter_map(|c| Digest::parse(&format!("sha256:{c}")).ok());
+        for chain in chain.cloned().into_iter().chain(listed) {
+            let dir = snapshots.path(&chain);
+            if !dir.is_dir() {
+                continue;
+            }
+            let changes = diff::overlay_changes(&dir).map_err(|source| DeferredError::Walk {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            let mut writer = store.blobs().writer()?;
+            let got = write_layer(&dir, &changes, opts, &mut writer).map_err(fail(&dir))?;
+            return publish(writer, got, diff_id, &dir);
+        }
+        Err(DeferredError::Lost {
+            diff_id: diff_id.clone(),
+        })
+    }
+}
+
+/// Keep a made blob, once its tar proved to be the layer's.
+fn publish(
+    writer: crate::store::BlobWriter,
+    got: LayerDigests,
+    diff_id: &Digest,
+    from: &Path,
+) -> Result<DigestAndSize, DeferredError> {
+    if got.diff_id != *diff_id {
+        return Err(DeferredError::Changed {
+            diff_id: diff_id.clone(),
+            got: got.diff_id,
+            from: from.display().to_string(),
+        });
+    }
+    Ok(writer.commit(&got.digest)?)
+}
+
+/// `top` (a manifest or index of the store) as an eager commit would have stored it: each
+/// deferred layer of each local image replaced by its blob, in the compression its build
+/// asked for, made where needed. `top` itself when it names no deferred layer.
+pub fn materialize(store: &Store, top: &Descriptor) -> Result<Descriptor, DeferredError> {
+    let layers = DeferredLayers::new(store.root());
+    if !layers.dir.is_dir() {
+        return Ok(top.clone());
+    }
+    let digest = descriptor_digest(top)?;
+    if !store.blobs().contains(&digest) {
+        return Ok(top.clone());
+    }
+    let bytes = read(store, &digest, top.size())?;
+    let changed = match parse_manifest_any(&bytes, Some(top.media_type().as_ref()))? {
+        Manifest::Index(mut index) => {
+            let mut children = index.manifests().clone();
+            let mut changed = false;
+            for child in &mut children {
+                let made = materialize(store, child)?;
+                changed |= made.digest() != child.digest();
+                *child = made;
+            }
+            if !changed {
+                return Ok(top.clone());
+            }
+            index.set_manifests(children);
+            to_canonical_oci(&index)?
+        }
+        Manifest::Image(mut manifest) => {
+            let config = read(
+                store,
+                &descriptor_digest(manifest.config())?,
+                manifest.config().size(),
+            )?;
+            let config = crate::oci::config::ImageConfig::from_json(&config).map_err(|e| {
+                DeferredError::Io {
+                    what: "reading the config of",
+                    path: store.blobs().path(&digest),
+                    source: std::io::Error::other(e),
+                }
+            })?;
+            let chains = chain_ids(&config.rootfs.diff_ids);
+            let mut layers_out = manifest.layers().clone();
+            let mut changed = false;
+            for (i, layer) in layers_out.iter_mut().enumerate() {
+                if MediaType::parse(layer.media_type().as_ref()) != MediaType::OciLayer {
+                    continue;
+                }
+                let diff_id = descriptor_digest(layer)?;
+                let Some((compression, blob)) =
+                    layers.blob(store, &diff_id, chains.get(i), None)?
+                else {
+                    continue;
+                };
+                if compression == Compression::None {
+                    continue;
+                }
+                *layer = descriptor(&MediaType::oci_layer(compression), &blob.digest, blob.size);
+                changed = true;
+            }
+            if !changed {
+                return Ok(top.clone());
+            }
+            manifest.set_layers(layers_out);
+            to_canonical_oci(&manifest)?
+        }
+    };
+    let stored = store.put_manifest(&changed, &MediaType::parse(top.media_type().as_ref()))?;
+    let mut out = top.clone();
+    out.set_digest(stored.digest().clone());
+    out.set_size(stored.size());
+    Ok(out)
+}
+
+/// The deferred layer `layer` (a descriptor of a local manifest, or of a build cache
+/// record) as its blob in the compression its build asked for, made where needed; `layer`
+/// itself when it is not deferred.
+pub fn materialize_layer(store: &Store, layer: &Descriptor) -> Result<Descriptor, DeferredError> {
+    if MediaType::parse(layer.media_type().as_ref()) != MediaType::OciLayer {
+        return Ok(layer.clone());
+    }
+    let diff_id = descriptor_digest(layer)?;
+    let layers = DeferredLayers::new(store.root());
+    Ok(match layers.blob(store, &diff_id, None, None)? {
+        Some((compression, blob)) if compression != Compression::None => {
+            descriptor(&MediaType::oci_layer(compression), &blob.digest, blob.size)
+        }
+        _ => layer.clone(),
+    })
+}
+
+fn read(store: &Store, digest: &Digest, size: u64) -> Result<Vec<u8>, DeferredError> {
+    Ok(store.blobs().read_small(&DigestAndSize {
+        digest: digest.clone(),
+        size,
+    })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::ImageConfig;
+    use crate::oci::manifest::image_manifest;
+    use crate::oci::platform::Platform;
+    use crate::store::Expected;
+
+    /// A store, and a snapshot in it holding a few files (one big enough for several
+    /// compression blocks), as a step's upper directory would after its publish.
+    fn snapshot() -> (tempfile::TempDir, Store, Digest, Digest) {
+        snapshot_at(None)
+    }
+
+    /// [`snapshot`], its diff ID that of a tar written with `source_date_epoch`.
+    fn snapshot_at(source_date_epoch: Option<i64>) -> (tempfile::TempDir, Store, Digest, Digest) {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let files = d.path().join("upper");
+        std::fs::create_dir_all(files.join("app/data")).unwrap();
+        std::fs::write(files.join("app/hello"), b"hello\n").unwrap();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(files.join("app/data/big"), big).unwrap();
+        std::os::unix::fs::symlink("hello", files.join("app/link")).unwrap();
+        let changes = diff::overlay_changes(&files).unwrap();
+        let opts = LayerOptions {
+            compression: Compression::None,
+            source_date_epoch,
+            ..LayerOptions::default()
+        };
+        let got = write_layer(&files, &changes, &opts, std::io::sink()).unwrap();
+        let chain = crate::snapshot::next_chain_id(None, &got.diff_id);
+        let snapshots = Snapshots::new(d.path());
+        crate::snapshot::publish(&files, &d.path().join("snapshots"), &snapshots.path(&chain))
+            .unwrap();
+        (d, store, got.diff_id, chain)
+    }
+
+    fn eager(store: &Store, chain: &Digest, opts: &LayerOptions) -> Vec<u8> {
+        let dir = Snapshots::new(store.root()).path(chain);
+        let changes = diff::overlay_changes(&dir).unwrap();
+        let mut out = Vec::new();
+        write_layer(&dir, &changes, opts, &mut out).unwrap();
+        out
+    }
+
+    fn blob(store: &Store, digest: &Digest) -> Vec<u8> {
+        std::fs::read(store.blobs().path(digest)).unwrap()
+    }
+
+    /// `name: compression, level => the blob made later is the eager commit's, byte for byte`.
+    macro_rules! made_later_is_eager {
+        ($($name:ident: $compression:expr, $level:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                let (_d, store, diff_id, chain) = snapshot_at(Some(1_700_000_000));
+                let opts = LayerOptions {
+                    compression: $compression,
+                    level: $level,
+                    threads: 2,
+                    source_date_epoch: Some(1_700_000_000),
+                };
+                let layers = DeferredLayers::new(store.root());
+                layers.committed(&diff_id, Some(&chain), &opts).unwrap();
+                let (c, made) = layers.blob(&store, &diff_id, None, None).unwrap().unwrap();
+                assert_eq!(c, $compression);
+                let bytes = blob(&store, &made.digest);
+                assert_eq!(bytes, eager(&store, &chain, &opts));
+                assert_eq!(made.size, bytes.len() as u64);
+            }
+        )*};
+    }
+
+    made_later_is_eager! {
+        made_later_gzip: Compression::Gzip, None;
+        made_later_gzip_level_9: Compression::Gzip, Some(9);
+        made_later_zstd: Compression::Zstd, None;
+        made_later_uncompressed: Compression::None, None;
+    }
+
+    #[test]
+    fn a_blob_is_made_once_per_compression_and_outlives_the_snapshot() {
+        let (_d, store, diff_id, chain) = snapshot();
+        let layers = DeferredLayers::new(store.root());
+        let opts = LayerOptions::default();
+        layers.committed(&diff_id, Some(&chain), &opts).unwrap();
+        let (_, gzip) = layers.blob(&store, &diff_id, None, None).unwrap().unwrap();
+        let first = std::fs::metadata(store.blobs().path(&gzip.digest)).unwrap();
+        // Its files gone, the layer is still its blob; another compression cannot be made.
+        std::fs::remove_dir_all(Snapshots::new(store.root()).path(&chain)).unwrap();
+        let (_, again) = layers.blob(&store, &diff_id, None, None).unwrap().unwrap();
+        assert_eq!(again, gzip);
+        let second = std::fs::metadata(store.blobs().path(&gzip.digest)).unwrap();
+        assert_eq!(first.modified().unwrap(), second.modified().unwrap());
+        let zstd = Some((Compression::Zstd, None));
+        let err = layers.blob(&store, &diff_id, None, zstd).unwrap_err();
+        assert!(matches!(err, DeferredError::Lost { .. }), "{err:?}");
+        assert!(err.to_string().contains("build the image again"), "{err}");
+        // Still available: a blob of it is here.
+        assert!(layers.available(&store, &descriptor(&MediaType::OciLayer, &diff_id, 1)));
+    }
+
+    #[test]
+    fn the_uncompressed_blob_is_a_source_too() {
+        // The native snapshotter's commit: the tar is in the store, no snapshot is listed.
+        let (_d, store, diff_id, chain) = snapshot();
+        let tar = eager(
+            &store,
+            &chain,
+            &LayerOptions {
+                compression: Compression::None,
+                ..LayerOptions::default()
+            },
+        );
+        store.blobs().write(&tar[..], Expected::Unknown).unwrap();
+        std::fs::remove_dir_all(Snapshots::new(store.root()).path(&chain)).unwrap();
+        let layers = DeferredLayers::new(store.root());
+        let opts = LayerOptions {
+            compression: Compression::Zstd,
+            ..LayerOptions::default()
+        };
+        layers.committed(&diff_id, None, &opts).unwrap();
+        let (_, made) = layers.blob(&store, &diff_id, None, None).unwrap().unwrap();
+        let mut expected = Vec::new();
+        compress_tar(&tar[..], &opts, &mut expected).unwrap();
+        assert_eq!(blob(&store, &made.digest), expected);
+    }
+
+    #[test]
+    fn a_snapshot_changed_after_its_commit_is_refused() {
+        let (_d, store, diff_id, chain) = snapshot();
+        let layers = DeferredLayers::new(store.root());
+        layers
+            .committed(&diff_id, Some(&chain), &LayerOptions::default())
+            .unwrap();
+        let dir = Snapshots::new(store.root()).path(&chain);
+        std::fs::write(dir.join("app/hello"), b"changed\n").unwrap();
+        let err = layers.blob(&store, &diff_id, None, None).unwrap_err();
+        assert!(matches!(err, DeferredError::Changed { .. }), "{err:?}");
+        let left: Vec<_> = store.blobs().list().unwrap().collect();
+        assert!(left.is_empty(), "nothing is kept: {left:?}");
+    }
+
+    #[test]
+    fn a_manifest_is_materialized_as_the_eager_one() {
+        let (_d, store, diff_id, chain) = snapshot();
+        let opts = LayerOptions::default();
+        DeferredLayers::new(store.root())
+            .committed(&diff_id, Some(&chain), &opts)
+            .unwrap();
+        let mut config = ImageConfig::new(&Platform::parse("linux/amd64").unwrap());
+        config.rootfs.diff_ids = vec![diff_id.clone()];
+        let config = config.to_canonical_json().unwrap();
+        let config = store
+            .put_manifest(
+                &config,
+                &MediaType::parse(crate::oci::media_type::OCI_CONFIG),
+            )
+            .unwrap();
+        let manifest = |layer: Descriptor| {
+            let bytes = to_canonical_oci(&image_manifest(config.clone(), vec![layer])).unwrap();
+            store.put_manifest(&bytes, &MediaType::OciManifest).unwrap()
+        };
+        let lazy = manifest(descriptor(&MediaType::OciLayer, &diff_id, 1));
+        let eager_bytes = eager(&store, &chain, &opts);
+        let eager = manifest(descriptor(
+            &MediaType::OciLayerGzip,
+            &Digest::sha256(&eager_bytes),
+            eager_bytes.len() as u64,
+        ));
+        let made = materialize(&store, &lazy).unwrap();
+        assert_eq!(made.digest(), eager.digest());
+        // An index over it names the materialized manifest; a second call makes nothing new.
+        let index =
+            to_canonical_oci(&crate::oci::manifest::image_index(vec![lazy.clone()])).unwrap();
+        let index = store.put_manifest(&index, &MediaType::OciIndex).unwrap();
+        let made_index = materialize(&store, &index).unwrap();
+        let bytes = blob(&store, &descriptor_digest(&made_index).unwrap());
+        assert!(
+            String::from_utf8(bytes)
+                .unwrap()
+                .contains(&eager.digest().to_string())
+        );
+        assert_eq!(materialize(&store, &eager).unwrap(), eager);
+    }
+}

@@ -1,0 +1,211 @@
+//! Deferred layers (docs/store.md): a build that only tags its image writes no layer blob;
+//! a push, a save or an OCI output makes each blob once, in the compression the build asked
+//! for, and later ones reuse it, even once the snapshots are gone; a push killed while it
+//! compresses leaves a store that builds and pushes. Checked against a real registry and
+//! skopeo.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::common::busybox_context::BusyboxContext;
+use crate::common::describe;
+use crate::common::process::Process;
+use crate::common::registry::{Registry, skopeo_raw_manifest};
+use crate::common::{mirror_conf, rbuild_bin};
+
+/// The store's blobs by their first bytes: (gzip, zstd, other) counts, and the largest
+/// "other" (an uncompressed tar would be large).
+fn blob_kinds(root: &Path) -> (usize, usize, usize, u64) {
+    let (mut gzip, mut zstd, mut other, mut largest) = (0, 0, 0, 0);
+    for entry in std::fs::read_dir(root.join("blobs/sha256")).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            gzip += 1;
+        } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            zstd += 1;
+        } else {
+            other += 1;
+            largest = largest.max(bytes.len() as u64);
+        }
+    }
+    (gzip, zstd, other, largest)
+}
+
+/// `rbuild ARGS` with the registries.conf that makes `reg` reachable over HTTP.
+fn with_registry(ctx: &BusyboxContext, conf: &Path, args: &[&str]) -> Output {
+    let out = ctx.rbuild_env(
+        args,
+        &[
+            ("CONTAINERS_REGISTRIES_CONF", conf.to_str().unwrap()),
+            ("DOCKER_CONFIG", ctx.home.join("docker").to_str().unwrap()),
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(args, &out));
+    out
+}
+
+fn layer_media_types(raw_manifest: &[u8]) -> Vec<String> {
+    let m: serde_json::Value = serde_json::from_slice(raw_manifest).unwrap();
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn layers_are_compressed_once_when_they_leave_the_machine() {
+    let Some(ctx) = BusyboxContext::new(
+        "deferred-push",
+        "FROM base\nRUN head -c 3000000 /dev/urandom > /random\nCOPY app /app\n",
+    ) else {
+        return;
+    };
+    ctx.write("app/main.txt", "hello\n");
+    ctx.build_ok(&["-t", "deferred:1"]);
+    // Tagged here only: no layer blob, compressed or not (the base stage's layers are built
+    // here too).
+    let (gzip, zstd, other, largest) = blob_kinds(&ctx.root);
+    assert_eq!((gzip, zstd), (0, 0), "compressed blobs after a local build");
+    assert_eq!(other, 2, "a config and a manifest");
+    assert!(
+        largest < 100_000,
+        "an uncompressed layer was written ({largest} bytes)"
+    );
+
+    let reg = Registry::start(None);
+    let conf = mirror_conf(&ctx.home, "127.0.0.1:1", &[reg.addr.as_str()]);
+    let name = format!("{}/team/deferred:1", reg.addr);
+    with_registry(&ctx, &conf, &["push", "deferred:1", &name]);
+    let raw = skopeo_raw_manifest(&name, None);
+    let types = layer_media_types(&raw);
+    assert_eq!(types.len(), 4, "{types:?}");
+    assert!(types.iter().all(|t| t.ends_with("tar+gzip")), "{types:?}");
+    // The name now names what the registry serves.
+    let local = ctx.inspect("deferred:1");
+    assert_eq!(
+        local["digest"].as_str().unwrap(),
+        format!("sha256:{}", rbuild::oci::digest::Digest::sha256(&raw).hex())
+    );
+    let made = blob_kinds(&ctx.root);
+    assert_eq!((made.0, made.1), (4, 0), "one gzip blob per layer");
+
+    // With every snapshot gone the blobs made stay the layers: a second push and a save
+    // reuse them (nothing could be archived again).
+    std::fs::remove_dir_all(ctx.root.join("snapshots")).unwrap();
+    let again = format!("{}/team/again:1", reg.addr);
+    with_registry(&ctx, &conf, &["push", "deferred:1", &again]);
+    assert_eq!(skopeo_raw_manifest(&again, None), raw);
+    let archive = ctx.home.join("deferred.tar");
+    with_registry(
+        &ctx,
+        &conf,
+        &["save", "-o", archive.to_str().unwrap(), "deferred:1"],
+    );
+    let out = Command::new("skopeo")
+        .args(["inspect", &format!("docker-archive:{}", archive.display())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo inspect: {out:?}");
+    assert_eq!(blob_kinds(&ctx.root).0, 4, "nothing was made twice");
+}
+
+#[test]
+fn a_build_that_pushes_tags_what_it_pushed_in_its_compression() {
+    let Some(ctx) = BusyboxContext::new("deferred-zstd", "FROM base\nRUN echo z > /z\n") else {
+        return;
+    };
+    let reg = Registry::start(None);
+    let conf = mirror_conf(&ctx.home, "127.0.0.1:1", &[reg.addr.as_str()]);
+    let name = format!("{}/team/zstd:1", reg.addr);
+    let spec = format!("type=image,name={name},push=true,compression=zstd");
+    with_registry(
+        &ctx,
+        &conf,
+        &["build", "--progress=plain", "-o", &spec, "."],
+    );
+    let raw = skopeo_raw_manifest(&name, None);
+    let types = layer_media_types(&raw);
+    assert!(types.iter().all(|t| t.ends_with("tar+zstd")), "{types:?}");
+    let local = ctx.inspect(&name);
+    assert_eq!(
+        local["digest"].as_str().unwrap(),
+        format!("sha256:{}", rbuild::oci::digest::Digest::sha256(&raw).hex())
+    );
+}
+
+#[test]
+fn a_push_killed_while_it_compresses_leaves_a_store_that_builds_and_pushes() {
+    let Some(ctx) = BusyboxContext::new(
+        "deferred-kill",
+        "FROM base\nRUN head -c 30000000 /dev/urandom > /big\n",
+    ) else {
+        return;
+    };
+    ctx.build_ok(&["-t", "big:1"]);
+    let reg = Registry::start(None);
+    let conf = mirror_conf(&ctx.home, "127.0.0.1:1", &[reg.addr.as_str()]);
+    let name = format!("{}/team/big:1", reg.addr);
+    let mut push = Process::spawn(
+        Command::new(rbuild_bin())
+            .args(["push", "big:1", &name])
+            .env("RBUILD_ROOT", &ctx.root)
+            .env("CONTAINERS_REGISTRIES_CONF", &conf)
+            .env("DOCKER_CONFIG", ctx.home.join("docker")),
+    );
+    // Compressing 30 MB of random data takes seconds; kill it in the middle.
+    let tmp = ctx.root.join("tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut saw_partial = false;
+    while std::time::Instant::now() < deadline {
+        let partial = std::fs::read_dir(&tmp)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.metadata().is_ok_and(|m| m.len() > 1_000_000))
+            })
+            .unwrap_or(false);
+        if partial {
+            saw_partial = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(saw_partial, "the push never started writing a blob");
+    // SIGKILL to rbuild alone, as an OOM kill does.
+    push.child().kill().unwrap();
+    assert!(!push.wait().unwrap().success());
+    // The store still builds (all cached) and pushes.
+    let progress = ctx.build_ok(&["-t", "big:1"]);
+    assert!(progress.contains("CACHED"), "{progress}");
+    with_registry(&ctx, &conf, &["push", "big:1", &name]);
+    let types = layer_media_types(&skopeo_raw_manifest(&name, None));
+    assert!(types.iter().all(|t| t.ends_with("tar+gzip")), "{types:?}");
+}
+
+#[test]
+fn the_native_snapshotter_keeps_the_uncompressed_tar_and_saves_it_compressed() {
+    let Some(ctx) = BusyboxContext::new("deferred-native", "FROM base\nRUN echo n > /n\n") else {
+        return;
+    };
+    ctx.build_ok(&["--snapshotter", "native", "-t", "native:1"]);
+    let (gzip, zstd, other, largest) = blob_kinds(&ctx.root);
+    assert_eq!((gzip, zstd), (0, 0));
+    assert_eq!(other, 2 + 3, "a config, a manifest and three tars");
+    assert!(largest > 500_000, "busybox's layer is a tar here");
+    // Its trees are a cache: with them gone, the image still saves, compressed.
+    std::fs::remove_dir_all(ctx.root.join("trees")).unwrap();
+    let dir = ctx.home.join("saved");
+    let args = [
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        dir.to_str().unwrap(),
+        "native:1",
+    ];
+    let out = ctx.rbuild(&args);
+    assert!(out.status.success(), "{}", describe(&args, &out));
+    assert_eq!(blob_kinds(&dir).0, 3, "three gzip layers saved");
+}
