@@ -209,3 +209,20 @@ fn the_native_snapshotter_keeps_the_uncompressed_tar_and_saves_it_compressed() {
     assert!(out.status.success(), "{}", describe(&args, &out));
     assert_eq!(blob_kinds(&dir).0, 3, "three gzip layers saved");
 }
+
+#[test]
+fn a_build_on_the_other_snapshotter_reuses_the_layers_built_here() {
+    let Some(ctx) = BusyboxContext::new("deferred-switch", "FROM base\nRUN echo s > /s\n") else {
+        return;
+    };
+    ctx.build_ok(&["-t", "switch:1"]);
+    // The native snapshotter reads layers as tars: made from the overlay snapshots.
+    let progress = ctx.build_ok(&["--snapshotter", "native", "-t", "switch:1"]);
+    assert!(progress.contains("(0 step(s) run"), "{progress}");
+    let files = ctx.build_files("files", &["--snapshotter", "native"]);
+    assert_eq!(std::fs::read_to_string(files.join("s")).unwrap(), "s\n");
+    // And an overlay build whose snapshots are gone unpacks those tars again.
+    std::fs::remove_dir_all(ctx.root.join("snapshots")).unwrap();
+    let files = ctx.build_files("files-overlay", &["--snapshotter", "overlay"]);
+    assert_eq!(std::fs::read_to_string(files.join("s")).unwrap(), "s\n");
+}

@@ -133,6 +133,10 @@ impl LazyBlobs {
             .get(&digest)
             .cloned()
         else {
+            // A layer built here whose bytes are wanted: its tar, from its snapshot.
+            if crate::layer::deferred::ensure_tar(store, desc)? {
+                return Ok(());
+            }
             // Fails naming the digest.
             store.blobs().open(&digest)?;
             return Ok(());

@@ -357,6 +357,20 @@ impl DeferredLayers {
     }
 }
 
+/// Make the uncompressed blob of the deferred layer `layer` (its tar, digest = diff ID) if
+/// the store lacks it: for what reads a layer's bytes rather than its files (the native
+/// snapshotter's trees, an overlay snapshot to unpack for another chain). False when
+/// `layer` is not a deferred layer.
+pub fn ensure_tar(store: &Store, layer: &Descriptor) -> Result<bool, DeferredError> {
+    let diff_id = descriptor_digest(layer)?;
+    if MediaType::parse(layer.media_type().as_ref()) != MediaType::OciLayer {
+        return Ok(false);
+    }
+    let layers = DeferredLayers::new(store.root());
+    let none = Some((Compression::None, None));
+    Ok(layers.blob(store, &diff_id, None, none)?.is_some())
+}
+
 /// Keep a made blob, once its tar proved to be the layer's.
 fn publish(
     writer: crate::store::BlobWriter,

@@ -17,7 +17,6 @@ use crate::layer::LayerOptions;
 use crate::layer::deferred::DeferredLayers;
 use crate::oci::platform::Platform;
 use crate::plan::Step;
-use crate::snapshot::snapshotter::Kind as Snapshotter;
 use crate::snapshot::workdir::WorkDir;
 
 /// Prepare a layer step of `kind`.
@@ -148,7 +147,7 @@ fn reuse(
     if let Some(layer) = &record.layer
         && !session.store().blobs().contains(&layer.digest)
         && !session.lazy().knows(&layer.digest)
-        && !deferred_here(session, state, layer)
+        && !deferred_here(session, layer)
     {
         return Ok(false);
     }
@@ -157,13 +156,11 @@ fn reuse(
     Ok(true)
 }
 
-/// Whether `layer` is a deferred layer whose snapshot on top of `state` is here (its files
-/// are the layer; no blob of it need exist).
-fn deferred_here(session: &Session<'_>, state: &State, layer: &LayerRecord) -> bool {
-    let chain = crate::snapshot::next_chain_id(state.chain.as_ref(), &layer.diff_id);
-    session.snapshotter() == Snapshotter::Overlay
-        && session.snapshots().path(&chain).is_dir()
-        && DeferredLayers::new(&session.settings().state_root).is_deferred(&layer.descriptor())
+/// Whether `layer` is a deferred layer that is still here: a snapshot holds it (its files
+/// are the layer; its tar is made from them if a step needs its bytes), or a blob of it.
+fn deferred_here(session: &Session<'_>, layer: &LayerRecord) -> bool {
+    DeferredLayers::new(&session.settings().state_root)
+        .available(session.store(), &layer.descriptor())
 }
 
 #[cfg(test)]
