@@ -226,3 +226,66 @@ fn a_build_on_the_other_snapshotter_reuses_the_layers_built_here() {
     let files = ctx.build_files("files-overlay", &["--snapshotter", "overlay"]);
     assert_eq!(std::fs::read_to_string(files.join("s")).unwrap(), "s\n");
 }
+
+/// A reproducible build (`SOURCE_DATE_EPOCH`) gives, for each compression, the manifest
+/// digests the eager commit (rbuild before deferred layers) gave for it: recorded with that
+/// version from this very context.
+#[test]
+fn reproducible_digests_are_those_of_the_eager_commit() {
+    let home = crate::common::temp_home("deferred-pinned");
+    let ctx = home.join("ctx");
+    std::fs::create_dir_all(ctx.join("files/sub")).unwrap();
+    std::fs::write(ctx.join("files/a.txt"), "hello\n").unwrap();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(ctx.join("files/sub/big.bin"), big).unwrap();
+    std::fs::write(ctx.join("files/sub/run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    std::os::unix::fs::symlink("a.txt", ctx.join("files/link")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [
+        ("files/a.txt", 0o644),
+        ("files/sub/big.bin", 0o644),
+        ("files/sub/run.sh", 0o755),
+        ("files", 0o755),
+        ("files/sub", 0o755),
+    ] {
+        std::fs::set_permissions(ctx.join(path), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY files/ /files/\nCOPY --chmod=600 files/a.txt /secret\nENV A=1\n",
+    )
+    .unwrap();
+    for (compression, want) in [
+        (
+            "gzip",
+            "sha256:2a2467cf521bc9765b84db096f9157fa70ee6cf97f4574037e3b6d391883d1fe",
+        ),
+        (
+            "zstd",
+            "sha256:c3573cb1738e4150dde2ce2a1c652bf9743107ad1c171f5d790ce86a32ef37a8",
+        ),
+        (
+            "uncompressed",
+            "sha256:5b0946a794ba01b11135b8985e21457235c8299e7d7e6185b8637754fe4388e7",
+        ),
+    ] {
+        let out = home.join(format!("{compression}.tar"));
+        let spec = format!("type=oci,dest={},compression={compression}", out.display());
+        let args = ["build", "-q", "--platform", "linux/amd64", "-o", &spec, "."];
+        let run = Command::new(rbuild_bin())
+            .args(args)
+            .current_dir(&ctx)
+            .env("RBUILD_ROOT", home.join(format!("root-{compression}")))
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", describe(&args, &run));
+        let index = Command::new("tar")
+            .args(["-xOf", out.to_str().unwrap(), "index.json"])
+            .output()
+            .unwrap();
+        let index: serde_json::Value = serde_json::from_slice(&index.stdout).unwrap();
+        assert_eq!(index["manifests"][0]["digest"], want, "{compression}");
+    }
+    let _ = std::fs::remove_dir_all(&home);
+}

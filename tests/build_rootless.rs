@@ -401,10 +401,40 @@ fn build_and_check(name: &str, who: As) {
         String::from_utf8_lossy(&again.stderr)
     );
 
+    // A build that only tags makes no blob; a later save makes them (in the compression
+    // the build asked for) from snapshots whose files belong to subordinate ids when
+    // rootless, so it reads them from a user namespace as the build does.
+    work.ok(&[
+        "build",
+        "--progress=plain",
+        "-t",
+        "rootless:zstd",
+        "-o",
+        "type=image,compression=zstd",
+        ".",
+    ]);
+    let saved = work.dir.join("out/saved");
+    work.ok(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        saved.to_str().unwrap(),
+        "rootless:zstd",
+    ]);
+    let again = crate::build_rootless::layers(&saved);
+    assert_eq!(again.len(), layers.len());
+    let owner = |path: &str| {
+        let e = find(&again, path).unwrap_or_else(|| panic!("{path} is in no layer"));
+        (e.uid, e.gid)
+    };
+    assert_eq!(owner("data/owned"), (1000, 1000), "saved: RUN chown");
+    assert_eq!(find(&again, "data/app/f").unwrap().content, b"private\n");
+
     // prune (in the user namespace when rootless) removes what the build left, including
     // files of subordinate ids (the build cache too: its layers are snapshots); then the
     // whole directory can be removed from outside.
-    work.ok(&["rmi", "rootless:1"]);
+    work.ok(&["rmi", "rootless:1", "rootless:zstd"]);
     work.ok(&["prune", "--build-cache", "--grace", "0s"]);
     let left: Vec<_> = std::fs::read_dir(work.root().join("snapshots"))
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
