@@ -99,28 +99,7 @@ script rbuild-clean "rm -rf '$W/rbuild-root'; $RB_ENV '$RBUILD' pull -q python:3
 script rbuild-build "cd '$W/ctx-rbuild'; $RB_ENV '$RBUILD' build -t flask-watchlist:bench . >'$W/logs/rbuild.log' 2>&1"
 
 # Buildah: storage, containers.conf and cache-mount directory ($TMPDIR) of its own.
-mkdir -p "$W/containers"
-cat >"$W/containers/storage.conf" <<CONF
-[storage]
-driver = "overlay"
-graphroot = "$W/containers/graph"
-runroot = "$W/containers/run"
-[storage.options.overlay]
-mountopt = "nodev"
-CONF
-# runc: crun 1.8 refuses hybrid cgroups; rlimits no higher than ours (root may lack
-# CAP_SYS_RESOURCE); cgroupfs and file events since there may be no systemd.
-NOFILE=$(ulimit -Hn); [ "$NOFILE" = unlimited ] && NOFILE=1048576
-NPROC=$(ulimit -Hu); { [ "$NPROC" = unlimited ] || [ "$NPROC" -gt 32768 ]; } && NPROC=32768
-cat >"$W/containers/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=$NOFILE:$NOFILE", "nproc=$NPROC:$NPROC"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-CONF
-BUILDAH_ENV="env CONTAINERS_CONF=$W/containers/containers.conf CONTAINERS_STORAGE_CONF=$W/containers/storage.conf CONTAINERS_REGISTRIES_CONF=$W/registries.conf TMPDIR=$W/tmp"
+buildah_config
 buildah_env() { $BUILDAH_ENV "$@"; }
 script buildah-setup "$BUILDAH_ENV buildah pull -q python:3.10-alpine >/dev/null"
 script buildah-clean "$BUILDAH_ENV buildah rm --all >/dev/null
@@ -130,38 +109,9 @@ rm -rf '$W'/tmp/buildah-cache-*
 sync"
 script buildah-build "cd '$W/ctx-buildah'; $BUILDAH_ENV buildah bud --layers --network host -t flask-watchlist:bench . >'$W/logs/buildah.log' 2>&1"
 
-# BuildKit: a dockerd of our own (see the header), stopped once its figures are taken.
+# BuildKit: a dockerd of our own (see the header; start_dockerd in lib.sh), stopped once
+# its figures are taken.
 DOCKER="env DOCKER_HOST=unix://$W/docker.sock DOCKER_BUILDKIT=1 /usr/bin/docker"
-start_dockerd() {
-  command -v dockerd >/dev/null && [ -x /usr/bin/docker ] \
-    || { echo "dockerd or /usr/bin/docker missing (apt-get install docker.io)"; return 1; }
-  mkdir -p "$W/docker" "$EXEC"
-  jq -n --arg reg "$ADDR" --arg root "$W/docker" --arg exec "$EXEC" \
-        --argjson nofile "$NOFILE" '{
-    "data-root": $root, "exec-root": $exec, "storage-driver": "overlay2",
-    "registry-mirrors": ["http://" + $reg], "insecure-registries": [$reg],
-    "iptables": false, "ip6tables": false, "ip-masq": false, "bridge": "none",
-    "features": {"buildkit": true},
-    "default-ulimits": {"nofile": {"Name": "nofile", "Hard": $nofile, "Soft": $nofile}}
-  }' >"$W/daemon.json"
-  setsid dockerd --config-file "$W/daemon.json" -H "unix://$W/docker.sock" \
-    --pidfile "$W/dockerd.pid" >"$W/logs/dockerd.log" 2>&1 </dev/null &
-  DOCKERD_PID=$!
-  for _ in $(seq 150); do
-    $DOCKER version >/dev/null 2>&1 && return 0
-    kill -0 "$DOCKERD_PID" 2>/dev/null || break
-    sleep 0.2
-  done
-  echo "dockerd did not start: $(tail -n 3 "$W/logs/dockerd.log" | tr '\n' ' ')"
-  return 1
-}
-stop_dockerd() {
-  kill "$DOCKERD_PID" 2>/dev/null || true
-  for _ in $(seq 150); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.2; done
-  kill -9 "$DOCKERD_PID" 2>/dev/null || true
-  DOCKERD_PID=
-  unmount_under "$W/docker" "$EXEC"
-}
 script buildkit-setup "$DOCKER pull -q python:3.10-alpine >/dev/null"
 script buildkit-clean "$DOCKER rmi -f flask-watchlist:bench >/dev/null 2>&1 || true
 $DOCKER builder prune -af >/dev/null

@@ -56,3 +56,65 @@ location = "$ADDR"
 insecure = true
 CONF
 }
+
+# A dockerd of the benchmark's own (Debian docker.io 20.10): socket, data-root and exec-root
+# under $W and $EXEC, no bridge and no iptables, $ADDR (a loopback registry, if any) as
+# docker.io's mirror. Uses $DOCKER (the client command) and $NOFILE; sets DOCKERD_PID.
+start_dockerd() {
+  command -v dockerd >/dev/null && [ -x /usr/bin/docker ] \
+    || { echo "dockerd or /usr/bin/docker missing (apt-get install docker.io)"; return 1; }
+  mkdir -p "$W/docker" "$EXEC"
+  jq -n --arg reg "$ADDR" --arg root "$W/docker" --arg exec "$EXEC" \
+        --argjson nofile "$NOFILE" '{
+    "data-root": $root, "exec-root": $exec, "storage-driver": "overlay2",
+    "registry-mirrors": ["http://" + $reg], "insecure-registries": [$reg],
+    "iptables": false, "ip6tables": false, "ip-masq": false, "bridge": "none",
+    "features": {"buildkit": true},
+    "default-ulimits": {"nofile": {"Name": "nofile", "Hard": $nofile, "Soft": $nofile}}
+  }' >"$W/daemon.json"
+  setsid dockerd --config-file "$W/daemon.json" -H "unix://$W/docker.sock" \
+    --pidfile "$W/dockerd.pid" >"$W/logs/dockerd.log" 2>&1 </dev/null &
+  DOCKERD_PID=$!
+  for _ in $(seq 150); do
+    $DOCKER version >/dev/null 2>&1 && return 0
+    kill -0 "$DOCKERD_PID" 2>/dev/null || break
+    sleep 0.2
+  done
+  echo "dockerd did not start: $(tail -n 3 "$W/logs/dockerd.log" | tr '\n' ' ')"
+  return 1
+}
+stop_dockerd() {
+  kill "$DOCKERD_PID" 2>/dev/null || true
+  for _ in $(seq 150); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.2; done
+  kill -9 "$DOCKERD_PID" 2>/dev/null || true
+  DOCKERD_PID=
+  unmount_under "$W/docker" "$EXEC"
+}
+
+# Buildah's storage.conf and containers.conf under $W/containers (overlay storage, runc,
+# cgroupfs), and its cache-mount directory ($TMPDIR=$W/tmp); sets NOFILE, NPROC and
+# BUILDAH_ENV (the environment to run buildah in).
+buildah_config() {
+  mkdir -p "$W/containers"
+  cat >"$W/containers/storage.conf" <<CONF
+[storage]
+driver = "overlay"
+graphroot = "$W/containers/graph"
+runroot = "$W/containers/run"
+[storage.options.overlay]
+mountopt = "nodev"
+CONF
+  # runc: crun 1.8 refuses hybrid cgroups; rlimits no higher than ours (root may lack
+  # CAP_SYS_RESOURCE); cgroupfs and file events since there may be no systemd.
+  NOFILE=$(ulimit -Hn); [ "$NOFILE" = unlimited ] && NOFILE=1048576
+  NPROC=$(ulimit -Hu); { [ "$NPROC" = unlimited ] || [ "$NPROC" -gt 32768 ]; } && NPROC=32768
+  cat >"$W/containers/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=$NOFILE:$NOFILE", "nproc=$NPROC:$NPROC"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+  BUILDAH_ENV="env CONTAINERS_CONF=$W/containers/containers.conf CONTAINERS_STORAGE_CONF=$W/containers/storage.conf CONTAINERS_REGISTRIES_CONF=$W/registries.conf TMPDIR=$W/tmp"
+}

@@ -289,3 +289,119 @@ fn reproducible_digests_are_those_of_the_eager_commit() {
     }
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// A context of `n` files (some in subdirectories, one multiply linked) for COPY . /app.
+fn many_files(ctx: &BusyboxContext, n: usize) {
+    for i in 0..n {
+        ctx.write(&format!("app/d{}/f{i}.txt", i % 7), &format!("file {i}\n"));
+    }
+    std::fs::hard_link(
+        ctx.dir.join("app/d0/f0.txt"),
+        ctx.dir.join("app/linked.txt"),
+    )
+    .unwrap();
+}
+
+/// The status line an incremental COPY prints: (files copied, files taken).
+fn copied_and_taken(progress: &str) -> Option<(u64, u64)> {
+    let line = progress
+        .lines()
+        .find(|l| l.contains("unchanged taken from the previous build"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let copied = words.iter().position(|w| *w == "file(s)")?;
+    let taken = words.iter().position(|w| *w == "unchanged")?;
+    Some((
+        words[copied - 1].parse().ok()?,
+        words[taken - 1].trim_end_matches(')').parse().ok()?,
+    ))
+}
+
+#[test]
+fn an_edit_copies_one_file_and_makes_the_layer_a_full_copy_makes() {
+    let Some(ctx) = BusyboxContext::new(
+        "incremental-copy",
+        "FROM base\nCOPY app /app\nRUN cat /app/d3/f3.txt /app/linked.txt > /seen\n",
+    ) else {
+        return;
+    };
+    many_files(&ctx, 300);
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let build = |ctx: &BusyboxContext, root: &Path| {
+        let args = ["build", "--progress=plain", "-t", "inc:1", "."];
+        let out = Command::new(rbuild_bin())
+            .args(args)
+            .current_dir(&ctx.dir)
+            .env("RBUILD_ROOT", root)
+            .env("NO_COLOR", "1")
+            .envs(epoch)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&args, &out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let first = build(&ctx, &ctx.root);
+    assert_eq!(
+        copied_and_taken(&first),
+        None,
+        "nothing to take yet: {first}"
+    );
+    ctx.write("app/d3/f3.txt", "edited\n");
+    let second = build(&ctx, &ctx.root);
+    // The edited file is read and written, and the multiply linked pair is copied as
+    // always (once, and a link); the rest is taken.
+    assert_eq!(copied_and_taken(&second), Some((2, 298)), "{second}");
+    assert!(second.contains("(2 step(s) run"), "{second}");
+    // The same image as a build from nothing.
+    let fresh = ctx.home.join("fresh");
+    let full = build(&ctx, &fresh);
+    assert_eq!(copied_and_taken(&full), None);
+    let id = |progress: &str| {
+        progress
+            .lines()
+            .find(|l| l.starts_with("built "))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        id(&second),
+        id(&full),
+        "incremental:\n{second}\nfull:\n{full}"
+    );
+    let out = ctx.rbuild(&["run", "inc:1", "cat", "/seen"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "edited\nfile 0\n");
+}
+
+#[test]
+fn an_incremental_copy_keeps_each_files_times_and_replaces_what_is_below() {
+    // No SOURCE_DATE_EPOCH: times come from the context. The base has /app/d1/f1.txt, which
+    // COPY replaces (a whiteout in the overlay, then the link).
+    let Some(ctx) = BusyboxContext::new(
+        "incremental-times",
+        "FROM base\nRUN mkdir -p /app/d1 && echo lower > /app/d1/f1.txt\nCOPY app /app\n",
+    ) else {
+        return;
+    };
+    many_files(&ctx, 40);
+    ctx.build_ok(&["-t", "times:1"]);
+    ctx.write("app/d2/f2.txt", "edited\n");
+    let progress = ctx.build_ok(&["-t", "times:1"]);
+    assert_eq!(copied_and_taken(&progress), Some((2, 38)), "{progress}");
+    let files = ctx.build_files("files", &[]);
+    for i in 0..40 {
+        let rel = format!("app/d{}/f{i}.txt", i % 7);
+        let (src, out) = (ctx.dir.join(&rel), files.join(&rel));
+        assert_eq!(
+            std::fs::read(&src).unwrap(),
+            std::fs::read(&out).unwrap(),
+            "{rel}"
+        );
+        let (a, b) = (
+            std::fs::metadata(&src).unwrap(),
+            std::fs::metadata(&out).unwrap(),
+        );
+        assert_eq!(a.modified().unwrap(), b.modified().unwrap(), "{rel}");
+    }
+}

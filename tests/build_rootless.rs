@@ -401,6 +401,29 @@ fn build_and_check(name: &str, who: As) {
         String::from_utf8_lossy(&again.stderr)
     );
 
+    // An edit below rootfs/: its COPY runs again and takes the unchanged files (busybox)
+    // from its previous snapshot, as links made in the upper directory (in the user
+    // namespace when rootless); the image holds the edit and still runs.
+    let edited = work.dir.join("ctx/rootfs/etc/edited");
+    std::fs::write(&edited, "edited\n").unwrap();
+    if let As::User(uid) = who {
+        chown_tree(&edited, uid);
+    }
+    let inc = work.ok(&["build", "--progress=plain", "-t", "rootless:edited", "."]);
+    let said = String::from_utf8_lossy(&inc.stderr);
+    assert!(
+        said.contains("1 file(s) copied") && said.contains("unchanged taken"),
+        "{said}"
+    );
+    let out = work.ok(&[
+        "run",
+        "rootless:edited",
+        "cat",
+        "/etc/edited",
+        "/data/copied",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "edited\ncopied\n");
+
     // A build that only tags makes no blob; a later save makes them (in the compression
     // the build asked for) from snapshots whose files belong to subordinate ids when
     // rootless, so it reads them from a user namespace as the build does.
@@ -434,7 +457,7 @@ fn build_and_check(name: &str, who: As) {
     // prune (in the user namespace when rootless) removes what the build left, including
     // files of subordinate ids (the build cache too: its layers are snapshots); then the
     // whole directory can be removed from outside.
-    work.ok(&["rmi", "rootless:1", "rootless:zstd"]);
+    work.ok(&["rmi", "rootless:1", "rootless:zstd", "rootless:edited"]);
     work.ok(&["prune", "--build-cache", "--grace", "0s"]);
     let left: Vec<_> = std::fs::read_dir(work.root().join("snapshots"))
         .map(|d| d.flatten().map(|e| e.file_name()).collect())

@@ -74,12 +74,18 @@ impl StepFs {
     }
 
     /// End the step: the directory the layer's files are read from (overlay: the upper
-    /// directory; native: the step's whole tree) and what changed.
-    pub(crate) fn finish(self) -> Result<(PathBuf, Vec<crate::snapshot::change::Change>), FsError> {
+    /// directory; native: the step's whole tree) and what changed. `unmounted` runs on the
+    /// upper directory once the overlay is unmounted, before it is read (never on the
+    /// native snapshotter's tree).
+    pub(crate) fn finish_with(
+        self,
+        unmounted: impl FnOnce(&Path) -> Result<(), FsError>,
+    ) -> Result<(PathBuf, Vec<crate::snapshot::change::Change>), FsError> {
         match self {
             StepFs::Overlay(m) => {
                 let upper = m.upper().to_path_buf();
                 m.unmount()?;
+                unmounted(&upper)?;
                 let changes = diff::overlay_changes(&upper)?;
                 Ok((upper, changes))
             }

@@ -21,6 +21,7 @@ use rustix::io::Errno;
 use super::archive;
 use super::error::CopyError;
 use super::op::{CopyOp, CopyStats};
+use super::reuse::{Reuse, Wanted};
 use super::selection::{Event, Item, What, walk_item};
 use super::source::{Entry, View};
 use super::target::{self, DirAttrs, Target};
@@ -33,7 +34,7 @@ pub(super) struct Dest {
     pub(crate) dir: bool,
 }
 
-pub(super) struct Copier<'a> {
+pub(super) struct Copier<'a, 'r> {
     pub(crate) view: &'a View,
     pub(crate) target: &'a Target,
     pub(crate) op: &'a CopyOp,
@@ -43,6 +44,8 @@ pub(super) struct Copier<'a> {
     /// Directories created on the way, whose times are set again at the end.
     pub(crate) created: Vec<String>,
     pub(crate) stats: CopyStats,
+    /// Files to take from the previous run of this COPY (`reuse.rs`), when there is one.
+    pub(crate) reuse: Option<&'a mut Reuse<'r>>,
 }
 
 /// A directory being filled: its descriptor, real path, and the times it gets once done.
@@ -52,7 +55,7 @@ struct Open {
     times: Option<Timestamps>,
 }
 
-impl Copier<'_> {
+impl Copier<'_, '_> {
     /// Attributes of the directories COPY creates by itself: 0755 and root, or the `--chown`
     /// owner and the `--chmod` mode (BuildKit since tonistiigi/fsutil#228, still disputed in
     /// moby/buildkit#5943).
@@ -404,6 +407,19 @@ impl Copier<'_> {
                         return Ok(());
                     }
                     self.links.insert(key, real.clone());
+                }
+                let wanted = Wanted {
+                    mode: self.mode_of(meta),
+                    uid,
+                    gid,
+                    mtime: times.last_modification,
+                    size: meta.size(),
+                };
+                if let Some(reuse) = self.reuse.as_deref_mut() {
+                    let host = self.view.host_path(source);
+                    if reuse.take(dir, dir_real, &real, &host, meta, &wanted)? {
+                        return Ok(());
+                    }
                 }
                 let mut input = self.view.open_file(source)?;
                 let mut out = self.create_file(dir, name, &shown)?;

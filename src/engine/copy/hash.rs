@@ -162,6 +162,22 @@ impl HashCache {
         self.stats
     }
 
+    /// The hash this cache holds for the file at `host` whose `lstat` is `meta`, if it was
+    /// computed from exactly this file (same device, inode, size and times). For a copy
+    /// right after its key was computed, which rehashed whatever was not trustworthy.
+    pub(crate) fn known(&self, host: &Path, meta: &Metadata) -> Option<[u8; 32]> {
+        let cached = self.entries.get(host)?;
+        let id = Cached::identity(meta);
+        (id == (
+            cached.dev,
+            cached.ino,
+            cached.size,
+            cached.mtime_ns,
+            cached.ctime_ns,
+        ))
+            .then_some(cached.hash)
+    }
+
     /// The BLAKE3 hash of the content of the file at `host`, whose `lstat` is `meta`, read
     /// through `open` only when no trustworthy cached hash exists.
     fn content_hash(

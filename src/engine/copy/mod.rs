@@ -40,6 +40,7 @@ mod copier;
 mod error;
 mod hash;
 mod op;
+pub(crate) mod reuse;
 mod selection;
 mod source;
 mod target;
@@ -101,6 +102,17 @@ pub(crate) fn copy(
     dest_root: &Path,
     op: &CopyOp,
 ) -> Result<CopyStats, CopyError> {
+    copy_reusing(src, dest_root, op, None)
+}
+
+/// [`copy`], taking unchanged files from the previous run of the same COPY where `reuse`
+/// allows (`reuse.rs`).
+pub(crate) fn copy_reusing(
+    src: &SourceRoot,
+    dest_root: &Path,
+    op: &CopyOp,
+    reuse: Option<&mut reuse::Reuse<'_>>,
+) -> Result<CopyStats, CopyError> {
     check(op)?;
     let view = source::View::open(src)?;
     let exclude = exclude_matcher(op)?;
@@ -115,6 +127,7 @@ pub(crate) fn copy(
         links: Default::default(),
         created: Vec::new(),
         stats: CopyStats::default(),
+        reuse,
     };
     for item in &items {
         copier.copy_item(item, &dest)?;

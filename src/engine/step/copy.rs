@@ -9,6 +9,7 @@ use std::path::Path;
 use super::work::{Cx, LayerStep};
 use crate::dockerfile::instruction::{self, Instruction};
 use crate::engine::cache::KeyEncoder;
+use crate::engine::copy::reuse::{Previous, Reuse, Reused};
 use crate::engine::copy::{self, CopyOp, OpKind, SourceRoot};
 use crate::engine::error::BuildError;
 use crate::engine::fs::Tree;
@@ -16,7 +17,9 @@ use crate::engine::remote::Remote;
 use crate::engine::resolve::state_from;
 use crate::engine::session::Session;
 use crate::engine::state::{State, StateRef};
+use crate::gc::lease::Kind as LeaseKind;
 use crate::plan::Step;
+use crate::snapshot::snapshotter::Kind as Snapshotter;
 use crate::snapshot::workdir::WorkDir;
 
 /// A COPY or ADD to do: the operation (owner not resolved yet), its `--chown` as written,
@@ -261,12 +264,65 @@ impl LayerStep for CopyStep {
                 ignore: session.ignore(),
             },
         };
+        // From the context or a directory, on overlays, unchanged files can be taken from
+        // the previous run of this COPY (`engine::copy::reuse`).
+        let incremental = local.is_none()
+            && session.snapshotter() == Snapshotter::Overlay
+            && matches!(from, CopyFrom::Context | CopyFrom::Dir(_));
+        if incremental {
+            let record = result_record(session, &op, chown.as_deref(), &from);
+            let previous = Previous::load(&record, |chain| {
+                let dir = session.settings().state_root.join("snapshots").join(chain);
+                // Held for the rest of the build, so that no collection removes it while
+                // its files are linked.
+                session
+                    .leases()
+                    .hold(LeaseKind::Snapshot, chain, &dir)
+                    .unwrap_or(false)
+                    .then_some(dir)
+            });
+            let hashes = session.hashes();
+            let mut reuse = Reuse {
+                previous: previous.as_ref(),
+                hashes: &hashes,
+                out: Reused::default(),
+            };
+            let stats = copy::copy_reusing(&source, root, &op, Some(&mut reuse))
+                .map_err(|e| copy_failed(session, instruction, &e))?;
+            reuse.out.copied = (stats.files, stats.bytes);
+            *cx.reused.lock().expect("the step's reuse") = Some((record, reuse.out));
+            return Ok(());
+        }
         copy::copy(&source, root, &op).map_err(|e| copy_failed(session, instruction, &e))?;
         match local {
             Some(local) => local.execute(cx, root),
             None => Ok(()),
         }
     }
+}
+
+/// Where the previous run of this COPY is recorded: by the operation as written, its
+/// `--chown`, where it reads from and the platform, not by what the sources hold.
+fn result_record(
+    session: &Session<'_>,
+    op: &CopyOp,
+    chown: Option<&str>,
+    from: &CopyFrom,
+) -> std::path::PathBuf {
+    let mut key = KeyEncoder::new("copy-result", None);
+    key_op(&mut key, op);
+    key.opt_str("chown", chown);
+    key.str("platform", &session.plan().target_platform.to_string());
+    if let CopyFrom::Dir(dir) = from {
+        key.str("dir", &dir.display().to_string());
+    }
+    let id = key.finish();
+    session
+        .settings()
+        .state_root
+        .join("cache")
+        .join("copies")
+        .join(id.hex())
 }
 
 /// A COPY or ADD that failed: a source that is not there is shown under that source's word

@@ -9,7 +9,7 @@ use super::{copy, run, workdir};
 use crate::engine::cache::{CacheKey, KeyEncoder, LayerRecord, Record};
 use crate::engine::commit;
 use crate::engine::error::BuildError;
-use crate::engine::fs::StepFs;
+use crate::engine::fs::{FsError, StepFs};
 use crate::engine::session::Session;
 use crate::engine::state::State;
 use crate::gc::lease::Kind as LeaseKind;
@@ -99,10 +99,18 @@ pub(crate) fn run_layer_step(
         id,
         step,
         work_dir: dir.path(),
+        reused: Default::default(),
     };
     let keeps_empty = work.keeps_empty_layer();
     work.execute(&cx, fs.root())?;
-    let (upper, changes) = fs.finish()?;
+    let reused = cx.reused.lock().expect("the step's reuse").take();
+    let (upper, changes) = fs.finish_with(|upper| match &reused {
+        Some((_, taken)) => taken.link_into(upper).map_err(|e| FsError::Files {
+            what: "linking the files an incremental COPY took".into(),
+            source: std::io::Error::other(crate::diag::chain(&e)),
+        }),
+        None => Ok(()),
+    })?;
     let layer = if changes.is_empty() && !keeps_empty {
         None
     } else {
@@ -110,6 +118,27 @@ pub(crate) fn run_layer_step(
     };
     let upper = layer.as_ref().map(|_| upper.as_path());
     commit::add_layer(session, state, created_by, layer.as_ref(), upper)?;
+    if let (Some((path, taken)), Some(_), Some(chain)) = (&reused, &layer, &state.chain) {
+        if taken.taken() > 0 {
+            session.progress().event(crate::progress::Event::Status {
+                id,
+                message: format!(
+                    "{} file(s) copied ({}), {} unchanged taken from the previous build of this step ({})",
+                    taken.copied.0,
+                    crate::progress::human_size(taken.copied.1),
+                    taken.taken(),
+                    crate::progress::human_size(taken.linked_bytes)
+                ),
+            });
+        }
+        // The next run's previous run; without it, that run copies everything.
+        if let Err(e) = crate::engine::copy::reuse::save(path, chain.hex(), &taken.files) {
+            session.progress().event(crate::progress::Event::Status {
+                id,
+                message: format!("warning: recording {}: {e}", path.display()),
+            });
+        }
+    }
     let record = Record {
         layer,
         created: state.clock.clone(),

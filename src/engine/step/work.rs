@@ -33,4 +33,9 @@ pub(crate) struct Cx<'s, 'a> {
     pub(crate) step: &'s Step,
     /// A directory of the step's own, beside its filesystem (secrets, sockets, files).
     pub(crate) work_dir: &'s Path,
+    /// What an incremental COPY took from its previous run (`engine::copy::reuse`): linked
+    /// into the upper directory once it is unmounted, and recorded once the layer is
+    /// committed (at the path given).
+    pub(crate) reused:
+        std::sync::Mutex<Option<(std::path::PathBuf, crate::engine::copy::reuse::Reused)>>,
 }
