@@ -352,13 +352,17 @@ pub fn prune_cmd(root: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
         if trees > 0 {
             println!("deleted {trees} native snapshotter tree(s)");
         }
-        // Build logs (`<root>/logs/<build>/step-N.log`) go with the cache they describe.
-        let logs = root.join("logs");
-        match std::fs::remove_dir_all(&logs) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(anyhow::Error::new(e).context(format!("removing {}", logs.display())));
+        // Build logs (`<root>/logs/<build>/step-N.log`) go with the cache they describe, and
+        // so do the records of what each COPY wrote (incremental COPY).
+        for dir in [root.join("logs"), root.join("cache").join("copies")] {
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("removing {}", dir.display()))
+                    );
+                }
+                _ => {}
             }
-            _ => {}
         }
         std::collections::BTreeSet::new()
     } else {
