@@ -405,3 +405,49 @@ fn an_incremental_copy_keeps_each_files_times_and_replaces_what_is_below() {
         assert_eq!(a.modified().unwrap(), b.modified().unwrap(), "{rel}");
     }
 }
+
+#[test]
+fn an_incremental_copy_of_several_sources_to_one_path_keeps_the_last() {
+    let Some(ctx) = BusyboxContext::new(
+        "incremental-last",
+        "FROM base\nCOPY a/f.txt b/f.txt other/ /dst/\n",
+    ) else {
+        return;
+    };
+    ctx.write("a/f.txt", "from a\n");
+    ctx.write("b/f.txt", "from b\n");
+    for i in 0..20 {
+        ctx.write(&format!("other/o{i}.txt"), &format!("other {i}\n"));
+    }
+    ctx.build_ok(&["-t", "last:1"]);
+    // a changes: b's file, unchanged, is taken again over a's, which is written first.
+    ctx.write("a/f.txt", "from a, edited\n");
+    let progress = ctx.build_ok(&["-t", "last:1"]);
+    assert_eq!(copied_and_taken(&progress), Some((1, 21)), "{progress}");
+    let out = ctx.rbuild(&["run", "last:1", "cat", "/dst/f.txt"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from b\n");
+    // b changes: the new b is copied over a's.
+    ctx.write("b/f.txt", "from b, edited\n");
+    let progress = ctx.build_ok(&["-t", "last:1"]);
+    assert_eq!(copied_and_taken(&progress), Some((2, 20)), "{progress}");
+    let out = ctx.rbuild(&["run", "last:1", "cat", "/dst/f.txt"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from b, edited\n");
+    // a and b the same: a's file would be taken, then b is written over it (taken files
+    // are only linked at the end, so the one taken first is dropped).
+    ctx.write("a/f.txt", "same\n");
+    ctx.write("b/f.txt", "same\n");
+    let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    for f in ["a/f.txt", "b/f.txt"] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(ctx.dir.join(f))
+            .unwrap();
+        file.set_modified(when).unwrap();
+    }
+    ctx.build_ok(&["-t", "last:1"]);
+    ctx.write("other/o1.txt", "edited\n");
+    let progress = ctx.build_ok(&["-t", "last:1"]);
+    assert!(copied_and_taken(&progress).is_some(), "{progress}");
+    let out = ctx.rbuild(&["run", "last:1", "cat", "/dst/f.txt", "/dst/o1.txt"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "same\nedited\n");
+}

@@ -209,6 +209,9 @@ impl Copier<'_, '_> {
             .mkdir_all(&format!("/{parent}"), &implied, &mut self.created)?;
         let dir = self.target.open_dir(&parent)?;
         let shown = self.target.show(&at);
+        if let Some(reuse) = self.reuse.as_deref_mut() {
+            reuse.forget(&at);
+        }
         self.clear_for_leaf(&dir, base, &shown)?;
         let mut out = self.create_file(&dir, base, &shown)?;
         std::io::Write::write_all(&mut out, data.as_bytes()).map_err(|source| {
@@ -281,6 +284,10 @@ impl Copier<'_, '_> {
             step,
             source: e.into(),
         };
+        // A file taken from the previous run is there, as far as the copy goes.
+        if self.reuse.as_deref().is_some_and(|r| r.taken_at(&real)) {
+            return Err(CopyError::NotADirectory { path: shown });
+        }
         match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
             Ok(_) => return Err(CopyError::NotADirectory { path: shown }),
@@ -390,6 +397,9 @@ impl Copier<'_, '_> {
             step,
             source: e.into(),
         };
+        if let Some(reuse) = self.reuse.as_deref_mut() {
+            reuse.forget(&real);
+        }
         self.clear_for_leaf(dir, name, &shown)?;
         let meta = &entry.meta;
         let (uid, gid) = self.owner_of(meta);

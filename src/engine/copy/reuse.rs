@@ -17,7 +17,7 @@
 //! sources, destination, options, `--chown`) and the platform: `<state root>/cache/copies/<id>`
 //! holds the snapshot it made and the content hash of each file it wrote, by destination.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -102,7 +102,7 @@ pub(crate) struct Reused {
     /// The previous run's snapshot, and the files to link from it once the overlay is
     /// unmounted (by path in the root).
     old_root: PathBuf,
-    pending: Vec<String>,
+    pending: BTreeSet<String>,
     /// Directories already made to exist in the upper directory.
     copied_up: HashSet<String>,
     /// Previous inodes already taken (each at most once, or the layer would link them).
@@ -195,8 +195,21 @@ impl Reuse<'_> {
         }
         self.out.linked_bytes += wanted.size;
         self.out.old_root.clone_from(&previous.root);
-        self.out.pending.push(real.to_string());
+        self.out.pending.insert(real.to_string());
         Ok(true)
+    }
+}
+
+impl Reuse<'_> {
+    /// Something else is written at `real` (a later source of the same COPY): the file
+    /// taken there, if any, is not linked after all.
+    pub(super) fn forget(&mut self, real: &str) {
+        self.out.pending.remove(real);
+    }
+
+    /// Whether a file was taken at `real` (so it is there, for what the copy does next).
+    pub(super) fn taken_at(&self, real: &str) -> bool {
+        self.out.pending.contains(real)
     }
 }
 
