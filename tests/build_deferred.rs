@@ -91,6 +91,13 @@ fn layers_are_compressed_once_when_they_leave_the_machine() {
     );
     let made = blob_kinds(&ctx.root);
     assert_eq!((made.0, made.1), (4, 0), "one gzip blob per layer");
+    // Compressed into their uploads: each layer went up in chunks, its digest at the end.
+    let log = reg.log();
+    let patches = log
+        .lines()
+        .filter(|l| l.contains("\"PATCH /v2/team/deferred/blobs/uploads/"))
+        .count();
+    assert!(patches >= 4, "{patches} PATCH requests:\n{log}");
 
     // With every snapshot gone the blobs made stay the layers: a second push and a save
     // reuse them (nothing could be archived again).
@@ -129,6 +136,12 @@ fn a_build_that_pushes_tags_what_it_pushed_in_its_compression() {
     let raw = skopeo_raw_manifest(&name, None);
     let types = layer_media_types(&raw);
     assert!(types.iter().all(|t| t.ends_with("tar+zstd")), "{types:?}");
+    // Compressed into the upload, in chunks.
+    assert!(
+        reg.log().contains("\"PATCH /v2/team/zstd/blobs/uploads/"),
+        "{}",
+        reg.log()
+    );
     let local = ctx.inspect(&name);
     assert_eq!(
         local["digest"].as_str().unwrap(),

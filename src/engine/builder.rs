@@ -538,16 +538,16 @@ impl Planned {
         }
         let next_id = std::cell::Cell::new(ids.load(Ordering::Relaxed));
         let new_id = || next_id.replace(next_id.get() + 1);
-        // An image that leaves the machine (a push, an OCI or docker file, an inline cache)
-        // has its layers built here compressed now, and is tagged as it leaves: the store
-        // then names what the registry serves. One only tagged here stays uncompressed.
-        let leaves = inline
-            || !builder.push.is_empty()
+        // An image written to a file (OCI or docker) or carrying an inline cache has its
+        // layers built here compressed now, and is tagged as it leaves. A push compresses
+        // them into its uploads, and the names move to what it pushed. Either way the store
+        // then names what leaves the machine; one only tagged here stays uncompressed.
+        let leaves_as_files = inline
             || builder
                 .files
                 .iter()
                 .any(|o| matches!(o.kind, Kind::Oci { .. } | Kind::Docker));
-        if leaves {
+        if leaves_as_files {
             let id = new_id();
             let started = Instant::now();
             progress.event(Event::Start {
@@ -659,6 +659,15 @@ impl Planned {
             pushed.push((name.clone(), digest));
             done(v);
         }
+        let mut manifest = result.descriptor().clone();
+        if !pushed.is_empty() && !leaves_as_files {
+            // Its blobs were made by the push: nothing is compressed again.
+            let made = crate::layer::deferred::materialize(&store, &manifest)?;
+            for name in &names {
+                store.retag_if(name, &manifest, made.clone())?;
+            }
+            manifest = made;
+        }
         let exported = export_all(
             &builder.cache_to,
             &travel,
@@ -701,10 +710,15 @@ impl Planned {
             Err(e) => warnings.push(e),
         }
         Ok(Outcome {
-            image_id: result.image_id(),
+            // Several platforms: the ID is the index's digest, the one the names now name.
+            image_id: if result.is_multi_platform() {
+                crate::oci::manifest::descriptor_digest(&manifest)?
+            } else {
+                result.image_id()
+            },
             warnings,
             fetched: lazy.fetched(),
-            manifest: result.descriptor().clone(),
+            manifest,
             platforms: result.platform_manifests(),
             tagged: names,
             pushed,

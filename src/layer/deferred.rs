@@ -51,6 +51,8 @@ pub enum DeferredError {
         got: Digest,
         from: String,
     },
+    #[error("sending layer {diff_id} as it was made: {reason}")]
+    Send { diff_id: Digest, reason: String },
     #[error("reading the files of {path}")]
     Walk {
         path: String,
@@ -315,45 +317,156 @@ impl DeferredLayers {
         chain: Option<&Digest>,
         opts: &LayerOptions,
     ) -> Result<DigestAndSize, DeferredError> {
-        let fail = |from: &Path| {
-            let from = from.display().to_string();
-            move |source| DeferredError::Make {
-                diff_id: diff_id.clone(),
-                compression: opts.compression,
-                from,
-                source,
-            }
+        let mut writer = store.blobs().writer()?;
+        let (got, from) = produce(store, entry, diff_id, chain, opts, &mut writer)?;
+        publish(writer, got, diff_id, &from)
+    }
+
+    /// Make the blob of the deferred layer `layer`, in the compression its build asked for,
+    /// while `send` reads it (a push of a layer whose blob is not made yet: compressed
+    /// once, straight into the upload, and kept). Returns what `send` returned for it, or
+    /// None when there is nothing to make: not a deferred layer, made already, or
+    /// uncompressed (its tar is sent as a blob like any other).
+    pub fn make_while_sending<T>(
+        &self,
+        store: &Store,
+        layer: &Descriptor,
+        send: impl FnOnce(&mut dyn std::io::Read) -> Result<(T, DigestAndSize), String>,
+    ) -> Result<Option<T>, DeferredError> {
+        let diff_id = descriptor_digest(layer)?;
+        if MediaType::parse(layer.media_type().as_ref()) != MediaType::OciLayer {
+            return Ok(None);
+        }
+        let Some(entry) = self.get(&diff_id) else {
+            return Ok(None);
         };
-        if store.blobs().contains(diff_id) {
-            let path = store.blobs().path(diff_id);
-            let tar = store.blobs().open(diff_id)?;
-            let mut writer = store.blobs().writer()?;
-            let got = compress_tar(std::io::BufReader::new(tar), opts, &mut writer)
-                .map_err(fail(&path))?;
-            return publish(writer, got, diff_id, &path);
+        let (compression, level) = (entry.compression(), entry.level);
+        if compression == Compression::None
+            || entry
+                .made_as(compression, level)
+                .is_some_and(|m| store.blobs().contains(&m.digest))
+        {
+            return Ok(None);
         }
-        let snapshots = Snapshots::new(store.root());
-        let listed = entry
-            .snapshots
-            .iter()
-            .rev()
-            .filter_map(|c| Digest::parse(&format!("sha256:{c}")).ok());
-        for chain in chain.cloned().into_iter().chain(listed) {
-            let dir = snapshots.path(&chain);
-            if !dir.is_dir() {
-                continue;
-            }
-            let changes = diff::overlay_changes(&dir).map_err(|source| DeferredError::Walk {
-                path: dir.display().to_string(),
-                source,
-            })?;
-            let mut writer = store.blobs().writer()?;
-            let got = write_layer(&dir, &changes, opts, &mut writer).map_err(fail(&dir))?;
-            return publish(writer, got, diff_id, &dir);
-        }
-        Err(DeferredError::Lost {
+        let opts = self.options(&entry, compression, level);
+        let (mut pipe_out, mut pipe_in) = std::io::pipe().map_err(|source| DeferredError::Io {
+            what: "making a pipe for",
+            path: self.path(&diff_id),
+            source,
+        })?;
+        let mut writer = store.blobs().writer()?;
+        let (made, sent) = std::thread::scope(|s| {
+            let producer = s.spawn(|| {
+                let mut both = Tee {
+                    file: &mut writer,
+                    pipe: &mut pipe_in,
+                };
+                let made = produce(store, &entry, &diff_id, None, &opts, &mut both);
+                drop(pipe_in);
+                made
+            });
+            let sent = send(&mut pipe_out);
+            // A failed send stops the producer at its next write.
+            drop(pipe_out);
+            (
+                producer.join().expect("the layer's producer panicked"),
+                sent,
+            )
+        });
+        let sent = sent.map_err(|reason| DeferredError::Send {
             diff_id: diff_id.clone(),
-        })
+            reason,
+        })?;
+        let (got, from) = made?;
+        let (value, received) = sent;
+        if (&received.digest, received.size) != (&got.digest, got.size) {
+            return Err(DeferredError::Send {
+                diff_id,
+                reason: format!(
+                    "{} bytes of {} were sent where {} bytes of {} were made",
+                    received.size, received.digest, got.size, got.digest
+                ),
+            });
+        }
+        let made = publish(writer, got, &diff_id, &from)?;
+        self.made(
+            &diff_id,
+            Made {
+                compression: compression.to_string(),
+                level,
+                digest: made.digest,
+                size: made.size,
+            },
+        )?;
+        Ok(Some(value))
+    }
+}
+
+/// Write the deferred layer `diff_id` to `out` with `opts`: its uncompressed blob
+/// compressed when the store has it, else a snapshot that holds it (`chain` first, then
+/// those of its entry) archived again. Returns the digests and where it came from.
+fn produce(
+    store: &Store,
+    entry: &Entry,
+    diff_id: &Digest,
+    chain: Option<&Digest>,
+    opts: &LayerOptions,
+    out: &mut dyn std::io::Write,
+) -> Result<(LayerDigests, PathBuf), DeferredError> {
+    let fail = |from: &Path| {
+        let from = from.display().to_string();
+        move |source| DeferredError::Make {
+            diff_id: diff_id.clone(),
+            compression: opts.compression,
+            from,
+            source,
+        }
+    };
+    if store.blobs().contains(diff_id) {
+        let path = store.blobs().path(diff_id);
+        let tar = store.blobs().open(diff_id)?;
+        let got = compress_tar(std::io::BufReader::new(tar), opts, out).map_err(fail(&path))?;
+        return Ok((got, path));
+    }
+    let snapshots = Snapshots::new(store.root());
+    let listed = entry
+        .snapshots
+        .iter()
+        .rev()
+        .filter_map(|c| Digest::parse(&format!("sha256:{c}")).ok());
+    for chain in chain.cloned().into_iter().chain(listed) {
+        let dir = snapshots.path(&chain);
+        if !dir.is_dir() {
+            continue;
+        }
+        let changes = diff::overlay_changes(&dir).map_err(|source| DeferredError::Walk {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let got = write_layer(&dir, &changes, opts, out).map_err(fail(&dir))?;
+        return Ok((got, dir));
+    }
+    Err(DeferredError::Lost {
+        diff_id: diff_id.clone(),
+    })
+}
+
+/// Writes everything to a file and a pipe.
+struct Tee<'a> {
+    file: &'a mut dyn std::io::Write,
+    pipe: &'a mut dyn std::io::Write,
+}
+
+impl std::io::Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write_all(buf)?;
+        self.pipe.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()?;
+        self.pipe.flush()
     }
 }
 

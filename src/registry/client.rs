@@ -17,7 +17,7 @@ use ureq::{Agent, Body};
 
 use super::auth::{Challenge, TokenCache, TokenResponse, parse_challenges};
 use super::http::{backoff, basic_header, expect_ok, header, urlencode, with_auth, with_query};
-use crate::oci::digest::{Digest, Digester};
+use crate::oci::digest::{Digest, DigestAndSize, Digester, DigestingReader};
 
 pub use super::error::RegistryError;
 pub use super::origin::{Anonymous, Credentials, Origin, Static};
@@ -416,6 +416,49 @@ impl Client {
         scopes: &[String],
         open: &mut dyn FnMut() -> io::Result<Box<dyn Read>>,
     ) -> Result<PushedBlob, RegistryError> {
+        let uploads = format!("{}/v2/{repository}/blobs/uploads/", origin.base());
+        let mut reader = open().map_err(|e| RegistryError::Write {
+            url: uploads.clone(),
+            source: e,
+        })?;
+        let (location, sent) = self.upload_chunks(origin, repository, scopes, &mut reader)?;
+        if sent != size {
+            return Err(RegistryError::SizeMismatch {
+                url: location,
+                expected: size,
+                actual: sent,
+            });
+        }
+        self.finish_upload(origin, repository, scopes, &location, digest)?;
+        Ok(PushedBlob::Uploaded)
+    }
+
+    /// Upload a blob whose digest is known only once it is all read (one compressed as it
+    /// is sent): chunks as [`Client::push_blob_chunked`] sends them, hashed on the way,
+    /// and the digest last. Returns it and the size.
+    pub fn push_blob_stream(
+        &self,
+        origin: &Origin,
+        repository: &str,
+        content: &mut dyn Read,
+    ) -> Result<DigestAndSize, RegistryError> {
+        let scopes = super::auth::push_scopes(repository, None);
+        let mut hashing = DigestingReader::new(content);
+        let (location, _) = self.upload_chunks(origin, repository, &scopes, &mut hashing)?;
+        let (_, blob) = hashing.finish();
+        self.finish_upload(origin, repository, &scopes, &location, &blob.digest)?;
+        Ok(blob)
+    }
+
+    /// Start an upload session and `PATCH` what `reader` gives to it, in chunks; returns
+    /// the session's last location and the bytes sent.
+    fn upload_chunks(
+        &self,
+        origin: &Origin,
+        repository: &str,
+        scopes: &[String],
+        reader: &mut dyn Read,
+    ) -> Result<(String, u64), RegistryError> {
         const CHUNK: usize = 16 << 20;
         let uploads = format!("{}/v2/{repository}/blobs/uploads/", origin.base());
         let resp = self.execute(
@@ -428,10 +471,6 @@ impl Client {
         )?;
         let resp = expect_ok("POST", &uploads, resp)?;
         let mut location = self.location(origin, &uploads, &resp)?;
-        let mut reader = open().map_err(|e| RegistryError::Write {
-            url: uploads.clone(),
-            source: e,
-        })?;
         let mut buf = vec![0u8; CHUNK];
         let mut offset: u64 = 0;
         loop {
@@ -466,14 +505,19 @@ impl Client {
             location = self.location(origin, &url, &resp)?;
             offset += filled as u64;
         }
-        if offset != size {
-            return Err(RegistryError::SizeMismatch {
-                url: location,
-                expected: size,
-                actual: offset,
-            });
-        }
-        let put_url = with_query(&location, &format!("digest={digest}"));
+        Ok((location, offset))
+    }
+
+    /// Close an upload session at `location` as the blob `digest`.
+    fn finish_upload(
+        &self,
+        origin: &Origin,
+        repository: &str,
+        scopes: &[String],
+        location: &str,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let put_url = with_query(location, &format!("digest={digest}"));
         let resp = self.execute(
             "PUT",
             &put_url,
@@ -483,7 +527,7 @@ impl Client {
             &mut |a, auth| with_auth(a.put(&put_url), auth).send_empty(),
         )?;
         expect_ok("PUT", &put_url, resp)?;
-        Ok(PushedBlob::Uploaded)
+        Ok(())
     }
 
     /// `PUT` a manifest with its exact bytes; returns its digest, checked against the

@@ -101,21 +101,22 @@ pub(crate) fn push(
         .ok_or_else(|| PushError::NotFound {
             image: name.clone(),
         })?;
-    // Its layers built here become blobs now; the name then names what the registry will
-    // serve, as after a build's own push.
+    let pushed = push_descriptor(client, store, &top, &name, dest, platform, None, events)?;
+    // The push made the blobs of its layers built here: the name now names what the
+    // registry serves, as after a build's own push (nothing is compressed again).
     let made = crate::layer::deferred::materialize(store, &top).map_err(|e| PushError::Layer {
         image: name.clone(),
         source: Box::new(e),
     })?;
     if made.digest() != top.digest() {
         store
-            .retag_if(image, &top, made.clone())
+            .retag_if(image, &top, made)
             .map_err(|e| PushError::Store {
                 image: name.clone(),
                 source: Box::new(e),
             })?;
     }
-    push_descriptor(client, store, &made, &name, dest, platform, None, events)
+    Ok(pushed)
 }
 
 /// Push the image or index `top` of the store (called `name` in errors) to `dest`. Blobs
@@ -151,11 +152,15 @@ pub(crate) fn push_descriptor(
         host: origin.host.clone(),
         source: Box::new(e),
     };
-    // Layers built here are pushed as blobs, made now if they were not yet.
-    let top = crate::layer::deferred::materialize(store, &top).map_err(|e| PushError::Layer {
+    // Layers built here whose blobs are not made yet are compressed straight into their
+    // upload (and kept); then the image is the one an eager commit would have stored.
+    let layer_err = |e| PushError::Layer {
         image: name.clone(),
         source: Box::new(e),
-    })?;
+    };
+    let streamed =
+        stream_deferred(client, store, &top, origin, repository, events).map_err(layer_err)?;
+    let top = crate::layer::deferred::materialize(store, &top).map_err(layer_err)?;
     let top_digest = descriptor_digest(&top).map_err(man)?;
     let top_bytes = read_all(store, &top_digest).map_err(st)?;
     let media_type = top.media_type().to_string();
@@ -214,6 +219,9 @@ pub(crate) fn push_descriptor(
             continue;
         };
         for desc in std::iter::once(m.config()).chain(m.layers().iter()) {
+            if descriptor_digest(desc).is_ok_and(|d| streamed.contains(&d)) {
+                continue;
+            }
             push_blob(client, store, origin, repository, desc, remote, events).map_err(
                 |e| match e {
                     BlobFailure::Store(e) => st(e),
@@ -247,6 +255,52 @@ pub(crate) fn push_descriptor(
         reference: tag.to_string(),
     });
     Ok(pushed)
+}
+
+/// Upload each deferred layer of the local images under `top` whose blob is not made yet
+/// as it is made (`layer::deferred`); returns the digests of the blobs so sent.
+fn stream_deferred(
+    client: &Client,
+    store: &Store,
+    top: &Descriptor,
+    origin: &Origin,
+    repository: &str,
+    events: &dyn Fn(Event),
+) -> Result<std::collections::HashSet<Digest>, crate::layer::deferred::DeferredError> {
+    let deferred = crate::layer::deferred::DeferredLayers::new(store.root());
+    let mut sent = std::collections::HashSet::new();
+    let read = |desc: &Descriptor| -> Option<Manifest> {
+        let digest = descriptor_digest(desc).ok()?;
+        let bytes = read_all(store, &digest).ok()?;
+        parse_manifest_any(&bytes, Some(desc.media_type().as_ref())).ok()
+    };
+    let manifests = match read(top) {
+        Some(Manifest::Index(index)) => index.manifests().iter().filter_map(read).collect(),
+        Some(image) => vec![image],
+        None => Vec::new(),
+    };
+    for manifest in manifests {
+        let Manifest::Image(m) = manifest else {
+            continue;
+        };
+        for layer in m.layers() {
+            let made = deferred.make_while_sending(store, layer, |content| {
+                let blob = client
+                    .push_blob_stream(origin, repository, content)
+                    .map_err(|e| crate::diag::chain(&e))?;
+                Ok((blob.clone(), blob))
+            })?;
+            if let Some(blob) = made {
+                events(Event::Blob {
+                    digest: blob.digest.clone(),
+                    size: blob.size,
+                    how: PushedBlob::Uploaded,
+                });
+                sent.insert(blob.digest);
+            }
+        }
+    }
+    Ok(sent)
 }
 
 enum BlobFailure {
