@@ -159,10 +159,13 @@ impl DeferredLayers {
         let mut gone = 0;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(hex) = name.strip_suffix(".json") else {
-                continue;
+            // A crashed update's temporary file goes once it is old.
+            let keeps = match name.strip_suffix(".json") {
+                Some(hex) => {
+                    Digest::parse(&format!("sha256:{hex}")).is_ok_and(|d| keep.contains(&d))
+                }
+                None => !name.starts_with("tmp-"),
             };
-            let keeps = Digest::parse(&format!("sha256:{hex}")).is_ok_and(|d| keep.contains(&d));
             let young = entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -446,6 +449,30 @@ fn produce(
         let got = write_layer(&dir, &changes, opts, out).map_err(fail(&dir))?;
         return Ok((got, dir));
     }
+    // Its files gone: a blob made of it in another compression, decompressed.
+    for made in entry
+        .made
+        .iter()
+        .filter(|m| store.blobs().contains(&m.digest))
+    {
+        let path = store.blobs().path(&made.digest);
+        let blob = std::io::BufReader::new(store.blobs().open(&made.digest)?);
+        let tar: Box<dyn std::io::Read> = match Compression::from_name(&made.compression) {
+            Some(Compression::Gzip) => Box::new(flate2::read::GzDecoder::new(blob)),
+            Some(Compression::Zstd) => Box::new(
+                zstd::stream::read::Decoder::with_buffer(blob).map_err(|source| {
+                    DeferredError::Io {
+                        what: "reading",
+                        path: path.clone(),
+                        source,
+                    }
+                })?,
+            ),
+            _ => continue,
+        };
+        let got = compress_tar(tar, opts, out).map_err(fail(&path))?;
+        return Ok((got, path));
+    }
     Err(DeferredError::Lost {
         diff_id: diff_id.clone(),
     })
@@ -600,188 +627,4 @@ fn read(store: &Store, digest: &Digest, size: u64) -> Result<Vec<u8>, DeferredEr
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::oci::ImageConfig;
-    use crate::oci::manifest::image_manifest;
-    use crate::oci::platform::Platform;
-    use crate::store::Expected;
-
-    /// A store, and a snapshot in it holding a few files (one big enough for several
-    /// compression blocks), as a step's upper directory would after its publish.
-    fn snapshot() -> (tempfile::TempDir, Store, Digest, Digest) {
-        snapshot_at(None)
-    }
-
-    /// [`snapshot`], its diff ID that of a tar written with `source_date_epoch`.
-    fn snapshot_at(source_date_epoch: Option<i64>) -> (tempfile::TempDir, Store, Digest, Digest) {
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::open(d.path()).unwrap();
-        let files = d.path().join("upper");
-        std::fs::create_dir_all(files.join("app/data")).unwrap();
-        std::fs::write(files.join("app/hello"), b"hello\n").unwrap();
-        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        std::fs::write(files.join("app/data/big"), big).unwrap();
-        std::os::unix::fs::symlink("hello", files.join("app/link")).unwrap();
-        let changes = diff::overlay_changes(&files).unwrap();
-        let opts = LayerOptions {
-            compression: Compression::None,
-            source_date_epoch,
-            ..LayerOptions::default()
-        };
-        let got = write_layer(&files, &changes, &opts, std::io::sink()).unwrap();
-        let chain = crate::snapshot::next_chain_id(None, &got.diff_id);
-        let snapshots = Snapshots::new(d.path());
-        crate::snapshot::publish(&files, &d.path().join("snapshots"), &snapshots.path(&chain))
-            .unwrap();
-        (d, store, got.diff_id, chain)
-    }
-
-    fn eager(store: &Store, chain: &Digest, opts: &LayerOptions) -> Vec<u8> {
-        let dir = Snapshots::new(store.root()).path(chain);
-        let changes = diff::overlay_changes(&dir).unwrap();
-        let mut out = Vec::new();
-        write_layer(&dir, &changes, opts, &mut out).unwrap();
-        out
-    }
-
-    fn blob(store: &Store, digest: &Digest) -> Vec<u8> {
-        std::fs::read(store.blobs().path(digest)).unwrap()
-    }
-
-    /// `name: compression, level => the blob made later is the eager commit's, byte for byte`.
-    macro_rules! made_later_is_eager {
-        ($($name:ident: $compression:expr, $level:expr;)*) => {$(
-            #[test]
-            fn $name() {
-                let (_d, store, diff_id, chain) = snapshot_at(Some(1_700_000_000));
-                let opts = LayerOptions {
-                    compression: $compression,
-                    level: $level,
-                    threads: 2,
-                    source_date_epoch: Some(1_700_000_000),
-                };
-                let layers = DeferredLayers::new(store.root());
-                layers.committed(&diff_id, Some(&chain), &opts).unwrap();
-                let (c, made) = layers.blob(&store, &diff_id, None, None).unwrap().unwrap();
-                assert_eq!(c, $compression);
-                let bytes = blob(&store, &made.digest);
-                assert_eq!(bytes, eager(&store, &chain, &opts));
-                assert_eq!(made.size, bytes.len() as u64);
-            }
-        )*};
-    }
-
-    made_later_is_eager! {
-        made_later_gzip: Compression::Gzip, None;
-        made_later_gzip_level_9: Compression::Gzip, Some(9);
-        made_later_zstd: Compression::Zstd, None;
-        made_later_uncompressed: Compression::None, None;
-    }
-
-    #[test]
-    fn a_blob_is_made_once_per_compression_and_outlives_the_snapshot() {
-        let (_d, store, diff_id, chain) = snapshot();
-        let layers = DeferredLayers::new(store.root());
-        let opts = LayerOptions::default();
-        layers.committed(&diff_id, Some(&chain), &opts).unwrap();
-        let (_, gzip) = layers.blob(&store, &diff_id, None, None).unwrap().unwrap();
-        let first = std::fs::metadata(store.blobs().path(&gzip.digest)).unwrap();
-        // Its files gone, the layer is still its blob; another compression cannot be made.
-        std::fs::remove_dir_all(Snapshots::new(store.root()).path(&chain)).unwrap();
-        let (_, again) = layers.blob(&store, &diff_id, None, None).unwrap().unwrap();
-        assert_eq!(again, gzip);
-        let second = std::fs::metadata(store.blobs().path(&gzip.digest)).unwrap();
-        assert_eq!(first.modified().unwrap(), second.modified().unwrap());
-        let zstd = Some((Compression::Zstd, None));
-        let err = layers.blob(&store, &diff_id, None, zstd).unwrap_err();
-        assert!(matches!(err, DeferredError::Lost { .. }), "{err:?}");
-        assert!(err.to_string().contains("build the image again"), "{err}");
-        // Still available: a blob of it is here.
-        assert!(layers.available(&store, &descriptor(&MediaType::OciLayer, &diff_id, 1)));
-    }
-
-    #[test]
-    fn the_uncompressed_blob_is_a_source_too() {
-        // The native snapshotter's commit: the tar is in the store, no snapshot is listed.
-        let (_d, store, diff_id, chain) = snapshot();
-        let tar = eager(
-            &store,
-            &chain,
-            &LayerOptions {
-                compression: Compression::None,
-                ..LayerOptions::default()
-            },
-        );
-        store.blobs().write(&tar[..], Expected::Unknown).unwrap();
-        std::fs::remove_dir_all(Snapshots::new(store.root()).path(&chain)).unwrap();
-        let layers = DeferredLayers::new(store.root());
-        let opts = LayerOptions {
-            compression: Compression::Zstd,
-            ..LayerOptions::default()
-        };
-        layers.committed(&diff_id, None, &opts).unwrap();
-        let (_, made) = layers.blob(&store, &diff_id, None, None).unwrap().unwrap();
-        let mut expected = Vec::new();
-        compress_tar(&tar[..], &opts, &mut expected).unwrap();
-        assert_eq!(blob(&store, &made.digest), expected);
-    }
-
-    #[test]
-    fn a_snapshot_changed_after_its_commit_is_refused() {
-        let (_d, store, diff_id, chain) = snapshot();
-        let layers = DeferredLayers::new(store.root());
-        layers
-            .committed(&diff_id, Some(&chain), &LayerOptions::default())
-            .unwrap();
-        let dir = Snapshots::new(store.root()).path(&chain);
-        std::fs::write(dir.join("app/hello"), b"changed\n").unwrap();
-        let err = layers.blob(&store, &diff_id, None, None).unwrap_err();
-        assert!(matches!(err, DeferredError::Changed { .. }), "{err:?}");
-        let left: Vec<_> = store.blobs().list().unwrap().collect();
-        assert!(left.is_empty(), "nothing is kept: {left:?}");
-    }
-
-    #[test]
-    fn a_manifest_is_materialized_as_the_eager_one() {
-        let (_d, store, diff_id, chain) = snapshot();
-        let opts = LayerOptions::default();
-        DeferredLayers::new(store.root())
-            .committed(&diff_id, Some(&chain), &opts)
-            .unwrap();
-        let mut config = ImageConfig::new(&Platform::parse("linux/amd64").unwrap());
-        config.rootfs.diff_ids = vec![diff_id.clone()];
-        let config = config.to_canonical_json().unwrap();
-        let config = store
-            .put_manifest(
-                &config,
-                &MediaType::parse(crate::oci::media_type::OCI_CONFIG),
-            )
-            .unwrap();
-        let manifest = |layer: Descriptor| {
-            let bytes = to_canonical_oci(&image_manifest(config.clone(), vec![layer])).unwrap();
-            store.put_manifest(&bytes, &MediaType::OciManifest).unwrap()
-        };
-        let lazy = manifest(descriptor(&MediaType::OciLayer, &diff_id, 1));
-        let eager_bytes = eager(&store, &chain, &opts);
-        let eager = manifest(descriptor(
-            &MediaType::OciLayerGzip,
-            &Digest::sha256(&eager_bytes),
-            eager_bytes.len() as u64,
-        ));
-        let made = materialize(&store, &lazy).unwrap();
-        assert_eq!(made.digest(), eager.digest());
-        // An index over it names the materialized manifest; a second call makes nothing new.
-        let index =
-            to_canonical_oci(&crate::oci::manifest::image_index(vec![lazy.clone()])).unwrap();
-        let index = store.put_manifest(&index, &MediaType::OciIndex).unwrap();
-        let made_index = materialize(&store, &index).unwrap();
-        let bytes = blob(&store, &descriptor_digest(&made_index).unwrap());
-        assert!(
-            String::from_utf8(bytes)
-                .unwrap()
-                .contains(&eager.digest().to_string())
-        );
-        assert_eq!(materialize(&store, &eager).unwrap(), eager);
-    }
-}
+mod tests;
