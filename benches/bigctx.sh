@@ -91,22 +91,8 @@ EDITED=d0007/f000007.txt
 sync
 
 # --- a loopback registry for the pushes; restarted empty before each ---
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-ADDR=127.0.0.1:$PORT
-cat >"$W/registry.yml" <<YAML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $W/registry}}
-http: {addr: $ADDR, secret: bench}
-YAML
-registry_fresh() {
-  [ -n "$REG_PID" ] && { kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true; }
-  rm -rf "$W/registry"
-  docker-registry serve "$W/registry.yml" >>"$W/logs/registry.log" 2>&1 &
-  REG_PID=$!
-  for _ in $(seq 100); do curl -s -o /dev/null "http://$ADDR/v2/" && return 0; sleep 0.1; done
-  echo "the registry did not start" >&2; return 1
-}
+ADDR=''
+FRESH=1 start_registry
 cat >"$W/registries.conf" <<CONF
 [[registry]]
 prefix = "$ADDR"
@@ -174,7 +160,7 @@ for round in $(seq "$ROUNDS"); do
     echo "edit $round" >>"$W/ctx-$t/$EDITED"
     sync
     timed "$t" edit build || continue
-    registry_fresh
+    FRESH=1 start_registry
     sync
     timed "$t" push push || continue
   done
@@ -266,24 +252,5 @@ echo "$TABLE"
 if [ -n "$LOGS" ]; then mkdir -p "$LOGS" && cp -a "$W/logs/." "$W/results" "$LOGS/"; fi
 
 if [ "$DOCS" = 1 ]; then
-  DOC=$REPO/docs/benchmarks.md
-  grep -q '<!-- bigctx-bench:start -->' "$DOC" && grep -q '<!-- bigctx-bench:end -->' "$DOC" \
-    || { echo "no bigctx-bench markers in $DOC; table not written" >&2; exit 1; }
-  {
-    echo "<!-- bigctx-bench:start -->"
-    echo "Run on $(date -u +%F) with \`bash benches/bigctx.sh -n $ROUNDS${BASELINE:+ --baseline BIN}\`; $(nproc) cores, load average $LOAD0 before it started."
-    echo
-    echo "$TABLE"
-    echo "<!-- bigctx-bench:end -->"
-  } >"$W/section.md"
-  python3 - "$DOC" "$W/section.md" <<'PY'
-import sys
-doc, section = sys.argv[1], open(sys.argv[2]).read()
-text = open(doc).read()
-start = text.index("<!-- bigctx-bench:start -->")
-end = text.index("<!-- bigctx-bench:end -->") + len("<!-- bigctx-bench:end -->")
-end += text[end:].startswith("\n")
-open(doc, "w").write(text[:start] + section + text[end:])
-PY
-  log "wrote the table into docs/benchmarks.md"
+  write_section bigctx-bench "Run on $(date -u +%F) with \`bash benches/bigctx.sh -n $ROUNDS${BASELINE:+ --baseline BIN}\`; $(nproc) cores, load average $LOAD0 before it started." "$TABLE" || exit 1
 fi

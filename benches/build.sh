@@ -212,24 +212,5 @@ echo "$TABLE"
 if [ -n "$LOGS" ]; then mkdir -p "$LOGS" && cp -a "$W/logs/." "$LOGS/"; fi
 
 if [ "$DOCS" = 1 ]; then
-  DOC=$REPO/docs/benchmarks.md
-  grep -q '<!-- build-bench:start -->' "$DOC" && grep -q '<!-- build-bench:end -->' "$DOC" \
-    || { echo "no build-bench markers in $DOC; table not written" >&2; exit 1; }
-  {
-    echo "<!-- build-bench:start -->"
-    echo "Run on $(date -u +%F) with \`bash benches/build.sh -n $RUNS\`; $(nproc) cores, load average $LOAD0 before it started."
-    echo
-    echo "$TABLE"
-    echo "<!-- build-bench:end -->"
-  } >"$W/section.md"
-  python3 - "$DOC" "$W/section.md" <<'PY'
-import sys
-doc, section = sys.argv[1], open(sys.argv[2]).read()
-text = open(doc).read()
-start = text.index("<!-- build-bench:start -->")
-end = text.index("<!-- build-bench:end -->") + len("<!-- build-bench:end -->")
-end += text[end:].startswith("\n")
-open(doc, "w").write(text[:start] + section + text[end:])
-PY
-  log "wrote the table into docs/benchmarks.md"
+  write_section build-bench "Run on $(date -u +%F) with \`bash benches/build.sh -n $RUNS\`; $(nproc) cores, load average $LOAD0 before it started." "$TABLE" || exit 1
 fi

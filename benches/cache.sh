@@ -287,24 +287,5 @@ echo "$TABLE"
 if [ -n "$LOGS" ]; then mkdir -p "$LOGS" && cp -a "$W/logs/." "$LOGS/"; fi
 
 if [ "$DOCS" = 1 ]; then
-  DOC=$REPO/docs/benchmarks.md
-  grep -q '<!-- cache-bench:start -->' "$DOC" && grep -q '<!-- cache-bench:end -->' "$DOC" \
-    || { echo "no cache-bench markers in $DOC; table not written" >&2; exit 1; }
-  {
-    echo "<!-- cache-bench:start -->"
-    echo "Run on $(date -u +%F) with \`bash benches/cache.sh -n $RUNS\`; $(nproc) cores, load average $LOAD0 before it started."
-    echo
-    echo "$TABLE"
-    echo "<!-- cache-bench:end -->"
-  } >"$W/section.md"
-  python3 - "$DOC" "$W/section.md" <<'PY'
-import sys
-doc, section = sys.argv[1], open(sys.argv[2]).read()
-text = open(doc).read()
-start = text.index("<!-- cache-bench:start -->")
-end = text.index("<!-- cache-bench:end -->") + len("<!-- cache-bench:end -->")
-end += text[end:].startswith("\n")
-open(doc, "w").write(text[:start] + section + text[end:])
-PY
-  log "wrote the table into docs/benchmarks.md"
+  write_section cache-bench "Run on $(date -u +%F) with \`bash benches/cache.sh -n $RUNS\`; $(nproc) cores, load average $LOAD0 before it started." "$TABLE" || exit 1
 fi

@@ -20,26 +20,37 @@ why() {
   echo "${l:-no output}" | cut -c1-300
 }
 
+# start_registry: a loopback docker-registry storing in $W/registry (emptied first when
+# FRESH=1), on a free port chosen at its first start. Sets ADDR (host:port) and REG_PID;
+# stops the one it started before, if any.
+start_registry() {
+  if [ -z "${ADDR:-}" ]; then
+    ADDR=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    cat >"$W/registry.yml" <<YAML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $W/registry}}
+http: {addr: $ADDR, secret: bench}
+YAML
+  fi
+  if [ -n "${REG_PID:-}" ]; then kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true; fi
+  [ "${FRESH:-0}" = 1 ] && rm -rf "$W/registry"
+  mkdir -p "$W/registry"
+  docker-registry serve "$W/registry.yml" >>"$W/logs/registry.log" 2>&1 &
+  REG_PID=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://$ADDR/v2/" && return 0; sleep 0.1; done
+  echo "the registry did not start" >&2; return 1
+}
+
 # A loopback docker-registry serving the seed app's base image
 # (tests/fixtures/python-base.sh) as docker.io's library/python:3.10-alpine. Sets ADDR
 # (host:port) and REG_PID, and writes $W/registries.conf: the registry as docker.io's
 # mirror, and as itself over plain HTTP (a build cache ref is read at the registry it
 # names, never through a mirror).
 serve_python_base() {
-  local layout port
+  local layout
   layout=$(bash "$REPO/tests/fixtures/python-base.sh")
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  ADDR=127.0.0.1:$port
-  mkdir -p "$W/registry"
-  cat >"$W/registry.yml" <<YAML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $W/registry}}
-http: {addr: $ADDR, secret: bench}
-YAML
-  docker-registry serve "$W/registry.yml" >"$W/logs/registry.log" 2>&1 &
-  REG_PID=$!
-  for _ in $(seq 100); do curl -s -o /dev/null "http://$ADDR/v2/" && break; sleep 0.1; done
+  start_registry
   skopeo copy -q --dest-tls-verify=false "oci:$layout:3.10-alpine" \
     "docker://$ADDR/library/python:3.10-alpine"
   cat >"$W/registries.conf" <<CONF
@@ -117,4 +128,24 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 CONF
   BUILDAH_ENV="env CONTAINERS_CONF=$W/containers/containers.conf CONTAINERS_STORAGE_CONF=$W/containers/storage.conf CONTAINERS_REGISTRIES_CONF=$W/registries.conf TMPDIR=$W/tmp"
+}
+
+# write_section NAME LINE TABLE: replace the part of docs/benchmarks.md between
+# <!-- NAME:start --> and <!-- NAME:end --> with LINE (how and when it ran), a blank line
+# and TABLE; fails when the markers are missing.
+write_section() {
+  local name=$1 line=$2 table=$3 doc=$REPO/docs/benchmarks.md
+  grep -q "<!-- $name:start -->" "$doc" && grep -q "<!-- $name:end -->" "$doc" \
+    || { echo "no $name markers in $doc; table not written" >&2; return 1; }
+  printf '<!-- %s:start -->\n%s\n\n%s\n<!-- %s:end -->\n' "$name" "$line" "$table" "$name" >"$W/section.md"
+  python3 - "$doc" "$W/section.md" "$name" <<'PY'
+import sys
+doc, section, name = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3]
+text = open(doc).read()
+start = text.index(f"<!-- {name}:start -->")
+end = text.index(f"<!-- {name}:end -->") + len(f"<!-- {name}:end -->")
+end += text[end:].startswith("\n")
+open(doc, "w").write(text[:start] + section + text[end:])
+PY
+  log "wrote the table into docs/benchmarks.md"
 }
