@@ -442,7 +442,8 @@ impl Copier {
     }
 }
 
-fn open_dir(p: &Path) -> std::io::Result<OwnedFd> {
+/// A directory, opened to work at (never through a final symlink).
+pub(crate) fn open_dir(p: &Path) -> std::io::Result<OwnedFd> {
     Ok(rustix::fs::open(
         p,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -450,7 +451,8 @@ fn open_dir(p: &Path) -> std::io::Result<OwnedFd> {
     )?)
 }
 
-fn times(st: &Stat) -> Timestamps {
+/// The access and modification times of `st`, to set them again.
+pub(crate) fn times(st: &Stat) -> Timestamps {
     Timestamps {
         last_access: Timespec {
             tv_sec: st.st_atime,

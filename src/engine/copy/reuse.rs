@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec};
 use rustix::io::Errno;
 
 use super::error::CopyError;
@@ -232,12 +232,11 @@ impl Reused {
             }
         };
         let open_dir = |path: &Path| {
-            rustix::fs::open(
-                path,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(failed(path, "open"))
+            crate::snapshot::native::open_dir(path).map_err(|e| CopyError::WriteDestination {
+                path: path.display().to_string(),
+                step: "open",
+                source: e,
+            })
         };
         let mut by_dir: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for real in &self.pending {
@@ -249,16 +248,7 @@ impl Reused {
             let new_dir = open_dir(&new_path)?;
             let old_dir = open_dir(&old_path)?;
             let st = rustix::fs::fstat(&new_dir).map_err(failed(&new_path, "stat"))?;
-            let times = Timestamps {
-                last_access: Timespec {
-                    tv_sec: st.st_atime,
-                    tv_nsec: st.st_atime_nsec as _,
-                },
-                last_modification: Timespec {
-                    tv_sec: st.st_mtime,
-                    tv_nsec: st.st_mtime_nsec as _,
-                },
-            };
+            let times = crate::snapshot::native::times(&st);
             for name in names {
                 let dest = || new_path.join(name);
                 match rustix::fs::linkat(&old_dir, name, &new_dir, name, AtFlags::empty()) {
