@@ -19,9 +19,10 @@ cd "$(dirname "$0")/.."
 # its binfmt_misc handlers registered with the F flag, which binfmt-support does) and arm64
 # as a dpkg foreign architecture, for tests/fixtures/busybox-arm64.sh to fetch Debian's
 # busybox-static:arm64. binfmt_misc is mounted first, so that installing registers them.
+# gcc and libc6-dev build tests/fixtures/syscalls.c, the static probe of the seccomp filter.
 PKGS=(docker-registry skopeo umoci apache2-utils busybox-static curl ca-certificates
       podman runc conmon catatonit iproute2 pigz uidmap openssh-client mmdebstrap slirp4netns
-      qemu-user-static binfmt-support)
+      qemu-user-static binfmt-support gcc libc6-dev)
 [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc \
   || echo "!! cannot mount binfmt_misc: the multi-platform build tests will fail"
 missing=()

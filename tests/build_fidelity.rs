@@ -157,13 +157,15 @@ fn a_cache_mount_is_seeded_from_a_stage() {
 
 /// `RUN --security=insecure` is refused unless the build passes `--allow
 /// security.insecure`; allowed, the step keeps every capability (Docker's privileged
-/// mode) while other steps keep Docker's default set.
+/// mode) and no seccomp filter, while other steps keep Docker's default set and filter.
 #[test]
 fn insecure_run_needs_the_entitlement_and_gets_every_capability() {
     let Some(ctx) = BusyboxContext::new(
         "build-insecure",
-        "FROM base\nRUN grep CapEff /proc/self/status > /caps-default\n\
-         RUN --security=insecure grep CapEff /proc/self/status > /caps-insecure\n",
+        "FROM base\nRUN grep CapEff /proc/self/status > /caps-default && \
+         grep '^Seccomp:' /proc/self/status > /seccomp-default\n\
+         RUN --security=insecure grep CapEff /proc/self/status > /caps-insecure && \
+         grep '^Seccomp:' /proc/self/status > /seccomp-insecure\n",
     ) else {
         return;
     };
@@ -181,6 +183,10 @@ fn insecure_run_needs_the_entitlement_and_gets_every_capability() {
     let insecure = caps("caps-insecure");
     assert_eq!(insecure & 0xa80425fb, 0xa80425fb);
     assert!(insecure & (1 << 21) != 0, "CAP_SYS_ADMIN: {insecure:x}");
+    // Mode 2 is a seccomp filter; 0 is none.
+    let seccomp = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    assert_eq!(seccomp("seccomp-default"), "Seccomp:\t2\n");
+    assert_eq!(seccomp("seccomp-insecure"), "Seccomp:\t0\n");
 }
 
 /// `RUN <<EOF` whose body starts with `#!` runs the body as its own executable file,

@@ -552,3 +552,103 @@ fn mount_owner_is_given_or_refused_never_skipped() {
         assert!(e.to_string().contains("rootless"), "{e}");
     }
 }
+
+/// Build tests/fixtures/syscalls.c statically into `rootfs` as `/syscalls`.
+fn syscall_probe(rootfs: &Path) -> bool {
+    if !require::tools(&["cc"]) {
+        return false;
+    }
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/syscalls.c");
+    let out = std::process::Command::new("cc")
+        .args(["-static", "-O1", "-o"])
+        .arg(rootfs.join("syscalls"))
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cc -static {} (needs libc6-dev): {}",
+        source.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
+fn probe_results(out: &str) -> std::collections::HashMap<String, i32> {
+    out.lines()
+        .filter_map(|l| {
+            let (name, errno) = l.split_once('=')?;
+            Some((name.to_string(), errno.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn seccomp_refuses_what_dockers_default_profile_refuses() {
+    let b = Box::new("seccomp");
+    if !syscall_probe(&b.dir.join("rootfs")) {
+        return;
+    }
+    let calls = [
+        "keyctl",
+        "add_key",
+        "request_key",
+        "bpf",
+        "perf_event_open",
+        "userfaultfd",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "kexec_load",
+        "unshare",
+        "setns",
+        "mount",
+        "clock_settime",
+        "clone_newuser",
+        "personality_aslr_off",
+    ];
+    let script = format!(
+        "/syscalls {} clone3 fork x32_getpid i386_getpid i386_keyctl i386_clone3",
+        calls.join(" ")
+    );
+    let (code, out, err) = b.run(&script);
+    assert_eq!(code, 0, "{err}");
+    let got = probe_results(&out);
+    for call in calls {
+        assert_eq!(got.get(call), Some(&libc::EPERM), "{call} in:\n{out}");
+    }
+    // clone3 says ENOSYS, so libc falls back to clone, which works without namespace flags.
+    assert_eq!(got.get("clone3"), Some(&libc::ENOSYS), "{out}");
+    assert_eq!(got.get("fork"), Some(&0), "{out}");
+    // No other ABI gets around the filter: x32 is refused whole, i386 has its own numbers.
+    assert_eq!(got.get("x32_getpid"), Some(&libc::ENOSYS), "{out}");
+    match got.get("i386_getpid") {
+        Some(0) => {
+            assert_eq!(got.get("i386_keyctl"), Some(&libc::EPERM), "{out}");
+            assert_eq!(got.get("i386_clone3"), Some(&libc::ENOSYS), "{out}");
+        }
+        // A kernel without IA-32 emulation has no i386 ABI to go around by.
+        Some(&e) => assert_eq!(e, libc::ENOSYS, "{out}"),
+        None => panic!("no i386_getpid in:\n{out}"),
+    }
+}
+
+#[test]
+fn privileged_steps_run_without_the_seccomp_filter() {
+    let b = Box::new("seccomp-off");
+    if !syscall_probe(&b.dir.join("rootfs")) {
+        return;
+    }
+    let spec = Spec {
+        privileged: true,
+        ..b.spec("/syscalls keyctl perf_event_open clone3", Network::Host)
+    };
+    let (code, out, err) = b.run_spec(&spec);
+    assert_eq!(code, 0, "{err}");
+    let got = probe_results(&out);
+    // What the kernel itself answers for these arguments: an unknown keyctl operation, no
+    // perf attributes, a clone3 argument block of size 0.
+    assert_eq!(got.get("keyctl"), Some(&libc::EOPNOTSUPP), "{out}");
+    assert_eq!(got.get("perf_event_open"), Some(&libc::EFAULT), "{out}");
+    assert_eq!(got.get("clone3"), Some(&libc::EINVAL), "{out}");
+}

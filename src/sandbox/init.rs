@@ -235,6 +235,11 @@ fn init() -> Result<u8, String> {
     };
     // Only stdin, stdout and stderr reach the command: nothing rbuild's caller left open.
     crate::sys::close_on_exec_from(3).map_err(|e| format!("closing inherited descriptors: {e}"))?;
+    // Last, so that nothing above meets it: Docker's default seccomp refusals, unless the
+    // step runs privileged (`RUN --security=insecure`).
+    if !spec.privileged {
+        super::seccomp::install().map_err(|e| format!("installing the seccomp filter: {e}"))?;
+    }
     let mut cmd = Command::new(prog);
     cmd.args(args).env_clear();
     for kv in &spec.env {

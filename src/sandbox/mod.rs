@@ -20,6 +20,7 @@ pub mod cgroup;
 pub mod idmap;
 mod init;
 mod rootfs;
+pub mod seccomp;
 mod spec;
 pub mod ssh;
 pub mod unshare;
@@ -159,19 +160,23 @@ pub fn spawn_with(
     );
     let limited = cgroup::Cgroup::create(&spec.limits, &name)?;
     let created = prepare_mount_points(spec)?;
-    let mut child = Command::new(exe)
+    let mut helper = Command::new(exe);
+    helper
         .arg(HELPER_ARG)
         .stdin(Stdio::piped())
         .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .map_err(|source| {
-            cleanup(&created);
-            SandboxError::SpawnHelper {
-                exe: exe.display().to_string(),
-                source,
-            }
-        })?;
+        .stderr(stderr);
+    // Only the standard streams (and `rbuild run -i`'s input) reach the helper, PID 1 and
+    // the step: PID 1 changes into the working directory while it still holds what it
+    // inherited, and `/proc/self/fd/N` there is a way out (runc's CVE-2024-21626).
+    crate::sys::inherit_only(&mut helper, spec.stdin_fd);
+    let mut child = helper.spawn().map_err(|source| {
+        cleanup(&created);
+        SandboxError::SpawnHelper {
+            exe: exe.display().to_string(),
+            source,
+        }
+    })?;
     // Into the cgroup before the helper has read its spec, so before it starts anything.
     if let Some(cg) = &limited
         && let Err(e) = cg.add(child.id())
