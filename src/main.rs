@@ -22,6 +22,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Root's overlays go with the process however it ends (SIGKILL included).
+    if let Err(err) = rbuild::sandbox::unshare::own_mount_namespace() {
+        eprint!("{}", cli::render_error(&err.into()));
+        return ExitCode::FAILURE;
+    }
     let args = cli::with_default_subcommand(args);
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,

@@ -579,3 +579,66 @@ fn without_ranges_only_root_is_mapped() {
     work.ok(&["prune", "--grace", "0s"]);
     work.remove();
 }
+
+/// SIGKILL to the rootless rbuild (the PID its caller knows) mid-RUN: the process in the
+/// user namespace and the step die with it, and nothing stays mounted. As root, dropped to
+/// nobody; as nobody, as itself.
+#[test]
+fn a_rootless_build_killed_mid_run_leaves_no_process_and_no_mount() {
+    let who = if rustix::process::geteuid().is_root() {
+        As::User(NOBODY)
+    } else {
+        As::Myself
+    };
+    if !can_build(who, false) {
+        return;
+    }
+    let work = Work::new("killed", who);
+    let marker = format!("{}", 800_000 + std::process::id() % 100_000);
+    std::fs::write(
+        work.dir.join("ctx/Dockerfile"),
+        format!("FROM scratch\nCOPY rootfs/ /\nRUN sleep {marker}\n"),
+    )
+    .unwrap();
+    let mut cmd = work.command(&common::rbuild_bin());
+    cmd.arg("--root")
+        .arg(work.root())
+        .args(["build", "--progress=plain", "."])
+        .current_dir(work.dir.join("ctx"))
+        .env_remove("RBUILD_ROOT")
+        .env("HOME", work.dir.join("no-home"))
+        .stderr(std::process::Stdio::null());
+    let mut build = common::process::Process::spawn(&mut cmd);
+    let running = || -> bool {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+        })
+    };
+    let start = std::time::Instant::now();
+    while !running() && start.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(running(), "the step never started");
+    build.child().kill().unwrap();
+    build.wait().unwrap();
+    let start = std::time::Instant::now();
+    while running() && start.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!running(), "the step outlived the build");
+    assert_eq!(mounts_under(&work.dir), Vec::<String>::new());
+    // The next build removes the dead one's work directory (the overlay's own `work/work`
+    // is mode 000, owned by the user namespace's root: only a build can remove it).
+    std::fs::write(
+        work.dir.join("ctx/Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\n",
+    )
+    .unwrap();
+    work.ok(&["build", "--progress=plain", "."]);
+    let left: Vec<_> = std::fs::read_dir(work.root().join("work"))
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "work directories left: {left:?}");
+    work.remove();
+}

@@ -16,6 +16,7 @@ mod build_engine;
 mod build_fidelity;
 mod build_flask;
 mod build_in_container;
+mod build_kill;
 mod build_outputs;
 mod build_platforms;
 mod build_rootless;

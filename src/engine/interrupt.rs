@@ -2,7 +2,8 @@
 //! the build interrupted and kills every running sandbox, so the RUN in progress ends at
 //! once; the engine then stops with [`super::BuildError::Interrupted`], and the normal
 //! unwinding unmounts the step's overlay and removes its work directory. A build killed
-//! outright (SIGKILL) leaves its mounts to the next run's cleanup
+//! outright (SIGKILL) takes its mounts with its mount namespace and leaves its work
+//! directory to the next run's cleanup
 //! (`crate::snapshot::workdir::cleanup_stale`).
 
 use std::sync::Mutex;

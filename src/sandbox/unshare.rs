@@ -250,6 +250,32 @@ pub fn enter(args: Vec<OsString>) -> Result<Vec<OsString>, UnshareError> {
     Ok(rest)
 }
 
+/// Give a root rbuild a mount namespace of its own, first thing in `main` (`CLONE_NEWNS`
+/// needs a process whose filesystem state no other thread shares), with every mount
+/// private. Its overlays then live and die with it: a build killed with SIGKILL (an OOM
+/// kill, a CI runner killing one PID) leaves nothing mounted anywhere, at once, and no
+/// later build has to find and unmount what it left. A rootless build has its own
+/// namespace already ([`enter`]).
+///
+/// Where root may not unshare (a container without CAP_SYS_ADMIN, which cannot mount
+/// overlays either), rbuild carries on in the namespace it has, and a killed run's mounts
+/// are left to the next run's cleanup (`crate::snapshot::workdir::cleanup_stale`).
+pub fn own_mount_namespace() -> Result<(), UnshareError> {
+    if is_rootless_build() || !rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    if crate::sys::unshare_namespaces(UnshareFlags::NEWNS).is_err() {
+        return Ok(());
+    }
+    // A copy of the host's namespace keeps its shared propagation: without this, the
+    // build's mounts would appear on the host after all (mount_namespaces(7)).
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .map_err(|e| UnshareError::Private { source: e.into() })
+}
+
 /// A single mapping written by the process itself: root inside is the user.
 fn map_root_alone(uid: u32, gid: u32) -> Result<(), UnshareError> {
     super::idmap::map_self_alone(uid, gid)

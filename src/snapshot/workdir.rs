@@ -1,8 +1,10 @@
 //! Per-run work directories under `<root>/work/`, each holding an exclusive `flock` for as
 //! long as its run lives. Overlays and other mounts of a run live in its directory. A run
-//! killed outright (SIGKILL, power loss) leaves its mounts behind; [`cleanup_stale`] — called
-//! when rbuild starts work — unmounts and removes every work directory whose lock is free,
-//! and never touches one a live process holds.
+//! killed outright (SIGKILL, power loss) leaves its directory behind — its mounts went with
+//! its mount namespace (`crate::sandbox::unshare::own_mount_namespace`), except where rbuild
+//! could not have one; [`cleanup_stale`] — called when rbuild starts work — unmounts what is
+//! left and removes every work directory whose lock is free, and never touches one a live
+//! process holds.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
