@@ -5,7 +5,8 @@
 //! COPY follows, allows 255: [`Walk::with_max_links`]). [`Walk`] is only the
 //! bookkeeping; its callers do the looking (an `lstat` through a directory descriptor,
 //! an ignore-aware view of the build context) and decide what a missing name means
-//! (create it, stop, or carry on lexically).
+//! (create it, stop, or carry on lexically). [`resolve_in_dir`] is the one caller that
+//! needs nothing more than `lstat` on a directory of this machine.
 
 use std::collections::VecDeque;
 
@@ -109,6 +110,38 @@ impl Walk {
     }
 }
 
+/// Resolve `path` inside the directory `root` of this machine as [`Walk`] does, each name
+/// looked up with `lstat`: the real path, relative to `root` (`""` for `root` itself), goes
+/// through no symlink, so joined to `root` it names what a process chrooted there would
+/// open. A symlink to `/` or `../..` names `root`, never the host's root (Buildah's
+/// CVE-2024-1753, BuildKit's CVE-2026-33748). Only for trees nothing changes while they are
+/// used (a stage's snapshot, a checkout just made): a name swapped for a symlink after its
+/// look-up is not seen. A missing name is `NotFound`, a name under a file `NotADirectory`,
+/// more than [`MAX_LINKS`] links `ELOOP`.
+pub(crate) fn resolve_in_dir(root: &std::path::Path, path: &str) -> std::io::Result<String> {
+    let mut walk = Walk::new(path);
+    while let Some(name) = walk.next_name() {
+        let here = walk.child(&name);
+        let meta = std::fs::symlink_metadata(root.join(&here))?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(root.join(&here))?;
+            let target = target.to_str().ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("/{here}: the symlink's target is not UTF-8"),
+                )
+            })?;
+            walk.follow(target)
+                .map_err(|_| std::io::Error::from_raw_os_error(libc::ELOOP))?;
+        } else if !walk.is_last() && !meta.is_dir() {
+            return Err(std::io::Error::from(std::io::ErrorKind::NotADirectory));
+        } else {
+            walk.push(name);
+        }
+    }
+    Ok(walk.real())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +179,29 @@ mod tests {
         );
         assert_eq!(resolve("/", &[]).unwrap(), "");
         assert_eq!(resolve("/l", &[("l", "l")]), Err(TooManyLinks));
+    }
+
+    #[test]
+    fn resolves_in_a_directory_of_this_machine() {
+        let root = std::env::temp_dir().join(format!("rbuild-rootpath-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("etc/app")).unwrap();
+        std::fs::write(root.join("etc/file"), "x").unwrap();
+        for (link, target) in [("top", "/"), ("up", "../../.."), ("conf", "/etc/app")] {
+            std::os::unix::fs::symlink(target, root.join(link)).unwrap();
+        }
+        std::os::unix::fs::symlink("../../up/etc", root.join("etc/app/back")).unwrap();
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        let r = |p: &str| resolve_in_dir(&root, p).map_err(|e| e.kind());
+        assert_eq!(r("top").unwrap(), "", "a link to / is the root");
+        assert_eq!(r("up").unwrap(), "");
+        assert_eq!(r("/../../etc").unwrap(), "etc");
+        assert_eq!(r("conf").unwrap(), "etc/app");
+        assert_eq!(r("conf/back/app").unwrap(), "etc/app");
+        assert_eq!(r("top/tmp"), Err(std::io::ErrorKind::NotFound));
+        assert_eq!(r("etc/file/x"), Err(std::io::ErrorKind::NotADirectory));
+        assert!(resolve_in_dir(&root, "loop").is_err());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod conformance_parser;
 mod conformance_shell;
 mod engine_library;
 mod fidelity;
+mod hardening;
 mod layer_apply;
 mod layer_write;
 mod oci_peers;

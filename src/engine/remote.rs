@@ -42,6 +42,12 @@ pub(crate) enum RemoteError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{url}: subdirectory {subdir:?} of the repository")]
+    Subdir {
+        url: String,
+        subdir: String,
+        source: std::io::Error,
+    },
     #[error("git {args}: {message}")]
     Git { args: String, message: String },
 }
@@ -164,9 +170,24 @@ impl Remote {
                     let git_dir = checkout.join(".git");
                     std::fs::remove_dir_all(&git_dir).map_err(write(&git_dir))?;
                 }
-                Ok(match subdir {
-                    Some(d) => format!("checkout/{}", d.trim_matches('/')),
-                    None => "checkout".to_string(),
+                // `#ref:subdir` is resolved inside the checkout with it as `/`: `..` stops at
+                // its top and the repository's symlinks (`sub -> /`) name its own files,
+                // never the host's (joined as written, they made a host directory the build
+                // context; BuildKit's CVE-2026-33748).
+                let real = match subdir {
+                    Some(d) => crate::rootpath::resolve_in_dir(&checkout, d).map_err(|source| {
+                        RemoteError::Subdir {
+                            url: url.clone(),
+                            subdir: d.clone(),
+                            source,
+                        }
+                    })?,
+                    None => String::new(),
+                };
+                Ok(if real.is_empty() {
+                    "checkout".to_string()
+                } else {
+                    format!("checkout/{real}")
                 })
             }
         }

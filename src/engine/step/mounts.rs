@@ -347,19 +347,16 @@ fn seed_cache(
     Ok(())
 }
 
-/// A bind mount's `source=` inside its tree, which it must not leave.
+/// A bind mount's `source=` inside its tree, which it must not leave: its symlinks are the
+/// tree's, resolved with the tree's root as `/` as BuildKit does (continuity's
+/// `fs.RootPath`), so a stage's `evil -> /` or `evil -> ../..` names that stage's root and
+/// never the host's (Buildah's CVE-2024-1753). Resolving on the host (`canonicalize`) sent
+/// such links out of the tree, to be refused there, and refused an `etc -> /srv/etc` that
+/// names a directory of the stage.
 fn resolve_in(base: &Path, source: &str) -> Result<PathBuf, String> {
-    let joined = base.join(source.trim_start_matches('/'));
-    let real = joined
-        .canonicalize()
+    let real = crate::rootpath::resolve_in_dir(base, source)
         .map_err(|e| format!("bind mount source {source:?}: {e}"))?;
-    let base = base
-        .canonicalize()
-        .map_err(|e| format!("bind mount base {}: {e}", base.display()))?;
-    if !real.starts_with(&base) {
-        return Err(format!("bind mount source {source:?} leaves its tree"));
-    }
-    Ok(real)
+    Ok(base.join(real))
 }
 
 #[cfg(test)]
