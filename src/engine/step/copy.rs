@@ -415,6 +415,101 @@ mod tests {
         );
     }
 
+    /// Every field of a COPY or ADD step reaches the key, one changed at a time (moby's
+    /// CVE-2024-24557 took a cached result for a build that differed in an input the key
+    /// left out): `--chown`, `--chmod`, `--from`, `--exclude`, `--parents`, ADD's
+    /// `--checksum` and `--unpack`, what the sources hold (ADD `--keep-git-dir` changes
+    /// the fetched tree, so this digest). `--link` and the resolved owner are left out on
+    /// purpose (`link_is_not_in_the_key`; `chown` says the owner as written). The patterns
+    /// name every field, so a new one does not compile until this table takes it.
+    #[test]
+    fn every_field_reaches_the_key() {
+        fn base() -> CopyStep {
+            let mut op = CopyOp::new(OpKind::Copy, "/app/");
+            op.sources = vec!["src".into()];
+            CopyStep {
+                op,
+                chown: None,
+                from: CopyFrom::Context,
+                inputs: Some(blake3::hash(b"inputs")),
+                local: None,
+            }
+        }
+        let CopyStep {
+            op:
+                CopyOp {
+                    kind: _,
+                    sources: _,
+                    inline: _,
+                    dest: _,
+                    workdir: _,
+                    owner: _,
+                    chmod: _,
+                    exclude: _,
+                    parents: _,
+                    unpack_archives: _,
+                    checksum: _,
+                    link: _,
+                    timestamp: _,
+                },
+            chown: _,
+            from: _,
+            inputs: _,
+            local: _,
+        } = base();
+        type Change = fn(&mut CopyStep);
+        let changes: &[(&str, Change)] = &[
+            ("ADD", |s| s.op.kind = OpKind::Add),
+            ("sources", |s| s.op.sources.push("more".into())),
+            ("heredoc", |s| {
+                s.op.inline = vec![InlineSource {
+                    path: "f".into(),
+                    data: "x".into(),
+                    expand: false,
+                }]
+            }),
+            ("dest", |s| s.op.dest = "/srv/".into()),
+            ("workdir", |s| s.op.workdir = "/w".into()),
+            ("--chmod", |s| {
+                s.op.chmod = Some(copy::chmod::Chmod::parse("0600").unwrap())
+            }),
+            ("--exclude", |s| s.op.exclude = vec!["*.md".into()]),
+            ("--parents", |s| s.op.parents = true),
+            ("--unpack", |s| s.op.unpack_archives = true),
+            ("--checksum", |s| s.op.checksum = Some("sha256:01".into())),
+            ("SOURCE_DATE_EPOCH", |s| {
+                s.op.timestamp = Some(copy::Timespec {
+                    tv_sec: 1,
+                    tv_nsec: 0,
+                })
+            }),
+            ("--chown", |s| s.chown = Some("1000:1000".into())),
+            ("what the sources hold", |s| {
+                s.inputs = Some(blake3::hash(b"other inputs"))
+            }),
+            ("--from", |s| {
+                s.from = CopyFrom::State(crate::engine::state::StateRef {
+                    layers: Vec::new(),
+                    diff_ids: Vec::new(),
+                    key: KeyEncoder::new("stage", None).finish(),
+                })
+            }),
+            ("local sources beside remote ones", |s| {
+                let mut local = base();
+                local.op.sources = vec!["local".into()];
+                s.local = Some(Box::new(local));
+            }),
+        ];
+        let mut keys = vec![key_of(&base())];
+        for (field, change) in changes {
+            let mut s = base();
+            change(&mut s);
+            let key = key_of(&s);
+            assert!(!keys.contains(&key), "{field}: the key did not change");
+            keys.push(key);
+        }
+    }
+
     /// What does not change the result stays out of the key.
     #[test]
     fn link_is_not_in_the_key() {

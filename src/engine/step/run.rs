@@ -465,6 +465,109 @@ mod tests {
         );
     }
 
+    /// Every field of a RUN step, and every field of each of its mounts, reaches the key:
+    /// one changed at a time gives a new key (moby's CVE-2024-24557 took a cached result
+    /// for a build that differed in an input the key left out). The patterns name every
+    /// field, so a new one does not compile until this table says what it does to the key.
+    #[test]
+    fn every_field_reaches_the_key() {
+        let RunStep {
+            args: _,
+            env: _,
+            user: _,
+            workdir: _,
+            network: _,
+            privileged: _,
+            script: _,
+            mounts: _,
+            sources: _,
+            extra_hosts: _,
+            shm_size: _,
+            ulimits: _,
+        } = step(Vec::new());
+        let Mount {
+            kind: _,
+            from: _,
+            source: _,
+            target: _,
+            readonly: _,
+            id: _,
+            sharing: _,
+            mode: _,
+            uid: _,
+            gid: _,
+            size: _,
+            required: _,
+            env: _,
+        } = mount("type=cache,target=/c");
+        let base = || {
+            let mut s = step(vec![mount("type=bind,target=/m,source=src,from=build")]);
+            s.sources = vec![Some(BindSource::State(crate::engine::state::StateRef {
+                layers: Vec::new(),
+                diff_ids: Vec::new(),
+                key: KeyEncoder::new("stage", None).finish(),
+            }))];
+            s
+        };
+        type Change = fn(&mut RunStep);
+        let changes: &[(&str, Change)] = &[
+            ("args", |s| s.args[2] = "pip install -r other.txt".into()),
+            ("env", |s| s.env.push("ARG_USED=1".into())),
+            ("user", |s| s.user = "root".into()),
+            ("workdir", |s| s.workdir = "/app".into()),
+            ("--network", |s| s.network = Network::None),
+            ("--security", |s| s.privileged = true),
+            ("heredoc script", |s| {
+                s.script = Some(("x".into(), "#!/bin/sh\n".into()))
+            }),
+            ("--add-host", |s| {
+                s.extra_hosts = vec![("a".into(), "10.0.0.1".into())]
+            }),
+            ("--shm-size", |s| s.shm_size = Some(1 << 20)),
+            ("--ulimit", |s| {
+                s.ulimits = vec![crate::sandbox::Ulimit::parse("nofile=10:20").unwrap()]
+            }),
+            ("a second mount", |s| {
+                s.mounts.push(mount("type=tmpfs,target=/t"));
+                s.sources.push(None);
+            }),
+            ("mount type", |s| s.mounts[0].kind = MountType::Cache),
+            ("mount from", |s| s.mounts[0].from = Some("other".into())),
+            ("mount source", |s| s.mounts[0].source = Some("lib".into())),
+            ("mount target", |s| s.mounts[0].target = "/n".into()),
+            ("mount readonly", |s| s.mounts[0].readonly = false),
+            ("mount id", |s| s.mounts[0].id = Some("pip".into())),
+            ("mount mode", |s| s.mounts[0].mode = Some(0o700)),
+            ("mount uid", |s| s.mounts[0].uid = Some(1000)),
+            ("mount gid", |s| s.mounts[0].gid = Some(1000)),
+            ("mount size", |s| s.mounts[0].size = Some(1 << 20)),
+            ("mount required", |s| s.mounts[0].required = true),
+            ("mount env", |s| s.mounts[0].env = Some("TOKEN".into())),
+            ("what from= holds", |s| {
+                s.sources[0] = Some(BindSource::State(crate::engine::state::StateRef {
+                    layers: Vec::new(),
+                    diff_ids: Vec::new(),
+                    key: KeyEncoder::new("other stage", None).finish(),
+                }))
+            }),
+            ("what the context holds", |s| {
+                s.sources[0] = Some(BindSource::Context(
+                    Box::new(copy::CopyOp::contents_of("src")),
+                    [7; 32],
+                ))
+            }),
+        ];
+        let plain = key_of(&base());
+        let mut keys = vec![plain];
+        for (field, change) in changes {
+            let mut s = base();
+            change(&mut s);
+            let key = key_of(&s);
+            assert!(!keys.contains(&key), "{field}: the key did not change");
+            keys.push(key);
+        }
+    }
+
     /// Proxy variables and a cache mount's sharing mode do not change the result, and stay
     /// out of the key; the rest of the environment is in it.
     #[test]
