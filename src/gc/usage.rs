@@ -256,7 +256,7 @@ pub fn keep_storage(
         };
         let mut freed = item.size;
         if item.path.is_dir() {
-            std::fs::remove_dir_all(&item.path).map_err(io(&item.path))?;
+            crate::store::remove_dir_atomically(&item.path).map_err(io(&item.path))?;
         } else {
             std::fs::remove_file(&item.path).map_err(io(&item.path))?;
         }

@@ -78,10 +78,8 @@ fn recover_in(state_root: &Path, boot: &str, at: u64) -> std::io::Result<usize> 
     let mut removed = 0;
     filter(state_root, |b, t, rel| {
         if b != boot {
-            match std::fs::remove_dir_all(state_root.join(rel)) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+            if crate::store::remove_dir_atomically(&state_root.join(rel))? {
+                removed += 1;
             }
             return Ok(false);
         }

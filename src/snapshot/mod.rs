@@ -90,7 +90,7 @@ impl Snapshots {
             }
             let path = entry.path();
             let size = disk_usage(&path);
-            std::fs::remove_dir_all(&path).map_err(io(&path))?;
+            crate::store::remove_dir_atomically(&path).map_err(io(&path))?;
             removed.push((name, size));
         }
         Ok(removed)

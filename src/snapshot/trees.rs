@@ -97,9 +97,8 @@ impl Trees {
     /// Remove every tree; returns how many there were.
     pub fn clear(&self) -> Result<usize, SnapshotError> {
         let n = std::fs::read_dir(&self.dir).map_or(0, |rd| rd.count());
-        match std::fs::remove_dir_all(&self.dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&self.dir)(e)),
-            _ => Ok(n),
-        }
+        // Renamed away first: a tree half removed must never be taken for a whole one.
+        crate::store::remove_dir_atomically(&self.dir).map_err(io(&self.dir))?;
+        Ok(n)
     }
 }

@@ -17,7 +17,7 @@ mod layout;
 mod local;
 mod lock;
 mod temp;
-pub use temp::unique_suffix;
+pub use temp::{remove_dir_atomically, unique_suffix};
 
 pub(crate) use blobs::create_private_dir;
 pub use blobs::{BLOBS_DIR, BlobStore, BlobWriter, Expected, MAX_SMALL_BLOB, TMP_DIR};

@@ -233,6 +233,47 @@ pub(crate) fn sweep_stale(
     Ok(removed)
 }
 
+/// Remove the published directory `path` (a snapshot, a tree, a cache directory) so that no
+/// crash leaves it half there: it is renamed first, to `tmp-<pid>-<n>-gone` beside it —
+/// readers see all of it or nothing, and code that walks such directories takes `tmp-`
+/// names for unfinished work — and removed after. What a crash leaves under such a name
+/// (its process gone) is removed by the next call in the same directory. Returns whether
+/// `path` was there (a missing one is no error).
+pub fn remove_dir_atomically(path: &Path) -> io::Result<bool> {
+    let Some(parent) = path.parent() else {
+        return fs::remove_dir_all(path).map(|()| true);
+    };
+    let gone = parent.join(format!("tmp-{}-gone", unique_suffix()));
+    match fs::rename(path, &gone) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    fs::remove_dir_all(&gone)?;
+    remove_dead_leftovers(parent);
+    Ok(true)
+}
+
+/// Remove `tmp-<pid>-<n>-gone` directories in `dir` whose process is gone.
+fn remove_dead_leftovers(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("tmp-")
+            .filter(|rest| rest.ends_with("-gone"))
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +285,32 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn a_directory_goes_whole_and_a_dead_removals_leftover_goes_with_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let published = dir.path().join("snapshot");
+        fs::create_dir_all(published.join("a/b")).unwrap();
+        fs::write(published.join("a/b/f"), "x").unwrap();
+        // What a removal killed half-way left: renamed away, partly removed.
+        let dead = std::process::Command::new("true").spawn().unwrap();
+        let pid = dead.id();
+        let mut dead = dead;
+        dead.wait().unwrap();
+        let leftover = dir.path().join(format!("tmp-{pid}-0-gone"));
+        fs::create_dir_all(leftover.join("half")).unwrap();
+        // A live process's unpack in progress stays.
+        let live = dir
+            .path()
+            .join(format!("tmp-{}-99-gone", std::process::id()));
+        fs::create_dir_all(&live).unwrap();
+        assert!(remove_dir_atomically(&published).unwrap());
+        assert!(!remove_dir_atomically(&published).unwrap(), "already gone");
+        assert_eq!(
+            names(dir.path()),
+            vec![format!("tmp-{}-99-gone", std::process::id())]
+        );
     }
 
     #[test]
