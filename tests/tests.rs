@@ -19,6 +19,7 @@ mod build_in_container;
 mod build_kill;
 mod build_outputs;
 mod build_platforms;
+mod build_races;
 mod build_rootless;
 mod build_steps;
 mod cli_check;

@@ -132,6 +132,12 @@ impl Snapshots {
         if dest.is_dir() {
             return Ok(dest);
         }
+        // Once per layer: whoever comes second (another stage, another process) waits for
+        // the first unpack and takes its snapshot.
+        let _turn = unpack_turn(&self.dir, chain)?;
+        if dest.is_dir() {
+            return Ok(dest);
+        }
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let tmp = self.temp_dir(chain);
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
@@ -259,6 +265,31 @@ fn layer_stack(image: &Image) -> Result<Vec<(&Descriptor, &Digest, Digest)>, Sna
         .zip(chain_ids(diff_ids))
         .map(|((l, d), c)| (l, d, c))
         .collect())
+}
+
+/// The exclusive turn to unpack `chain` into `dir` (`<root>/snapshots` or `<root>/trees`),
+/// held until the returned file is dropped: an `flock` on `<root>/locks/<snapshots or
+/// trees>/<chain>`, which conflicts between threads (each opens its own description) and
+/// processes alike, and goes with a killed process. The lock files stay (empty, outside
+/// what prune walks): removing one while another process waits on it would let two unpack.
+pub(crate) fn unpack_turn(dir: &Path, chain: &Digest) -> Result<std::fs::File, SnapshotError> {
+    let kind = dir.file_name().unwrap_or_default();
+    let locks = dir.with_file_name("locks").join(kind);
+    let path = locks.join(chain.hex());
+    let io = |source| SnapshotError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&locks).map_err(io)?;
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io(e.into()))?;
+    Ok(file)
 }
 
 /// A fresh directory in `dir` to build the snapshot or tree `chain` in, named so that a

@@ -65,6 +65,10 @@ impl Trees {
         if dest.is_dir() {
             return Ok(dest);
         }
+        let _turn = super::unpack_turn(&self.dir, chain)?;
+        if dest.is_dir() {
+            return Ok(dest);
+        }
         let tmp = temp_in(&self.dir, chain);
         let result = (|| {
             let rootfs = match parent {

@@ -16,9 +16,12 @@ pub mod servers;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// Path of the built `rbuild` binary.
+/// Path of the built `rbuild` binary; `RBUILD_TEST_BINARY` names another one (an older
+/// build, to show that a test fails there).
 pub fn rbuild_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rbuild"))
+    std::env::var_os("RBUILD_TEST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rbuild")))
 }
 
 /// Run `rbuild` with `args` in `cwd` and an isolated state root; returns the output.
