@@ -11,6 +11,7 @@ pub mod context;
 pub mod diag;
 pub mod dockerfile;
 pub mod engine;
+pub mod fsck;
 pub mod gc;
 pub mod layer;
 pub mod oci;

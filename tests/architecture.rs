@@ -31,6 +31,7 @@ const LAYERS: &[&str] = &[
     "archive",
     "gc",
     "engine",
+    "fsck",
 ];
 
 /// Files longer than this are split (STYLE.md: a file holds one concept).

@@ -44,3 +44,4 @@ mod run_step;
 mod sandbox;
 mod snapshotter;
 mod store;
+mod store_fsck;

@@ -74,6 +74,18 @@ pub(crate) enum Command {
     /// What images, the build cache, cache mounts and snapshots take on disk, and what
     /// prune would free (docker's `system df`)
     Df,
+    /// Check the store: every blob against its digest, every image name against its
+    /// manifests and layers, every snapshot against its layer (exit 0 sound, 1 repaired,
+    /// 4 problems left)
+    Fsck(FsckArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FsckArgs {
+    /// Mend what can be mended: remove corrupt blobs, snapshots and cache records and what
+    /// killed runs left, and pull again by digest the images that lost content
+    #[arg(long)]
+    pub(crate) repair: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ mod build;
 mod check;
 mod docker_flags;
 mod frontend;
+mod fsck;
 mod image;
 mod login;
 mod render;
@@ -49,6 +50,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prune(args) => image::prune_cmd(&root()?, args),
         Command::Run(args) => run::run_cmd(&root()?, args),
         Command::Df => image::df_cmd(&root()?),
+        Command::Fsck(args) => fsck::fsck_cmd(&root()?, args),
         Command::Version => {
             println!(
                 "rbuild {} (commit {})",

@@ -120,6 +120,14 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// The `SOURCE_DATE_EPOCH` its tar was written with: what archiving one of its
+    /// snapshots again needs to give the same diff ID.
+    pub fn source_date_epoch(&self) -> Option<i64> {
+        self.source_date_epoch
+    }
+}
+
 /// The entries of a state root.
 #[derive(Clone, Debug)]
 pub struct DeferredLayers {
@@ -177,6 +185,59 @@ impl DeferredLayers {
             }
         }
         gone
+    }
+
+    /// Every entry, by diff ID; `Err` with its path for one that cannot be read.
+    pub fn all(&self) -> Vec<Result<(Digest, Entry), PathBuf>> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let path = e.path();
+                let hex = path
+                    .file_name()?
+                    .to_str()?
+                    .strip_suffix(".json")?
+                    .to_string();
+                let parsed = Digest::parse(&format!("sha256:{hex}"))
+                    .ok()
+                    .and_then(|d| Some((d, self.get_at(&path)?)));
+                Some(parsed.ok_or(path))
+            })
+            .collect()
+    }
+
+    fn get_at(&self, path: &Path) -> Option<Entry> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    /// Remove the entry file `path` (one that cannot be read).
+    pub fn remove_entry_file(&self, path: &Path) -> std::io::Result<()> {
+        let _turn = StoreLock::new(self.dir.join("lock"))
+            .exclusive()
+            .map_err(std::io::Error::other)?;
+        std::fs::remove_file(path)
+    }
+
+    /// Make again the blob `digest`, recorded as made of a deferred layer whose files are
+    /// still here (a made blob that was lost or corrupt). True when the blob is back, with
+    /// that digest; false when no entry made it or it came out different.
+    pub fn remake(&self, store: &Store, digest: &Digest) -> Result<bool, DeferredError> {
+        for (diff_id, entry) in self.all().into_iter().flatten() {
+            let Some(made) = entry.made.iter().find(|m| m.digest == *digest) else {
+                continue;
+            };
+            let Some(compression) = Compression::from_name(&made.compression) else {
+                return Ok(false);
+            };
+            let want = Some((compression, made.level));
+            return Ok(self
+                .blob(store, &diff_id, None, want)?
+                .is_some_and(|(_, got)| got.digest == *digest));
+        }
+        Ok(false)
     }
 
     /// Whether `layer` (a descriptor of a local manifest) names a deferred layer.

@@ -230,7 +230,6 @@ impl Reference {
     }
 
     /// This reference with `digest` (any tag is kept, as `WithDigest` does).
-    #[cfg(test)]
     pub(crate) fn with_digest(&self, digest: Digest) -> Reference {
         Reference {
             digest: Some(digest),
@@ -239,7 +238,6 @@ impl Reference {
     }
 
     /// This reference without tag or digest (`TrimNamed`).
-    #[cfg(test)]
     pub(crate) fn without_tag_or_digest(&self) -> Reference {
         Reference {
             tag: None,
