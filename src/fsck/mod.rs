@@ -146,8 +146,19 @@ pub fn check(store: &Store, repair: bool) -> Result<Report, FsckError> {
         }
     }
     let images = tagged_images(store, &mut report)?;
-    let known = snapshots::known_layers(&images, &entries);
-    let bad_snapshots = snapshots::check(store, &known, repair, &mut report);
+    let known = snapshots::known_layers(images.iter().flat_map(TaggedImage::stack), &entries);
+    let checked = snapshots::check(store, &known, repair);
+    report.snapshots = checked.checked;
+    report.unreferenced_snapshots = checked.unreferenced;
+    report.repaired.extend(checked.repaired);
+    report.unrepaired.extend(checked.unrepaired);
+    let mut bad_snapshots = BTreeSet::new();
+    for (chain, why) in checked.corrupt {
+        bad_snapshots.insert(chain.clone());
+        report
+            .problems
+            .push(Problem::CorruptSnapshot { chain, why });
+    }
     let have = Availability {
         store,
         bad_blobs: &bad_blobs,

@@ -4,10 +4,9 @@
 //! the same way must give one digest (archiving an unpacked tree does not give the blob's
 //! own tar back, whose order and headers were another tool's).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{Problem, Report, TaggedImage};
 use crate::layer::deferred::Entry;
 use crate::layer::{LayerOptions, write_layer};
 use crate::oci::digest::Digest;
@@ -31,20 +30,31 @@ pub(super) enum Known {
     },
 }
 
-/// The layer of each snapshot (chain ID hex) that a deferred layer or a tagged image names.
-pub(super) fn known_layers(
-    images: &[TaggedImage],
+/// What checking the snapshots found and did.
+#[derive(Default)]
+pub(super) struct Checked {
+    pub(super) checked: usize,
+    /// Snapshots nothing explains (prune's business).
+    pub(super) unreferenced: usize,
+    /// Corrupt snapshots (chain ID hex) and why.
+    pub(super) corrupt: Vec<(String, String)>,
+    pub(super) repaired: Vec<String>,
+    pub(super) unrepaired: Vec<String>,
+}
+
+/// The layer of each snapshot (chain ID hex) that a deferred layer or a tagged image's
+/// layer stack (`(chain ID, layer, diff ID)`) names.
+pub(super) fn known_layers<'a>(
+    stacks: impl Iterator<Item = (Digest, &'a Descriptor, &'a Digest)>,
     entries: &BTreeMap<Digest, Entry>,
 ) -> BTreeMap<String, Known> {
     let mut out = BTreeMap::new();
-    for image in images {
-        for (chain, layer, diff_id) in image.stack() {
-            out.entry(chain.hex().to_string())
-                .or_insert_with(|| Known::Unpacked {
-                    layer: Box::new(layer.clone()),
-                    diff_id: diff_id.clone(),
-                });
-        }
+    for (chain, layer, diff_id) in stacks {
+        out.entry(chain.hex().to_string())
+            .or_insert_with(|| Known::Unpacked {
+                layer: Box::new(layer.clone()),
+                diff_id: diff_id.clone(),
+            });
     }
     // A deferred layer has no blob to unpack: its own entry says how to check it.
     for (diff_id, entry) in entries {
@@ -61,19 +71,14 @@ pub(super) fn known_layers(
     out
 }
 
-/// Check every snapshot; returns the corrupt ones (removed with `repair` unless a running
-/// build holds them).
-pub(super) fn check(
-    store: &Store,
-    known: &BTreeMap<String, Known>,
-    repair: bool,
-    report: &mut Report,
-) -> BTreeSet<String> {
+/// Check every snapshot; the corrupt ones are removed with `repair` unless a running
+/// build holds them.
+pub(super) fn check(store: &Store, known: &BTreeMap<String, Known>, repair: bool) -> Checked {
     let snapshots = Snapshots::new(store.root());
     let dir = store.root().join("snapshots");
-    let mut bad = BTreeSet::new();
+    let mut report = Checked::default();
     let Ok(listing) = std::fs::read_dir(&dir) else {
-        return bad;
+        return report;
     };
     for entry in listing.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -89,10 +94,10 @@ pub(super) fn check(
             continue;
         }
         let Some(what) = known.get(&name) else {
-            report.unreferenced_snapshots += 1;
+            report.unreferenced += 1;
             continue;
         };
-        report.snapshots += 1;
+        report.checked += 1;
         let verdict = match what {
             Known::Deferred {
                 diff_id,
@@ -111,11 +116,7 @@ pub(super) fn check(
             Ok((got, want)) => format!("its files give {got}, not {want}"),
             Err(e) => e,
         };
-        report.problems.push(Problem::CorruptSnapshot {
-            chain: name.clone(),
-            why,
-        });
-        bad.insert(name.clone());
+        report.corrupt.push((name.clone(), why));
         if repair {
             match crate::gc::lease::try_exclusive(&path) {
                 Ok(Some(_held)) => {
@@ -129,7 +130,7 @@ pub(super) fn check(
             }
         }
     }
-    bad
+    report
 }
 
 /// Whether `tmp-<pid>-…` names a process that is gone.
