@@ -33,6 +33,7 @@ mod conformance_parser;
 mod conformance_shell;
 mod engine_library;
 mod fidelity;
+mod fuzz_regressions;
 mod hardening;
 mod layer_apply;
 mod layer_write;

@@ -52,3 +52,12 @@ pub use builder::{Builder, Outcome, Planned, builds_lock, check_context};
 pub use error::BuildError;
 pub use request::Request;
 pub use settings::SecretSource;
+
+/// ADD's unpacking of a local archive file into the directory `into` (`copy::unpack_archive`);
+/// `Ok(false)` when the file is no archive. Public only as the entry point of a fuzz target
+/// (`fuzz/`), which feeds it hostile archives; the error comes rendered, its type being the
+/// engine's own.
+#[doc(hidden)]
+pub fn unpack_archive(archive: &std::path::Path, into: &std::path::Path) -> Result<bool, String> {
+    copy::unpack_archive(archive, into).map_err(|e| crate::diag::chain(&e))
+}

@@ -237,9 +237,10 @@ impl Manifest {
         }
     }
 
-    /// Canonical JSON (see [`to_canonical_oci`]).
-    #[cfg(test)]
-    pub(crate) fn to_canonical_json(&self) -> Result<Vec<u8>, ManifestError> {
+    /// Canonical JSON (see [`to_canonical_oci`]). Public for the fuzz targets (`fuzz/`),
+    /// which check that what parses re-serialises and re-parses to the same value.
+    #[doc(hidden)]
+    pub fn to_canonical_json(&self) -> Result<Vec<u8>, ManifestError> {
         match self {
             Manifest::Image(m) => to_canonical_oci(m),
             Manifest::Index(i) => to_canonical_oci(i),

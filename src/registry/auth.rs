@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 /// One authentication challenge.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Challenge {
+pub enum Challenge {
     Basic {
         realm: String,
     },
@@ -26,7 +26,7 @@ pub(crate) enum Challenge {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ChallengeError {
+pub enum ChallengeError {
     #[error("unsupported authentication scheme in WWW-Authenticate: {0:?}")]
     UnsupportedScheme(String),
     #[error("malformed WWW-Authenticate header {header:?}: {reason}")]
@@ -41,7 +41,7 @@ pub(crate) enum ChallengeError {
 /// Parse a `WWW-Authenticate` header value. The first supported challenge wins, Bearer
 /// before Basic when both are offered (a token carries scopes; Basic sends the password on
 /// every request).
-pub(crate) fn parse_challenges(header: &str) -> Result<Challenge, ChallengeError> {
+pub fn parse_challenges(header: &str) -> Result<Challenge, ChallengeError> {
     let malformed = |reason| ChallengeError::Malformed {
         header: header.to_string(),
         reason,
@@ -142,7 +142,7 @@ pub(crate) fn push_scopes(target: &str, mount_from: Option<&str>) -> Vec<String>
 
 /// A token endpoint's answer (`token` or, OAuth2-style, `access_token`).
 #[derive(Clone, Debug, Deserialize)]
-pub(crate) struct TokenResponse {
+pub struct TokenResponse {
     #[serde(default)]
     pub(crate) token: Option<String>,
     #[serde(default)]
@@ -152,7 +152,7 @@ pub(crate) struct TokenResponse {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum TokenError {
+pub enum TokenError {
     #[error("token response from {realm} is not JSON: {reason}")]
     NotJson { realm: String, reason: String },
     #[error("token response from {realm} holds no token")]
@@ -163,7 +163,7 @@ pub(crate) enum TokenError {
 pub(crate) const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
 impl TokenResponse {
-    pub(crate) fn parse(realm: &str, body: &[u8]) -> Result<(String, Duration), TokenError> {
+    pub fn parse(realm: &str, body: &[u8]) -> Result<(String, Duration), TokenError> {
         let r: TokenResponse = serde_json::from_slice(body).map_err(|e| TokenError::NotJson {
             realm: realm.to_string(),
             reason: e.to_string(),

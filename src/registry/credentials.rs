@@ -44,7 +44,7 @@ pub(crate) use sources::CredentialSources;
 
 /// A credential for one registry. `Debug` shows the username but never a secret.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) enum Credential {
+pub enum Credential {
     /// Basic authentication (the `auth` field, or a helper's username and secret).
     Basic { username: String, password: String },
     /// An OAuth2 refresh token (`identitytoken`, or a helper's `<token>` user), exchanged
@@ -146,6 +146,17 @@ impl CredentialStore {
         CredentialStore::new(CredentialSources::from_env())
     }
 
+    /// A store that reads and edits the one file `path` and finds no credential helper.
+    /// Public (hidden) for the fuzz targets (`fuzz/`).
+    #[doc(hidden)]
+    pub fn for_file(path: PathBuf) -> CredentialStore {
+        CredentialStore::new(CredentialSources {
+            files: vec![path.clone()],
+            write_file: path,
+            helper_path: None,
+        })
+    }
+
     fn helpers(&self) -> Helpers<'_> {
         Helpers {
             path: self.sources.helper_path.as_deref(),
@@ -155,7 +166,7 @@ impl CredentialStore {
     /// The credential for `repository` (`library/busybox`) on `registry` (`docker.io`,
     /// `quay.io`, `localhost:5000`; any Docker Hub spelling, with or without `https://`).
     /// `Ok(None)`: anonymous access.
-    pub(crate) fn lookup(
+    pub fn lookup(
         &self,
         registry: &str,
         repository: &str,

@@ -8,7 +8,9 @@
 //! the reverse. The one mapping from a registry name to the host that serves its API (Docker
 //! Hub's `docker.io` → `registry-1.docker.io`) is `registries_conf::api_host`.
 
-pub(crate) mod auth;
+/// Public (hidden) for the fuzz targets (`fuzz/`), which feed its parsers hostile input.
+#[doc(hidden)]
+pub mod auth;
 pub mod client;
 pub mod credentials;
 mod error;

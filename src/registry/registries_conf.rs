@@ -107,8 +107,8 @@ impl Endpoint {
 
     /// The rewritten reference: host, repository and the tag/digest to request (a prefix
     /// that names a tag can rewrite the tag, so take it from here, not from the input).
-    #[cfg(test)]
-    pub(crate) fn reference(&self) -> &Reference {
+    #[doc(hidden)]
+    pub fn reference(&self) -> &Reference {
         &self.reference
     }
 
@@ -118,8 +118,8 @@ impl Endpoint {
     }
 
     /// A `[[registry.mirror]]`, not the primary location.
-    #[cfg(test)]
-    pub(crate) fn is_mirror(&self) -> bool {
+    #[doc(hidden)]
+    pub fn is_mirror(&self) -> bool {
         self.is_mirror
     }
 }
@@ -310,9 +310,9 @@ impl RegistriesConf {
     }
 
     /// One file's text, as if it were the only file (version 1 allowed). `path` is only
-    /// used in error messages.
-    #[cfg(test)]
-    pub(crate) fn parse(text: &str, path: &std::path::Path) -> Result<RegistriesConf, ConfigError> {
+    /// used in error messages. Public (hidden) for the fuzz targets (`fuzz/`).
+    #[doc(hidden)]
+    pub fn parse(text: &str, path: &std::path::Path) -> Result<RegistriesConf, ConfigError> {
         let mut conf = RegistriesConf::default();
         conf.merge(file::parse_file(text, path, true)?);
         conf.files.push(path.to_path_buf());
@@ -396,6 +396,12 @@ impl RegistriesConf {
             endpoints,
             table: Some(entry.at.clone()),
         })
+    }
+
+    /// The endpoints of [`RegistriesConf::resolve`], for the fuzz targets (`fuzz/`).
+    #[doc(hidden)]
+    pub fn pull_endpoints(&self, reference: &Reference) -> Result<Vec<Endpoint>, ConfigError> {
+        Ok(self.resolve(reference)?.endpoints)
     }
 
     /// Where to push `reference`: the registry it names, never a mirror, and — as the man

@@ -1,0 +1,10 @@
+//! Fuzz target: the check in `checks/layer_apply.rs`, on every input libFuzzer makes.
+
+#![no_main]
+
+// Every target compiles every check; it runs only its own.
+#[allow(dead_code)]
+#[path = "../checks/mod.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::layer_apply::check(data));
