@@ -45,4 +45,5 @@ mod run_step;
 mod sandbox;
 mod snapshotter;
 mod store;
+mod store_crash;
 mod store_fsck;
