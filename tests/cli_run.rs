@@ -237,3 +237,33 @@ fn stdin_with_i_and_no_other_descriptor() {
         "0\n1\n2\n3\n"
     );
 }
+
+/// The one descriptor handed down on purpose, `-i`'s standard input, cannot be a way out
+/// either: a host directory as standard input and `-w /proc/self/fd/0` is refused (exit
+/// 125, "outside the container"), as runc refuses since CVE-2024-21626, instead of running
+/// the command in the host's directory.
+#[test]
+fn a_host_directory_as_input_is_no_working_directory() {
+    let Some(lab) = Lab::new("run-stdin-dir", false) else {
+        return;
+    };
+    let sentinel = lab.home.join("host-dir");
+    std::fs::create_dir_all(&sentinel).unwrap();
+    std::fs::write(sentinel.join("host-only"), "host\n").unwrap();
+    let out = rbuild_cmd(&lab.home, &lab.conf)
+        .args(["run", "-i", "-w", "/proc/self/fd/0", "busybox", "ls"])
+        .stdin(std::fs::File::open(&sentinel).unwrap())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("host-only"),
+        "the run saw the host: {stdout}"
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&["run"], &out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("outside the container"),
+        "{}",
+        describe(&["run"], &out)
+    );
+}

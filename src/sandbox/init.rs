@@ -230,6 +230,20 @@ fn init() -> Result<u8, String> {
     rustix::thread::set_no_new_privs(true).map_err(|e| format!("PR_SET_NO_NEW_PRIVS: {e}"))?;
     rustix::process::chdir(spec.cwd.as_str())
         .map_err(|e| format!("working directory {}: {e}", spec.cwd))?;
+    // As runc checks since CVE-2024-21626: a working directory reached through a descriptor
+    // of the host's is outside the root, and the kernel's getcwd says so ("(unreachable)…"
+    // instead of an absolute path). Nothing inherited should allow it; refuse if it did.
+    match rustix::process::getcwd(Vec::new()) {
+        Ok(cwd) if cwd.to_bytes().starts_with(b"/") => {}
+        Ok(cwd) => {
+            return Err(format!(
+                "working directory {}: outside the container ({})",
+                spec.cwd,
+                cwd.to_string_lossy()
+            ));
+        }
+        Err(e) => return Err(format!("working directory {}: {e}", spec.cwd)),
+    }
     let Some((prog, args)) = spec.args.split_first() else {
         return Err("no command to run".into());
     };
