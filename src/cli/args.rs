@@ -333,7 +333,6 @@ pub(crate) struct BuildArgs {
     /// without overlayfs). Default: overlay where it works
     #[arg(long, value_name = "KIND")]
     pub(crate) snapshotter: Option<String>,
-    /// The build context directory
     /// Write the image ID to this file
     #[arg(long, value_name = "FILE")]
     pub(crate) iidfile: Option<PathBuf>,
@@ -372,6 +371,8 @@ pub(crate) struct BuildArgs {
     /// rbuild makes no SBOM attestation: only `false` is accepted
     #[arg(long, value_name = "VALUE")]
     pub(crate) sbom: Option<String>,
+    /// The build context: a directory, `-` (a Dockerfile or a tar on standard input), an
+    /// http(s) tarball or a Git URL
     #[arg(value_name = "PATH")]
     pub(crate) context: PathBuf,
 }
