@@ -68,7 +68,8 @@ export RBUILD_SKIP_LOG=$skips_nobody
 # the store and pulling (no chown, no device nodes, user xattrs only), and rootless builds
 # (rbuild re-running itself in a user namespace, with nobody's subordinate range), among them
 # the fidelity corpus's `rootless` cases compared with docker's recordings, and the hardening
-# tests' escapes tried from a rootless build; and the CLI
+# tests' escapes tried from a rootless build, the fuzz targets' seeds and regressions
+# (layers and archives unpacked without root); and the CLI
 # runs as nobody with no state root configured. Everything runs as root below too.
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   echo "== rootless: tests and rbuild check as nobody"
@@ -83,7 +84,7 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   nobody_tmp=$(mktemp -d /tmp/rbuild-nobody.XXXXXX)
   chown nobody "$nobody_tmp"
   as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups env -u RBUILD_ROOT HOME=/nonexistent TMPDIR="$nobody_tmp" "$@"; }
-  rootless_modules=(conformance_dockerignore layer_apply layer_write store registry_pull sandbox snapshotter build_rootless fidelity hardening)
+  rootless_modules=(conformance_dockerignore layer_apply layer_write store registry_pull sandbox snapshotter build_rootless fidelity hardening fuzz_regressions)
   # The one integration-test binary (tests/tests.rs), run with a libtest filter per module:
   # `module::` matches the tests of that module (names are `module::test`).
   bin=$(cargo test --locked --no-run --test tests --message-format=json 2>/dev/null \
