@@ -454,6 +454,36 @@ fn build_and_check(name: &str, who: As) {
     assert_eq!(owner("data/owned"), (1000, 1000), "saved: RUN chown");
     assert_eq!(find(&again, "data/app/f").unwrap().content, b"private\n");
 
+    // fsck (in the user namespace when rootless, where snapshots of subordinate ids can be
+    // read) finds the store sound, and sees a snapshot changed behind its back.
+    let fsck = work.ok(&["fsck"]);
+    assert!(
+        String::from_utf8_lossy(&fsck.stdout).contains(": 0 problem(s)"),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    let hello = std::fs::read_dir(work.root().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("data/hello"))
+        .find(|p| p.is_file())
+        .expect("a snapshot holds /data/hello");
+    let changed = work
+        .command(Path::new("sh"))
+        .args(["-c", "echo changed > \"$1\"", "sh"])
+        .arg(&hello)
+        .status()
+        .unwrap();
+    assert!(changed.success());
+    let fsck = work.rbuild(&["fsck"]);
+    assert_eq!(
+        fsck.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    assert!(String::from_utf8_lossy(&fsck.stdout).contains("is corrupt: its files give"));
+
     // prune (in the user namespace when rootless) removes what the build left, including
     // files of subordinate ids (the build cache too: its layers are snapshots); then the
     // whole directory can be removed from outside.

@@ -129,135 +129,90 @@ struct Abi {
     x32_bit: bool,
 }
 
-/// Where the kernel has no such number for an ABI.
+/// System call numbers by name (a name an ABI lacks is not in its table).
 type Numbers = &'static [(&'static str, libc::c_long)];
 
-/// The native ABI's numbers, from libc.
+/// `(name, libc::SYS_name)` for each name.
+macro_rules! numbers {
+    ($($name:ident),* $(,)?) => {
+        &[$((stringify!($name), libc::$name)),*]
+    };
+}
+
+/// The native ABI's numbers, from libc: what every architecture here has, then what only
+/// this one has. `SYS_` is stripped from the names when they are looked up.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const COMMON: Numbers = numbers![
+    SYS_acct,
+    SYS_add_key,
+    SYS_bpf,
+    SYS_clock_adjtime,
+    SYS_clock_settime,
+    SYS_delete_module,
+    SYS_fanotify_init,
+    SYS_finit_module,
+    SYS_fsconfig,
+    SYS_fsmount,
+    SYS_fsopen,
+    SYS_fspick,
+    SYS_get_mempolicy,
+    SYS_init_module,
+    SYS_io_uring_enter,
+    SYS_io_uring_register,
+    SYS_io_uring_setup,
+    SYS_kcmp,
+    SYS_kexec_file_load,
+    SYS_kexec_load,
+    SYS_keyctl,
+    SYS_lookup_dcookie,
+    SYS_mbind,
+    SYS_mount,
+    SYS_mount_setattr,
+    SYS_move_mount,
+    SYS_move_pages,
+    SYS_name_to_handle_at,
+    SYS_nfsservctl,
+    SYS_open_by_handle_at,
+    SYS_open_tree,
+    SYS_perf_event_open,
+    SYS_pidfd_getfd,
+    SYS_pivot_root,
+    SYS_process_vm_readv,
+    SYS_process_vm_writev,
+    SYS_quotactl,
+    SYS_quotactl_fd,
+    SYS_reboot,
+    SYS_request_key,
+    SYS_set_mempolicy,
+    SYS_setns,
+    SYS_settimeofday,
+    SYS_swapoff,
+    SYS_swapon,
+    SYS_syslog,
+    SYS_umount2,
+    SYS_unshare,
+    SYS_userfaultfd,
+    SYS_vhangup,
+    SYS_clone,
+    SYS_clone3,
+    SYS_personality,
+];
+
 #[cfg(target_arch = "x86_64")]
 const NATIVE: (u32, Numbers) = (
     AUDIT_ARCH_X86_64,
-    &[
-        ("acct", libc::SYS_acct),
-        ("add_key", libc::SYS_add_key),
-        ("bpf", libc::SYS_bpf),
-        ("clock_adjtime", libc::SYS_clock_adjtime),
-        ("clock_settime", libc::SYS_clock_settime),
-        ("delete_module", libc::SYS_delete_module),
-        ("fanotify_init", libc::SYS_fanotify_init),
-        ("finit_module", libc::SYS_finit_module),
-        ("fsconfig", libc::SYS_fsconfig),
-        ("fsmount", libc::SYS_fsmount),
-        ("fsopen", libc::SYS_fsopen),
-        ("fspick", libc::SYS_fspick),
-        ("get_mempolicy", libc::SYS_get_mempolicy),
-        ("init_module", libc::SYS_init_module),
-        ("io_uring_enter", libc::SYS_io_uring_enter),
-        ("io_uring_register", libc::SYS_io_uring_register),
-        ("io_uring_setup", libc::SYS_io_uring_setup),
-        ("ioperm", libc::SYS_ioperm),
-        ("iopl", libc::SYS_iopl),
-        ("kcmp", libc::SYS_kcmp),
-        ("kexec_file_load", libc::SYS_kexec_file_load),
-        ("kexec_load", libc::SYS_kexec_load),
-        ("keyctl", libc::SYS_keyctl),
-        ("lookup_dcookie", libc::SYS_lookup_dcookie),
-        ("mbind", libc::SYS_mbind),
-        ("mount", libc::SYS_mount),
-        ("mount_setattr", libc::SYS_mount_setattr),
-        ("move_mount", libc::SYS_move_mount),
-        ("move_pages", libc::SYS_move_pages),
-        ("name_to_handle_at", libc::SYS_name_to_handle_at),
-        ("nfsservctl", libc::SYS_nfsservctl),
-        ("open_by_handle_at", libc::SYS_open_by_handle_at),
-        ("open_tree", libc::SYS_open_tree),
-        ("perf_event_open", libc::SYS_perf_event_open),
-        ("pidfd_getfd", libc::SYS_pidfd_getfd),
-        ("pivot_root", libc::SYS_pivot_root),
-        ("process_vm_readv", libc::SYS_process_vm_readv),
-        ("process_vm_writev", libc::SYS_process_vm_writev),
-        ("quotactl", libc::SYS_quotactl),
-        ("quotactl_fd", libc::SYS_quotactl_fd),
-        ("reboot", libc::SYS_reboot),
-        ("request_key", libc::SYS_request_key),
-        ("set_mempolicy", libc::SYS_set_mempolicy),
-        ("setns", libc::SYS_setns),
-        ("settimeofday", libc::SYS_settimeofday),
-        ("swapoff", libc::SYS_swapoff),
-        ("swapon", libc::SYS_swapon),
-        ("syslog", libc::SYS_syslog),
-        ("sysfs", libc::SYS_sysfs),
-        ("_sysctl", libc::SYS__sysctl),
-        ("umount2", libc::SYS_umount2),
-        ("unshare", libc::SYS_unshare),
-        ("uselib", libc::SYS_uselib),
-        ("userfaultfd", libc::SYS_userfaultfd),
-        ("ustat", libc::SYS_ustat),
-        ("vhangup", libc::SYS_vhangup),
-        ("clone", libc::SYS_clone),
-        ("clone3", libc::SYS_clone3),
-        ("personality", libc::SYS_personality),
+    numbers![
+        SYS_ioperm,
+        SYS_iopl,
+        SYS_sysfs,
+        SYS__sysctl,
+        SYS_uselib,
+        SYS_ustat
     ],
 );
 
 #[cfg(target_arch = "aarch64")]
-const NATIVE: (u32, Numbers) = (
-    AUDIT_ARCH_AARCH64,
-    &[
-        ("acct", libc::SYS_acct),
-        ("add_key", libc::SYS_add_key),
-        ("bpf", libc::SYS_bpf),
-        ("clock_adjtime", libc::SYS_clock_adjtime),
-        ("clock_settime", libc::SYS_clock_settime),
-        ("delete_module", libc::SYS_delete_module),
-        ("fanotify_init", libc::SYS_fanotify_init),
-        ("finit_module", libc::SYS_finit_module),
-        ("fsconfig", libc::SYS_fsconfig),
-        ("fsmount", libc::SYS_fsmount),
-        ("fsopen", libc::SYS_fsopen),
-        ("fspick", libc::SYS_fspick),
-        ("get_mempolicy", libc::SYS_get_mempolicy),
-        ("init_module", libc::SYS_init_module),
-        ("io_uring_enter", libc::SYS_io_uring_enter),
-        ("io_uring_register", libc::SYS_io_uring_register),
-        ("io_uring_setup", libc::SYS_io_uring_setup),
-        ("kcmp", libc::SYS_kcmp),
-        ("kexec_file_load", libc::SYS_kexec_file_load),
-        ("kexec_load", libc::SYS_kexec_load),
-        ("keyctl", libc::SYS_keyctl),
-        ("lookup_dcookie", libc::SYS_lookup_dcookie),
-        ("mbind", libc::SYS_mbind),
-        ("mount", libc::SYS_mount),
-        ("mount_setattr", libc::SYS_mount_setattr),
-        ("move_mount", libc::SYS_move_mount),
-        ("move_pages", libc::SYS_move_pages),
-        ("name_to_handle_at", libc::SYS_name_to_handle_at),
-        ("nfsservctl", libc::SYS_nfsservctl),
-        ("open_by_handle_at", libc::SYS_open_by_handle_at),
-        ("open_tree", libc::SYS_open_tree),
-        ("perf_event_open", libc::SYS_perf_event_open),
-        ("pidfd_getfd", libc::SYS_pidfd_getfd),
-        ("pivot_root", libc::SYS_pivot_root),
-        ("process_vm_readv", libc::SYS_process_vm_readv),
-        ("process_vm_writev", libc::SYS_process_vm_writev),
-        ("quotactl", libc::SYS_quotactl),
-        ("quotactl_fd", libc::SYS_quotactl_fd),
-        ("reboot", libc::SYS_reboot),
-        ("request_key", libc::SYS_request_key),
-        ("set_mempolicy", libc::SYS_set_mempolicy),
-        ("setns", libc::SYS_setns),
-        ("settimeofday", libc::SYS_settimeofday),
-        ("swapoff", libc::SYS_swapoff),
-        ("swapon", libc::SYS_swapon),
-        ("syslog", libc::SYS_syslog),
-        ("umount2", libc::SYS_umount2),
-        ("unshare", libc::SYS_unshare),
-        ("userfaultfd", libc::SYS_userfaultfd),
-        ("vhangup", libc::SYS_vhangup),
-        ("clone", libc::SYS_clone),
-        ("clone3", libc::SYS_clone3),
-        ("personality", libc::SYS_personality),
-    ],
-);
+const NATIVE: (u32, Numbers) = (AUDIT_ARCH_AARCH64, numbers![]);
 
 /// i386 numbers as the x86_64 kernel's IA-32 emulation takes them
 /// (arch/x86/entry/syscalls/syscall_32.tbl; a unit test compares them with `unistd_32.h`
@@ -331,10 +286,14 @@ const I386: Numbers = &[
     ("personality", 136),
 ];
 
-fn abi(arch: u32, numbers: Numbers, x32_bit: bool) -> Abi {
+fn abi(arch: u32, tables: &[Numbers], x32_bit: bool) -> Abi {
     Abi {
         arch,
-        numbers: numbers.iter().map(|&(n, nr)| (n, nr as u32)).collect(),
+        numbers: tables
+            .iter()
+            .flat_map(|t| t.iter())
+            .map(|&(n, nr)| (n.strip_prefix("SYS_").unwrap_or(n), nr as u32))
+            .collect(),
         x32_bit,
     }
 }
@@ -344,11 +303,11 @@ fn abi(arch: u32, numbers: Numbers, x32_bit: bool) -> Abi {
 fn abis() -> Vec<Abi> {
     #[cfg(target_arch = "x86_64")]
     return vec![
-        abi(NATIVE.0, NATIVE.1, true),
-        abi(AUDIT_ARCH_I386, I386, false),
+        abi(NATIVE.0, &[COMMON, NATIVE.1], true),
+        abi(AUDIT_ARCH_I386, &[I386], false),
     ];
     #[cfg(target_arch = "aarch64")]
-    return vec![abi(NATIVE.0, NATIVE.1, false)];
+    return vec![abi(NATIVE.0, &[COMMON, NATIVE.1], false)];
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     return Vec::new();
 }

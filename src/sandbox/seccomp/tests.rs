@@ -43,10 +43,9 @@ fn run(program: &[Insn], call: &Call) -> u32 {
 }
 
 fn native(name: &str, arg0: u64) -> Call {
-    let nr = NATIVE.1.iter().find(|(n, _)| *n == name).unwrap().1 as u32;
     Call {
         arch: NATIVE.0,
-        nr,
+        nr: abis()[0].numbers[name],
         arg0,
     }
 }
