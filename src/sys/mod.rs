@@ -13,9 +13,10 @@ use rustix::thread::UnshareFlags;
 /// change state the rest of the process (other threads, std's assumptions) relies on. This
 /// wrapper only passes namespace flags, which change what the calling process sees of the
 /// system, not its memory or file table; and rbuild calls it only in single-threaded
-/// processes right after they were exec'd: the sandbox helper, and the rootless build's
+/// processes right after they were exec'd: the sandbox helper, the rootless build's
 /// process entering its user namespace (`CLONE_NEWUSER` fails with `EINVAL` in a
-/// multi-threaded process anyway, unshare(2)).
+/// multi-threaded process anyway, unshare(2)), and a root rbuild taking a mount namespace
+/// of its own first thing in `main`.
 pub(crate) fn unshare_namespaces(flags: UnshareFlags) -> std::io::Result<()> {
     let namespaces = UnshareFlags::NEWNS
         | UnshareFlags::NEWPID
