@@ -29,7 +29,8 @@ DOCKERFILE_FACTOR=10
 SECONDS_PER_TARGET=
 WRITE_DOC=1
 HERE=
-TARGETS="dockerfile shell dockerignore layer_apply add_archive oci_json registry_auth registries_conf auth_json archive_load"
+ALL_TARGETS="dockerfile shell dockerignore layer_apply add_archive oci_json registry_auth registries_conf auth_json archive_load"
+TARGETS=$ALL_TARGETS
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) RUNS=$2; shift 2 ;;
@@ -102,8 +103,7 @@ xargs -P 2 -L 1 bash -c 'run_target "$@"' _ <"$WORK/jobs"
 # target's processes), coverage and features (its last status line; the highest of a
 # target's processes), the corpus (files: the scratch corpus and the seeds), crashes
 # (inputs written to fuzz/artifacts this run).
-table="| target | executions | cov | ft | corpus (files) | time (s) | crashes this run | regressions kept |
-|---|---:|---:|---:|---:|---:|---:|---:|"
+rows=""
 failed=0
 for t in $TARGETS; do
   execs=0 cov=0 ft=0 took=0 crashes=0
@@ -122,25 +122,33 @@ for t in $TARGETS; do
   done
   corpus=$(($(find "$WORK/corpus/$t" -type f | wc -l) + $(find "$TREE/fuzz/corpus/$t" -type f | wc -l)))
   kept=$({ find "$REPO/fuzz/regressions/$t" -type f 2>/dev/null || true; } | wc -l)
-  table+=$'\n'"| \`$t\` | $execs | $cov | $ft | $corpus | $took | $crashes | $kept |"
+  budget="-runs=$RUNS"
+  [ "$t" != dockerfile ] || budget="-runs=$((RUNS * DOCKERFILE_FACTOR))"
+  [ -z "$SECONDS_PER_TARGET" ] || budget="-max_total_time=$SECONDS_PER_TARGET"
+  rows+="| \`$t\` | $execs | $cov | $ft | $corpus | $took | $crashes | $kept | \`$budget\`, $COMMIT, $(date -u +%Y-%m-%d) |"$'\n'
 done
-echo "$table"
+header="| target | executions | cov | ft | corpus (files) | time (s) | crashes | regressions kept | budget, commit, date |
+|---|---:|---:|---:|---:|---:|---:|---:|---|"
+printf '%s\n%s' "$header" "$rows"
 
 if [ -n "$WRITE_DOC" ]; then
   doc=$REPO/docs/fuzzing.md
-  budget_text="-runs=$RUNS per target, dockerfile -runs=$((RUNS * DOCKERFILE_FACTOR))"
-  [ -z "$SECONDS_PER_TARGET" ] || budget_text="-max_total_time=$SECONDS_PER_TARGET per target"
-  line="Run of $(date -u +%Y-%m-%d) at commit $COMMIT, \`scripts/fuzz.sh\` ($budget_text), $(nproc) cores, $(rustc --version | cut -d' ' -f1-2), cargo-fuzz $(cargo fuzz --version | awk '{print $2}'):"
+  line="Each row is the last run of its target by \`scripts/fuzz.sh\` on $(nproc) cores, $(rustc --version | cut -d' ' -f1-2), cargo-fuzz $(cargo fuzz --version | awk '{print $2}'), address sanitizer and debug assertions on; a run of some targets (\`--targets\`) replaces only their rows."
   grep -q '<!-- fuzz-results:start -->' "$doc" && grep -q '<!-- fuzz-results:end -->' "$doc" \
     || { echo "no fuzz-results markers in $doc; table not written" >&2; exit 1; }
-  printf '<!-- fuzz-results:start -->\n%s\n\n%s\n<!-- fuzz-results:end -->\n' "$line" "$table" >"$WORK/section.md"
-  python3 - "$doc" "$WORK/section.md" <<'PY'
+  printf '%s' "$rows" >"$WORK/rows.md"
+  python3 - "$doc" "$WORK/rows.md" "$line" "$header" "$ALL_TARGETS" <<'PY'
 import sys
-doc, section = sys.argv[1], open(sys.argv[2]).read()
+doc, rows_file, line, header, order = sys.argv[1:6]
 text = open(doc).read()
 start = text.index("<!-- fuzz-results:start -->")
 end = text.index("<!-- fuzz-results:end -->") + len("<!-- fuzz-results:end -->")
 end += text[end:].startswith("\n")
+name = lambda row: row.split("|")[1].strip().strip("`")
+old = {name(r): r for r in text[start:end].splitlines() if r.startswith("| `")}
+old.update({name(r): r for r in open(rows_file).read().splitlines() if r.startswith("| `")})
+rows = [old[t] for t in order.split() if t in old]
+section = "<!-- fuzz-results:start -->\n%s\n\n%s\n%s\n<!-- fuzz-results:end -->\n" % (line, header, "\n".join(rows))
 open(doc, "w").write(text[:start] + section + text[end:])
 PY
   log "wrote the table into docs/fuzzing.md"

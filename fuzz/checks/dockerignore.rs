@@ -63,7 +63,8 @@ pub fn check(data: &[u8]) {
         }
     };
     let exclude = exclude.unwrap();
-    let has_exceptions = patterns.iter().any(|p| p.starts_with('!'));
+    // Compiling trims each pattern again (as patternmatcher does), so `\r!a` is an exception.
+    let has_exceptions = patterns.iter().any(|p| p.trim().starts_with('!'));
 
     for path in paths.iter().take(64) {
         let m = matcher.matches(path);
