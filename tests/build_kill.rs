@@ -142,3 +142,50 @@ fn sigkill_among_concurrent_builds_spares_the_others() {
         Some(6)
     );
 }
+
+/// Where `/` is no mount point (a chroot), its propagation cannot be made private: rbuild
+/// goes back to the mount namespace it had and runs, rather than failing every command.
+#[test]
+fn a_root_rbuild_in_a_chroot_keeps_its_mount_namespace_and_runs() {
+    if !crate::common::require::root("chroot and mounting /proc need root")
+        || !crate::common::require::tools(&["ldd", "chroot"])
+    {
+        return;
+    }
+    let jail = crate::common::temp_home("kill-chroot");
+    let bin = crate::common::rbuild_bin();
+    std::fs::create_dir_all(jail.join("bin")).unwrap();
+    std::fs::create_dir_all(jail.join("proc")).unwrap();
+    std::fs::copy(&bin, jail.join("bin/rbuild")).unwrap();
+    let ldd = std::process::Command::new("ldd")
+        .arg(&bin)
+        .output()
+        .unwrap();
+    for lib in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let to = jail.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(lib, &to).unwrap();
+    }
+    let proc_ = jail.join("proc");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "proc", "proc"])
+        .arg(&proc_)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let out = std::process::Command::new("chroot")
+        .arg(&jail)
+        .args(["/bin/rbuild", "version"])
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new("umount").arg(&proc_).status();
+    let _ = std::fs::remove_dir_all(&jail);
+    assert!(
+        out.status.success(),
+        "{}",
+        crate::common::describe(&["version"], &out)
+    );
+}

@@ -258,22 +258,40 @@ pub fn enter(args: Vec<OsString>) -> Result<Vec<OsString>, UnshareError> {
 /// namespace already ([`enter`]).
 ///
 /// Where root may not unshare (a container without CAP_SYS_ADMIN, which cannot mount
-/// overlays either), rbuild carries on in the namespace it has, and a killed run's mounts
-/// are left to the next run's cleanup (`crate::snapshot::workdir::cleanup_stale`).
+/// overlays either), or where `/` is no mount point whose propagation can be changed (a
+/// chroot), rbuild carries on in the namespace it had, and a killed run's mounts are left
+/// to the next run's cleanup (`crate::snapshot::workdir::cleanup_stale`).
 pub fn own_mount_namespace() -> Result<(), UnshareError> {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::thread::LinkNameSpaceType;
     if is_rootless_build() || !rustix::process::geteuid().is_root() {
         return Ok(());
     }
+    let Ok(before) = rustix::fs::open(
+        "/proc/self/ns/mnt",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Ok(());
+    };
     if crate::sys::unshare_namespaces(UnshareFlags::NEWNS).is_err() {
         return Ok(());
     }
     // A copy of the host's namespace keeps its shared propagation: without this, the
     // build's mounts would appear on the host after all (mount_namespaces(7)).
-    rustix::mount::mount_change(
+    let private = rustix::mount::mount_change(
         "/",
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
-    )
-    .map_err(|e| UnshareError::Private { source: e.into() })
+    );
+    if private.is_err() {
+        // Back to the namespace it had: a copy that shares mounts with the host is worse.
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&before),
+            Some(LinkNameSpaceType::Mount),
+        )
+        .map_err(|e| UnshareError::Private { source: e.into() })?;
+    }
+    Ok(())
 }
 
 /// A single mapping written by the process itself: root inside is the user.
