@@ -171,7 +171,17 @@ pub fn check(store: &Store, repair: bool) -> Result<Report, FsckError> {
             if have.layer(layer) {
                 continue;
             }
-            let digest = descriptor_digest(layer).expect("read from a verified manifest");
+            // A verified manifest may still name a layer by a digest rbuild cannot read.
+            let digest = match descriptor_digest(layer) {
+                Ok(d) => d,
+                Err(e) => {
+                    report.problems.push(Problem::BrokenTag {
+                        name: image.name.to_string(),
+                        why: crate::diag::chain(&e),
+                    });
+                    continue;
+                }
+            };
             report.problems.push(Problem::MissingLayer {
                 name: image.name.to_string(),
                 layer: digest.clone(),
