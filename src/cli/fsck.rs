@@ -57,6 +57,12 @@ pub fn fsck_cmd(root: &Path, args: FsckArgs) -> anyhow::Result<ExitCode> {
             report.unreferenced_snapshots
         );
     }
+    if report.unchecked_snapshots > 0 {
+        println!(
+            "{} snapshot(s) not checked: the blob they were unpacked from is gone",
+            report.unchecked_snapshots
+        );
+    }
     if report.dangling_records > 0 && !args.repair {
         println!(
             "{} build cache record(s) name layers no longer here: a miss, removed by --repair",

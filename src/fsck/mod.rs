@@ -88,6 +88,8 @@ pub struct Report {
     pub to_pull: Vec<Repull>,
     /// Snapshots no tag or deferred layer names (a prune removes them).
     pub unreferenced_snapshots: usize,
+    /// Snapshots of a layer whose blob is gone: nothing to compare them with.
+    pub unchecked_snapshots: usize,
     /// Records whose layer is gone (a miss; removed with `repair`).
     pub dangling_records: usize,
 }
@@ -150,6 +152,7 @@ pub fn check(store: &Store, repair: bool) -> Result<Report, FsckError> {
     let checked = snapshots::check(store, &known, repair);
     report.snapshots = checked.checked;
     report.unreferenced_snapshots = checked.unreferenced;
+    report.unchecked_snapshots = checked.without_blob;
     report.repaired.extend(checked.repaired);
     report.unrepaired.extend(checked.unrepaired);
     let mut bad_snapshots = BTreeSet::new();
