@@ -197,6 +197,12 @@ fn a_pulled_image_that_lost_a_layer_is_pulled_again_by_digest() {
     let run = |args: &[&str]| common::rbuild_in(&home, &conf, args);
     let out = run(&["pull", &name]);
     assert!(out.status.success(), "{}", describe(&["pull"], &out));
+    // A build on it unpacks its layer: that snapshot is sound whatever befalls the blob.
+    let ctx = home.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM {name}\nRUN true\n")).unwrap();
+    let out = run(&["build", "-q", ctx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", describe(&["build"], &out));
     let layer = blobs_by_size(&home.join("root")).remove(0);
     flip_a_byte(&layer);
 
@@ -206,6 +212,11 @@ fn a_pulled_image_that_lost_a_layer_is_pulled_again_by_digest() {
         text.contains(&format!("image {name}: layer sha256:")),
         "{text}"
     );
+    assert!(
+        !text.contains("snapshot ") || !text.contains("is corrupt: its"),
+        "the snapshot is not what broke: {text}"
+    );
+    assert!(text.contains("1 snapshot(s) not checked"), "{text}");
     let (code, text) = report(&["fsck", "--repair"], &run(&["fsck", "--repair"]));
     assert_eq!(code, 1, "{text}");
     assert!(

@@ -149,7 +149,7 @@ pub fn check(store: &Store, repair: bool) -> Result<Report, FsckError> {
     }
     let images = tagged_images(store, &mut report)?;
     let known = snapshots::known_layers(images.iter().flat_map(TaggedImage::stack), &entries);
-    let checked = snapshots::check(store, &known, repair);
+    let checked = snapshots::check(store, &known, &bad_blobs, repair);
     report.snapshots = checked.checked;
     report.unreferenced_snapshots = checked.unreferenced;
     report.unchecked_snapshots = checked.without_blob;

@@ -4,7 +4,7 @@
 //! the same way must give one digest (archiving an unpacked tree does not give the blob's
 //! own tar back, whose order and headers were another tool's).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::layer::deferred::Entry;
@@ -74,8 +74,13 @@ pub(super) fn known_layers<'a>(
 }
 
 /// Check every snapshot; the corrupt ones are removed with `repair` unless a running
-/// build holds them.
-pub(super) fn check(store: &Store, known: &BTreeMap<String, Known>, repair: bool) -> Checked {
+/// build holds them. `bad_blobs`: blobs found corrupt, as good as gone.
+pub(super) fn check(
+    store: &Store,
+    known: &BTreeMap<String, Known>,
+    bad_blobs: &BTreeSet<Digest>,
+    repair: bool,
+) -> Checked {
     let snapshots = Snapshots::new(store.root());
     let dir = store.root().join("snapshots");
     let mut report = Checked::default();
@@ -109,7 +114,7 @@ pub(super) fn check(store: &Store, known: &BTreeMap<String, Known>, repair: bool
             // and the snapshot may be the last copy of the files.
             Known::Unpacked { layer, .. }
                 if crate::oci::manifest::descriptor_digest(layer)
-                    .is_ok_and(|d| !store.blobs().contains(&d)) =>
+                    .is_ok_and(|d| bad_blobs.contains(&d) || !store.blobs().contains(&d)) =>
             {
                 report.checked -= 1;
                 report.without_blob += 1;
