@@ -18,13 +18,7 @@ use rbuild::oci::manifest::descriptor_digest;
 use rbuild::store::Store;
 
 pub fn check(data: &[u8]) {
-    let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        tempfile::tempdir_in(shm)
-    } else {
-        tempfile::tempdir()
-    }
-    .expect("temporary directory");
+    let dir = super::jail::scratch();
 
     let (loaded, blobs) = load_into(&dir.path().join("a"), data);
     let Ok(tags) = loaded else {

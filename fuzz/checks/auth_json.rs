@@ -21,13 +21,7 @@ const REGISTRY: &str = "fuzz.example:5000";
 const OTHERS: &[(&str, &str)] = &[("docker.io", "library/busybox"), ("quay.io", "org/app")];
 
 pub fn check(data: &[u8]) {
-    let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        tempfile::tempdir_in(shm)
-    } else {
-        tempfile::tempdir()
-    }
-    .expect("temporary directory");
+    let dir = super::jail::scratch();
     let path = dir.path().join("auth.json");
     fs::write(&path, data).unwrap();
     let store = CredentialStore::for_file(path.clone());

@@ -22,15 +22,7 @@ pub struct Jail {
 
 impl Jail {
     pub fn new() -> Jail {
-        let shm = Path::new("/dev/shm");
-        let parent = if shm.is_dir() {
-            tempfile::Builder::new()
-                .prefix("rbuild-fuzz-")
-                .tempdir_in(shm)
-        } else {
-            tempfile::Builder::new().prefix("rbuild-fuzz-").tempdir()
-        }
-        .expect("temporary directory");
+        let parent = scratch();
         let p = parent.path();
         let root = p.join("root");
         fs::create_dir(&root).unwrap();
@@ -119,6 +111,23 @@ impl Drop for Jail {
         }
         open_up(&self.root);
     }
+}
+
+/// A scratch directory for a check that writes files, removed when dropped: in memory
+/// (`/dev/shm`) where there is one.
+pub fn scratch() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    let b = {
+        let mut b = tempfile::Builder::new();
+        b.prefix("rbuild-fuzz-");
+        b
+    };
+    if shm.is_dir() {
+        b.tempdir_in(shm)
+    } else {
+        b.tempdir()
+    }
+    .expect("temporary directory")
 }
 
 fn describe(path: &Path) -> String {

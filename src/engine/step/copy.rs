@@ -363,12 +363,7 @@ fn copy_failed(
 mod tests {
     use super::*;
     use crate::dockerfile::instruction::InlineSource;
-
-    fn key_of(step: &CopyStep) -> crate::engine::cache::CacheKey {
-        let mut key = KeyEncoder::new("step", None);
-        step.key(&mut key);
-        key.finish()
-    }
+    use crate::engine::step::work::key_of;
 
     /// The key bytes of representative COPY and ADD steps, pinned: changing them is a
     /// decision (docs/build.md, "Cache keys").
@@ -500,14 +495,7 @@ mod tests {
                 s.local = Some(Box::new(local));
             }),
         ];
-        let mut keys = vec![key_of(&base())];
-        for (field, change) in changes {
-            let mut s = base();
-            change(&mut s);
-            let key = key_of(&s);
-            assert!(!keys.contains(&key), "{field}: the key did not change");
-            keys.push(key);
-        }
+        crate::engine::step::work::assert_each_change_moves_the_key(base, changes);
     }
 
     /// What does not change the result stays out of the key.

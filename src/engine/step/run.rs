@@ -403,6 +403,7 @@ impl Output {
 mod tests {
     use super::*;
     use crate::dockerfile::mount::Sharing;
+    use crate::engine::step::work::key_of;
 
     /// A `--mount` as a Dockerfile spells it.
     fn mount(spec: &str) -> Mount {
@@ -430,11 +431,6 @@ mod tests {
         }
     }
 
-    fn key_of(step: &RunStep) -> crate::engine::cache::CacheKey {
-        let mut key = KeyEncoder::new("step", None);
-        step.key(&mut key);
-        key.finish()
-    }
     /// `--add-host` and `--shm-size` reach the key when given, and leave it alone when not.
     #[test]
     fn host_entries_and_shm_size_are_in_the_key_when_given() {
@@ -557,15 +553,7 @@ mod tests {
                 ))
             }),
         ];
-        let plain = key_of(&base());
-        let mut keys = vec![plain];
-        for (field, change) in changes {
-            let mut s = base();
-            change(&mut s);
-            let key = key_of(&s);
-            assert!(!keys.contains(&key), "{field}: the key did not change");
-            keys.push(key);
-        }
+        crate::engine::step::work::assert_each_change_moves_the_key(base, changes);
     }
 
     /// Proxy variables and a cache mount's sharing mode do not change the result, and stay

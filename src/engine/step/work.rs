@@ -39,3 +39,32 @@ pub(crate) struct Cx<'s, 'a> {
     pub(crate) reused:
         std::sync::Mutex<Option<(std::path::PathBuf, crate::engine::copy::reuse::Reused)>>,
 }
+
+/// The key a step writes, alone (for the step kinds' key tests).
+#[cfg(test)]
+pub(super) fn key_of(step: &impl LayerStep) -> crate::engine::cache::CacheKey {
+    let mut key = KeyEncoder::new("step", None);
+    step.key(&mut key);
+    key.finish()
+}
+
+/// One field's change to a step, named (for the tests' tables).
+#[cfg(test)]
+pub(super) type Change<'a, S> = (&'a str, fn(&mut S));
+
+/// Each of `changes`, made to a fresh `base()`, must give a key no other step of the table
+/// had (the base's included): every field reaches the key.
+#[cfg(test)]
+pub(super) fn assert_each_change_moves_the_key<S: LayerStep>(
+    base: fn() -> S,
+    changes: &[Change<'_, S>],
+) {
+    let mut keys = vec![key_of(&base())];
+    for (field, change) in changes {
+        let mut s = base();
+        change(&mut s);
+        let key = key_of(&s);
+        assert!(!keys.contains(&key), "{field}: the key did not change");
+        keys.push(key);
+    }
+}
